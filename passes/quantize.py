@@ -1,0 +1,176 @@
+"""Float IR -> int8 IR following the TFLite int8 quantization specification.
+
+- activations: int8 asymmetric per-tensor, parameters from calibrated ranges;
+- ops that must not rescale (pooling, reshape, concat, pad, transpose, ...) share
+  one parameter set across inputs and outputs: values are grouped with a
+  union-find and each group gets the union of its members' ranges;
+- fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0);
+- Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
+  Gemm weights per tensor (the spec's FULLY_CONNECTED) unless `per_channel_fc`;
+- bias int32 at scale in_scale * w_scale[c];
+- other constant operands (Add/Mul by a constant) int8 per tensor.
+
+The quantized graph keeps ONNX op names, attributes and layout; integer kernels
+and backends read `Value.quant`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qcompiler.errors import QuantizationError, UnsupportedOpError
+from qcompiler.ir import Graph, QuantParams, Value
+from qcompiler.quant_math import choose_activation_params, symmetric_weight_scales
+
+# ops whose outputs must carry exactly their (first) input's parameters
+SAME_PARAMS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten",
+               "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice", "Split", "Identity", "Dropout",
+               "Concat", "Resize", "Upsample"}
+FIXED_OUTPUT = {"Softmax": (1.0 / 256, -128), "Sigmoid": (1.0 / 256, -128), "Tanh": (1.0 / 128, 0)}
+# input index -> role, for ops with constant weights
+WEIGHTED = {"Conv": 0, "Gemm": 0, "ConvTranspose": 1}  # value = weight channel axis (per-channel)
+SHAPE_INPUTS = {"Reshape": {1}, "Pad": {1, 2}, "Slice": {1, 2, 3, 4}, "Split": {1}, "Squeeze": {1},
+                "Unsqueeze": {1}, "ReduceMean": {1}, "Resize": {1, 2, 3}, "Upsample": {1}, "Clip": set()}
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent: dict[int, int] = {}
+
+    def find(self, k: int) -> int:
+        self.parent.setdefault(k, k)
+        while self.parent[k] != k:
+            self.parent[k] = self.parent[self.parent[k]]
+            k = self.parent[k]
+        return k
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def _check_finite(graph: Graph) -> None:
+    for v in graph.constants():
+        if np.issubdtype(v.data.dtype, np.floating) and not np.all(np.isfinite(v.data)):
+            users = ", ".join(f"{n.name} ({n.op})" for n in v.consumers) or "no node"
+            raise QuantizationError(f"constant {v.name} (used by {users}) contains NaN or Inf values")
+
+
+def _activation_values(graph: Graph) -> list[Value]:
+    return [v for v in graph.values() if not v.is_constant and np.issubdtype(v.dtype, np.floating)]
+
+
+def _groups(graph: Graph) -> _UnionFind:
+    uf = _UnionFind()
+    for n in graph.nodes:
+        if n.op in SAME_PARAMS:
+            members = [n.inputs[0]] + list(n.outputs)
+            if n.op == "Concat":
+                members += [v for v in n.inputs if v is not None and not v.is_constant]
+            for v in members[1:]:
+                uf.union(id(v), id(members[0]))
+    return uf
+
+
+def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]]) -> None:
+    acts = _activation_values(graph)
+    uf = _groups(graph)
+    fixed: dict[int, tuple[float, int, str]] = {}
+    span: dict[int, tuple[float, float]] = {}
+    for n in graph.nodes:
+        if n.op in FIXED_OUTPUT:
+            root = uf.find(id(n.outputs[0]))
+            scale, zp = FIXED_OUTPUT[n.op]
+            if root in fixed and fixed[root][:2] != (scale, zp):
+                raise QuantizationError(f"node {n.name} ({n.op}) needs output parameters {scale}, {zp} "
+                                        f"but shares them with {fixed[root][2]}")
+            fixed[root] = (scale, zp, n.name)
+    for v in acts:
+        if v.name not in ranges:
+            raise QuantizationError(f"no calibration range for tensor {v.name} "
+                                    f"(produced by {v.producer.name if v.producer else 'graph input'})")
+        lo, hi = ranges[v.name]
+        root = uf.find(id(v))
+        plo, phi = span.get(root, (lo, hi))
+        span[root] = (min(lo, plo), max(hi, phi))
+    for v in acts:
+        root = uf.find(id(v))
+        if root in fixed:
+            scale, zp, _ = fixed[root]
+        else:
+            scale, zp = choose_activation_params(*span[root])
+        v.quant = QuantParams(np.float32(scale), zp)
+        v.dtype = np.dtype(np.int8)
+
+
+def _quantize_weight(graph: Graph, w: Value, axis: int | None) -> Value:
+    scales = symmetric_weight_scales(w.data, axis)
+    q = QuantParams(scales, np.zeros_like(scales, dtype=np.int32), axis=axis)
+    data = q.quantize(w.data)
+    data = np.clip(data, -127, 127).astype(np.int8)
+    out = graph.add_constant(f"{w.name}_q", data)
+    out.quant = q
+    return out
+
+
+def _quantize_bias(graph: Graph, b: Value, in_q: QuantParams, w_q: QuantParams) -> Value:
+    bias_scale = (np.float32(in_q.scale[0]) * w_q.scale).astype(np.float32)
+    bias_scale = np.broadcast_to(bias_scale, b.data.shape) if bias_scale.size == 1 else bias_scale
+    q = np.round(b.data.astype(np.float64) / bias_scale.astype(np.float64))
+    q = np.clip(q, -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
+    out = graph.add_constant(f"{b.name}_q", q)
+    axis = 0 if bias_scale.size > 1 else None
+    out.quant = QuantParams(bias_scale.astype(np.float32), np.zeros(bias_scale.shape, np.int32), axis=axis,
+                            dtype=np.int32)
+    return out
+
+
+def _quantize_operand(graph: Graph, c: Value) -> Value:
+    scale, zp = choose_activation_params(float(np.min(c.data)), float(np.max(c.data)))
+    q = QuantParams(scale, zp)
+    out = graph.add_constant(f"{c.name}_q", q.quantize(c.data))
+    out.quant = q
+    return out
+
+
+def quantize_weights(graph: Graph, per_channel_fc: bool = False) -> None:
+    for n in graph.nodes:
+        if n.op in WEIGHTED and n.input(1) is not None and n.input(1).is_constant:
+            axis = WEIGHTED[n.op]
+            if n.op == "Gemm" and not per_channel_fc:
+                axis = None
+            wq = _quantize_weight(graph, n.input(1), axis)
+            n.set_input(1, wq)
+            if n.input(2) is not None:
+                n.set_input(2, _quantize_bias(graph, n.input(2), n.inputs[0].quant, wq.quant))
+            continue
+        skip = SHAPE_INPUTS.get(n.op, set())
+        for i, c in enumerate(n.inputs):
+            if c is None or not c.is_constant or i in skip:
+                continue
+            if np.issubdtype(c.data.dtype, np.floating):
+                n.set_input(i, _quantize_operand(graph, c))
+
+
+def check_quantizable(graph: Graph) -> None:
+    from qcompiler.interpreter import INT_KERNELS, _load_tables
+    _load_tables()
+    bad = {}
+    for n in graph.nodes:
+        if n.op not in INT_KERNELS:
+            bad.setdefault(n.op, []).append(n.name)
+    if bad:
+        raise UnsupportedOpError([f"{op} (nodes: {', '.join(v[:3])}{', ...' if len(v) > 3 else ''})"
+                                  for op, v in sorted(bad.items())], where="the model (int8 quantization)")
+
+
+def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool = False) -> Graph:
+    """Return an int8 copy of the float `graph` using calibrated `ranges`."""
+    _check_finite(graph)
+    check_quantizable(graph)
+    q = graph.copy()
+    float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}
+    assign_activation_params(q, ranges)
+    quantize_weights(q, per_channel_fc=per_channel_fc)
+    q.meta["float_io"] = float_io
+    q.meta["quantized"] = True
+    q.verify()
+    return q

@@ -1,0 +1,142 @@
+"""The `qcc` command line.
+
+    qcc MODEL.onnx --target tflm -o OUTDIR --calib FILE   compile
+    qcc inspect MODEL.onnx                                ops, shapes, parameters
+    qcc verify OUTDIR --data FILE                         runtime vs integer reference
+    qcc passes                                            list registered passes
+
+User mistakes end with one line on stderr and a non-zero exit code (the
+QccError subclass decides which); only internal bugs print a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections import Counter
+
+import numpy as np
+
+from .errors import QccError
+
+SUBCOMMANDS = ("inspect", "verify", "passes")
+
+
+def _compile_parser() -> argparse.ArgumentParser:
+    from .pipeline import TARGETS
+    p = argparse.ArgumentParser(prog="qcc", description="Compile a float ONNX model to a verified int8 model. "
+                                f"Other commands: {', '.join(SUBCOMMANDS)} (qcc COMMAND -h).")
+    p.add_argument("model", help="float ONNX model")
+    p.add_argument("--target", default="tflm", choices=TARGETS)
+    p.add_argument("-o", "--output", help="output directory (default: ./<model name>_<target>)")
+    p.add_argument("--calib", help=".npy (one input, samples on axis 0) or .npz keyed by input name")
+    p.add_argument("--calib-method", default="minmax", choices=["minmax"])
+    p.add_argument("--max-calib-samples", type=int)
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="fix dynamic input dims (batch defaults to 1); repeatable")
+    p.add_argument("--passes", help="comma-separated pass pipeline replacing the target's default")
+    p.add_argument("--per-channel-fc", action="store_true", help="per-channel FULLY_CONNECTED weights")
+    p.add_argument("--name", help="base name of the emitted files (default: model file stem)")
+    return p
+
+
+def cmd_compile(argv: list[str]) -> int:
+    from pathlib import Path
+
+    from .onnx_frontend import parse_input_shapes
+    from .pipeline import CompileOptions, compile_model
+
+    a = _compile_parser().parse_args(argv)
+    opts = CompileOptions(target=a.target, calib=a.calib, calib_method=a.calib_method,
+                          max_calib_samples=a.max_calib_samples,
+                          input_shapes=parse_input_shapes(";".join(a.input_shape)),
+                          passes=tuple(a.passes.split(",")) if a.passes else None,
+                          per_channel_fc=a.per_channel_fc, name=a.name)
+    out = a.output or f"{Path(a.model).stem}_{a.target}"
+    res = compile_model(a.model, out, opts)
+    r = res.report
+    print(f"qcc: wrote {len(r['files'])} files to {out}: {', '.join(r['files'])}")
+    print(f"qcc: {r['nodes']['onnx']} ONNX nodes -> {sum(r['ops'].values())} TFLite ops "
+          f"({', '.join(f'{k} x{v}' for k, v in r['ops'].items())}); flash {r['flash_bytes']} bytes, "
+          f"arena estimate {r['arena']['arena_bytes']} bytes")
+    return 0
+
+
+def cmd_inspect(argv: list[str]) -> int:
+    from .onnx_frontend import load_onnx, parse_input_shapes, onnx_to_graph
+    from .errors import UnsupportedOpError
+
+    p = argparse.ArgumentParser(prog="qcc inspect", description="Show a model's ops, shapes and parameters.")
+    p.add_argument("model")
+    p.add_argument("--input-shape", action="append", default=[])
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    a = p.parse_args(argv)
+    model = load_onnx(a.model)
+    ops = Counter(n.op_type for n in model.graph.node)
+    info = {"model": a.model, "opset": max((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")),
+                                           default=None),
+            "ops": dict(sorted(ops.items())), "unsupported_ops": []}
+    try:
+        from pathlib import Path
+        g = onnx_to_graph(model, Path(a.model).stem, parse_input_shapes(";".join(a.input_shape)))
+        info["inputs"] = {v.name: [v.dtype.name, list(v.shape)] for v in g.inputs}
+        info["outputs"] = {v.name: [v.dtype.name, list(v.shape)] for v in g.outputs}
+        info["parameters"] = int(sum(v.size for v in g.constants() if np.issubdtype(v.dtype, np.floating)))
+        from .interpreter import INT_KERNELS
+        info["not_quantizable_yet"] = sorted({n.op for n in g.nodes if n.op not in INT_KERNELS})
+    except UnsupportedOpError as e:
+        info["unsupported_ops"] = e.problems
+    if a.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:>20}: {v}")
+    return 3 if info["unsupported_ops"] else 0
+
+
+def cmd_verify(argv: list[str]) -> int:
+    from .verify import verify_outdir
+
+    p = argparse.ArgumentParser(prog="qcc verify",
+                                description="Run an artifact in its runtime and in the integer reference.")
+    p.add_argument("outdir")
+    p.add_argument("--data", required=True, help="evaluation inputs (.npy / .npz, float)")
+    p.add_argument("--limit", type=int, help="use at most this many samples")
+    p.add_argument("--no-litert", action="store_true", help="skip the LiteRT comparison")
+    a = p.parse_args(argv)
+    result = verify_outdir(a.outdir, a.data, a.limit, with_litert=not a.no_litert)
+    print(json.dumps(result, indent=2))
+    return 0 if result["ok"] else 9
+
+
+def cmd_passes(argv: list[str]) -> int:
+    from .pass_manager import PASSES, load_builtin_passes
+    load_builtin_passes()
+    for name in sorted(PASSES):
+        print(f"{name:24} {PASSES[name].description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    handlers = {"inspect": cmd_inspect, "verify": cmd_verify, "passes": cmd_passes}
+    try:
+        if argv and argv[0] in handlers:
+            return handlers[argv[0]](argv[1:])
+        return cmd_compile(argv)
+    except QccError as e:
+        print(f"qcc: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("qcc: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("qcc: internal error (a bug in qcc, not in your input): please report it with the "
+              "traceback above", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

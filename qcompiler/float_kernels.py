@@ -1,0 +1,454 @@
+"""Float reference kernels: numpy, one per ONNX op (opsets 9..21), checked against onnxruntime.
+
+Opset-dependent parameters are accepted in both forms (attribute in old opsets,
+input in new ones). The only semantics that cannot be told from a node itself
+(Softmax/LogSoftmax/Hardmax axis handling before opset 13, the Dropout mask
+value and type before opset 12) follow `node.meta["opset"]`, defaulting to the newest form.
+Windowed ops (Conv, pooling, Resize) live in `float_kernels_nn`.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from .float_kernels_nn import attr, ints, opset, opt, unsupported
+from .float_kernels_nn import f64 as _f64
+from .interpreter import float_kernel
+
+
+def _erf(x):
+    try:
+        from scipy.special import erf
+        return erf(_f64(x))
+    except ImportError:  # Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+        z = np.abs(_f64(x))
+        t = 1.0 / (1.0 + 0.3275911 * z)
+        poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+        return np.sign(x) * (1.0 - poly * np.exp(-z * z))
+
+
+def _sigmoid(x):
+    return np.exp(-np.logaddexp(0.0, -_f64(x)))
+
+
+# ---- elementwise -----------------------------------------------------------
+_UNARY = {
+    "Relu": lambda n, x: np.maximum(x, 0),
+    "Sigmoid": lambda n, x: _sigmoid(x),
+    "Tanh": lambda n, x: np.tanh(x),
+    "Sqrt": lambda n, x: np.sqrt(x),
+    "Exp": lambda n, x: np.exp(_f64(x)),
+    "Log": lambda n, x: np.log(x),
+    "Neg": lambda n, x: -x,
+    "Abs": lambda n, x: np.abs(x),
+    "Sign": lambda n, x: np.sign(x),
+    "Floor": lambda n, x: np.floor(x),
+    "Ceil": lambda n, x: np.ceil(x),
+    "Round": lambda n, x: np.round(x),
+    "Reciprocal": lambda n, x: 1 / _f64(x),
+    "Sin": lambda n, x: np.sin(x),
+    "Cos": lambda n, x: np.cos(x),
+    "Erf": lambda n, x: _erf(x),
+    "Softplus": lambda n, x: np.logaddexp(0.0, _f64(x)),
+    "Softsign": lambda n, x: x / (1 + np.abs(x)),
+    "LeakyRelu": lambda n, x: np.where(x < 0, x * _f64(attr(n, "alpha", 0.01)), x),
+    "Elu": lambda n, x: np.where(x < 0, _f64(attr(n, "alpha", 1.0)) * np.expm1(_f64(x)), x),
+    "Selu": lambda n, x: _f64(attr(n, "gamma", 1.0507009873554805)) * np.where(
+        x <= 0, _f64(attr(n, "alpha", 1.6732632423543772)) * np.expm1(_f64(x)), x),
+    "Celu": lambda n, x: np.maximum(0, x) + np.minimum(0, attr(n, "alpha", 1.0) * np.expm1(_f64(x) / attr(n, "alpha", 1.0))),
+    "ThresholdedRelu": lambda n, x: np.where(x > attr(n, "alpha", 1.0), x, 0),
+    "HardSigmoid": lambda n, x: np.clip(_f64(attr(n, "alpha", 0.2)) * x + attr(n, "beta", 0.5), 0, 1),
+    "HardSwish": lambda n, x: x * np.clip(_f64(x) / 6 + 0.5, 0, 1),
+    "Mish": lambda n, x: x * np.tanh(np.logaddexp(0.0, _f64(x))),
+    "Gelu": lambda n, x: (0.5 * _f64(x) * (1 + np.tanh(math.sqrt(2 / math.pi) * (_f64(x) + 0.044715 * _f64(x) ** 3)))
+                          if attr(n, "approximate", "none") == "tanh" else 0.5 * _f64(x) * (1 + _erf(_f64(x) / math.sqrt(2)))),
+    "Not": lambda n, x: np.logical_not(x),
+    "IsNaN": lambda n, x: np.isnan(x),
+}
+
+
+def _unary(node, inputs):
+    x = inputs[0]
+    y = np.asarray(_UNARY[node.op](node, x))
+    return [y if y.dtype == bool else y.astype(x.dtype, copy=False)]
+
+
+float_kernel(*_UNARY)(_unary)
+
+
+def _div(a, b):
+    if np.result_type(a, b).kind in "iu":  # C-style truncation toward zero
+        q = np.floor_divide(a, b)
+        return q + ((q < 0) & (q * b != a))
+    return np.divide(a, b)
+
+
+_BINARY = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": _div,
+    "Equal": np.equal, "Greater": np.greater, "Less": np.less, "GreaterOrEqual": np.greater_equal,
+    "LessOrEqual": np.less_equal, "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor,
+}
+
+
+@float_kernel(*_BINARY)
+def binary(node, inputs):
+    return [np.asarray(_BINARY[node.op](inputs[0], inputs[1]))]
+
+
+@float_kernel("Pow")
+def pow_(node, inputs):
+    x, e = inputs
+    return [np.power(_f64(x), _f64(e)).astype(x.dtype)]
+
+
+@float_kernel("Mod")
+def mod(node, inputs):
+    a, b = inputs
+    if int(attr(node, "fmod", 0)) or a.dtype.kind == "f":
+        return [np.fmod(a, b)]
+    return [np.mod(a, b)]
+
+
+@float_kernel("Sum", "Max", "Min", "Mean")
+def variadic(node, inputs):
+    fn = {"Sum": np.add, "Mean": np.add, "Max": np.maximum, "Min": np.minimum}[node.op]
+    acc = functools.reduce(fn, inputs)
+    return [(acc / len(inputs)).astype(inputs[0].dtype) if node.op == "Mean" else acc]
+
+
+@float_kernel("PRelu")
+def prelu(node, inputs):
+    x, slope = inputs
+    return [np.where(x < 0, x * slope, x).astype(x.dtype, copy=False)]
+
+
+@float_kernel("Clip")
+def clip(node, inputs):
+    x = inputs[0]
+    lo, hi = opt(inputs, 1), opt(inputs, 2)
+    lo = attr(node, "min") if lo is None else lo
+    hi = attr(node, "max") if hi is None else hi
+    y = x
+    if lo is not None:
+        y = np.maximum(y, np.asarray(lo).astype(x.dtype))
+    if hi is not None:
+        y = np.minimum(y, np.asarray(hi).astype(x.dtype))
+    return [np.array(y, x.dtype)]
+
+
+@float_kernel("Where")
+def where(node, inputs):
+    return [np.where(inputs[0], inputs[1], inputs[2])]
+
+
+# ---- softmax family ----------------------------------------------------------
+@float_kernel("Softmax", "LogSoftmax", "Hardmax")
+def softmax(node, inputs):
+    x = inputs[0]
+    legacy = (opset(node) or 13) < 13
+    axis = int(attr(node, "axis", 1 if legacy else -1)) % max(x.ndim, 1)
+    xf = _f64(x).reshape(math.prod(x.shape[:axis]), -1) if legacy else _f64(x)
+    ax = 1 if legacy else axis
+    if node.op == "Hardmax":
+        y = np.zeros_like(xf)
+        np.put_along_axis(y, np.argmax(xf, axis=ax, keepdims=True), 1.0, axis=ax)
+    else:
+        z = xf - xf.max(axis=ax, keepdims=True)
+        lse = np.log(np.exp(z).sum(axis=ax, keepdims=True))
+        y = z - lse if node.op == "LogSoftmax" else np.exp(z - lse)
+    return [y.reshape(x.shape).astype(x.dtype)]
+
+
+# ---- matmul ------------------------------------------------------------------------
+@float_kernel("MatMul")
+def matmul(node, inputs):
+    return [np.matmul(inputs[0], inputs[1])]
+
+
+@float_kernel("Gemm")
+def gemm(node, inputs):
+    a, b, c = inputs[0], inputs[1], opt(inputs, 2)
+    a = a.T if int(attr(node, "transA", 0)) else a
+    b = b.T if int(attr(node, "transB", 0)) else b
+    y = a @ b
+    alpha, beta = float(attr(node, "alpha", 1.0)), float(attr(node, "beta", 1.0))
+    if alpha != 1.0:
+        y = y * np.asarray(alpha, y.dtype)
+    if c is not None and beta != 0.0:
+        y = y + (c if beta == 1.0 else c * np.asarray(beta, c.dtype))
+    return [y.astype(inputs[0].dtype, copy=False)]
+
+
+@float_kernel("Dropout")
+def dropout(node, inputs):
+    x = inputs[0]
+    ratio = opt(inputs, 1)
+    ratio = float(attr(node, "ratio", 0.5) if ratio is None else ratio)
+    training = opt(inputs, 2)
+    if training is not None and bool(training) and ratio > 0:
+        unsupported(node, "training_mode=True (random dropout)")
+    outs = [x]
+    if len(node.outputs) > 1:  # as onnxruntime: all-true from opset 12, all-zero before (typed T before 10)
+        version = opset(node) or 13
+        outs.append(np.full(x.shape, version >= 12, bool if version >= 10 else x.dtype))
+    return outs
+
+
+@float_kernel("Identity")
+def identity(node, inputs):
+    return [inputs[0]]
+
+
+# ---- reductions ---------------------------------------------------------------
+_REDUCE = {
+    "ReduceMean": lambda x, a, k: np.mean(_f64(x), axis=a, keepdims=k),
+    "ReduceSum": lambda x, a, k: np.sum(x.astype(np.float64) if x.dtype.kind == "f" else x, axis=a, keepdims=k),
+    "ReduceMax": lambda x, a, k: np.max(x, axis=a, keepdims=k),
+    "ReduceMin": lambda x, a, k: np.min(x, axis=a, keepdims=k),
+    "ReduceProd": lambda x, a, k: np.prod(x, axis=a, keepdims=k),
+    "ReduceL1": lambda x, a, k: np.sum(np.abs(_f64(x)), axis=a, keepdims=k),
+    "ReduceL2": lambda x, a, k: np.sqrt(np.sum(_f64(x) ** 2, axis=a, keepdims=k)),
+    "ReduceSumSquare": lambda x, a, k: np.sum(_f64(x) ** 2, axis=a, keepdims=k),
+    "ReduceLogSum": lambda x, a, k: np.log(np.sum(_f64(x), axis=a, keepdims=k)),
+    "ReduceLogSumExp": lambda x, a, k: np.logaddexp.reduce(_f64(x), axis=a, keepdims=k),
+}
+
+
+@float_kernel(*_REDUCE)
+def reduce(node, inputs):
+    x = inputs[0]
+    axes = opt(inputs, 1)
+    axes = attr(node, "axes") if axes is None else axes
+    keep = bool(int(attr(node, "keepdims", 1)))
+    if axes is None or np.asarray(axes).size == 0:
+        if int(attr(node, "noop_with_empty_axes", 0)):
+            return [x]
+        axes = None
+    else:
+        axes = tuple(sorted(a % x.ndim for a in ints(axes)))
+    return [np.asarray(_REDUCE[node.op](x, axes, keep)).astype(x.dtype)]
+
+
+@float_kernel("ArgMax", "ArgMin")
+def argmax(node, inputs):
+    x = inputs[0]
+    axis = int(attr(node, "axis", 0)) % x.ndim
+    fn = np.argmax if node.op == "ArgMax" else np.argmin
+    if int(attr(node, "select_last_index", 0)):
+        y = x.shape[axis] - 1 - fn(np.flip(x, axis), axis=axis)
+    else:
+        y = fn(x, axis=axis)
+    y = np.asarray(y, np.int64)
+    return [np.expand_dims(y, axis) if int(attr(node, "keepdims", 1)) else y]
+
+
+# ---- shape / tensor manipulation --------------------------------------------------
+@float_kernel("Reshape")
+def reshape(node, inputs):
+    x = inputs[0]
+    shape = ints(opt(inputs, 1) if opt(inputs, 1) is not None else attr(node, "shape"))
+    if not int(attr(node, "allowzero", 0)):
+        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return [x.reshape(shape)]
+
+
+@float_kernel("Flatten")
+def flatten(node, inputs):
+    x = inputs[0]
+    axis = int(attr(node, "axis", 1))
+    axis += x.ndim if axis < 0 else 0
+    return [x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))]
+
+
+@float_kernel("Transpose")
+def transpose(node, inputs):
+    perm = attr(node, "perm")
+    return [np.ascontiguousarray(np.transpose(inputs[0], None if perm is None else ints(perm)))]
+
+
+def _axes(node, inputs, i=1):
+    v = opt(inputs, i)
+    v = attr(node, "axes") if v is None else v
+    return None if v is None else ints(v)
+
+
+@float_kernel("Squeeze")
+def squeeze(node, inputs):
+    x, axes = inputs[0], _axes(node, inputs)
+    if axes is None:
+        return [x.reshape([d for d in x.shape if d != 1])]
+    return [np.squeeze(x, axis=tuple(a % x.ndim for a in axes))]
+
+
+@float_kernel("Unsqueeze")
+def unsqueeze(node, inputs):
+    x, axes = inputs[0], _axes(node, inputs)
+    rank = x.ndim + len(axes)
+    shape = list(x.shape)
+    for a in sorted(a % rank for a in axes):
+        shape.insert(a, 1)
+    return [x.reshape(shape)]
+
+
+@float_kernel("Concat")
+def concat(node, inputs):
+    return [np.concatenate([v for v in inputs if v is not None], axis=int(attr(node, "axis")))]
+
+
+@float_kernel("Split")
+def split(node, inputs):
+    x = inputs[0]
+    axis = int(attr(node, "axis", 0)) % x.ndim
+    dim, k = x.shape[axis], len(node.outputs)
+    sizes = opt(inputs, 1)
+    sizes = attr(node, "split") if sizes is None else sizes
+    if sizes is not None and np.asarray(sizes).size:
+        sizes = ints(sizes)
+    elif attr(node, "num_outputs") is not None:  # opset 18: last chunk may be smaller
+        chunk = -(-dim // int(attr(node, "num_outputs")))
+        sizes = [min(chunk, dim - i * chunk) for i in range(int(attr(node, "num_outputs")))]
+    else:
+        if dim % k:
+            raise ValueError(f"Split (node {node.name}): axis size {dim} is not divisible by {k} outputs")
+        sizes = [dim // k] * k
+    return np.split(x, np.cumsum(sizes)[:-1], axis=axis)
+
+
+@float_kernel("Slice")
+def slice_(node, inputs):
+    x = inputs[0]
+    if len(inputs) == 1:  # opset < 10: attributes
+        starts, ends = ints(attr(node, "starts")), ints(attr(node, "ends"))
+        axes, steps = attr(node, "axes"), None
+    else:
+        starts, ends = ints(inputs[1]), ints(inputs[2])
+        axes, steps = opt(inputs, 3), opt(inputs, 4)
+    axes = list(range(len(starts))) if axes is None else [a % x.ndim for a in ints(axes)]
+    steps = [1] * len(starts) if steps is None else ints(steps)
+    index = [slice(None)] * x.ndim
+    for a, b, e, s in zip(axes, starts, ends, steps):
+        d = x.shape[a]
+        b, e = b + d if b < 0 else b, e + d if e < 0 else e
+        if s > 0:
+            b, e = min(max(b, 0), d), min(max(e, 0), d)
+        else:
+            b, e = min(max(b, -1), d - 1), min(max(e, -1), d - 1)
+        index[a] = slice(b, None if e < 0 else e, s)
+    return [np.ascontiguousarray(x[tuple(index)])]
+
+
+@float_kernel("Pad")
+def pad(node, inputs):
+    x = inputs[0]
+    if len(inputs) == 1:  # opset < 11: attributes
+        pads, value, axes = ints(attr(node, "pads")), float(attr(node, "value", 0.0)), None
+    else:
+        pads = ints(inputs[1])
+        value = opt(inputs, 2)
+        value = 0 if value is None or np.asarray(value).size == 0 else np.asarray(value).reshape(-1)[0]
+        axes = opt(inputs, 3)
+    axes = list(range(x.ndim)) if axes is None else [a % x.ndim for a in ints(axes)]
+    width = [[0, 0] for _ in range(x.ndim)]
+    for i, a in enumerate(axes):
+        width[a] = [pads[i], pads[i + len(axes)]]
+    # negative pads crop first
+    x = x[tuple(slice(max(0, -b), x.shape[a] - max(0, -e)) for a, (b, e) in enumerate(width))]
+    width = [(max(0, b), max(0, e)) for b, e in width]
+    mode = attr(node, "mode", "constant")
+    if mode == "constant":
+        return [np.pad(x, width, constant_values=np.asarray(value).astype(x.dtype))]
+    if mode in ("reflect", "edge", "wrap"):
+        return [np.pad(x, width, mode=mode)]
+    unsupported(node, f"mode={mode!r}")
+
+
+@float_kernel("Gather")
+def gather(node, inputs):
+    x, idx = inputs
+    axis = int(attr(node, "axis", 0)) % x.ndim
+    idx = np.asarray(idx, np.int64)
+    return [np.take(x, np.where(idx < 0, idx + x.shape[axis], idx), axis=axis)]
+
+
+@float_kernel("GatherElements")
+def gather_elements(node, inputs):
+    x, idx = inputs
+    axis = int(attr(node, "axis", 0)) % x.ndim
+    idx = np.asarray(idx, np.int64)
+    return [np.take_along_axis(x, np.where(idx < 0, idx + x.shape[axis], idx), axis=axis)]
+
+
+@float_kernel("Expand")
+def expand(node, inputs):
+    x, shape = inputs[0], ints(inputs[1])
+    return [np.array(np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(shape))))]
+
+
+@float_kernel("Tile")
+def tile(node, inputs):
+    return [np.tile(inputs[0], ints(inputs[1]))]
+
+
+@float_kernel("Range")
+def range_(node, inputs):
+    start, limit, delta = (np.asarray(v).reshape(()) for v in inputs)
+    n = max(int(math.ceil((float(limit) - float(start)) / float(delta))), 0)
+    return [(start + np.arange(n, dtype=start.dtype) * delta).astype(start.dtype)]
+
+
+@float_kernel("Shape")
+def shape(node, inputs):
+    dims = np.array(inputs[0].shape, np.int64)
+    return [dims[int(attr(node, "start", 0)):attr(node, "end", None)]]
+
+
+@float_kernel("Size")
+def size(node, inputs):
+    return [np.array(inputs[0].size, np.int64)]
+
+
+def _onnx_dtype(code: int):
+    from onnx import TensorProto, helper
+    if code in (TensorProto.STRING, TensorProto.BFLOAT16) or code > TensorProto.COMPLEX128:
+        raise NotImplementedError(f"Cast to {TensorProto.DataType.Name(code)} is not supported")
+    return np.dtype(helper.tensor_dtype_to_np_dtype(code))
+
+
+@float_kernel("Cast", "CastLike")
+def cast(node, inputs):
+    to = inputs[1].dtype if node.op == "CastLike" else _onnx_dtype(int(attr(node, "to")))
+    return [np.asarray(inputs[0]).astype(to)]
+
+
+@float_kernel("ConstantOfShape")
+def constant_of_shape(node, inputs):
+    value = attr(node, "value")
+    value = np.zeros(1, np.float32) if value is None else np.asarray(value)
+    return [np.full(ints(inputs[0]), value.reshape(-1)[0], dtype=value.dtype)]
+
+
+@float_kernel("Constant")
+def constant(node, inputs):
+    kinds = {"value": None, "value_float": np.float32, "value_floats": np.float32,
+             "value_int": np.int64, "value_ints": np.int64, "value_string": object, "value_strings": object}
+    for key, dtype in kinds.items():
+        if key in node.attrs:
+            return [np.asarray(node.attrs[key], dtype)]
+    unsupported(node, f"attribute {sorted(node.attrs)} (sparse_value)")
+
+
+@float_kernel("DepthToSpace", "SpaceToDepth")
+def depth_space(node, inputs):
+    x = inputs[0]
+    n, c, h, w = x.shape
+    b = int(attr(node, "blocksize"))
+    if node.op == "SpaceToDepth":
+        y = x.reshape(n, c, h // b, b, w // b, b).transpose(0, 3, 5, 1, 2, 4)
+        return [y.reshape(n, c * b * b, h // b, w // b)]
+    if attr(node, "mode", "DCR") == "DCR":
+        y = x.reshape(n, b, b, c // (b * b), h, w).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        y = x.reshape(n, c // (b * b), b, b, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return [y.reshape(n, c // (b * b), h * b, w * b)]

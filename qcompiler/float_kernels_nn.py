@@ -1,0 +1,460 @@
+"""Float reference kernels for the windowed ops: Conv, ConvTranspose, pooling, Resize.
+
+Also the small attribute helpers shared with `float_kernels`. Convolutions run as
+im2col + one BLAS matmul on a channels-last copy of the input (grouped convs as a
+batched matmul, depthwise convs as a loop over the kernel taps), pooling as a
+loop over the kernel taps of strided views: no Python loops over pixels.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .interpreter import float_kernel
+
+
+# ---- helpers shared by the kernel modules ------------------------------------
+def attr(node, name, default=None):
+    v = node.attrs.get(name)
+    if v is None:
+        return default
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def opt(inputs, i):
+    """Optional input i, or None when absent (or an empty name in ONNX)."""
+    return inputs[i] if i < len(inputs) and inputs[i] is not None else None
+
+
+def f64(x):
+    return np.asarray(x, np.float64)
+
+
+def ints(x) -> list[int]:
+    return [int(v) for v in np.asarray(x).reshape(-1)]
+
+
+def opset(node) -> int | None:
+    """Default-domain opset of the model the node came from (`node.meta["opset"]`), if known."""
+    meta = getattr(node, "meta", None) or {}
+    return meta.get("opset")
+
+
+def unsupported(node, what: str):
+    raise NotImplementedError(f"{node.op} (node {node.name}): {what} is not supported")
+
+
+def _taps(kernel, dil, starts, counts, strides):
+    """(tap index, tuple of strided slices) for every kernel position."""
+    for k in np.ndindex(*kernel):
+        yield k, tuple(slice(b + ki * d, b + ki * d + (n - 1) * s + 1, s)
+                       for ki, d, b, n, s in zip(k, dil, starts, counts, strides))
+
+
+class _Geometry:
+    """Strides, dilations, effective kernel, begin/end pads and output size per spatial axis."""
+
+    def __init__(self, node, spatial, kernel, ceil_mode=False):
+        nd = len(spatial)
+        self.strides = ints(attr(node, "strides", [1] * nd))
+        self.dil = ints(attr(node, "dilations", [1] * nd))
+        self.keff = [(k - 1) * d + 1 for k, d in zip(kernel, self.dil)]
+        auto_pad = attr(node, "auto_pad", "NOTSET")
+        pads = ints(attr(node, "pads", [0] * 2 * nd)) if auto_pad == "NOTSET" else [0] * 2 * nd
+        self.begin, self.end, self.out = [], [], []
+        for i, (n, s, ke) in enumerate(zip(spatial, self.strides, self.keff)):
+            if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+                o = -(-n // s)
+                total = max(0, (o - 1) * s + ke - n)
+                pb = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+                pe = total - pb
+            elif auto_pad in ("NOTSET", "VALID"):
+                pb, pe = pads[i], pads[i + nd]
+                span = n + pb + pe - ke
+                o = (-(-span // s) if ceil_mode else span // s) + 1
+                if ceil_mode and (o - 1) * s >= n + pb:
+                    o -= 1  # the last window would start in the end padding
+            else:
+                unsupported(node, f"auto_pad={auto_pad!r}")
+            if o <= 0:
+                raise ValueError(f"{node.op} (node {node.name}): kernel {kernel} does not fit "
+                                 f"the padded input {list(spatial)}")
+            self.begin.append(pb)
+            self.end.append(pe)
+            self.out.append(o)
+        # padding beyond `end` that ceil_mode windows reach (never counted by pooling)
+        self.extra = [max(0, (o - 1) * s + ke - (n + pb + pe)) for o, s, ke, n, pb, pe in
+                      zip(self.out, self.strides, self.keff, spatial, self.begin, self.end)]
+
+
+def _pad_cl(x, begin, end, value=0.0):
+    """Pad the spatial axes 1..nd of a channels-last array."""
+    if not any(begin) and not any(end):
+        return np.ascontiguousarray(x)
+    return np.pad(x, [(0, 0)] + list(zip(begin, end)) + [(0, 0)], constant_values=value)
+
+
+# ---- convolution -------------------------------------------------------------
+@float_kernel("Conv")
+def conv(node, inputs):
+    x, w, b = inputs[0], inputs[1], opt(inputs, 2)
+    nd = x.ndim - 2
+    kernel = list(w.shape[2:])
+    g = int(attr(node, "group", 1))
+    n, c, m = x.shape[0], x.shape[1], w.shape[0]
+    cg, mg = c // g, m // g
+    if cg * g != c or mg * g != m or w.shape[1] != cg:
+        raise ValueError(f"Conv (node {node.name}): weight {w.shape} does not fit input {x.shape} with group={g}")
+    geo = _Geometry(node, x.shape[2:], kernel)
+    dtype = np.result_type(x.dtype, w.dtype)
+    xp = _pad_cl(np.moveaxis(x, 1, -1).astype(dtype, copy=False), geo.begin, geo.end)  # [N, *sp, C]
+    out, kk = geo.out, math.prod(kernel)
+    p = n * math.prod(out)
+    sp_axes = tuple(range(1, nd + 1))
+    if cg == 1 and g > 1:  # depthwise (channel multiplier mg): loop over the kernel taps
+        xr = xp if mg == 1 else np.repeat(xp, mg, axis=-1)
+        wk = w.reshape(m, kk).astype(dtype, copy=False)
+        y = np.zeros((n, *out, m), dtype)
+        for t, (_, sl) in enumerate(_taps(kernel, geo.dil, [0] * nd, out, geo.strides)):
+            y += xr[(slice(None),) + sl] * wk[:, t]
+        y = y.reshape(p, m)
+    else:
+        win = sliding_window_view(xp, geo.keff, axis=sp_axes)  # [N, *sp', C, *keff]
+        win = win[(slice(None),) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, geo.strides))
+                  + (slice(None),) + tuple(slice(None, None, d) for d in geo.dil)]  # [N, *out, C, *k]
+        k_axes = tuple(range(nd + 2, 2 * nd + 2))
+        if g == 1:
+            cols = win.transpose((0,) + sp_axes + k_axes + (nd + 1,)).reshape(p, kk * c)
+            wm = w.transpose(tuple(range(2, nd + 2)) + (1, 0)).reshape(kk * c, m)
+            y = cols @ wm.astype(dtype, copy=False)
+        else:
+            win = win.reshape(n, *out, g, cg, *kernel)  # split C into (g, cg)
+            perm = (nd + 1, 0) + sp_axes + tuple(a + 1 for a in k_axes) + (nd + 2,)
+            cols = win.transpose(perm).reshape(g, p, kk * cg)
+            wm = w.reshape(g, mg, cg, *kernel).transpose((0,) + tuple(range(3, nd + 3)) + (2, 1))
+            y = np.matmul(cols, wm.reshape(g, kk * cg, mg).astype(dtype, copy=False))  # [g, P, mg]
+            y = y.transpose(1, 0, 2).reshape(p, m)
+    if b is not None:
+        y += b.astype(dtype, copy=False)
+    return [np.ascontiguousarray(np.moveaxis(y.reshape(n, *out, m), -1, 1))]
+
+
+def _crop(y, begin, size):
+    """y[:, b:b+s, ...] over axes 1..nd (channels-last), zero-filling outside the array."""
+    lo = [max(0, -b) for b in begin]
+    hi = [max(0, b + s - d) for b, s, d in zip(begin, size, y.shape[1:-1])]
+    if any(lo) or any(hi):
+        y = np.pad(y, [(0, 0)] + list(zip(lo, hi)) + [(0, 0)])
+    return y[(slice(None),) + tuple(slice(b + l, b + l + s) for b, l, s in zip(begin, lo, size))]
+
+
+@float_kernel("ConvTranspose")
+def conv_transpose(node, inputs):
+    x, w, b = inputs[0], inputs[1], opt(inputs, 2)
+    nd = x.ndim - 2
+    n, c = x.shape[:2]
+    sp = x.shape[2:]
+    g = int(attr(node, "group", 1))
+    cg, mg = c // g, w.shape[1]
+    m = mg * g
+    kernel = list(w.shape[2:])
+    strides = ints(attr(node, "strides", [1] * nd))
+    dil = ints(attr(node, "dilations", [1] * nd))
+    out_pad = ints(attr(node, "output_padding", [0] * nd))
+    full = [(i - 1) * s + (k - 1) * d + 1 + op for i, s, k, d, op in zip(sp, strides, kernel, dil, out_pad)]
+    auto_pad = attr(node, "auto_pad", "NOTSET")
+    out_shape = attr(node, "output_shape")
+    if out_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        target = ints(out_shape)[-nd:] if out_shape is not None else [i * s for i, s in zip(sp, strides)]
+        total = [f - t for f, t in zip(full, target)]
+        if auto_pad == "SAME_UPPER":
+            begin = [t // 2 for t in total]
+        else:
+            begin = [t - t // 2 for t in total]
+        size = target
+    elif auto_pad in ("NOTSET", "VALID"):
+        pads = ints(attr(node, "pads", [0] * 2 * nd)) if auto_pad == "NOTSET" else [0] * 2 * nd
+        begin = pads[:nd]
+        size = [f - pb - pe for f, pb, pe in zip(full, pads[:nd], pads[nd:])]
+    else:
+        unsupported(node, f"auto_pad={auto_pad!r}")
+    dtype = np.result_type(x.dtype, w.dtype)
+    kk, p = math.prod(kernel), n * math.prod(sp)
+    xm = np.moveaxis(x, 1, -1).reshape(p, c).astype(dtype, copy=False)
+    if g == 1:
+        cols = xm @ w.reshape(c, m * kk).astype(dtype, copy=False)
+    else:
+        cols = np.matmul(xm.reshape(p, g, cg).transpose(1, 0, 2),
+                         w.reshape(g, cg, mg * kk).astype(dtype, copy=False))  # [g, P, mg*K]
+        cols = cols.transpose(1, 0, 2)
+    cols = cols.reshape(n, *sp, m, *kernel)
+    y = np.zeros((n, *full, m), dtype)
+    for k, sl in _taps(kernel, dil, [0] * nd, sp, strides):
+        y[(slice(None),) + sl] += cols[(Ellipsis,) + k]
+    y = _crop(y, begin, size)
+    if b is not None:
+        y = y + b.astype(dtype, copy=False)
+    return [np.ascontiguousarray(np.moveaxis(y, -1, 1))]
+
+
+# ---- pooling -----------------------------------------------------------------
+def _window_counts(geo, spatial, include_pad):
+    """Per-output count of window taps inside the counted region (separable over axes)."""
+    counts = np.ones((), np.float64)
+    for n, o, s, d, ke, pb, pe in zip(spatial, geo.out, geo.strides, geo.dil, geo.keff, geo.begin, geo.end):
+        lo, hi = (0, n + pb + pe) if include_pad else (pb, pb + n)
+        pos = np.arange(o)[:, None] * s + np.arange(0, ke, d)[None, :]
+        cnt = ((pos >= lo) & (pos < hi)).sum(axis=1).astype(np.float64)
+        counts = np.multiply.outer(counts, cnt)
+    return counts
+
+
+@float_kernel("MaxPool", "AveragePool", "LpPool")
+def pool(node, inputs):
+    x = inputs[0]
+    nd = x.ndim - 2
+    kernel = ints(attr(node, "kernel_shape"))
+    if int(attr(node, "storage_order", 0)) not in (0, 1):
+        unsupported(node, f"storage_order={attr(node, 'storage_order')}")
+    geo = _Geometry(node, x.shape[2:], kernel, ceil_mode=bool(attr(node, "ceil_mode", 0)))
+    if node.op == "MaxPool":
+        fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        xf = x
+    else:
+        fill, xf = 0.0, x.astype(np.float64)
+        if node.op == "LpPool":
+            xf = np.abs(xf) ** float(attr(node, "p", 2))
+    xp = np.pad(xf, [(0, 0), (0, 0)] + [(pb, pe + ex) for pb, pe, ex in zip(geo.begin, geo.end, geo.extra)],
+                constant_values=fill)
+    acc, arg = None, None
+    want_idx = node.op == "MaxPool" and len(node.outputs) > 1
+    for t, (_, sl) in enumerate(_taps(kernel, geo.dil, [0] * nd, geo.out, geo.strides)):
+        v = xp[(slice(None), slice(None)) + sl]
+        if acc is None:
+            acc = v.copy()
+            arg = np.zeros(acc.shape, np.int64) if want_idx else None
+        elif node.op == "MaxPool":
+            if want_idx:
+                arg[v > acc] = t
+            np.maximum(acc, v, out=acc)
+        else:
+            acc += v
+    if node.op == "AveragePool":
+        acc /= _window_counts(geo, x.shape[2:], bool(attr(node, "count_include_pad", 0)))
+    elif node.op == "LpPool":
+        acc **= 1.0 / float(attr(node, "p", 2))
+    outs = [acc.astype(x.dtype, copy=False)]
+    if want_idx:
+        outs.append(_max_indices(node, x.shape, geo, kernel, arg))
+    return outs
+
+
+def _max_indices(node, shape, geo, kernel, arg):
+    """Flat NCHW (storage_order 0) or per-channel column-major (1) index of each maximum."""
+    sp = shape[2:]
+    taps = np.array(list(np.ndindex(*kernel)), np.int64).reshape(-1, len(kernel))
+    col_major = int(attr(node, "storage_order", 0)) == 1
+    flat = np.zeros(arg.shape, np.int64)
+    for i, (o, s, d, pb) in enumerate(zip(geo.out, geo.strides, geo.dil, geo.begin)):
+        shp = [1] * arg.ndim
+        shp[2 + i] = o
+        pos = np.arange(o).reshape(shp) * s + taps[arg, i] * d - pb
+        stride = math.prod(sp[:i]) if col_major else math.prod(sp[i + 1:])
+        flat += pos * stride
+    nc = np.arange(shape[0] * shape[1]).reshape(shape[0], shape[1], *([1] * len(sp)))
+    return flat + nc * math.prod(sp)
+
+
+@float_kernel("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
+def global_pool(node, inputs):
+    x = inputs[0]
+    axes = tuple(range(2, x.ndim))
+    if node.op == "GlobalMaxPool":
+        return [x.max(axis=axes, keepdims=True)]
+    if node.op == "GlobalLpPool":
+        p = float(attr(node, "p", 2))
+        y = (np.abs(x.astype(np.float64)) ** p).sum(axis=axes, keepdims=True) ** (1.0 / p)
+        return [y.astype(x.dtype)]
+    return [x.mean(axis=axes, keepdims=True, dtype=np.float64).astype(x.dtype)]
+
+
+# ---- normalisation -----------------------------------------------------------
+@float_kernel("BatchNormalization")
+def batch_norm(node, inputs):
+    x, scale, bias, mean, var = inputs[:5]
+    if int(attr(node, "training_mode", 0)) or len(node.outputs) > 1:
+        unsupported(node, "training mode (training_mode=1 or running-statistics outputs)")
+    if int(attr(node, "spatial", 1)) != 1:
+        unsupported(node, f"spatial={attr(node, 'spatial')}")
+    a = f64(scale) / np.sqrt(f64(var) + float(attr(node, "epsilon", 1e-5)))
+    b = f64(bias) - f64(mean) * a
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    return [(f64(x) * a.reshape(shape) + b.reshape(shape)).astype(x.dtype)]
+
+
+@float_kernel("InstanceNormalization")
+def instance_norm(node, inputs):
+    x, scale, bias = inputs
+    axes = tuple(range(2, x.ndim))
+    xf = f64(x)
+    mu, var = xf.mean(axis=axes, keepdims=True), xf.var(axis=axes, keepdims=True)
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    y = (xf - mu) / np.sqrt(var + float(attr(node, "epsilon", 1e-5)))
+    return [(y * f64(scale).reshape(shape) + f64(bias).reshape(shape)).astype(x.dtype)]
+
+
+@float_kernel("LayerNormalization")
+def layer_norm(node, inputs):
+    x, scale, bias = inputs[0], inputs[1], opt(inputs, 2)
+    axis = int(attr(node, "axis", -1)) % x.ndim
+    axes = tuple(range(axis, x.ndim))
+    xf = f64(x)
+    mu = xf.mean(axis=axes, keepdims=True)
+    inv = 1.0 / np.sqrt(((xf - mu) ** 2).mean(axis=axes, keepdims=True) + float(attr(node, "epsilon", 1e-5)))
+    y = (xf - mu) * inv * f64(scale) + (0.0 if bias is None else f64(bias))
+    return [y.astype(x.dtype), mu.astype(np.float32), inv.astype(np.float32)][:max(1, len(node.outputs))]
+
+
+@float_kernel("LRN")
+def lrn(node, inputs):
+    x = inputs[0]
+    size = int(attr(node, "size"))
+    sq = np.pad(f64(x) ** 2, [(0, 0), ((size - 1) // 2, size // 2)] + [(0, 0)] * (x.ndim - 2))
+    cs = np.concatenate([np.zeros_like(sq[:, :1]), np.cumsum(sq, axis=1)], axis=1)
+    window = cs[:, size:] - cs[:, :-size]
+    alpha, beta, bias = float(attr(node, "alpha", 1e-4)), float(attr(node, "beta", 0.75)), float(attr(node, "bias", 1.0))
+    return [(f64(x) / (bias + alpha / size * window) ** beta).astype(x.dtype)]
+
+
+# ---- Resize / Upsample ---------------------------------------------------------
+def _source_coords(mode, y, scale, n_in, n_out, roi_start, roi_end):
+    """Output index -> input coordinate in float32 arithmetic, as onnxruntime computes it."""
+    f = np.float32
+    y, scale = y.astype(f), f(scale)
+    if mode == "half_pixel":
+        return (y + f(0.5)) / scale - f(0.5)
+    if mode == "half_pixel_symmetric":
+        adjustment = f(n_out) / (scale * f(n_in))
+        offset = f(n_in) / f(2) * (f(1) - adjustment)
+        return offset + ((y + f(0.5)) / scale - f(0.5))
+    if mode == "pytorch_half_pixel":
+        return (y + f(0.5)) / scale - f(0.5) if n_out > 1 else np.zeros_like(y)
+    if mode == "align_corners":
+        return y * f(n_in - 1) / f(n_out - 1) if n_out > 1 else np.zeros_like(y)
+    if mode == "asymmetric":
+        return y / scale
+    if mode == "tf_half_pixel_for_nn":
+        return (y + f(0.5)) / scale
+    if mode == "tf_crop_and_resize":
+        rs, re = f(roi_start), f(roi_end)
+        if n_out > 1:
+            return rs * f(n_in - 1) + y * (re - rs) * f(n_in - 1) / f(n_out - 1)
+        return np.full_like(y, f(0.5) * (rs + re) * f(n_in - 1))
+    raise NotImplementedError(f"coordinate_transformation_mode={mode!r} is not supported")
+
+
+def _nearest(xo, mode, downsample):
+    lo = np.floor(xo)
+    frac = xo - lo  # exact in float32; negative coordinates are clamped to 0 anyway
+    if mode in ("round_prefer_floor", "round_prefer_ceil"):
+        return np.where(frac == 0.5, lo + (mode == "round_prefer_ceil"), lo + (frac > 0.5))
+    if mode == "floor":
+        return lo
+    if mode == "ceil":
+        return np.ceil(xo)
+    if mode == "simple":  # opset < 11 (Upsample, Resize-10)
+        return np.ceil(xo) if downsample else np.trunc(xo)
+    raise NotImplementedError(f"nearest_mode={mode!r} is not supported")
+
+
+def _interp_weights(xo, scale, mode, a, antialias):
+    """Tap offsets relative to base = ceil(x) - 1 and their (unnormalised) weights."""
+    base = np.ceil(xo.astype(np.float64)) - 1
+    ratio = xo.astype(np.float64) - base  # in (0, 1]
+    s = min(float(scale), 1.0) if antialias else 1.0
+    support = 1.0 if mode == "linear" else 2.0
+    start = int(math.floor(-support / s) + 1)
+    offs = np.arange(start, 2 - start)
+    dist = np.abs((offs[None, :] - ratio[:, None]) * s)
+    if mode == "linear":
+        w = np.clip(1 - dist, 0, None)
+    else:
+        w = np.where(dist <= 1, ((a + 2) * dist - (a + 3)) * dist * dist + 1,
+                     np.where(dist < 2, ((a * dist - 5 * a) * dist + 8 * a) * dist - 4 * a, 0.0))
+    return base.astype(np.int64)[:, None] + offs[None, :], w
+
+
+@float_kernel("Resize", "Upsample")
+def resize(node, inputs):
+    x = inputs[0]
+    r = x.ndim
+    legacy = node.op == "Upsample" or len(inputs) == 2  # Upsample-7/9, Resize-10
+    if legacy:
+        scales = opt(inputs, 1) if opt(inputs, 1) is not None else attr(node, "scales")
+        roi = sizes = None
+        ctm, nmode = "asymmetric", "simple"
+    else:
+        roi, scales, sizes = (opt(inputs, i) for i in (1, 2, 3))
+        roi, scales, sizes = (v if v is not None and np.asarray(v).size else None for v in (roi, scales, sizes))
+        ctm = attr(node, "coordinate_transformation_mode", "half_pixel")
+        nmode = attr(node, "nearest_mode", "round_prefer_floor")
+    mode = {"bilinear": "linear", "trilinear": "linear"}.get(attr(node, "mode", "nearest"), attr(node, "mode", "nearest"))
+    if mode not in ("nearest", "linear", "cubic"):
+        unsupported(node, f"mode={mode!r}")
+    axes = [a % r for a in ints(attr(node, "axes", list(range(r))))]
+    in_shape = [x.shape[a] for a in axes]
+    if sizes is not None:
+        sizes = ints(sizes)
+        sc = [np.float32(o) / np.float32(i) for o, i in zip(sizes, in_shape)]
+        policy = attr(node, "keep_aspect_ratio_policy", "stretch")
+        if policy in ("not_larger", "not_smaller"):
+            s = min(sc) if policy == "not_larger" else max(sc)
+            sc = [s] * len(axes)
+            sizes = [int(math.floor(float(s) * i + 0.5)) for i in in_shape]
+        elif policy != "stretch":
+            unsupported(node, f"keep_aspect_ratio_policy={policy!r}")
+    elif scales is not None:
+        sc = [np.float32(v) for v in np.asarray(scales, np.float32).reshape(-1)]
+        if len(sc) != len(axes):
+            raise ValueError(f"{node.op} (node {node.name}): {len(sc)} scales for {len(axes)} axes")
+        sizes = [int(np.floor(s * np.float32(i))) for s, i in zip(sc, in_shape)]
+    else:
+        raise ValueError(f"{node.op} (node {node.name}): neither scales nor sizes given")
+    if roi is not None:
+        roi = np.asarray(roi, np.float64).reshape(-1)
+        roi = list(zip(roi[:len(roi) // 2], roi[len(roi) // 2:]))
+        if len(roi) == r and len(axes) < r:
+            roi = [roi[a] for a in axes]
+    elif ctm == "tf_crop_and_resize":
+        raise ValueError(f"Resize (node {node.name}): tf_crop_and_resize needs roi")
+    antialias = bool(attr(node, "antialias", 0))
+    exclude = bool(attr(node, "exclude_outside", 0))
+    a = float(attr(node, "cubic_coeff_a", -0.75))
+    y = x.astype(np.float64) if mode != "nearest" else x
+    outside = np.zeros((), bool)
+    for j, (ax, s, n_out) in enumerate(zip(axes, sc, sizes)):
+        n_in = y.shape[ax]
+        rs, re = roi[j] if roi is not None else (0.0, 1.0)
+        if n_in == n_out and s == 1 and (ctm != "tf_crop_and_resize" or (rs, re) == (0.0, 1.0)):
+            continue
+        xo = _source_coords(ctm, np.arange(n_out), s, n_in, n_out, rs, re)
+        if ctm == "tf_crop_and_resize":
+            oshape = [1] * r
+            oshape[ax] = n_out
+            outside = outside | ((xo < 0) | (xo > n_in - 1)).reshape(oshape)
+        if mode == "nearest":
+            idx = np.clip(_nearest(xo, nmode, s < 1).astype(np.int64), 0, n_in - 1)
+            y = np.take(y, idx, axis=ax)
+            continue
+        idx, w = _interp_weights(xo, s, mode, a, antialias and s < 1)
+        if exclude:
+            w = np.where((idx < 0) | (idx >= n_in), 0.0, w)
+        if antialias and s < 1 or exclude:
+            w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
+        g = np.take(y, np.clip(idx, 0, n_in - 1), axis=ax)  # [..., n_out, taps, ...]
+        y = (g * w.reshape(w.shape + (1,) * (r - ax - 1))).sum(axis=ax + 1)
+    if outside.any():
+        y = np.where(outside, float(attr(node, "extrapolation_value", 0.0)), y)
+    return [np.asarray(y).astype(x.dtype, copy=False)]

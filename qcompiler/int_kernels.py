@@ -1,0 +1,18 @@
+"""Integer reference kernels: the oracle every backend must match bit for bit.
+
+Each kernel reproduces TensorFlow Lite Micro's reference int8 kernel for the op
+it stands for, on the quantized IR (ONNX op names and attributes, NCHW data,
+QuantParams on the values). The kernels live in sibling modules by family and
+register themselves with `@int_kernel` on import; the shared fixed-point maths
+is in `quant_math`. `tests/test_int_kernels_tflm.py` checks every kernel against
+the tflite-micro interpreter on random inputs and quantization parameters.
+
+    conv     Conv (grouped, depthwise), Gemm, ConvTranspose
+    eltwise  Add, Sub, Mul, PRelu
+    pool     MaxPool, AveragePool, GlobalAveragePool, ReduceMean, Resize
+    act      Softmax, Sigmoid, Tanh, Relu, Clip, LeakyRelu, HardSwish
+    shape    Reshape, Flatten, Squeeze, Unsqueeze, Identity, Transpose, Concat, Pad,
+             Slice, Split
+"""
+from . import int_kernels_act, int_kernels_conv, int_kernels_eltwise  # noqa: F401
+from . import int_kernels_pool, int_kernels_shape  # noqa: F401

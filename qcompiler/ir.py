@@ -1,0 +1,364 @@
+"""The graph IR: Graph / Node / Value with self-maintaining producer/consumer links.
+
+A `Value` is a tensor: dtype, static shape, optional constant data, a free `meta`
+dict and optional typed quantization parameters. A `Node` applies an op (ONNX
+op names and attribute conventions) to input values and produces output values.
+Edits go through Node/Graph methods so that `Value.producer` and
+`Value.consumers` always agree with the nodes' input and output lists.
+
+    g = Graph("net")
+    x = g.add_input("x", np.float32, (1, 3, 8, 8))
+    w = g.add_constant("w", np.ones((4, 3, 3, 3), np.float32))
+    y, = g.add_node("Conv", [x, w], attrs={"pads": [1, 1, 1, 1]}).outputs
+    g.outputs.append(y)
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import networkx as nx
+import numpy as np
+
+from .errors import GraphError
+
+
+@dataclass(eq=False)
+class QuantParams:
+    """Affine quantization: real = (q - zero_point) * scale.
+
+    `axis` is None for per-tensor parameters, else the channel axis of the
+    (NCHW / ONNX-layout) tensor along which `scale` and `zero_point` vary.
+    """
+
+    scale: np.ndarray
+    zero_point: np.ndarray
+    axis: int | None = None
+    dtype: np.dtype = np.dtype(np.int8)
+
+    def __post_init__(self):
+        self.scale = np.atleast_1d(np.asarray(self.scale, dtype=np.float32))
+        self.zero_point = np.atleast_1d(np.asarray(self.zero_point, dtype=np.int64)).astype(np.int32)
+        self.dtype = np.dtype(self.dtype)
+        if self.scale.shape != self.zero_point.shape:
+            raise GraphError(f"quantization scale {self.scale.shape} and zero point "
+                             f"{self.zero_point.shape} differ in shape")
+        if self.axis is None and self.scale.size != 1:
+            raise GraphError("per-tensor quantization needs exactly one scale")
+
+    @property
+    def qmin(self) -> int:
+        return int(np.iinfo(self.dtype).min)
+
+    @property
+    def qmax(self) -> int:
+        return int(np.iinfo(self.dtype).max)
+
+    def broadcast_shape(self, rank: int) -> tuple[int, ...]:
+        """Shape that broadcasts scale/zero_point against a tensor of `rank`."""
+        if self.axis is None:
+            return (1,) * rank
+        shape = [1] * rank
+        shape[self.axis] = self.scale.size
+        return tuple(shape)
+
+    def quantize(self, x: np.ndarray) -> np.ndarray:
+        """Float -> integer with round-half-to-even, as TFLite's QUANTIZE does for floats."""
+        s = self.scale.astype(np.float64).reshape(self.broadcast_shape(x.ndim))
+        z = self.zero_point.reshape(self.broadcast_shape(x.ndim))
+        q = np.round(np.asarray(x, np.float64) / s) + z
+        return np.clip(q, self.qmin, self.qmax).astype(self.dtype)
+
+    def dequantize(self, q: np.ndarray) -> np.ndarray:
+        s = self.scale.reshape(self.broadcast_shape(q.ndim))
+        z = self.zero_point.reshape(self.broadcast_shape(q.ndim))
+        return ((q.astype(np.int64) - z) * s.astype(np.float64)).astype(np.float32)
+
+    def same_as(self, other: "QuantParams | None") -> bool:
+        return (other is not None and self.axis == other.axis and self.dtype == other.dtype
+                and np.array_equal(self.scale, other.scale)
+                and np.array_equal(self.zero_point, other.zero_point))
+
+    def __repr__(self):
+        if self.scale.size == 1:
+            return f"{self.dtype.name}(s={float(self.scale[0]):.6g}, zp={int(self.zero_point[0])})"
+        return f"{self.dtype.name}(axis={self.axis}, {self.scale.size} scales)"
+
+
+class Value:
+    """A tensor in the graph: an activation, a graph input or a constant."""
+
+    def __init__(self, name: str, dtype, shape: Sequence[int] | None, data: np.ndarray | None = None):
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(int(d) for d in shape) if shape is not None else None
+        self.data = data
+        self.producer: Node | None = None
+        self.consumers: list[Node] = []  # one entry per use (a node using it twice appears twice)
+        self.meta: dict = {}
+        self.quant: QuantParams | None = None
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape is not None else 0
+
+    def __repr__(self):
+        shape = "?" if self.shape is None else "x".join(map(str, self.shape)) or "scalar"
+        return f"%{self.name}:{self.dtype.name}[{shape}]"
+
+
+class Node:
+    """An op applied to input values; attributes follow ONNX names and types."""
+
+    def __init__(self, op: str, name: str, attrs: dict | None = None):
+        self.op = op
+        self.name = name
+        self.attrs: dict = dict(attrs or {})
+        self.meta: dict = {}
+        self._inputs: list[Value | None] = []
+        self._outputs: list[Value] = []
+
+    @property
+    def inputs(self) -> tuple[Value | None, ...]:
+        return tuple(self._inputs)
+
+    @property
+    def outputs(self) -> tuple[Value, ...]:
+        return tuple(self._outputs)
+
+    def input(self, i: int) -> Value | None:
+        """The i-th input, or None when absent (optional ONNX inputs)."""
+        return self._inputs[i] if i < len(self._inputs) else None
+
+    def set_input(self, i: int, value: Value | None) -> None:
+        old = self._inputs[i]
+        if old is not None:
+            old.consumers.remove(self)
+        self._inputs[i] = value
+        if value is not None:
+            value.consumers.append(self)
+
+    def append_input(self, value: Value | None) -> None:
+        self._inputs.append(None)
+        self.set_input(len(self._inputs) - 1, value)
+
+    def replace_input(self, old: Value, new: Value) -> None:
+        for i, v in enumerate(self._inputs):
+            if v is old:
+                self.set_input(i, new)
+
+    def _detach(self) -> None:
+        for v in self._inputs:
+            if v is not None:
+                v.consumers.remove(self)
+        self._inputs = []
+        for v in self._outputs:
+            v.producer = None
+        self._outputs = []
+
+    def __repr__(self):
+        return f"{self.op}({self.name})"
+
+
+class Graph:
+    """A dataflow graph of Nodes over Values with graph inputs and outputs."""
+
+    def __init__(self, name: str = "graph"):
+        self.name = name
+        self.nodes: list[Node] = []
+        self.inputs: list[Value] = []
+        self.outputs: list[Value] = []
+        self.meta: dict = {}
+        self._names: set[str] = set()
+
+    # ---- construction -------------------------------------------------
+    def unique_name(self, base: str) -> str:
+        name, k = base, 1
+        while name in self._names:
+            name, k = f"{base}_{k}", k + 1
+        self._names.add(name)
+        return name
+
+    def add_value(self, name: str, dtype, shape, data=None) -> Value:
+        return Value(self.unique_name(name), dtype, shape, data)
+
+    def add_input(self, name: str, dtype, shape) -> Value:
+        v = self.add_value(name, dtype, shape)
+        self.inputs.append(v)
+        return v
+
+    def add_constant(self, name: str, data: np.ndarray) -> Value:
+        data = np.asarray(data)
+        return self.add_value(name, data.dtype, data.shape, data)
+
+    def add_node(self, op: str, inputs: Iterable[Value | None], outputs: int | Sequence[Value] = 1,
+                 attrs: dict | None = None, name: str | None = None, index: int | None = None) -> Node:
+        """Create a node; `outputs` is a count (fresh untyped values) or given values."""
+        node = Node(op, self.unique_name(name or op), attrs)
+        for v in inputs:
+            node.append_input(v)
+        if isinstance(outputs, int):
+            outputs = [Value(self.unique_name(f"{node.name}_out{i}" if i else f"{node.name}_out"),
+                             np.float32, None) for i in range(outputs)]
+        for v in outputs:
+            if v.producer is not None:
+                raise GraphError(f"value {v.name} already produced by node {v.producer.name}")
+            v.producer = node
+            node._outputs.append(v)
+        if index is None:
+            self.nodes.append(node)
+        else:
+            self.nodes.insert(index, node)
+        return node
+
+    # ---- editing ------------------------------------------------------
+    def replace_all_uses(self, old: Value, new: Value) -> None:
+        """Point every consumer (and graph output slot) of `old` at `new`."""
+        for node in list(old.consumers):
+            node.replace_input(old, new)
+        self.outputs = [new if v is old else v for v in self.outputs]
+
+    def remove_node(self, node: Node) -> None:
+        """Remove a node whose outputs are unused; refuses (naming the users) otherwise."""
+        for v in node.outputs:
+            users = [u.name for u in v.consumers if u is not node]
+            if users or v in self.outputs:
+                where = ", ".join(users) or "a graph output"
+                raise GraphError(f"cannot remove node {node.name} ({node.op}): its output {v.name} "
+                                 f"is still used by {where}")
+        self.nodes.remove(node)
+        node._detach()
+
+    def bypass_node(self, node: Node, input_index: int = 0) -> None:
+        """Remove a single-output node, wiring its users to one of its inputs.
+
+        When the node wrote a graph output, the bypassed-to value takes over the
+        output's name so that the user-visible interface does not change.
+        """
+        src, out = node.inputs[input_index], node.outputs[0]
+        keep_name = out in self.outputs and src.producer is not None and src not in self.outputs
+        self.replace_all_uses(out, src)
+        self.remove_node(node)
+        if keep_name:
+            src.name, out.name = out.name, src.name
+
+    def replace_with_constants(self, node: Node, arrays: Sequence[np.ndarray]) -> None:
+        """Turn a node's outputs into constants holding `arrays` and drop the node."""
+        outs = node.outputs
+        self.nodes.remove(node)
+        node._detach()
+        for v, arr in zip(outs, arrays):
+            arr = np.asarray(arr)
+            v.data, v.dtype, v.shape = arr, arr.dtype, tuple(arr.shape)
+
+    # ---- queries ------------------------------------------------------
+    def values(self) -> list[Value]:
+        """Every value reachable from nodes, inputs and outputs, in a stable order."""
+        seen: dict[int, Value] = {}
+        for v in self.inputs:
+            seen.setdefault(id(v), v)
+        for n in self.nodes:
+            for v in list(n.inputs) + list(n.outputs):
+                if v is not None:
+                    seen.setdefault(id(v), v)
+        for v in self.outputs:
+            seen.setdefault(id(v), v)
+        return list(seen.values())
+
+    def constants(self) -> list[Value]:
+        return [v for v in self.values() if v.is_constant]
+
+    def to_networkx(self) -> nx.MultiDiGraph:
+        """Node-level dependency graph (edge per value passed between nodes)."""
+        dg = nx.MultiDiGraph()
+        dg.add_nodes_from(self.nodes)
+        for n in self.nodes:
+            for v in n.inputs:
+                if v is not None and v.producer is not None:
+                    dg.add_edge(v.producer, n, value=v)
+        return dg
+
+    def toposort(self) -> "Graph":
+        """Reorder `nodes` topologically, stable with respect to the current order."""
+        order = {n: i for i, n in enumerate(self.nodes)}
+        try:
+            self.nodes = list(nx.lexicographical_topological_sort(self.to_networkx(), key=order.get))
+        except nx.NetworkXUnfeasible as e:
+            cycle = nx.find_cycle(self.to_networkx())
+            raise GraphError("graph has a cycle through nodes "
+                             + " -> ".join(u.name for u, *_ in cycle)) from e
+        return self
+
+    def verify(self) -> None:
+        """Check structural invariants; raise GraphError naming the offending node/value."""
+        node_set = set(map(id, self.nodes))
+        if len(node_set) != len(self.nodes):
+            raise GraphError("a node appears twice in graph.nodes")
+        position = {id(n): i for i, n in enumerate(self.nodes)}
+        for n in self.nodes:
+            for i, v in enumerate(n.inputs):
+                if v is None:
+                    continue
+                if v.consumers.count(n) != n.inputs.count(v):
+                    raise GraphError(f"node {n.name} ({n.op}): consumer list of input {v.name} is out of sync")
+                p = v.producer
+                if p is None:
+                    if not v.is_constant and v not in self.inputs:
+                        raise GraphError(f"node {n.name} ({n.op}): input #{i} {v.name} has no producer, "
+                                         "is not a constant and not a graph input")
+                elif id(p) not in node_set:
+                    raise GraphError(f"node {n.name} ({n.op}): input {v.name} comes from node {p.name} "
+                                     "which is not in the graph")
+                elif position[id(p)] >= position[id(n)]:
+                    raise GraphError(f"node {n.name} ({n.op}) comes before the producer {p.name} of its "
+                                     f"input {v.name} (call toposort())")
+            for v in n.outputs:
+                if v.producer is not n:
+                    raise GraphError(f"node {n.name} ({n.op}): output {v.name} names another producer")
+                if v.is_constant:
+                    raise GraphError(f"node {n.name} ({n.op}): output {v.name} carries constant data")
+        for v in self.values():
+            for c in v.consumers:
+                if id(c) not in node_set:
+                    raise GraphError(f"value {v.name} lists consumer {c.name} which is not in the graph")
+        names = [v.name for v in self.values()]
+        dup = {x for x in names if names.count(x) > 1}
+        if dup:
+            raise GraphError(f"duplicate value names: {sorted(dup)[:5]}")
+        for v in self.outputs:
+            if v.producer is None and v not in self.inputs and not v.is_constant:
+                raise GraphError(f"graph output {v.name} is produced by no node")
+
+    def copy(self) -> "Graph":
+        return copy.deepcopy(self)
+
+    # ---- printing -----------------------------------------------------
+    def dump(self) -> str:
+        """Readable text form, one line per node."""
+
+        def fmt(v: Value | None) -> str:
+            if v is None:
+                return "_"
+            s = repr(v)
+            if v.is_constant:
+                s = f"const {s}"
+            if v.quant is not None:
+                s += f" {v.quant!r}"
+            return s
+
+        lines = [f"graph {self.name}(" + ", ".join(map(fmt, self.inputs)) + ")"]
+        for n in self.nodes:
+            attrs = {k: v for k, v in n.attrs.items() if not isinstance(v, np.ndarray)}
+            a = (" " + " ".join(f"{k}={v}" for k, v in attrs.items())) if attrs else ""
+            lines.append(f"  {', '.join(map(fmt, n.outputs))} = {n.op}[{n.name}]{a}("
+                         + ", ".join(map(fmt, n.inputs)) + ")")
+        lines.append("  return " + ", ".join(map(fmt, self.outputs)))
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"Graph({self.name}, {len(self.nodes)} nodes)"

@@ -1,0 +1,147 @@
+"""The compile pipeline: ONNX -> IR -> passes -> calibrate -> int8 IR -> backend.
+
+Artifacts are written to a temporary sibling directory and moved into place
+only when everything succeeded, so a failure never leaves partial output.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .calibration import calibrate, iterate_samples, load_samples
+from .errors import CalibrationError, QccError
+from .ir import Graph
+from .onnx_frontend import load_model
+from .pass_manager import PassContext, PassManager
+from .serialize import save_graph
+
+DEFAULT_PIPELINES = {
+    "tflm": ["fold_constants", "eliminate_identity", "dead_code", "normalize_gemm", "fold_batchnorm",
+             "fuse_activation", "dead_code"],
+}
+DEFAULT_PIPELINES["tflite"] = DEFAULT_PIPELINES["tflm"]
+TARGETS = tuple(DEFAULT_PIPELINES)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Every knob of one compilation; unknown names are rejected by the dataclass."""
+
+    target: str = "tflm"
+    calib: str | None = None
+    calib_method: str = "minmax"
+    max_calib_samples: int | None = None
+    input_shapes: dict = field(default_factory=dict)
+    passes: tuple[str, ...] | None = None
+    per_channel_fc: bool = False
+    name: str | None = None
+
+    def describe(self) -> str:
+        """The options as a command-line-like string (goes into every generated file)."""
+        parts = [f"--target {self.target}"]
+        if self.calib:
+            parts.append(f"--calib {Path(self.calib).name}")
+        parts.append(f"--calib-method {self.calib_method}")
+        if self.max_calib_samples:
+            parts.append(f"--max-calib-samples {self.max_calib_samples}")
+        for k, v in sorted(self.input_shapes.items()):
+            parts.append(f"--input-shape {k}={','.join(map(str, v))}")
+        if self.passes is not None:
+            parts.append(f"--passes {','.join(self.passes)}")
+        if self.per_channel_fc:
+            parts.append("--per-channel-fc")
+        return " ".join(parts)
+
+
+@dataclass
+class CompileResult:
+    outdir: Path
+    float_graph: Graph
+    quant_graph: Graph
+    report: dict
+    pass_records: list = field(default_factory=list)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def optimize(graph: Graph, passes: list[str]) -> tuple[Graph, list]:
+    pm = PassManager(passes)
+    pm.run(graph, PassContext())
+    return graph, pm.records
+
+
+def quantize(graph: Graph, calib_path: str, options: CompileOptions) -> tuple[Graph, dict]:
+    from .passes.quantize import check_quantizable, quantize_graph
+    check_quantizable(graph)  # fail on unsupported ops before the (slow) calibration
+    samples = load_samples(calib_path, graph)
+    ranges = calibrate(graph, iterate_samples(samples, graph, options.max_calib_samples), options.calib_method)
+    qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc)
+    n = next(iter(samples.values())).shape[0]
+    summary = {"file": Path(calib_path).name, "method": options.calib_method,
+               "samples": min(n, options.max_calib_samples or n),
+               "input_ranges": {v.name: list(ranges[v.name]) for v in graph.inputs}}
+    return qgraph, summary
+
+
+def _publish(tmp: Path, outdir: Path) -> None:
+    if not outdir.exists():
+        os.replace(tmp, outdir)
+        return
+    if not outdir.is_dir():
+        raise QccError(f"output path {outdir} exists and is not a directory")
+    for f in sorted(tmp.iterdir()):
+        os.replace(f, outdir / f.name)
+    tmp.rmdir()
+
+
+def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
+                  options: CompileOptions = CompileOptions()) -> CompileResult:
+    """Compile one ONNX model for `options.target` into `outdir`."""
+    from .backends import tflite as tflite_backend
+
+    if options.target not in TARGETS:
+        raise QccError(f"unknown target {options.target!r}; choose one of {', '.join(TARGETS)}")
+    model_path, outdir = Path(model_path), Path(outdir)
+    graph = load_model(model_path, options.input_shapes)
+    name = options.name or graph.name
+    passes = list(options.passes) if options.passes is not None else DEFAULT_PIPELINES[options.target]
+    nodes_in = len(graph.nodes)
+    graph, records = optimize(graph, passes)
+    if options.calib is None:
+        raise CalibrationError("calibration data is required: pass --calib FILE (.npy with samples on "
+                               "axis 0, or .npz keyed by input name)")
+    qgraph, calib_summary = quantize(graph, options.calib, options)
+    header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe()}"
+
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.qcc-", dir=outdir.parent))
+    try:
+        backend_report = tflite_backend.emit(qgraph, tmp, name, header, options.target)
+        save_graph(qgraph, tmp / f"{name}.qir")
+        report = {
+            "generated_by": f"generated by qcc {header}",
+            "name": name, "target": options.target, "source_model": model_path.name,
+            "passes": [{"name": r.name, "changed": r.changed, "nodes_before": r.nodes_before,
+                        "nodes_after": r.nodes_after} for r in records],
+            "nodes": {"onnx": nodes_in, "optimized": len(graph.nodes)},
+            "calibration": calib_summary,
+            "ir_file": f"{name}.qir",
+            **backend_report,
+        }
+        report["files"] = sorted(report["files"] + [f"{name}.qir", "report.json"])
+        tflite_backend.write_report(tmp, report)
+        _publish(tmp, outdir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return CompileResult(outdir, graph, qgraph, report, records)

@@ -1,0 +1,77 @@
+"""Thin wrappers over the real runtimes, with clear messages when one is missing."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import BackendError, MissingDependencyError
+
+
+def litert_interpreter_class():
+    """LiteRT's Interpreter (ai_edge_litert first, then tflite_runtime)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+        return Interpreter
+    except ImportError:
+        raise MissingDependencyError("LiteRT is not installed: pip install 'qcompiler[tflite]' "
+                                     "(ai-edge-litert or tflite-runtime)") from None
+
+
+def tflm_runtime():
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+        return runtime
+    except ImportError:
+        raise MissingDependencyError("the tflite-micro interpreter is not installed: "
+                                     "pip install 'qcompiler[tflite]'") from None
+
+
+DEFAULT_ARENA = 16 << 20
+
+
+class TflmRunner:
+    """Runs a .tflite in TFLite Micro's reference kernels (the tflite-micro Python package)."""
+
+    def __init__(self, model: bytes, arena_size: int = DEFAULT_ARENA):
+        rt = tflm_runtime()
+        try:
+            self.interp = rt.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
+        except Exception as e:
+            raise BackendError(f"TFLite Micro refused the model: {e}") from None
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        for i, x in enumerate(inputs):
+            self.interp.set_input(x, i)
+        self.interp.invoke()
+        outs, i = [], 0
+        while True:
+            try:
+                outs.append(np.array(self.interp.get_output(i)))
+            except (IndexError, RuntimeError, ValueError):
+                break
+            i += 1
+        return outs
+
+
+class LiteRTRunner:
+    """Runs a .tflite in LiteRT / tflite-runtime with one thread, no delegates."""
+
+    def __init__(self, model: bytes):
+        cls = litert_interpreter_class()
+        try:
+            self.interp = cls(model_content=bytes(model), num_threads=1)
+            self.interp.allocate_tensors()
+        except Exception as e:
+            raise BackendError(f"LiteRT refused the model: {e}") from None
+        self.inputs = self.interp.get_input_details()
+        self.outputs = self.interp.get_output_details()
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        for d, x in zip(self.inputs, inputs):
+            self.interp.set_tensor(d["index"], x)
+        self.interp.invoke()
+        return [np.array(self.interp.get_tensor(d["index"])) for d in self.outputs]
