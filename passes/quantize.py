@@ -47,7 +47,7 @@ class _UnionFind:
         self.parent[self.find(a)] = self.find(b)
 
 
-def _check_finite(graph: Graph) -> None:
+def check_finite(graph: Graph) -> None:
     for v in graph.constants():
         if np.issubdtype(v.data.dtype, np.floating) and not np.all(np.isfinite(v.data)):
             users = ", ".join(f"{n.name} ({n.op})" for n in v.consumers) or "no node"
@@ -164,7 +164,7 @@ def check_quantizable(graph: Graph) -> None:
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool = False) -> Graph:
     """Return an int8 copy of the float `graph` using calibrated `ranges`."""
-    _check_finite(graph)
+    check_finite(graph)
     check_quantizable(graph)
     q = graph.copy()
     float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}

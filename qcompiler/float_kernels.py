@@ -13,8 +13,7 @@ import math
 
 import numpy as np
 
-from .float_kernels_nn import attr, ints, opset, opt, unsupported
-from .float_kernels_nn import f64 as _f64
+from .float_kernels_nn import attr, f64 as _f64, ints, opset, opt, unsupported
 from .interpreter import float_kernel
 
 
@@ -29,14 +28,10 @@ def _erf(x):
         return np.sign(x) * (1.0 - poly * np.exp(-z * z))
 
 
-def _sigmoid(x):
-    return np.exp(-np.logaddexp(0.0, -_f64(x)))
-
-
 # ---- elementwise -----------------------------------------------------------
 _UNARY = {
     "Relu": lambda n, x: np.maximum(x, 0),
-    "Sigmoid": lambda n, x: _sigmoid(x),
+    "Sigmoid": lambda n, x: np.exp(-np.logaddexp(0.0, -_f64(x))),
     "Tanh": lambda n, x: np.tanh(x),
     "Sqrt": lambda n, x: np.sqrt(x),
     "Exp": lambda n, x: np.exp(_f64(x)),
@@ -57,13 +52,15 @@ _UNARY = {
     "Elu": lambda n, x: np.where(x < 0, _f64(attr(n, "alpha", 1.0)) * np.expm1(_f64(x)), x),
     "Selu": lambda n, x: _f64(attr(n, "gamma", 1.0507009873554805)) * np.where(
         x <= 0, _f64(attr(n, "alpha", 1.6732632423543772)) * np.expm1(_f64(x)), x),
-    "Celu": lambda n, x: np.maximum(0, x) + np.minimum(0, attr(n, "alpha", 1.0) * np.expm1(_f64(x) / attr(n, "alpha", 1.0))),
+    "Celu": lambda n, x: np.maximum(0, x) + np.minimum(
+        0, attr(n, "alpha", 1.0) * np.expm1(_f64(x) / attr(n, "alpha", 1.0))),
     "ThresholdedRelu": lambda n, x: np.where(x > attr(n, "alpha", 1.0), x, 0),
     "HardSigmoid": lambda n, x: np.clip(_f64(attr(n, "alpha", 0.2)) * x + attr(n, "beta", 0.5), 0, 1),
     "HardSwish": lambda n, x: x * np.clip(_f64(x) / 6 + 0.5, 0, 1),
     "Mish": lambda n, x: x * np.tanh(np.logaddexp(0.0, _f64(x))),
-    "Gelu": lambda n, x: (0.5 * _f64(x) * (1 + np.tanh(math.sqrt(2 / math.pi) * (_f64(x) + 0.044715 * _f64(x) ** 3)))
-                          if attr(n, "approximate", "none") == "tanh" else 0.5 * _f64(x) * (1 + _erf(_f64(x) / math.sqrt(2)))),
+    "Gelu": lambda n, x: 0.5 * _f64(x) * (
+        1 + (np.tanh(math.sqrt(2 / math.pi) * (_f64(x) + 0.044715 * _f64(x) ** 3))
+             if attr(n, "approximate", "none") == "tanh" else _erf(_f64(x) / math.sqrt(2)))),
     "Not": lambda n, x: np.logical_not(x),
     "IsNaN": lambda n, x: np.isnan(x),
 }
@@ -212,8 +209,15 @@ _REDUCE = {
     "ReduceL2": lambda x, a, k: np.sqrt(np.sum(_f64(x) ** 2, axis=a, keepdims=k)),
     "ReduceSumSquare": lambda x, a, k: np.sum(_f64(x) ** 2, axis=a, keepdims=k),
     "ReduceLogSum": lambda x, a, k: np.log(np.sum(_f64(x), axis=a, keepdims=k)),
-    "ReduceLogSumExp": lambda x, a, k: np.logaddexp.reduce(_f64(x), axis=a, keepdims=k),
+    "ReduceLogSumExp": lambda x, a, k: _logsumexp(_f64(x), a, k),
 }
+
+
+def _logsumexp(x, axes, keep):
+    m = np.max(x, axis=axes, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    y = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+    return y if keep else np.squeeze(y, axis=axes)
 
 
 @float_kernel(*_REDUCE)
@@ -277,7 +281,7 @@ def _axes(node, inputs, i=1):
 @float_kernel("Squeeze")
 def squeeze(node, inputs):
     x, axes = inputs[0], _axes(node, inputs)
-    if axes is None:
+    if not axes:
         return [x.reshape([d for d in x.shape if d != 1])]
     return [np.squeeze(x, axis=tuple(a % x.ndim for a in axes))]
 
@@ -409,16 +413,16 @@ def size(node, inputs):
     return [np.array(inputs[0].size, np.int64)]
 
 
-def _onnx_dtype(code: int):
+def _onnx_dtype(node, code: int):
     from onnx import TensorProto, helper
     if code in (TensorProto.STRING, TensorProto.BFLOAT16) or code > TensorProto.COMPLEX128:
-        raise NotImplementedError(f"Cast to {TensorProto.DataType.Name(code)} is not supported")
+        unsupported(node, f"to={TensorProto.DataType.Name(code)}")
     return np.dtype(helper.tensor_dtype_to_np_dtype(code))
 
 
 @float_kernel("Cast", "CastLike")
 def cast(node, inputs):
-    to = inputs[1].dtype if node.op == "CastLike" else _onnx_dtype(int(attr(node, "to")))
+    to = inputs[1].dtype if node.op == "CastLike" else _onnx_dtype(node, int(attr(node, "to")))
     return [np.asarray(inputs[0]).astype(to)]
 
 

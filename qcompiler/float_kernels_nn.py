@@ -89,13 +89,6 @@ class _Geometry:
                       zip(self.out, self.strides, self.keff, spatial, self.begin, self.end)]
 
 
-def _pad_cl(x, begin, end, value=0.0):
-    """Pad the spatial axes 1..nd of a channels-last array."""
-    if not any(begin) and not any(end):
-        return np.ascontiguousarray(x)
-    return np.pad(x, [(0, 0)] + list(zip(begin, end)) + [(0, 0)], constant_values=value)
-
-
 # ---- convolution -------------------------------------------------------------
 @float_kernel("Conv")
 def conv(node, inputs):
@@ -109,7 +102,8 @@ def conv(node, inputs):
         raise ValueError(f"Conv (node {node.name}): weight {w.shape} does not fit input {x.shape} with group={g}")
     geo = _Geometry(node, x.shape[2:], kernel)
     dtype = np.result_type(x.dtype, w.dtype)
-    xp = _pad_cl(np.moveaxis(x, 1, -1).astype(dtype, copy=False), geo.begin, geo.end)  # [N, *sp, C]
+    xp = np.pad(np.moveaxis(x, 1, -1).astype(dtype, copy=False),  # channels-last [N, *sp, C]
+                [(0, 0)] + list(zip(geo.begin, geo.end)) + [(0, 0)])
     out, kk = geo.out, math.prod(kernel)
     p = n * math.prod(out)
     sp_axes = tuple(range(1, nd + 1))
@@ -169,10 +163,7 @@ def conv_transpose(node, inputs):
     if out_shape is not None or auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         target = ints(out_shape)[-nd:] if out_shape is not None else [i * s for i, s in zip(sp, strides)]
         total = [f - t for f, t in zip(full, target)]
-        if auto_pad == "SAME_UPPER":
-            begin = [t // 2 for t in total]
-        else:
-            begin = [t - t // 2 for t in total]
+        begin = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in total]
         size = target
     elif auto_pad in ("NOTSET", "VALID"):
         pads = ints(attr(node, "pads", [0] * 2 * nd)) if auto_pad == "NOTSET" else [0] * 2 * nd
@@ -256,15 +247,11 @@ def _max_indices(node, shape, geo, kernel, arg):
     sp = shape[2:]
     taps = np.array(list(np.ndindex(*kernel)), np.int64).reshape(-1, len(kernel))
     col_major = int(attr(node, "storage_order", 0)) == 1
-    flat = np.zeros(arg.shape, np.int64)
+    flat = np.arange(shape[0] * shape[1]).reshape(shape[0], shape[1], *([1] * len(sp))) * math.prod(sp)
     for i, (o, s, d, pb) in enumerate(zip(geo.out, geo.strides, geo.dil, geo.begin)):
-        shp = [1] * arg.ndim
-        shp[2 + i] = o
-        pos = np.arange(o).reshape(shp) * s + taps[arg, i] * d - pb
-        stride = math.prod(sp[:i]) if col_major else math.prod(sp[i + 1:])
-        flat += pos * stride
-    nc = np.arange(shape[0] * shape[1]).reshape(shape[0], shape[1], *([1] * len(sp)))
-    return flat + nc * math.prod(sp)
+        pos = np.arange(o).reshape([o] + [1] * (len(sp) - 1 - i)) * s + taps[arg, i] * d - pb
+        flat = flat + pos * (math.prod(sp[:i]) if col_major else math.prod(sp[i + 1:]))
+    return flat
 
 
 @float_kernel("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
@@ -283,15 +270,23 @@ def global_pool(node, inputs):
 # ---- normalisation -----------------------------------------------------------
 @float_kernel("BatchNormalization")
 def batch_norm(node, inputs):
+    """Inference form; training form (batch statistics, as onnxruntime) when training_mode=1 or,
+    before opset 14, when the running-statistics outputs are requested."""
     x, scale, bias, mean, var = inputs[:5]
-    if int(attr(node, "training_mode", 0)) or len(node.outputs) > 1:
-        unsupported(node, "training mode (training_mode=1 or running-statistics outputs)")
     if int(attr(node, "spatial", 1)) != 1:
         unsupported(node, f"spatial={attr(node, 'spatial')}")
-    a = f64(scale) / np.sqrt(f64(var) + float(attr(node, "epsilon", 1e-5)))
+    eps, extra = float(attr(node, "epsilon", 1e-5)), []
+    if int(attr(node, "training_mode", 0)) or len(node.outputs) > 1:
+        axes = (0,) + tuple(range(2, x.ndim))
+        bm, bv = f64(x).mean(axis=axes), f64(x).var(axis=axes)
+        mom = float(attr(node, "momentum", 0.9))
+        extra = [f64(mean) * mom + bm * (1 - mom), f64(var) * mom + bv * (1 - mom), bm, 1 / np.sqrt(bv + eps)]
+        extra = [e.astype(mean.dtype) for e in extra[:len(node.outputs) - 1]]
+        mean, var = bm, bv
+    a = f64(scale) / np.sqrt(f64(var) + eps)
     b = f64(bias) - f64(mean) * a
     shape = (-1,) + (1,) * (x.ndim - 2)
-    return [(f64(x) * a.reshape(shape) + b.reshape(shape)).astype(x.dtype)]
+    return [(f64(x) * a.reshape(shape) + b.reshape(shape)).astype(x.dtype)] + extra
 
 
 @float_kernel("InstanceNormalization")
@@ -390,8 +385,7 @@ def _interp_weights(xo, scale, mode, a, antialias):
 def resize(node, inputs):
     x = inputs[0]
     r = x.ndim
-    legacy = node.op == "Upsample" or len(inputs) == 2  # Upsample-7/9, Resize-10
-    if legacy:
+    if node.op == "Upsample" or len(inputs) == 2:  # Upsample-7/9, Resize-10
         scales = opt(inputs, 1) if opt(inputs, 1) is not None else attr(node, "scales")
         roi = sizes = None
         ctm, nmode = "asymmetric", "simple"
@@ -400,7 +394,8 @@ def resize(node, inputs):
         roi, scales, sizes = (v if v is not None and np.asarray(v).size else None for v in (roi, scales, sizes))
         ctm = attr(node, "coordinate_transformation_mode", "half_pixel")
         nmode = attr(node, "nearest_mode", "round_prefer_floor")
-    mode = {"bilinear": "linear", "trilinear": "linear"}.get(attr(node, "mode", "nearest"), attr(node, "mode", "nearest"))
+    mode = attr(node, "mode", "nearest")
+    mode = "linear" if mode in ("bilinear", "trilinear") else mode
     if mode not in ("nearest", "linear", "cubic"):
         unsupported(node, f"mode={mode!r}")
     axes = [a % r for a in ints(attr(node, "axes", list(range(r))))]

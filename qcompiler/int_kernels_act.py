@@ -7,8 +7,8 @@ GetReciprocal; output RoundingDivideByPOT(scale * exp, bits + 23) - 128.
 LOGISTIC / TANH int8 (integer_ops/logistic.h, tanh.h): saturate beyond the input
 radius, else MultiplyByQuantizedMultiplier to Q4.27 and gemmlowp logistic / tanh,
 then a rounding shift to 1/256 (-128 offset) or 1/128.
-RELU (activations.h): requantize with QuantizeMultiplier(float(in_s / out_s)) and
-clamp at the output zero point. RELU6: a clamp of raw values to [zp, q(6)] (no rescale).
+RELU (activations.h): requantize with QuantizeMultiplier(in_s / out_s) and clamp at the
+output zero point (ratios in double: see quant_math.scale_ratio). RELU6: a clamp of raw values to [zp, q(6)] (no rescale).
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def tanh(node, inputs):
 def _relu(node, x):
     si, zi = scale_zp(node, 0)
     so, zo = scale_zp(node, 0, output=True)
-    m, e = qm.quantize_multiplier(qm.f32_ratio(si, so))
+    m, e = qm.quantize_multiplier(qm.scale_ratio(si, so))
     y = qm.multiply_by_quantized_multiplier(as_int(x) - zi, m, e) + zo
     return to_int8(y, max(-128, zo), 127)
 
@@ -119,8 +119,8 @@ def leaky_relu(node, inputs):
     si, zi = scale_zp(node, 0)
     so, zo = scale_zp(node, 0, output=True)
     alpha = np.float32(node.attrs.get("alpha", 0.01))
-    ma, ea = qm.quantize_multiplier(float(np.float32(si * alpha) / so))
-    mi, ei = qm.quantize_multiplier(qm.f32_ratio(si, so))
+    ma, ea = qm.quantize_multiplier(float(alpha) * float(si) / float(so))
+    mi, ei = qm.quantize_multiplier(qm.scale_ratio(si, so))
     xv = as_int(inputs[0]) - zi
     pos = qm.multiply_by_quantized_multiplier(xv, mi, ei)
     neg = qm.multiply_by_quantized_multiplier(xv, abs(ma), ea) * (-1 if ma < 0 else 1)
@@ -131,20 +131,10 @@ def _sat_shift16(v, amount):
     return np.clip(v * (1 << amount), -32768, 32767)
 
 
-@int_kernel("HardSwish")
-def hard_swish(node, inputs):
-    """reference/hard_swish.h with hard_swish_common.cc parameters (int16 intermediates)."""
-    si, zi = scale_zp(node, 0)
-    so, zo = scale_zp(node, 0, output=True)
-    hires_scale = np.float32(1.0 / 128.0) * si
-    m_out, e_out = qm.quantize_multiplier(qm.f32_ratio(hires_scale, so))
-    m_rel, e_rel = qm.quantize_multiplier(qm.f32_ratio(hires_scale, np.float32(3.0 / 32768.0)))
-    if e_out > 0:
-        raise GraphError(f"node {node.name} (HardSwish): output scale too small for TFLM "
-                         "(output multiplier exponent must be <= 0)")
-    m_out16 = qm.down_scale_int32_to_int16_multiplier(m_out)
-    m_rel16 = qm.down_scale_int32_to_int16_multiplier(m_rel)
-    hires = (as_int(inputs[0]) - zi) * 128
+def hard_swish_values(xv, params, out_zp):
+    """reference/hard_swish.h on offset inputs xv = x - in_zp (int16 intermediates)."""
+    m_out16, e_out, m_rel16, e_rel = params
+    hires = np.asarray(xv, np.int64) * 128
     pre_out = qm.saturating_rounding_doubling_high_mul_int16(hires, m_out16)
     rel = _sat_shift16(hires, e_rel - 1) if e_rel > 0 else hires
     rel = qm.saturating_rounding_doubling_high_mul_int16(rel, m_rel16)
@@ -153,9 +143,20 @@ def hard_swish(node, inputs):
     elif e_rel < 0:
         rel = qm.rounding_divide_by_pot(rel, -e_rel)
     rel = (rel + (1 << 15)) >> 1
-    prod = rel * pre_out
+    prod = rel * pre_out  # SaturatingDoublingHighMul: truncating, no rounding nudge
     pre = np.where((rel == -32768) & (pre_out == -32768), 32767,
                    np.sign(prod) * (np.abs(prod) >> 15))
-    y = qm.rounding_divide_by_pot(pre, -e_out) + zo
-    y = ((y + 32768) & 0xFFFF) - 32768          # int16 store
-    return [to_int8(y)]
+    y = qm.rounding_divide_by_pot(pre, -e_out) + out_zp
+    y = ((y + 32768) & 0xFFFF) - 32768          # stored in an int16
+    return to_int8(y)
+
+
+@int_kernel("HardSwish")
+def hard_swish(node, inputs):
+    si, zi = scale_zp(node, 0)
+    so, zo = scale_zp(node, 0, output=True)
+    params = qm.hard_swish_params(si, so)
+    if params[1] > 0:
+        raise GraphError(f"node {node.name} (HardSwish): output scale too small for TFLM "
+                         "(output multiplier exponent must be <= 0)")
+    return [hard_swish_values(as_int(inputs[0]) - zi, params, zo)]

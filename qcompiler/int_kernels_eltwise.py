@@ -23,7 +23,7 @@ LEFT_SHIFT = 20
 def add_sub(node, inputs):
     (s1, z1), (s2, z2) = scale_zp(node, 0), scale_zp(node, 1)
     so, zo = scale_zp(node, 0, output=True)
-    (m1, e1), (m2, e2), (mo, eo) = qm.add_params(s1, s2, so, subtract=node.op == "Sub")
+    (m1, e1), (m2, e2), (mo, eo) = qm.add_params(s1, s2, so)
     a = qm.multiply_by_quantized_multiplier_smaller_than_one(
         (as_int(inputs[0]) - z1) << LEFT_SHIFT, m1, e1)
     b = qm.multiply_by_quantized_multiplier_smaller_than_one(

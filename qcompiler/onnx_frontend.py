@@ -184,6 +184,7 @@ def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
             v = g.add_value(y or f"{node_name}_unused", dtype, shape)
             outs.append(v)
         n = g.add_node(node.op_type, ins, outs, attrs=attrs, name=node_name)
+        n.meta["opset"] = opset  # kernels read it for opset-dependent semantics (e.g. Softmax axis)
         for y, v in zip(node.output, n.outputs):
             if y:
                 values[y] = v

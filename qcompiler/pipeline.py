@@ -81,8 +81,9 @@ def optimize(graph: Graph, passes: list[str]) -> tuple[Graph, list]:
 
 
 def quantize(graph: Graph, calib_path: str, options: CompileOptions) -> tuple[Graph, dict]:
-    from .passes.quantize import check_quantizable, quantize_graph
-    check_quantizable(graph)  # fail on unsupported ops before the (slow) calibration
+    from .passes.quantize import check_finite, check_quantizable, quantize_graph
+    check_finite(graph)  # fail on bad weights and unsupported ops before the (slow) calibration
+    check_quantizable(graph)
     samples = load_samples(calib_path, graph)
     ranges = calibrate(graph, iterate_samples(samples, graph, options.max_calib_samples), options.calib_method)
     qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc)

@@ -109,10 +109,19 @@ def conv_real_multipliers(input_scale, weight_scales, output_scale) -> np.ndarra
     return float(f32(input_scale)) * w / float(f32(output_scale))
 
 
-def fc_real_multiplier(input_scale, weight_scale, output_scale) -> float:
-    """Per-tensor FULLY_CONNECTED: double(float(in * w)) / double(out) (float product first)."""
-    prod = np.float32(f32(input_scale) * f32(weight_scale))
-    return float(prod) / float(f32(output_scale))
+def fc_real_multiplier(input_scale, weight_scale, output_scale,
+                       float32_product: bool = False) -> float:
+    """Per-tensor FULLY_CONNECTED multiplier (GetQuantizedConvolutionMultipler).
+
+    The source reads `double(float(in * w)) / double(out)`, but the tflite-micro
+    build we verify against (the pip wheel) evaluates the product in double, i.e.
+    exactly like conv_real_multipliers; tests/test_int_kernels_tflm.py shows it on
+    inputs where the two differ. `float32_product=True` gives the source's form.
+    """
+    if float32_product:
+        prod = np.float32(f32(input_scale) * f32(weight_scale))
+        return float(prod) / float(f32(output_scale))
+    return float(f32(input_scale)) * float(f32(weight_scale)) / float(f32(output_scale))
 
 
 def quantize_scalar(value: float, scale, zero_point: int) -> int:
@@ -294,21 +303,31 @@ def down_scale_int32_to_int16_multiplier(m: int) -> int:
 
 # ---- per-op parameters computed exactly as each TFLM kernel's Prepare does --------
 
-def f32_ratio(num, den) -> float:
-    """double(float(num / den)): a ratio of float32 scales evaluated in float32."""
-    return float(np.float32(f32(num) / f32(den)))
+def scale_ratio(num, den, float32_math: bool = False) -> float:
+    """A ratio of float32 scales as TFLM's Prepare evaluates `double(num / den)`.
+
+    RELU, LEAKY_RELU and HARD_SWISH write the quotient in float, yet the verified
+    tflite-micro wheel divides in double (its compiler widened these float
+    expressions that are cast to double straight away); we follow the runtime.
+    `float32_math=True` gives the float32 quotient the source spells out.
+    """
+    if float32_math:
+        return float(np.float32(f32(num) / f32(den)))
+    return float(f32(num)) / float(f32(den))
 
 
-def add_params(s1, s2, s_out, subtract: bool = False):
-    """ADD (add_common.cc, double maths) or SUB (sub_common.cc, float maths) multipliers.
+def add_params(s1, s2, s_out, float32_math: bool = False):
+    """ADD / SUB multipliers (add_common.cc, sub_common.cc), left_shift = 20.
 
-    Returns ((M1, shift1), (M2, shift2), (Mout, shift_out)), left_shift = 20; shifts <= 0.
+    Returns ((M1, shift1), (M2, shift2), (Mout, shift_out)), every shift <= 0.
+    ADD computes in double; SUB's source computes in float, but the verified wheel
+    evaluates SUB in double as well, so both use the double form by default.
     """
     s1, s2, so = f32(s1), f32(s2), f32(s_out)
-    if subtract:
+    if float32_math:
         twice = np.float32(2) * max(s1, s2)
-        reals = (f32_ratio(s1, twice), f32_ratio(s2, twice),
-                 f32_ratio(twice, np.float32(1 << 20) * so))
+        reals = (scale_ratio(s1, twice, True), scale_ratio(s2, twice, True),
+                 scale_ratio(twice, np.float32(1 << 20) * so, True))
     else:
         twice = 2.0 * float(max(s1, s2))
         reals = (float(s1) / twice, float(s2) / twice, twice / ((1 << 20) * float(so)))
@@ -319,6 +338,18 @@ def add_params(s1, s2, s_out, subtract: bool = False):
                              "(QuantizeMultiplierSmallerThanOneExp)")
         out.append(quantize_multiplier(r))
     return tuple(out)
+
+
+def hard_swish_params(input_scale, output_scale, float32_math: bool = False):
+    """HARD_SWISH (hard_swish_common.cc): (out_m16, out_exp, relu_m16, relu_exp).
+
+    Both multipliers are QuantizeMultiplier'd and then rounded to Q0.15.
+    """
+    hires = np.float32(1.0 / 128.0) * f32(input_scale)
+    m_out, e_out = quantize_multiplier(scale_ratio(hires, output_scale, float32_math))
+    m_rel, e_rel = quantize_multiplier(scale_ratio(hires, np.float32(3.0 / 32768.0), float32_math))
+    return (down_scale_int32_to_int16_multiplier(m_out), e_out,
+            down_scale_int32_to_int16_multiplier(m_rel), e_rel)
 
 
 def calculate_input_radius(input_integer_bits: int, input_left_shift: int,

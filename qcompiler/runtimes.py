@@ -42,19 +42,14 @@ class TflmRunner:
             self.interp = rt.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
         except Exception as e:
             raise BackendError(f"TFLite Micro refused the model: {e}") from None
+        from tflite.Model import Model
+        self.num_outputs = Model.GetRootAs(bytes(model), 0).Subgraphs(0).OutputsLength()
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         for i, x in enumerate(inputs):
             self.interp.set_input(x, i)
         self.interp.invoke()
-        outs, i = [], 0
-        while True:
-            try:
-                outs.append(np.array(self.interp.get_output(i)))
-            except (IndexError, RuntimeError, ValueError):
-                break
-            i += 1
-        return outs
+        return [np.array(self.interp.get_output(i)) for i in range(self.num_outputs)]
 
 
 class LiteRTRunner:

@@ -43,7 +43,7 @@ def test_missing_model(tmp_path):
 
 def _tiny_model(path, op="Relu", weights=None):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])
     w = weights if weights is not None else np.ones((2, 2, 1, 1), np.float32)
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv1"),
              helper.make_node(op, ["c"], ["y"], name="act1")]
@@ -54,7 +54,7 @@ def _tiny_model(path, op="Relu", weights=None):
 def test_unsupported_ops_listed_in_one_error(tmp_path):
     m = tmp_path / "m.onnx"
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     nodes = [helper.make_node("Det", ["x"], ["a"], name="det_node"),
              helper.make_node("Einsum", ["a"], ["y"], name="einsum_node", equation="i->i")]
     onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y]),

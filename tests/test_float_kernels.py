@@ -146,6 +146,10 @@ MATH = [
     C("BatchNormalization", [R(2, 3, 4, 5), R(3), R(3), R(3), R(3, lo=0.5, hi=2)], name="bn"),
     C("BatchNormalization", [R(2, 3, 4, 5), R(3), R(3), R(3), R(3, lo=0.5, hi=2)], opset=9, epsilon=1e-3, name="bn"),
     C("BatchNormalization", [R(4, 3), R(3), R(3), R(3), R(3, lo=0.5, hi=2)], opset=15, training_mode=0, name="bn-2d"),
+    C("BatchNormalization", [R(2, 3, 4, 5), R(3), R(3), R(3), R(3, lo=0.5, hi=2)], opset=9, n_out=5,
+      name="bn-training-outputs"),
+    C("BatchNormalization", [R(2, 3, 4), R(3), R(3), R(3), R(3, lo=0.5, hi=2)], opset=15, n_out=3,
+      training_mode=1, momentum=0.8, name="bn-training"),
     C("InstanceNormalization", [R(2, 3, 4, 5), R(3), R(3)], epsilon=1e-4),
     C("LayerNormalization", [R(2, 3, 8), R(8), R(8)], opset=17),
     C("LayerNormalization", [R(2, 3, 4), R(3, 4)], opset=17, axis=1, name="layernorm-axis1"),
@@ -194,6 +198,8 @@ POOL = [
     C("MaxPool", [R(1, 2, 7, 8)], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], n_out=2, name="maxpool-indices"),
     C("MaxPool", [R(2, 2, 6, 7)], kernel_shape=[2, 2], strides=[2, 2], storage_order=1, n_out=2,
       name="maxpool-indices-colmajor"),
+    C("MaxPool", [RNG.integers(0, 255, (1, 2, 6, 6)).astype(np.uint8)], opset=12, kernel_shape=[3, 3],
+      pads=[1, 1, 1, 1], name="maxpool-uint8"),
     C("MaxPool", [R(1, 3, 8, 8)], opset=9, kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1], name="maxpool"),
     C("AveragePool", [R(1, 3, 8, 8)], kernel_shape=[2, 2], strides=[2, 2], name="avgpool-2x2"),
     C("AveragePool", [R(1, 3, 9, 9)], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], name="avgpool-pad-excl"),
@@ -241,6 +247,7 @@ SHAPE = [
     C("Squeeze", [R(1, 3, 1, 5)], opset=11, axes=[0, -2], name="squeeze-attr"),
     C("Squeeze", [R(1, 3, 1, 5), I64(2)], name="squeeze-input"),
     C("Squeeze", [R(1, 3, 1, 5)], name="squeeze-all"),
+    C("Squeeze", [R(1, 3, 1, 5), np.zeros(0, np.int64)], name="squeeze-empty-axes"),
     C("Unsqueeze", [R(3, 5)], opset=11, axes=[0, 3], name="unsqueeze-attr"),
     C("Unsqueeze", [R(3, 5), I64(0, -1)], name="unsqueeze-input"),
     C("Unsqueeze", [R(3, 5)], opset=9, axes=[1], name="unsqueeze"),
@@ -308,6 +315,8 @@ REDUCE = [
     C("ReduceMin", [R(2, 3, 4)], axes=[0]), C("ReduceProd", [R(2, 3, 4)], axes=[2]),
     C("ReduceL1", [R(2, 3, 4)], axes=[1]), C("ReduceL2", [R(2, 3, 4)], axes=[1]),
     C("ReduceSumSquare", [R(2, 3, 4)], axes=[1]), C("ReduceLogSumExp", [R(2, 3, 4)], axes=[1]),
+    C("ReduceLogSumExp", [R(2, 3, 4)], axes=[0, 2], keepdims=0, name="reducelogsumexp-2axes"),
+    C("ReduceLogSumExp", [R(2, 3, 4)], name="reducelogsumexp-all"),
     C("ReduceLogSum", [R(2, 3, 4, lo=0.1, hi=2)], axes=[1]),
 ]
 SC = lambda *v: np.array(v, F32)  # noqa: E731
@@ -324,6 +333,8 @@ for ctm in ("half_pixel", "align_corners", "asymmetric", "pytorch_half_pixel", "
     RESIZE.append(C("Resize", [R(1, 2, 9, 10), None, None, I64(1, 2, 4, 3)], mode="linear",
                     coordinate_transformation_mode=ctm, opset=19, name=f"resize-linear-sizes-{ctm}"))
 RESIZE += [
+    C("Resize", [RNG.integers(0, 255, (1, 2, 5, 6)).astype(np.uint8), None, SC(1, 1, 1.7, 1.3)], mode="linear",
+      name="resize-linear-uint8"),
     C("Resize", [R(1, 2, 4, 4), FL(), SC(1, 1, 2, 2)], opset=11, mode="nearest", name="resize-opset11-roi-empty"),
     C("Resize", [R(1, 2, 4, 4), FL(0, 0, 0, 0, 1, 1, 1, 1), SC(1, 1, 2, 3)], opset=11, mode="linear",
       coordinate_transformation_mode="asymmetric", name="resize-opset11-linear"),
@@ -355,7 +366,49 @@ RESIZE += [
     C("Upsample", [R(1, 2, 3, 4), SC(1, 1, 2, 1.5)], opset=9, mode="linear", name="upsample-linear"),
     C("Upsample", [R(1, 2, 3, 4), SC(1, 1, 2, 2)], opset=9, name="upsample-default"),
 ]
-ALL = CONV + CONVT + MATH + ACT + POOL + ELT + SHAPE + REDUCE + RESIZE
+EDGE = [  # geometry corner cases
+    C("ConvTranspose", [R(1, 3, 5, 5), R(3, 2, 3, 3)], strides=[2, 2], output_shape=[10, 11], auto_pad="SAME_LOWER",
+      name="convt-outshape-same-lower"),
+    C("ConvTranspose", [R(1, 3, 5, 5), R(3, 2, 3, 3)], strides=[2, 2], output_shape=[12, 12], name="convt-outshape-big"),
+    C("ConvTranspose", [R(1, 3, 5, 5), R(3, 2, 3, 3)], strides=[2, 2], output_padding=[1, 0], output_shape=[10, 10],
+      name="convt-outshape-outpad"),
+    C("ConvTranspose", [R(1, 3, 5, 5), R(3, 2, 3, 3)], strides=[3, 3], dilations=[2, 1], auto_pad="SAME_LOWER",
+      name="convt-same-lower-dil"),
+    C("ConvTranspose", [R(1, 3, 5, 5), R(3, 2, 3, 3)], auto_pad="VALID", strides=[2, 2], name="convt-valid"),
+    C("ConvTranspose", [R(1, 2, 3, 4, 3), R(2, 2, 2, 3, 2)], strides=[2, 1, 2], pads=[0, 1, 0, 1, 0, 1], name="convt3d"),
+    C("MaxPool", [R(1, 2, 10, 11)], kernel_shape=[3, 3], strides=[2, 2], dilations=[2, 2], ceil_mode=1,
+      pads=[1, 1, 1, 1], name="maxpool-ceil-dil"),
+    C("AveragePool", [R(1, 2, 10, 11)], kernel_shape=[3, 2], strides=[3, 2], ceil_mode=1, pads=[1, 0, 1, 1],
+      name="avgpool-ceil-excl"),
+    C("AveragePool", [R(1, 2, 10, 11)], opset=19, kernel_shape=[3, 3], strides=[2, 2], dilations=[2, 2], ceil_mode=1,
+      pads=[1, 1, 1, 1], count_include_pad=1, name="avgpool-ceil-dil-incl"),
+    C("MaxPool", [R(1, 2, 8, 8)], kernel_shape=[3, 3], strides=[3, 3], auto_pad="VALID", ceil_mode=1,
+      name="maxpool-valid-ceil"),
+    C("MaxPool", [R(1, 2, 8, 8)], kernel_shape=[3, 3], strides=[3, 3], auto_pad="SAME_UPPER", ceil_mode=1,
+      name="maxpool-same-ceil"),
+    C("MaxPool", [R(1, 2, 5, 6, 7)], kernel_shape=[2, 3, 2], strides=[2, 2, 2], pads=[0, 1, 0, 1, 1, 1], name="maxpool3d"),
+    C("MaxPool", [R(1, 2, 7, 8)], kernel_shape=[3, 3], strides=[2, 2], dilations=[2, 1], pads=[1, 1, 1, 1], n_out=2,
+      opset=12, name="maxpool-indices-dil"),
+    C("Resize", [R(1, 2, 6, 7), FL(0, 0, 0.3, -0.1, 1, 1, 0.6, 1.3), None, I64(1, 2, 2, 5)], mode="nearest",
+      coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=2.0, name="resize-tf-crop-down"),
+    C("Resize", [R(1, 2, 6, 7), None, None, I64(1, 2, 3, 14)], mode="nearest", name="resize-nn-sizes"),
+    C("Resize", [R(1, 2, 12, 14), None, None, I64(1, 2, 5, 9)], opset=18, mode="linear", antialias=1,
+      coordinate_transformation_mode="align_corners", name="resize-antialias-sizes"),
+    C("Resize", [R(1, 2, 12, 14), None, SC(1, 1, 0.3, 0.45)], opset=18, mode="cubic", antialias=1, exclude_outside=1,
+      name="resize-antialias-cubic-exclude"),
+    C("Resize", [R(1, 2, 12, 14), None, SC(1, 1, 0.3, 1.45)], opset=18, mode="linear", antialias=1,
+      name="resize-antialias-mixed"),
+    C("Resize", [R(2, 3, 4, 5, 6), None, SC(1, 1, 2, 1.5, 0.5)], mode="linear", name="resize-trilinear"),
+    C("Resize", [R(2, 3, 4, 5, 6), None, SC(1, 1, 2, 1.5, 0.5)], mode="nearest", name="resize-nn-5d"),
+    C("Resize", [R(1, 2, 3, 4), None, SC(1, 1, 3, 2)], opset=19, mode="nearest",
+      coordinate_transformation_mode="half_pixel_symmetric", name="resize-nn-half-pixel-symmetric"),
+    C("Resize", [R(1, 2, 5, 7), None, None, I64(1, 2, 8, 4)], opset=18, mode="cubic", name="resize-cubic-sizes"),
+    C("Upsample", [R(1, 2, 3, 4)], opset=7, scales=[1.0, 1.0, 2.0, 2.0], name="upsample-scales-attr"),
+    C("Softmax", [R(2, 3, 4)], opset=9, axis=0, name="softmax-legacy-axis0"),
+    C("Gather", [R(3, 4, 5), I64(1, 0)], axis=-1, name="gather-neg-axis"),
+    C("Slice", [R(9, 8), I64(-7, 1), I64(8, -1), I64(0, 1), I64(3, 2)], name="slice-steps"),
+]
+ALL = CONV + CONVT + MATH + ACT + POOL + ELT + SHAPE + REDUCE + RESIZE + EDGE
 
 
 @pytest.mark.parametrize("case", ALL)
@@ -380,13 +433,13 @@ def test_attrs_from_onnx_types():
     ("Pad", {"mode": "mirror"}, "mode='mirror'"),
     ("Conv", {"auto_pad": "SAME_MIDDLE"}, "auto_pad='SAME_MIDDLE'"),
     ("Resize", {"mode": "area"}, "mode='area'"),
-    ("BatchNormalization", {"training_mode": 1}, "training"),
+    ("Dropout", {}, "training_mode=True"),
     ("Cast", {"to": TensorProto.STRING}, "STRING"),
 ])
 def test_unsupported_attribute_values_raise(op, attrs, what):
     inputs = {"Pad": [R(1, 2, 3), I64(0, 0, 1, 0, 0, 1)], "Conv": [R(1, 1, 4, 4), R(1, 1, 3, 3)],
               "Resize": [R(1, 1, 2, 2), None, SC(1, 1, 2, 2)], "Cast": [R(2)],
-              "BatchNormalization": [R(1, 2, 2, 2), R(2), R(2), R(2), R(2, lo=1, hi=2)]}[op]
+              "Dropout": [R(3), np.array(0.5, F32), np.array(True)]}[op]
     node = types.SimpleNamespace(op=op, name="bad", attrs=attrs, outputs=[None], meta={})
     with pytest.raises(NotImplementedError, match=what):
         FLOAT_KERNELS[op](node, inputs)
@@ -433,3 +486,14 @@ def test_light_model_zoo(name, every_node):
     assert time.perf_counter() - t0 < 20, f"{name} took {time.perf_counter() - t0:.1f} s"
     for o, r in zip(names, ref):
         assert_close(env[o], r, f"{name}: {o}")
+
+
+def test_erf_without_scipy(monkeypatch):
+    import math
+    import sys
+
+    from qcompiler import float_kernels
+    monkeypatch.setitem(sys.modules, "scipy.special", None)  # force the polynomial fallback
+    x = np.linspace(-5, 5, 2001)
+    err = np.abs(float_kernels._erf(x) - np.array([math.erf(v) for v in x])).max()
+    assert err < 2e-7

@@ -89,8 +89,8 @@ def pq(scale, zp=0):
     return QuantParams(np.float32(scale), zp)
 
 
-def rand_scale(rng, lo=-2.5, hi=-0.5):
-    return np.float32(10 ** rng.uniform(lo, hi))
+def rand_scale(rng, lo=-2.5, hi=-0.5, size=None):
+    return np.asarray(10 ** rng.uniform(lo, hi, size), np.float32)[()]
 
 
 def rand_act(rng, shape, zp):
@@ -448,10 +448,12 @@ def test_prelu(seed):
 
 
 # ---- float-vs-double parameter arithmetic: cases built so that the two disagree ----------
-# A multiplier computed in float32 instead of double (or the reverse) moves M by a few
-# units in 2^31, which shows only on outputs within ~2^-17 of a rounding boundary. These
-# cases search for parameters and inputs where the wrong variant gives a different int8
-# result, then require TFLM to agree with our kernel there.
+# The tflite-micro source computes the FULLY_CONNECTED (per-tensor), SUB, RELU and
+# LEAKY_RELU multipliers from float32 products/quotients; the verified wheel evaluates
+# them in double. The two move M by a few units in 2^31, which shows only on outputs
+# within ~2^-17 of a rounding boundary, so these cases search for parameters and inputs
+# where the float variant gives a different int8 result and require TFLM to agree with
+# our (double) kernels there.
 
 def _search(rng, make, tries=4000):
     for _ in range(tries):
@@ -475,9 +477,8 @@ def test_requant_multiplier_precision(seed, opcode):
 
     def make(rng):
         si, sw, so = rand_scale(rng), rand_scale(rng, -3, -1.5), rand_scale(rng, -2, 0)
-        fl = qm.fc_real_multiplier(si, sw, so)
-        db = float(qm.conv_real_multipliers(si, [sw], so)[0])
-        right, wrong = (fl, db) if opcode == "FULLY_CONNECTED" else (db, fl)
+        right = float(qm.conv_real_multipliers(si, [sw], so)[0])
+        wrong = qm.fc_real_multiplier(si, sw, so, float32_product=True)
         zp = int(rng.integers(-20, 20))
         a, b = _requant_fc(acc, right, zp), _requant_fc(acc, wrong, zp)
         hit = np.nonzero(a != b)[0]
@@ -529,42 +530,51 @@ def _unary_exhaustive(opcode, op, attrs, options, find_params):
     assert_same(mine, c.run([out])[0].transpose(NCHW))
 
 
+def _search_unary(seed, right, wrong, zi_range, only_negative=False, batch=4096, rounds=20):
+    """Scales (si, so) and zero points where multipliers right(si, so) / wrong(si, so)
+    give different outputs for some of the 256 input codes; vectorized over candidates."""
+    rng = np.random.default_rng(seed)
+    xs = ALL_CODES.astype(np.int64)[None, :]
+    for _ in range(rounds):
+        si, so = rand_scale(rng, size=batch), rand_scale(rng, size=batch)
+        zi = rng.integers(*zi_range, size=(batch, 1))
+        zo = rng.integers(-128, 0, size=(batch, 1))
+        ys = []
+        for fn in (right, wrong):
+            m, e = qm.quantize_multipliers([fn(a, b) for a, b in zip(si, so)])
+            ys.append(qm.multiply_by_quantized_multiplier(
+                xs - zi, m.astype(np.int64)[:, None], e.astype(np.int64)[:, None]) + zo)
+        differ = np.clip(ys[0], -128, 127) != np.clip(ys[1], -128, 127)
+        differ &= (xs < zi) if only_negative else (ys[0] >= zo)  # RELU clamps at zo
+        rows = np.nonzero(differ.any(axis=1))[0]
+        if rows.size:
+            r = rows[0]
+            return pq(si[r], int(zi[r, 0])), pq(so[r], int(zo[r, 0]))
+    pytest.fail("no discriminating case found")
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_relu_multiplier_is_float_ratio(seed):
-    xs = ALL_CODES.astype(np.int64)
-
-    def make(rng):
-        si, so = rand_scale(rng), rand_scale(rng)
-        zi, zo = int(rng.integers(-128, 0)), int(rng.integers(-128, 0))
-        ys = [qm.multiply_by_quantized_multiplier(xs - zi, *qm.quantize_multiplier(r), ) + zo
-              for r in (qm.f32_ratio(si, so), float(si) / float(so))]
-        ys = [np.clip(y, max(zo, -128), 127) for y in ys]
-        return None if np.array_equal(*ys) else (pq(si, zi), pq(so, zo))
-
-    _unary_exhaustive("RELU", "Relu", {}, {}, _search(np.random.default_rng(seed), make, 20000))
+def test_relu_multiplier_precision(seed):
+    """RELU: double(in_s) / double(out_s) (the source writes a float quotient)."""
+    params = _search_unary(seed, qm.scale_ratio, lambda a, b: qm.scale_ratio(a, b, True),
+                           (-128, 0))
+    _unary_exhaustive("RELU", "Relu", {}, {}, params)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_leaky_relu_alpha_multiplier_is_float(seed):
-    xs = ALL_CODES.astype(np.int64)
+def test_leaky_relu_alpha_multiplier_precision(seed):
+    """LEAKY_RELU: alpha * in_s / out_s in double (the source writes float)."""
     alpha = np.float32(0.1)
-
-    def make(rng):
-        si, so = rand_scale(rng), rand_scale(rng)
-        zi, zo = int(rng.integers(0, 127)), int(rng.integers(-128, 0))
-        ys = [qm.multiply_by_quantized_multiplier(xs - zi, *qm.quantize_multiplier(r)) + zo
-              for r in (float(np.float32(si * alpha) / so), float(si) * float(alpha) / float(so))]
-        neg = xs < zi
-        return None if np.array_equal(ys[0][neg], ys[1][neg]) else (pq(si, zi), pq(so, zo))
-
-    _unary_exhaustive("LEAKY_RELU", "LeakyRelu", {"alpha": 0.1}, {"alpha": 0.1},
-                      _search(np.random.default_rng(seed), make, 20000))
+    params = _search_unary(seed, lambda a, b: float(a) * float(alpha) / float(b),
+                           lambda a, b: float(np.float32(a * alpha) / b), (0, 127),
+                           only_negative=True)
+    _unary_exhaustive("LEAKY_RELU", "LeakyRelu", {"alpha": 0.1}, {"alpha": 0.1}, params)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("op,opcode", [("Add", "ADD"), ("Sub", "SUB")])
 def test_add_sub_parameter_precision(seed, op, opcode):
-    """ADD derives its multipliers in double, SUB in float: both verified on all code pairs."""
+    """ADD and SUB multipliers in double (SUB's source says float), on all 65536 code pairs."""
     a = np.repeat(ALL_CODES, 256).astype(np.int64)
     b = np.tile(ALL_CODES, 256).astype(np.int64)
 
@@ -579,8 +589,8 @@ def test_add_sub_parameter_precision(seed, op, opcode):
         so = np.float32(max(s1, s2) * rng.uniform(1.0, 2.5))
         zs, zo = rng.integers(-128, 100, size=2), int(rng.integers(-100, 100))
         sign = -1 if op == "Sub" else 1
-        right = apply(qm.add_params(s1, s2, so, subtract=op == "Sub"), zs, zo, sign)
-        wrong = apply(qm.add_params(s1, s2, so, subtract=op != "Sub"), zs, zo, sign)
+        right = apply(qm.add_params(s1, s2, so), zs, zo, sign)
+        wrong = apply(qm.add_params(s1, s2, so, float32_math=True), zs, zo, sign)
         return None if np.array_equal(right, wrong) else (pq(s1, zs[0]), pq(s2, zs[1]), pq(so, zo))
 
     q1, q2, qo = _search(np.random.default_rng(seed), make, 500)
@@ -591,3 +601,20 @@ def test_add_sub_parameter_precision(seed, op, opcode):
     out = c.tensor(x1.shape, q=qo)
     c.op(opcode, ins, [out])
     assert_same(mine, c.run([out])[0])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_hard_swish_multiplier_precision(seed):
+    """HARD_SWISH: hires_scale / out_scale in double (the source writes float)."""
+    from qcompiler.int_kernels_act import hard_swish_values
+    rng = np.random.default_rng(seed)
+    for _ in range(20000):
+        si, so = rand_scale(rng, -2.5, -0.5), rand_scale(rng, -2.5, -0.5)
+        zi, zo = int(rng.integers(-128, 100)), int(rng.integers(-128, 100))
+        right, wrong = qm.hard_swish_params(si, so), qm.hard_swish_params(si, so, True)
+        if right == wrong or right[1] > 0:
+            continue
+        xv = ALL_CODES.astype(np.int64) - zi
+        if not np.array_equal(hard_swish_values(xv, right, zo), hard_swish_values(xv, wrong, zo)):
+            return _unary_exhaustive("HARD_SWISH", "HardSwish", {}, {}, (pq(si, zi), pq(so, zo)))
+    pytest.fail("no discriminating case found")

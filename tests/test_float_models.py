@@ -1,0 +1,62 @@
+"""Float reference interpreter (and the optimized float graph) vs onnxruntime on whole models."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import MLPERF_MODELS, MODELS, SAMPLE_MODELS, SHARED, mlperf_data, require_shared
+from qcompiler.interpreter import run_float
+from qcompiler.onnx_frontend import load_model
+from qcompiler.pipeline import DEFAULT_PIPELINES, optimize
+
+ort = pytest.importorskip("onnxruntime")
+LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
+LIGHT_MODELS = sorted(p.stem for p in LIGHT.glob("*.onnx"))
+
+
+def _ort(path, feeds):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _check(path: Path, inputs: list[np.ndarray], optimized: bool = True):
+    g = load_model(path)
+    for x in inputs:
+        feeds = {g.inputs[0].name: x.reshape(g.inputs[0].shape)}
+        ref = _ort(path, feeds)
+        ours = run_float(g, feeds)
+        for v, r in zip(g.outputs, ref):
+            err = np.max(np.abs(ours[v.name] - r)) / max(1.0, float(np.max(np.abs(r))))
+            assert err <= 1e-4, (path.name, v.name, err)
+    if optimized:
+        opt, _ = optimize(g, DEFAULT_PIPELINES["tflm"])
+        assert not any(n.op == "BatchNormalization" for n in opt.nodes)
+        for x in inputs:
+            feeds = {g.inputs[0].name: x.reshape(g.inputs[0].shape)}
+            ref = _ort(path, feeds)
+            ours = run_float(opt, feeds)
+            for v, r in zip(opt.outputs, ref):
+                err = np.max(np.abs(ours[v.name] - r)) / max(1.0, float(np.max(np.abs(r))))
+                assert err <= 1e-4, (path.name, "optimized", v.name, err)
+
+
+@pytest.mark.parametrize("name", SAMPLE_MODELS)
+def test_sample_models_float(name):
+    x = np.load(MODELS / "digits_eval.npy")[:5]
+    _check(MODELS / f"{name}.onnx", list(x))
+
+
+@pytest.mark.parametrize("name", sorted(MLPERF_MODELS))
+def test_mlperf_models_float(name):
+    require_shared()
+    x = mlperf_data(MLPERF_MODELS[name], "eval")[:3]
+    _check(SHARED / f"{name}.onnx", list(x))
+
+
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_light_zoo_models_float(name):
+    x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
+    _check(LIGHT / f"{name}.onnx", [x], optimized=True)
