@@ -319,8 +319,8 @@ def lrn(node, inputs):
     sq = np.pad(f64(x) ** 2, [(0, 0), ((size - 1) // 2, size // 2)] + [(0, 0)] * (x.ndim - 2))
     cs = np.concatenate([np.zeros_like(sq[:, :1]), np.cumsum(sq, axis=1)], axis=1)
     window = cs[:, size:] - cs[:, :-size]
-    alpha, beta, bias = float(attr(node, "alpha", 1e-4)), float(attr(node, "beta", 0.75)), float(attr(node, "bias", 1.0))
-    return [(f64(x) / (bias + alpha / size * window) ** beta).astype(x.dtype)]
+    alpha, beta = float(attr(node, "alpha", 1e-4)), float(attr(node, "beta", 0.75))
+    return [(f64(x) / (float(attr(node, "bias", 1.0)) + alpha / size * window) ** beta).astype(x.dtype)]
 
 
 # ---- Resize / Upsample ---------------------------------------------------------

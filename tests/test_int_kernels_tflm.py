@@ -618,3 +618,193 @@ def test_hard_swish_multiplier_precision(seed):
         if not np.array_equal(hard_swish_values(xv, right, zo), hard_swish_values(xv, wrong, zo)):
             return _unary_exhaustive("HARD_SWISH", "HardSwish", {}, {}, (pq(si, zi), pq(so, zo)))
     pytest.fail("no discriminating case found")
+
+
+# ---- data movement -----------------------------------------------------------------------
+
+def _q_and_x(seed, shape):
+    rng = np.random.default_rng(seed)
+    q = rand_q(rng)
+    return rng, q, rand_act(rng, shape, int(q.zero_point[0]))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_concat_channels(seed):
+    rng, q, a = _q_and_x(seed, (1, 3, 4, 5))
+    b = rand_act(rng, (1, 2, 4, 5), int(q.zero_point[0]))
+    mine = ours("Concat", {"axis": 1}, [(a, q, False), (b, q, False)], q)[0]
+    c = Case()
+    ins = [c.input(a.transpose(NHWC), q), c.input(b.transpose(NHWC), q)]
+    out = c.tensor((1, 4, 5, 5), q=q)
+    c.op("CONCATENATION", ins, [out], axis=3)
+    assert_same(mine, c.run([out])[0].transpose(NCHW))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("op,attrs,new_shape", [
+    ("Reshape", None, (4, 15)), ("Flatten", {"axis": 1}, (2, 30)),
+    ("Squeeze", {"axes": [1]}, (2, 30)), ("Unsqueeze", {"axes": [0]}, (1, 2, 1, 30)),
+    ("Identity", {}, (2, 1, 30))])
+def test_reshape_family(seed, op, attrs, new_shape):
+    _, q, x = _q_and_x(seed, (2, 1, 30))
+    ins = [(x, q, False)]
+    if op == "Reshape":
+        ins.append((np.array(new_shape, np.int64), None, True))
+    mine = ours(op, attrs or {}, ins, q)[0]
+    c = Case()
+    xi = c.input(x, q)
+    out = c.tensor(new_shape, q=q)
+    shape_t = c.tensor((len(new_shape),), "int32", np.array(new_shape, np.int32))
+    c.op("RESHAPE", [xi, shape_t], [out])
+    assert_same(mine, c.run([out])[0])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("perm", [(0, 2, 3, 1), (0, 3, 1, 2), (3, 2, 1, 0)])
+def test_transpose(seed, perm):
+    _, q, x = _q_and_x(seed, (2, 3, 4, 5))
+    mine = ours("Transpose", {"perm": list(perm)}, [(x, q, False)], q)[0]
+    c = Case()
+    xi = c.input(x, q)
+    out = c.tensor(mine.shape, q=q)
+    c.op("TRANSPOSE", [xi, c.tensor((4,), "int32", np.array(perm, np.int32))], [out])
+    assert_same(mine, c.run([out])[0])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pad(seed):
+    _, q, x = _q_and_x(seed, (1, 3, 4, 5))
+    pads = np.array([0, 1, 2, 0, 0, 2, 1, 3], np.int64)  # ONNX [begins..., ends...]
+    mine = ours("Pad", {"mode": "constant"}, [(x, q, False), (pads, None, True)], q)[0]
+    c = Case()
+    xi = c.input(x.transpose(NHWC), q)
+    nhwc = np.array([[0, 0], [2, 1], [0, 3], [1, 2]], np.int32)
+    out = c.tensor(mine.transpose(NHWC).shape, q=q)
+    c.op("PAD", [xi, c.tensor((4, 2), "int32", nhwc)], [out])
+    assert_same(mine, c.run([out])[0].transpose(NCHW))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_slice(seed):
+    _, q, x = _q_and_x(seed, (1, 6, 7, 8))
+    starts, ends, axes, steps = [1, 0, -6], [5, 7, 100], [1, 2, 3], [2, 3, 1]
+    ins = [(x, q, False)] + [(np.array(v, np.int64), None, True) for v in (starts, ends, axes, steps)]
+    mine = ours("Slice", {}, ins, q)[0]
+    c = Case()
+    xi = c.input(x.transpose(NHWC), q)
+    # NHWC begin / end / strides (end clamped as ONNX does)
+    begin, end, stride = [0, 0, 2, 1], [1, 7, 8, 5], [1, 3, 1, 2]
+    consts = [c.tensor((4,), "int32", np.array(v, np.int32)) for v in (begin, end, stride)]
+    out = c.tensor(mine.transpose(NHWC).shape, q=q)
+    c.op("STRIDED_SLICE", [xi] + consts, [out])
+    assert_same(mine, c.run([out])[0].transpose(NCHW))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_split(seed):
+    _, q, x = _q_and_x(seed, (1, 6, 3, 4))
+    mine = ours("Split", {"axis": 1}, [(x, q, False)], q, n_out=3)
+    c = Case()
+    xi = c.input(x.transpose(NHWC), q)
+    outs = [c.tensor((1, 3, 4, 2), q=q) for _ in range(3)]
+    c.op("SPLIT", [c.tensor((), "int32", np.array(3, np.int32)), xi], outs, num_splits=3)
+    for m, t in zip(mine, c.run(outs)):
+        assert_same(m, t.transpose(NCHW))
+
+
+# ---- reductions, resize, transposed convolution ------------------------------------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("axes,keep", [([2, 3], 1), ([2, 3], 0), ([1], 1), ([3], 0),
+                                       ([1, 2, 3], 1)])
+def test_reduce_mean(seed, axes, keep):
+    rng, q, x = _q_and_x(seed, (1, 5, 6, 7))
+    qo = pq(float(q.scale[0]) * rng.uniform(0.3, 1.2), int(rng.integers(-100, 100)))
+    mine = ours("ReduceMean", {"axes": axes, "keepdims": keep}, [(x, q, False)], qo)[0]
+    to_nhwc = {0: 0, 1: 3, 2: 1, 3: 2}
+    c = Case()
+    xi = c.input(x.transpose(NHWC), q)
+    tfl_axes = np.array(sorted(to_nhwc[a] for a in axes), np.int32)
+    out_shape = [d for i, d in enumerate((1, 6, 7, 5)) if i not in tfl_axes or keep]
+    out_shape = [1 if i in tfl_axes else d for i, d in enumerate((1, 6, 7, 5))] if keep else out_shape
+    out = c.tensor(out_shape, q=qo)
+    c.op("MEAN", [xi, c.tensor((len(axes),), "int32", tfl_axes)], [out], keep_dims=bool(keep))
+    got = c.run([out])[0]
+    if keep:
+        got = got.transpose(NCHW)
+    elif axes == [3]:
+        got = got.transpose(0, 2, 1)  # NHWC without W -> N, H, C ; ours N, C, H
+    assert_same(mine, got)
+
+
+RESIZE_CASES = [
+    # (mode, ctm, nearest_mode, in_hw, out_hw, align_corners, half_pixel_centers)
+    ("nearest", "asymmetric", "floor", (4, 5), (8, 10), False, False),
+    ("nearest", "asymmetric", "floor", (5, 7), (7, 3), False, False),
+    ("nearest", "asymmetric", "round_prefer_floor", (3, 4), (6, 8), False, False),
+    ("nearest", "half_pixel", "round_prefer_floor", (3, 4), (9, 8), False, True),
+    ("nearest", "tf_half_pixel_for_nn", "floor", (5, 6), (7, 4), False, True),
+    ("nearest", "align_corners", "round_prefer_ceil", (5, 6), (9, 4), True, False),
+    ("linear", "half_pixel", None, (4, 5), (8, 10), False, True),
+    ("linear", "half_pixel", None, (6, 7), (4, 11), False, True),
+    ("linear", "asymmetric", None, (4, 5), (7, 13), False, False),
+    ("linear", "align_corners", None, (4, 5), (7, 13), True, False),
+    ("linear", "pytorch_half_pixel", None, (5, 5), (3, 9), False, True),
+]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("case", RESIZE_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[3]}-{c[4]}")
+def test_resize(seed, case):
+    mode, ctm, nm, (h, w), (ho, wo), align, hpc = case
+    _, q, x = _q_and_x(seed, (2, 3, h, w))
+    attrs = {"mode": mode, "coordinate_transformation_mode": ctm}
+    if nm:
+        attrs["nearest_mode"] = nm
+    sizes = np.array([2, 3, ho, wo], np.int64)
+    mine = ours("Resize", attrs, [(x, q, False), None, None, (sizes, None, True)], q)[0]
+    c = Case()
+    xi = c.input(x.transpose(NHWC), q)
+    out = c.tensor((2, ho, wo, 3), q=q)
+    opcode = "RESIZE_NEAREST_NEIGHBOR" if mode == "nearest" else "RESIZE_BILINEAR"
+    c.op(opcode, [xi, c.tensor((2,), "int32", np.array([ho, wo], np.int32))], [out],
+         align_corners=align, half_pixel_centers=hpc)
+    assert_same(mine, c.run([out])[0].transpose(NCHW))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("k,stride,padding,act,per_channel,bias", [
+    (3, 2, "SAME", "NONE", True, True), (3, 1, "SAME", "RELU", True, False),
+    (2, 2, "VALID", "NONE", False, True), (4, 2, "SAME", "RELU6", True, True),
+    (3, 2, "VALID", "NONE", True, True)])
+def test_conv_transpose(seed, k, stride, padding, act, per_channel, bias):
+    rng = np.random.default_rng(seed)
+    cin, cout, h, w = 4, 5, 5, 6
+    qi = rand_q(rng)
+    x = rand_act(rng, (1, cin, h, w), int(qi.zero_point[0]))
+    wt = rng.integers(-127, 128, size=(cin, cout, k, k)).astype(np.int8)  # ONNX [I, O, kh, kw]
+    ws = (10 ** rng.uniform(-3, -1.5, size=cout if per_channel else 1)).astype(np.float32)
+    qw = (QuantParams(ws, np.zeros(cout, np.int32), axis=1) if per_channel else pq(ws[0]))
+    acc_std = 50 * 73 * np.sqrt(cin * k * k / stride ** 2) * float(qi.scale[0]) * float(ws.mean())
+    qo = pq(acc_std * rng.uniform(0.02, 0.06), int(rng.integers(-100, 100)))
+    ho, wo = (h * stride, w * stride) if padding == "SAME" else ((h - 1) * stride + k,
+                                                                 (w - 1) * stride + k)
+    th, tw = (h - 1) * stride + k - ho, (w - 1) * stride + k - wo
+    pads = [th // 2, tw // 2, th - th // 2, tw - tw // 2]
+    bscale = np.broadcast_to((qi.scale[0] * ws).astype(np.float32), (cout,)).copy()
+    b = np.round(rng.normal(0, 0.5 * acc_std, cout) / bscale).astype(np.int32) if bias else None
+    attrs = {"strides": [stride, stride], "pads": pads, "fused_activation": act}
+    mine = ours("ConvTranspose", attrs, [(x, qi, False), (wt, qw, True),
+                                         None if b is None else (b, pq(1.0), True)], qo)[0]
+    assert mine.shape == (1, cout, ho, wo)
+    c = Case()
+    filt = wt.transpose(1, 2, 3, 0)  # [O, kh, kw, I]
+    qwt = QuantParams(ws, np.zeros(ws.size, np.int32), axis=0 if per_channel else None)
+    ins = [c.tensor((4,), "int32", np.array([1, ho, wo, cout], np.int32)),
+           c.tensor(filt.shape, data=filt, q=qwt), c.input(x.transpose(NHWC), qi)]
+    if b is not None:
+        ins.append(c.tensor((cout,), "int32", b, QuantParams(bscale, np.zeros(cout, np.int32), 0)))
+    out = c.tensor((1, ho, wo, cout), q=qo)
+    c.op("TRANSPOSE_CONV", ins, [out], padding=padding, stride_w=stride, stride_h=stride,
+         fused_activation_function=act)
+    assert_same(mine, c.run([out])[0].transpose(NCHW))
