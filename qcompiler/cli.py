@@ -103,9 +103,10 @@ def cmd_verify(argv: list[str]) -> int:
     p.add_argument("outdir")
     p.add_argument("--data", required=True, help="evaluation inputs (.npy / .npz, float)")
     p.add_argument("--limit", type=int, help="use at most this many samples")
-    p.add_argument("--no-litert", action="store_true", help="skip the LiteRT comparison")
+    p.add_argument("--no-litert", action="store_true", help="skip the LiteRT comparison (TFLite targets)")
     a = p.parse_args(argv)
-    result = verify_outdir(a.outdir, a.data, a.limit, with_litert=not a.no_litert)
+    kw = {"with_litert": False} if a.no_litert else {}
+    result = verify_outdir(a.outdir, a.data, a.limit, **kw)
     print(json.dumps(result, indent=2))
     return 0 if result["ok"] else 9
 

@@ -2,7 +2,7 @@
 
 TFLM RESHAPE / SQUEEZE / TRANSPOSE / CONCATENATION / PAD / STRIDED_SLICE / SPLIT copy raw
 int8 values (CONCATENATION and PAD check the parameters, the others assume them).
-PAD fills with the output zero point.
+PAD fills with the output zero point; PADV2 with an int8 constant (same parameters).
 """
 from __future__ import annotations
 
@@ -104,9 +104,11 @@ def pad(node, inputs):
     q = node.outputs[0].quant or node.inputs[0].quant
     fill = int(q.zero_point[0]) if q is not None else 0
     value = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
-    if value is not None and np.asarray(value).size and int(np.asarray(value).reshape(-1)[0]) != fill:
-        raise GraphError(f"node {node.name} (Pad): constant value {np.asarray(value).reshape(-1)[0]} "
-                         f"differs from the zero point {fill} (TFLM PAD requires equality)")
+    if value is not None and np.asarray(value).size:
+        value = np.asarray(value).reshape(-1)[:1]
+        if np.issubdtype(value.dtype, np.floating):  # a float pad value: quantize it
+            value = q.quantize(value) if q is not None else value
+        fill = int(value[0])   # TFLM PADV2 with an int8 constant at the output parameters
     axes = list(range(x.ndim)) if axes is None else [a % x.ndim for a in axes]
     k = len(axes)
     width = [(0, 0)] * x.ndim

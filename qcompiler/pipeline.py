@@ -6,6 +6,7 @@ only when everything succeeded, so a failure never leaves partial output.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -19,12 +20,29 @@ from .onnx_frontend import load_model
 from .pass_manager import PassContext, PassManager
 from .serialize import save_graph
 
-DEFAULT_PIPELINES = {
-    "tflm": ["fold_constants", "eliminate_identity", "dead_code", "normalize_gemm", "fold_batchnorm",
-             "fuse_activation", "dead_code"],
-}
-DEFAULT_PIPELINES["tflite"] = DEFAULT_PIPELINES["tflm"]
-TARGETS = tuple(DEFAULT_PIPELINES)
+COMMON_PIPELINE = ["fold_constants", "eliminate_identity", "dead_code", "normalize_gemm", "fold_batchnorm",
+                   "fuse_activation", "dead_code"]
+# target -> backend module (under qcompiler.backends) with `emit(Compilation, outdir) -> dict`
+# and `verify(outdir, report, samples, limit) -> dict`
+BACKENDS = {"tflm": "tflite", "tflite": "tflite", "tvm": "tvm", "ncnn": "ncnn"}
+DEFAULT_PIPELINES = {target: COMMON_PIPELINE for target in BACKENDS}
+TARGETS = tuple(BACKENDS)
+
+
+def backend_module(target: str):
+    """Import the backend for `target`, with a clear message if its extra is missing."""
+    import importlib
+
+    from .errors import MissingDependencyError
+    if target not in BACKENDS:
+        raise QccError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    try:
+        return importlib.import_module(f"qcompiler.backends.{BACKENDS[target]}")
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("qcompiler.backends"):
+            raise QccError(f"target {target!r} is not available in this build of qcc") from None
+        raise MissingDependencyError(f"target {target!r} needs the Python package {e.name!r}: "
+                                     f"pip install 'qcompiler[{BACKENDS[target]}]'") from None
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,18 @@ class CompileOptions:
 
 
 @dataclass
+class Compilation:
+    """Everything a backend may use: both graphs, the calibrated ranges, options, names."""
+
+    float_graph: Graph
+    quant_graph: Graph
+    ranges: dict
+    options: "CompileOptions"
+    name: str
+    header: str  # "from <model> (sha256 ...) with <options>": first line of generated files
+
+
+@dataclass
 class CompileResult:
     outdir: Path
     float_graph: Graph
@@ -80,7 +110,7 @@ def optimize(graph: Graph, passes: list[str]) -> tuple[Graph, list]:
     return graph, pm.records
 
 
-def quantize(graph: Graph, calib_path: str, options: CompileOptions) -> tuple[Graph, dict]:
+def quantize(graph: Graph, calib_path: str, options: CompileOptions) -> tuple[Graph, dict, dict]:
     from .passes.quantize import check_finite, check_quantizable, quantize_graph
     check_finite(graph)  # fail on bad weights and unsupported ops before the (slow) calibration
     check_quantizable(graph)
@@ -91,7 +121,7 @@ def quantize(graph: Graph, calib_path: str, options: CompileOptions) -> tuple[Gr
     summary = {"file": Path(calib_path).name, "method": options.calib_method,
                "samples": min(n, options.max_calib_samples or n),
                "input_ranges": {v.name: list(ranges[v.name]) for v in graph.inputs}}
-    return qgraph, summary
+    return qgraph, summary, ranges
 
 
 def _publish(tmp: Path, outdir: Path) -> None:
@@ -108,10 +138,7 @@ def _publish(tmp: Path, outdir: Path) -> None:
 def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
                   options: CompileOptions = CompileOptions()) -> CompileResult:
     """Compile one ONNX model for `options.target` into `outdir`."""
-    from .backends import tflite as tflite_backend
-
-    if options.target not in TARGETS:
-        raise QccError(f"unknown target {options.target!r}; choose one of {', '.join(TARGETS)}")
+    backend = backend_module(options.target)
     model_path, outdir = Path(model_path), Path(outdir)
     graph = load_model(model_path, options.input_shapes)
     name = options.name or graph.name
@@ -121,13 +148,14 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     if options.calib is None:
         raise CalibrationError("calibration data is required: pass --calib FILE (.npy with samples on "
                                "axis 0, or .npz keyed by input name)")
-    qgraph, calib_summary = quantize(graph, options.calib, options)
+    qgraph, calib_summary, ranges = quantize(graph, options.calib, options)
     header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe()}"
+    comp = Compilation(graph, qgraph, ranges, options, name, header)
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.qcc-", dir=outdir.parent))
     try:
-        backend_report = tflite_backend.emit(qgraph, tmp, name, header, options.target)
+        backend_report = backend.emit(comp, tmp)
         save_graph(qgraph, tmp / f"{name}.qir")
         report = {
             "generated_by": f"generated by qcc {header}",
@@ -140,7 +168,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
             **backend_report,
         }
         report["files"] = sorted(report["files"] + [f"{name}.qir", "report.json"])
-        tflite_backend.write_report(tmp, report)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         _publish(tmp, outdir)
     finally:
         if tmp.exists():

@@ -1,9 +1,11 @@
 """`qcc verify`: run an emitted artifact in its real runtime and in the integer reference.
 
 The integer reference interpreter (on the quantized IR saved next to the
-artifact) is the oracle; TFLite Micro must match it bit for bit. LiteRT is run
-too and its largest difference is reported, not required to be zero: its
-optimized kernels round differently.
+artifact) is the oracle. Each backend module implements
+`verify(outdir, report, samples, limit, ...) -> dict` with an `ok` entry; this
+module holds the shared pieces and the TFLite one: TFLite Micro must match the
+reference bit for bit; LiteRT is run too and its largest difference is
+reported, not required to be zero (its optimized kernels round differently).
 """
 from __future__ import annotations
 
@@ -13,24 +15,32 @@ from pathlib import Path
 import numpy as np
 
 from .calibration import iterate_samples, load_samples
-from .errors import QccError, VerificationError
+from .errors import QccError
 from .interpreter import INT_KERNELS, Interpreter
 from .serialize import load_graph
 
 
 def to_runtime_layout(arr: np.ndarray) -> np.ndarray:
+    """NCHW -> NHWC for rank-4 tensors (TFLite's layout); other ranks unchanged."""
     return np.ascontiguousarray(arr.transpose(0, 2, 3, 1)) if arr.ndim == 4 else arr
 
 
-def _quantize_feed(graph, feed):
-    out = {}
-    for v in graph.inputs:
-        x = feed[v.name]
-        out[v.name] = x if x.dtype == np.int8 else v.quant.quantize(x.astype(np.float32))
-    return out
+def quantize_feed(graph, feed: dict) -> dict:
+    """Float samples -> int8 graph inputs with the inputs' quantization parameters."""
+    return {v.name: v.quant.quantize(feed[v.name].astype(np.float32)) for v in graph.inputs}
 
 
-class _Diff:
+def float_view(graph):
+    """A copy with float inputs, so files of float samples load and check against it."""
+    view = graph.copy()
+    for v in view.inputs:
+        v.dtype = np.dtype(np.float32)
+    return view
+
+
+class LsbDiff:
+    """Accumulates integer output differences over samples."""
+
     def __init__(self):
         self.max_lsb = 0
         self.mismatched = 0
@@ -47,10 +57,36 @@ class _Diff:
                 "elements": self.total, "bit_exact": self.mismatched == 0}
 
 
-def verify_outdir(outdir: str | Path, data: str | Path, limit: int | None = None,
+def verify_tflite(outdir: Path, report: dict, samples: dict, limit: int | None = None,
                   with_litert: bool = True) -> dict:
-    """Compare runtime outputs with the integer reference on every sample of `data`."""
     from .runtimes import LiteRTRunner, TflmRunner
+
+    graph = load_graph(outdir / report["ir_file"])
+    model = (outdir / f"{report['name']}.tflite").read_bytes()
+    reference = Interpreter(graph, INT_KERNELS)
+    runners = {"tflm": TflmRunner(model)}
+    if with_litert:
+        runners["litert"] = LiteRTRunner(model)
+    diffs = {k: LsbDiff() for k in runners}
+    count = 0
+    for feed in iterate_samples(samples, graph, limit):
+        qfeed = quantize_feed(graph, feed)
+        ref = reference.run(qfeed)
+        ref_outs = [to_runtime_layout(ref[v.name]) for v in graph.outputs]
+        rt_in = [to_runtime_layout(qfeed[v.name]) for v in graph.inputs]
+        for key, runner in runners.items():
+            for r, g in zip(ref_outs, runner(rt_in)):
+                diffs[key].add(r, g.reshape(r.shape))
+        count += 1
+    result = {"samples": count, "oracle": "qcc integer reference interpreter",
+              **{k: d.summary() for k, d in diffs.items()}}
+    result["ok"] = result["tflm"]["bit_exact"]
+    return result
+
+
+def verify_outdir(outdir: str | Path, data: str | Path, limit: int | None = None, **kw) -> dict:
+    """Load the output directory's report and IR, then run its backend's verification."""
+    from .pipeline import backend_module
 
     outdir = Path(outdir)
     report_path = outdir / "report.json"
@@ -58,44 +94,6 @@ def verify_outdir(outdir: str | Path, data: str | Path, limit: int | None = None
         raise QccError(f"{outdir} has no report.json: is it a qcc output directory?")
     report = json.loads(report_path.read_text())
     graph = load_graph(outdir / report["ir_file"])
-    model = (outdir / f"{report['name']}.tflite").read_bytes()
-    samples = load_samples(data, _float_view(graph))
-    reference = Interpreter(graph, INT_KERNELS)
-    tflm = TflmRunner(model)
-    litert = LiteRTRunner(model) if with_litert else None
-    diffs = {"tflm": _Diff(), "litert": _Diff()}
-    count = 0
-    for feed in iterate_samples(samples, graph, limit):
-        qfeed = _quantize_feed(graph, feed)
-        ref = reference.run(qfeed)
-        ref_outs = [to_runtime_layout(ref[v.name]) for v in graph.outputs]
-        rt_in = [to_runtime_layout(qfeed[v.name]) for v in graph.inputs]
-        for key, runner in (("tflm", tflm), ("litert", litert)):
-            if runner is None:
-                continue
-            for r, g in zip(ref_outs, runner(rt_in)):
-                diffs[key].add(r, g.reshape(r.shape))
-        count += 1
-    result = {"outdir": str(outdir), "data": Path(data).name, "samples": count,
-              "oracle": "qcc integer reference interpreter",
-              "tflm": diffs["tflm"].summary()}
-    if litert is not None:
-        result["litert"] = diffs["litert"].summary()
-    result["ok"] = result["tflm"]["bit_exact"]
-    return result
-
-
-def _float_view(graph):
-    """The graph with float inputs, so evaluation files of float samples load against it."""
-    view = graph.copy()
-    for v in view.inputs:
-        v.dtype = np.dtype(np.float32)
-    return view
-
-
-def check(result: dict) -> None:
-    if not result["ok"]:
-        t = result["tflm"]
-        raise VerificationError(f"TFLite Micro differs from the integer reference on "
-                                f"{t['mismatched_elements']} of {t['elements']} output elements "
-                                f"(max {t['max_abs_diff_lsb']} LSB)")
+    samples = load_samples(data, float_view(graph))
+    result = backend_module(report["target"]).verify(outdir, report, samples, limit, **kw)
+    return {"outdir": str(outdir), "target": report["target"], "data": Path(data).name, **result}

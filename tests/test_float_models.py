@@ -56,7 +56,23 @@ def test_mlperf_models_float(name):
     _check(SHARED / f"{name}.onnx", list(x))
 
 
+# The light zoo's weights are constants (ConstantOfShape), so every channel computes the same
+# sum; squeezenet's logits reach ~7e9 where float32 steps are 512, and its final softmax
+# then depends on summation order (onnxruntime's and ours differ). Its logits are compared
+# instead (relative 1e-4 holds there); every other light model is compared on its outputs.
+ILL_CONDITIONED_OUTPUT = {"light_squeezenet"}
+
+
 @pytest.mark.parametrize("name", LIGHT_MODELS)
-def test_light_zoo_models_float(name):
+def test_light_zoo_models_float(name, tmp_path):
     x = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
-    _check(LIGHT / f"{name}.onnx", [x], optimized=True)
+    path = LIGHT / f"{name}.onnx"
+    if name in ILL_CONDITIONED_OUTPUT:
+        m = onnx.load(path)
+        last = m.graph.node[-1]
+        assert last.op_type == "Softmax"
+        m.graph.node.remove(last)
+        m.graph.output[0].name = last.input[0]
+        path = tmp_path / f"{name}_logits.onnx"
+        onnx.save(m, path)
+    _check(path, [x], optimized=True)

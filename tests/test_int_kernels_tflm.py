@@ -808,3 +808,75 @@ def test_conv_transpose(seed, k, stride, padding, act, per_channel, bias):
     c.op("TRANSPOSE_CONV", ins, [out], padding=padding, stride_w=stride, stride_h=stride,
          fused_activation_function=act)
     assert_same(mine, c.run([out])[0].transpose(NCHW))
+
+
+# ---- more layouts: per-tensor conv weights, Conv1D, explicit pads via PADV2 --------------
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_conv_per_tensor_weights(seed):
+    rng = np.random.default_rng(seed)
+    qi = rand_q(rng)
+    x = rand_act(rng, (1, 4, 7, 7), int(qi.zero_point[0]))
+    w = rng.integers(-127, 128, size=(6, 4, 3, 3)).astype(np.int8)
+    qw = pq(rand_scale(rng, -3, -1.5))
+    qo = pq(float(qi.scale[0] * qw.scale[0]) * 50 * 73 * 6 * 0.04, int(rng.integers(-50, 50)))
+    mine = ours("Conv", {"pads": [1, 1, 1, 1]}, [(x, qi, False), (w, qw, True)], qo)[0]
+    c = Case()
+    wt = w.transpose(0, 2, 3, 1)
+    ins = [c.input(x.transpose(NHWC), qi), c.tensor(wt.shape, data=wt, q=qw)]
+    out = c.tensor((1, 7, 7, 6), q=qo)
+    c.op("CONV_2D", ins, [out], padding="SAME")
+    assert_same(mine, c.run([out])[0].transpose(NCHW))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_conv1d_as_conv2d(seed):
+    rng = np.random.default_rng(seed)
+    qi = rand_q(rng)
+    x = rand_act(rng, (2, 4, 15), int(qi.zero_point[0]))
+    w = rng.integers(-127, 128, size=(6, 4, 5)).astype(np.int8)
+    ws = (10 ** rng.uniform(-3, -1.5, 6)).astype(np.float32)
+    qw = QuantParams(ws, np.zeros(6, np.int32), axis=0)
+    qo = pq(float(qi.scale[0] * ws.mean()) * 50 * 73 * 4.5 * 0.04, int(rng.integers(-50, 50)))
+    attrs = {"pads": [2, 2], "strides": [2], "dilations": [1], "fused_activation": "RELU"}
+    mine = ours("Conv", attrs, [(x, qi, False), (w, qw, True)], qo)[0]
+    c = Case()
+    wt = w[:, :, None, :].transpose(0, 2, 3, 1)
+    ins = [c.input(x[:, :, None, :].transpose(NHWC), qi), c.tensor(wt.shape, data=wt, q=qw)]
+    out = c.tensor((2, 1, 8, 6), q=qo)
+    c.op("CONV_2D", ins, [out], padding="SAME", stride_w=2, stride_h=1,
+         fused_activation_function="RELU")
+    assert_same(mine, c.run([out])[0].transpose(NCHW)[:, :, 0, :])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("pads", [(1, 0, 2, 1), (1, 1, 1, 1), (0, 2, 0, 0)])
+def test_max_pool_explicit_pads_via_padv2(seed, pads):
+    """ONNX MaxPool pads = PADV2 with -128 then a VALID MAX_POOL_2D."""
+    _, q, x = _q_and_x(seed, (1, 3, 8, 9))
+    attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": list(pads)}
+    mine = ours("MaxPool", attrs, [(x, q, False)], q)[0]
+    c = Case()
+    xi = c.input(x.transpose(NHWC), q)
+    xp = c.tensor((1, 8 + pads[0] + pads[2], 9 + pads[1] + pads[3], 3), q=q)
+    paddings = np.array([[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], np.int32)
+    c.op("PADV2", [xi, c.tensor((4, 2), "int32", paddings),
+                   c.tensor((1,), data=np.array([-128], np.int8), q=q)], [xp])
+    out = c.tensor(mine.transpose(NHWC).shape, q=q)
+    c.op("MAX_POOL_2D", [xp], [out], padding="VALID", stride_w=2, stride_h=2,
+         filter_width=3, filter_height=3)
+    assert_same(mine, c.run([out])[0].transpose(NCHW))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pad_with_constant_is_padv2(seed):
+    _, q, x = _q_and_x(seed, (1, 2, 3, 4))
+    pads = np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64)
+    value = np.array([37], np.int8)
+    mine = ours("Pad", {}, [(x, q, False), (pads, None, True), (value, q, True)], q)[0]
+    c = Case()
+    xi = c.input(x.transpose(NHWC), q)
+    out = c.tensor(mine.transpose(NHWC).shape, q=q)
+    paddings = np.array([[0, 0], [1, 2], [2, 1], [0, 0]], np.int32)
+    c.op("PADV2", [xi, c.tensor((4, 2), "int32", paddings), c.tensor((1,), data=value, q=q)], [out])
+    assert_same(mine, c.run([out])[0].transpose(NCHW))

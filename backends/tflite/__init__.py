@@ -1,7 +1,6 @@
 """TFLite / TFLite Micro backend: int8 .tflite flatbuffer plus the TFLM firmware bundle."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +57,9 @@ def _io_info(model: TflModel, indices) -> list[dict]:
     return out
 
 
-def emit(graph: Graph, outdir: Path, name: str, header: str, target: str = "tflm") -> dict:
+def emit(comp, outdir: Path) -> dict:
     """Write `<name>.tflite` (and for tflm the C bundle) into outdir; return report entries."""
+    graph, name, header, target = comp.quant_graph, comp.name, comp.header, comp.options.target
     model = lower_graph(graph, description=f"qcc: {header}")
     data = write_model(model)
     (outdir / f"{name}.tflite").write_bytes(data)
@@ -86,5 +86,7 @@ def emit(graph: Graph, outdir: Path, name: str, header: str, target: str = "tflm
     }
 
 
-def write_report(outdir: Path, report: dict) -> None:
-    (outdir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+def verify(outdir: Path, report: dict, samples, limit: int | None = None, with_litert: bool = True) -> dict:
+    """TFLM vs the integer reference (bit-exact required); LiteRT's difference reported."""
+    from qcompiler.verify import verify_tflite
+    return verify_tflite(outdir, report, samples, limit, with_litert)
