@@ -38,6 +38,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--passes", help="comma-separated pass pipeline replacing the target's default")
     p.add_argument("--per-channel-fc", action="store_true", help="per-channel FULLY_CONNECTED weights")
     p.add_argument("--name", help="base name of the emitted files (default: model file stem)")
+    p.add_argument("--tvm-target", default="llvm", help="TVM target string (target tvm)")
+    p.add_argument("--ncnn-precision", default="int8", choices=["int8", "fp32"], help="target ncnn")
     return p
 
 
@@ -52,14 +54,17 @@ def cmd_compile(argv: list[str]) -> int:
                           max_calib_samples=a.max_calib_samples,
                           input_shapes=parse_input_shapes(";".join(a.input_shape)),
                           passes=tuple(a.passes.split(",")) if a.passes else None,
-                          per_channel_fc=a.per_channel_fc, name=a.name)
+                          per_channel_fc=a.per_channel_fc, name=a.name, tvm_target=a.tvm_target,
+                          ncnn_precision=a.ncnn_precision)
     out = a.output or f"{Path(a.model).stem}_{a.target}"
     res = compile_model(a.model, out, opts)
     r = res.report
     print(f"qcc: wrote {len(r['files'])} files to {out}: {', '.join(r['files'])}")
-    print(f"qcc: {r['nodes']['onnx']} ONNX nodes -> {sum(r['ops'].values())} TFLite ops "
-          f"({', '.join(f'{k} x{v}' for k, v in r['ops'].items())}); flash {r['flash_bytes']} bytes, "
-          f"arena estimate {r['arena']['arena_bytes']} bytes")
+    if "ops" in r:
+        print(f"qcc: {r['nodes']['onnx']} ONNX nodes -> {sum(r['ops'].values())} {a.target} ops "
+              f"({', '.join(f'{k} x{v}' for k, v in r['ops'].items())})")
+    if "arena" in r:
+        print(f"qcc: flash {r['flash_bytes']} bytes, arena estimate {r['arena']['arena_bytes']} bytes")
     return 0
 
 

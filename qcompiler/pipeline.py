@@ -57,6 +57,8 @@ class CompileOptions:
     passes: tuple[str, ...] | None = None
     per_channel_fc: bool = False
     name: str | None = None
+    tvm_target: str = "llvm"
+    ncnn_precision: str = "int8"
 
     def describe(self) -> str:
         """The options as a command-line-like string (goes into every generated file)."""
@@ -72,6 +74,10 @@ class CompileOptions:
             parts.append(f"--passes {','.join(self.passes)}")
         if self.per_channel_fc:
             parts.append("--per-channel-fc")
+        if self.target == "tvm":
+            parts.append(f"--tvm-target {self.tvm_target}")
+        if self.target == "ncnn":
+            parts.append(f"--ncnn-precision {self.ncnn_precision}")
         return " ".join(parts)
 
 

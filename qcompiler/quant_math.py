@@ -12,6 +12,14 @@ TFLM is built without TFLITE_SINGLE_ROUNDING, so requantization uses the
 `tests/test_quant_math.py` checks this against the tflite-micro interpreter on
 inputs where single and double rounding disagree.
 
+Parameter maths: some Prepare functions write float32 expressions cast to double
+(FULLY_CONNECTED per-tensor `double(in * w)`, SUB, RELU, LEAKY_RELU, HARD_SWISH).
+The tflite-micro wheel we verify against evaluates those in double (its compiler
+widened them; visible in its disassembly and on crafted inputs in
+tests/test_int_kernels_tflm.py), so the defaults here use double; the functions
+take `float32_math` / `float32_product` to reproduce the float form of the source.
+Activation-range `Quantize()` and RELU6 stay in float32 in the wheel too.
+
 All array functions take and return numpy integer arrays and broadcast.
 """
 from __future__ import annotations
