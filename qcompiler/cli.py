@@ -36,7 +36,9 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix dynamic input dims (batch defaults to 1); repeatable")
     p.add_argument("--passes", help="comma-separated pass pipeline replacing the target's default")
-    p.add_argument("--per-channel-fc", action="store_true", help="per-channel FULLY_CONNECTED weights")
+    p.add_argument("--per-tensor-fc", action="store_true",
+                   help="per-tensor FULLY_CONNECTED weights (the TFLite spec's form; default is per-channel, "
+                        "which TFLite Micro and LiteRT run and which keeps more accuracy)")
     p.add_argument("--name", help="base name of the emitted files (default: model file stem)")
     p.add_argument("--tvm-target", default="llvm", help="TVM target string (target tvm)")
     p.add_argument("--ncnn-precision", default="int8", choices=["int8", "fp32"], help="target ncnn")
@@ -54,7 +56,7 @@ def cmd_compile(argv: list[str]) -> int:
                           max_calib_samples=a.max_calib_samples,
                           input_shapes=parse_input_shapes(";".join(a.input_shape)),
                           passes=tuple(a.passes.split(",")) if a.passes else None,
-                          per_channel_fc=a.per_channel_fc, name=a.name, tvm_target=a.tvm_target,
+                          per_channel_fc=not a.per_tensor_fc, name=a.name, tvm_target=a.tvm_target,
                           ncnn_precision=a.ncnn_precision)
     out = a.output or f"{Path(a.model).stem}_{a.target}"
     res = compile_model(a.model, out, opts)

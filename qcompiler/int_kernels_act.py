@@ -32,7 +32,11 @@ def softmax(node, inputs):
     _require_output(node, 1 / 256, -128, "TFLM SOFTMAX checks exactly this")
     si, _ = scale_zp(node, 0)
     mult, shift, diff_min = qm.softmax_params(si, 1.0)
-    x = np.moveaxis(as_int(inputs[0]), int(node.attrs.get("axis", -1)), -1)
+    x = as_int(inputs[0])
+    legacy = (node.meta.get("opset") or 13) < 13   # before opset 13: flatten from `axis`
+    axis = int(node.attrs.get("axis", 1 if legacy else -1)) % max(x.ndim, 1)
+    shape = x.shape
+    x = x.reshape(int(np.prod(shape[:axis])), -1) if legacy else np.moveaxis(x, axis, -1)
     diff = x - x.max(axis=-1, keepdims=True)
     valid = diff >= diff_min
     scaled = qm.multiply_by_quantized_multiplier_greater_than_one(np.where(valid, diff, 0),
@@ -46,7 +50,8 @@ def softmax(node, inputs):
         raise GraphError(f"node {node.name} (Softmax): reciprocal exponent out of range")
     y = qm.rounding_divide_by_pot(qm.saturating_rounding_doubling_high_mul(recip, exp), exponent)
     y = np.where(valid, np.clip(y - 128, -128, 127), -128)
-    return [np.moveaxis(y, -1, int(node.attrs.get("axis", -1))).astype(np.int8)]
+    y = y.reshape(shape) if legacy else np.moveaxis(y, -1, axis)
+    return [y.astype(np.int8)]
 
 
 def _sigmoid_tanh(node, x, fn, out_shift, out_offset):

@@ -18,7 +18,8 @@ import numpy as np
 from . import quant_math as qm
 from .errors import GraphError
 from .interpreter import int_kernel
-from .int_kernels_util import as_int, const_ints, out_range, require_same_quant, scale_zp, to_int8
+from .int_kernels_util import (as_int, attr_str, const_ints, out_range, require_same_quant,
+                               scale_zp, to_int8)
 
 
 def _out_size(size, k, s, d, p0, p1, ceil_mode):
@@ -116,15 +117,15 @@ def reduce_mean(node, inputs):
 
 def _resize_mode(node, out_hw, in_hw):
     """(mode, align_corners, half_pixel_centers) of the TFLM op equal to this ONNX Resize."""
-    mode = node.attrs.get("mode", "nearest")
-    ctm = node.attrs.get("coordinate_transformation_mode", "half_pixel")
+    mode = attr_str(node, "mode", "nearest")
+    ctm = attr_str(node, "coordinate_transformation_mode", "half_pixel")
     if mode == "linear":
         table = {"half_pixel": (False, True), "pytorch_half_pixel": (False, True),
                  "align_corners": (True, False), "asymmetric": (False, False)}
         if ctm in table and (ctm != "pytorch_half_pixel" or min(out_hw) > 1):
             return ("linear",) + table[ctm]
     elif mode == "nearest":
-        nm = node.attrs.get("nearest_mode", "round_prefer_floor")
+        nm = attr_str(node, "nearest_mode", "round_prefer_floor")
         integer_up = all(o % i == 0 for o, i in zip(out_hw, in_hw))
         if (ctm, nm) == ("asymmetric", "floor"):
             return "nearest", False, False

@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import GraphError
 from .interpreter import int_kernel
-from .int_kernels_util import const_ints
+from .int_kernels_util import attr_str, const_ints
 
 
 def _check_same(node, in_indices=(0,)):
@@ -94,9 +94,7 @@ def concat(node, inputs):
 def pad(node, inputs):
     _check_same(node)
     x = inputs[0]
-    mode = node.attrs.get("mode", "constant")
-    if isinstance(mode, bytes):
-        mode = mode.decode()
+    mode = attr_str(node, "mode", "constant")
     if mode != "constant":
         raise GraphError(f"node {node.name} (Pad): mode {mode!r} is not supported (constant only)")
     pads = const_ints(node, 1, inputs, "pads")
@@ -141,7 +139,7 @@ def split(node, inputs):
     axis = int(node.attrs.get("axis", 0)) % x.ndim
     sizes = const_ints(node, 1, inputs, "split")
     n = len(node.outputs)
-    if sizes is None:
+    if not sizes:
         chunk = -(-x.shape[axis] // n)
         sizes = [min(chunk, x.shape[axis] - i * chunk) for i in range(n)]
     if sum(sizes) != x.shape[axis]:

@@ -46,6 +46,12 @@ def require_same_quant(node: Node, in_index: int = 0, out_index: int = 0) -> Non
                          "here); insert a requantize or fix the quantizer")
 
 
+def attr_str(node: Node, name: str, default: str | None = None) -> str | None:
+    """A string attribute (ONNX may hand them over as bytes)."""
+    v = node.attrs.get(name, default)
+    return v.decode() if isinstance(v, bytes) else v
+
+
 def as_int(x) -> np.ndarray:
     return np.asarray(x).astype(np.int64)
 

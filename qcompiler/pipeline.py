@@ -55,7 +55,7 @@ class CompileOptions:
     max_calib_samples: int | None = None
     input_shapes: dict = field(default_factory=dict)
     passes: tuple[str, ...] | None = None
-    per_channel_fc: bool = False
+    per_channel_fc: bool = True
     name: str | None = None
     tvm_target: str = "llvm"
     ncnn_precision: str = "int8"
@@ -72,8 +72,8 @@ class CompileOptions:
             parts.append(f"--input-shape {k}={','.join(map(str, v))}")
         if self.passes is not None:
             parts.append(f"--passes {','.join(self.passes)}")
-        if self.per_channel_fc:
-            parts.append("--per-channel-fc")
+        if not self.per_channel_fc:
+            parts.append("--per-tensor-fc")
         if self.target == "tvm":
             parts.append(f"--tvm-target {self.tvm_target}")
         if self.target == "ncnn":

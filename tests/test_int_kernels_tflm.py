@@ -63,7 +63,7 @@ class Case:
         return [it.get_output(k) for k in range(len(outputs))]
 
 
-def ours(op, attrs, ins, out_q, n_out=1):
+def ours(op, attrs, ins, out_q, n_out=1, meta=None):
     """Run one node through run_int. `ins`: list of (array, QuantParams|None, is_const) or None."""
     g = Graph("t")
     vals, feeds = [], {}
@@ -78,6 +78,7 @@ def ours(op, attrs, ins, out_q, n_out=1):
         v.quant = q
         vals.append(v)
     node = g.add_node(op, vals, outputs=n_out, attrs=attrs)
+    node.meta.update(meta or {})
     for v, q in zip(node.outputs, out_q if isinstance(out_q, list) else [out_q] * n_out):
         v.quant = q
     g.outputs.extend(node.outputs)
@@ -355,6 +356,21 @@ def test_softmax(seed, shape, axis, scale_range):
     c.op("SOFTMAX", [xi], [out], beta=1.0)
     got = c.run([out])[0]
     assert_same(mine, got.transpose(NCHW) if layout else got)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_softmax_legacy_opset_flattens_from_axis(seed):
+    """Opset < 13 Softmax on [N, C, 1, 1] (default axis 1) is the NHWC innermost softmax."""
+    rng = np.random.default_rng(seed)
+    q = pq(rand_scale(rng, -1.5, -0.5), int(rng.integers(-128, 100)))
+    x = rand_act(rng, (2, 9, 1, 1), int(q.zero_point[0]))
+    qo = pq(1 / 256, -128)
+    mine = ours("Softmax", {}, [(x, q, False)], qo, meta={"opset": 11})[0]
+    c = Case()
+    xi = c.input(x.transpose(NHWC), q)
+    out = c.tensor((2, 1, 1, 9), q=qo)
+    c.op("SOFTMAX", [xi], [out], beta=1.0)
+    assert_same(mine, c.run([out])[0].transpose(NCHW))
 
 
 def unary_case(seed, op, opcode, attrs=None, options=None, *, qo=None, same=False,
@@ -725,8 +741,8 @@ def test_reduce_mean(seed, axes, keep):
     c = Case()
     xi = c.input(x.transpose(NHWC), q)
     tfl_axes = np.array(sorted(to_nhwc[a] for a in axes), np.int32)
-    out_shape = [d for i, d in enumerate((1, 6, 7, 5)) if i not in tfl_axes or keep]
-    out_shape = [1 if i in tfl_axes else d for i, d in enumerate((1, 6, 7, 5))] if keep else out_shape
+    out_shape = [1 if i in tfl_axes else d for i, d in enumerate((1, 6, 7, 5))
+                 if keep or i not in tfl_axes]
     out = c.tensor(out_shape, q=qo)
     c.op("MEAN", [xi, c.tensor((len(axes),), "int32", tfl_axes)], [out], keep_dims=bool(keep))
     got = c.run([out])[0]
