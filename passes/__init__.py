@@ -1,8 +1,10 @@
 """Built-in graph passes; importing this package registers them all by name."""
 from . import (  # noqa: F401
     dead_code,
+    fold_affine,
     fold_batchnorm,
     fold_constants,
     fuse_activation,
     normalize_gemm,
+    simplify,
 )

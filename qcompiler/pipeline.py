@@ -20,8 +20,8 @@ from .onnx_frontend import load_model
 from .pass_manager import PassContext, PassManager
 from .serialize import save_graph
 
-COMMON_PIPELINE = ["fold_constants", "eliminate_identity", "dead_code", "normalize_gemm", "fold_batchnorm",
-                   "fuse_activation", "dead_code"]
+COMMON_PIPELINE = ["select_outputs", "fold_constants", "eliminate_identity", "dead_code", "simplify",
+                   "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation", "dead_code"]
 # target -> backend module (under qcompiler.backends) with `emit(Compilation, outdir) -> dict`
 # and `verify(outdir, report, samples, limit) -> dict`
 BACKENDS = {"tflm": "tflite", "tflite": "tflite", "tvm": "tvm", "ncnn": "ncnn"}
@@ -58,6 +58,10 @@ class CompileOptions:
     per_channel_fc: bool = True
     name: str | None = None
     tvm_target: str = "llvm"
+    disable_passes: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    dump_after: tuple[str, ...] = ()
+    dump_dir: str | None = None
     ncnn_precision: str = "int8"
 
     def describe(self) -> str:
@@ -72,6 +76,10 @@ class CompileOptions:
             parts.append(f"--input-shape {k}={','.join(map(str, v))}")
         if self.passes is not None:
             parts.append(f"--passes {','.join(self.passes)}")
+        if self.disable_passes:
+            parts.append(f"--disable-pass {','.join(self.disable_passes)}")
+        if self.outputs:
+            parts.append(f"--outputs {','.join(self.outputs)}")
         if not self.per_channel_fc:
             parts.append("--per-tensor-fc")
         if self.target == "tvm":
@@ -110,9 +118,39 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def optimize(graph: Graph, passes: list[str]) -> tuple[Graph, list]:
-    pm = PassManager(passes)
-    pm.run(graph, PassContext())
+def pass_list(options: "CompileOptions") -> list[str]:
+    """The pipeline a compilation runs: the target's default or --passes, minus --disable-pass."""
+    from .pass_manager import PASSES, load_builtin_passes
+    load_builtin_passes()
+    passes = list(options.passes) if options.passes is not None else list(DEFAULT_PIPELINES[options.target])
+    unknown = [p for p in options.disable_passes if p not in PASSES]
+    if unknown:
+        raise QccError(f"--disable-pass names unknown pass(es) {unknown}; see `qcc passes`")
+    return [p for p in passes if p not in options.disable_passes]
+
+
+def _dumper(dump_dir: str | None):
+    def dump(pass_name: str, graph: Graph) -> None:
+        from .onnx_export import graph_to_onnx
+        d = Path(dump_dir or ".")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{graph.name}.after_{pass_name}.txt").write_text(graph.dump() + "\n")
+        import onnx
+        onnx.save(graph_to_onnx(graph), str(d / f"{graph.name}.after_{pass_name}.onnx"))
+    return dump
+
+
+def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" = None) -> tuple[Graph, list]:
+    """Run `passes` over `graph` (in place) with verification after each; returns the pass records."""
+    opts = {}
+    dump_after: set[str] = set()
+    dump = None
+    if options is not None:
+        opts["outputs"] = list(options.outputs)
+        dump_after = set(options.dump_after)
+        dump = _dumper(options.dump_dir)
+    pm = PassManager(passes, dump_after=dump_after, dump=dump)
+    pm.run(graph, PassContext(options=opts))
     return graph, pm.records
 
 
@@ -148,9 +186,8 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     model_path, outdir = Path(model_path), Path(outdir)
     graph = load_model(model_path, options.input_shapes)
     name = options.name or graph.name
-    passes = list(options.passes) if options.passes is not None else DEFAULT_PIPELINES[options.target]
     nodes_in = len(graph.nodes)
-    graph, records = optimize(graph, passes)
+    graph, records = optimize(graph, pass_list(options), options)
     if options.calib is None:
         raise CalibrationError("calibration data is required: pass --calib FILE (.npy with samples on "
                                "axis 0, or .npz keyed by input name)")
