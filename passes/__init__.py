@@ -5,6 +5,7 @@ from . import (  # noqa: F401
     fold_batchnorm,
     fold_constants,
     fuse_activation,
+    horizontal_merge,
     normalize_gemm,
     simplify,
 )

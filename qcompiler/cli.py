@@ -36,6 +36,13 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix dynamic input dims (batch defaults to 1); repeatable")
     p.add_argument("--passes", help="comma-separated pass pipeline replacing the target's default")
+    p.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
+                   help="drop a pass from the pipeline (repeatable or comma-separated)")
+    p.add_argument("--outputs", help="comma-separated tensor names to keep as graph outputs; the rest is pruned")
+    p.add_argument("--dump-after", action="append", default=[], metavar="PASS",
+                   help="write the IR (text + ONNX) after this pass into --dump-dir (repeatable)")
+    p.add_argument("--dump-dir", help="where --dump-after writes (default: the current directory)")
+    p.add_argument("--explain", action="store_true", help="print the pass pipeline this target runs and exit")
     p.add_argument("--per-tensor-fc", action="store_true",
                    help="per-tensor FULLY_CONNECTED weights (the TFLite spec's form; default is per-channel, "
                         "which TFLite Micro and LiteRT run and which keeps more accuracy)")
@@ -52,12 +59,23 @@ def cmd_compile(argv: list[str]) -> int:
     from .pipeline import CompileOptions, compile_model
 
     a = _compile_parser().parse_args(argv)
-    opts = CompileOptions(target=a.target, calib=a.calib, calib_method=a.calib_method,
+    split = lambda items: tuple(x for item in items for x in item.split(",") if x)  # noqa: E731
+    opts = CompileOptions(disable_passes=split(a.disable_pass), outputs=split([a.outputs or ""]),
+                          dump_after=split(a.dump_after), dump_dir=a.dump_dir,
+                          target=a.target, calib=a.calib, calib_method=a.calib_method,
                           max_calib_samples=a.max_calib_samples,
                           input_shapes=parse_input_shapes(";".join(a.input_shape)),
                           passes=tuple(a.passes.split(",")) if a.passes else None,
                           per_channel_fc=not a.per_tensor_fc, name=a.name, tvm_target=a.tvm_target,
                           ncnn_precision=a.ncnn_precision)
+    if a.explain:
+        from .pass_manager import PASSES
+        from .pipeline import pass_list
+        print(f"qcc: target {a.target} runs these passes:")
+        for i, name in enumerate(pass_list(opts), 1):
+            print(f"  {i:2}. {name:22} {PASSES[name].description}")
+        print("  then: calibrate -> quantize (int8) -> backend " + a.target)
+        return 0
     out = a.output or f"{Path(a.model).stem}_{a.target}"
     res = compile_model(a.model, out, opts)
     r = res.report
