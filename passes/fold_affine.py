@@ -113,11 +113,15 @@ def _fold_before(graph: Graph, op: Node) -> bool:
     return True
 
 
+def _has_activation(node: Node) -> bool:
+    return node.attrs.get("fused_activation", "NONE") != "NONE"
+
+
 @register_pass("fold_affine", "fold Mul/Add by constants into a neighbouring Conv/Gemm where exact")
 def fold_affine(graph: Graph, ctx: PassContext) -> bool:
     changed = False
     for node in list(graph.nodes):
-        if node not in graph.nodes or node.op not in ("Mul", "Add", "Sub"):
-            continue
+        if node not in graph.nodes or node.op not in ("Mul", "Add", "Sub") or _has_activation(node):
+            continue  # a fused clamp after the Mul/Add would be lost
         changed |= _fold_after(graph, node) or _fold_before(graph, node)
     return changed

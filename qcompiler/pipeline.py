@@ -21,7 +21,9 @@ from .pass_manager import PassContext, PassManager
 from .serialize import save_graph
 
 COMMON_PIPELINE = ["select_outputs", "fold_constants", "eliminate_identity", "dead_code", "simplify",
-                   "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation", "dead_code"]
+                   "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation", "horizontal_merge",
+                   "dead_code"]
+MERGE_VETO_SAMPLES = 16  # calibration samples the horizontal-merge veto looks at
 # target -> backend module (under qcompiler.backends) with `emit(Compilation, outdir) -> dict`
 # and `verify(outdir, report, samples, limit) -> dict`
 BACKENDS = {"tflm": "tflite", "tflite": "tflite", "tvm": "tvm", "ncnn": "ncnn"}
@@ -147,10 +149,15 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
     dump = None
     if options is not None:
         opts["outputs"] = list(options.outputs)
+        if options.calib and "horizontal_merge" in passes:
+            samples = load_samples(options.calib, graph)
+            opts["calibration_feeds"] = list(iterate_samples(samples, graph, MERGE_VETO_SAMPLES))
         dump_after = set(options.dump_after)
         dump = _dumper(options.dump_dir)
     pm = PassManager(passes, dump_after=dump_after, dump=dump)
-    pm.run(graph, PassContext(options=opts))
+    ctx = PassContext(options=opts)
+    pm.run(graph, ctx)
+    graph.meta["pass_log"] = list(ctx.log)
     return graph, pm.records
 
 
@@ -206,6 +213,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
             "passes": [{"name": r.name, "changed": r.changed, "nodes_before": r.nodes_before,
                         "nodes_after": r.nodes_after} for r in records],
             "nodes": {"onnx": nodes_in, "optimized": len(graph.nodes)},
+            "pass_log": graph.meta.get("pass_log", []),
             "calibration": calib_summary,
             "ir_file": f"{name}.qir",
             **backend_report,

@@ -1,0 +1,218 @@
+"""Integer fixed-point arithmetic emitted as Relax ops: the Relax mirror of `quant_math`.
+
+Every helper takes and returns int64 Relax tensors that hold int32 values (the
+C++ kernels' int32 intermediates), so products of two int32 values never
+overflow and every int32 wrap or saturation of the reference is spelled out
+(`wrap32`, the SRDHM overflow case, `sat_rounding_mul_pot`). Operands that are
+known at compile time are numpy values: scalars become inline constants, arrays
+become named parameters of the Relax function (see `RelaxEmitter.array`).
+
+    em = RelaxEmitter(bb)
+    y = em.requantize(acc_int32, multipliers, shifts, out_zp, lo, hi)   # -> int8
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from qcompiler.quant_math import INT32_MAX, INT32_MIN
+
+R = relax.op
+
+
+def _sanitize(name: str) -> str:
+    """A Python/TVMScript identifier derived from an IR name."""
+    s = re.sub(r"\W", "_", name).strip("_") or "v"
+    return f"v_{s}" if s[0].isdigit() else s
+
+
+def dtype_of(expr) -> str:
+    """The element dtype of a Relax tensor expression."""
+    return str(expr.ty.dtype)
+
+
+def shape_of(expr) -> tuple[int, ...]:
+    """The static shape of a Relax tensor expression."""
+    return tuple(int(d) for d in expr.ty.shape.values)
+
+
+class RelaxEmitter:
+    """Emits integer ops into a BlockBuilder; collects array constants as function parameters."""
+
+    def __init__(self, bb: relax.BlockBuilder):
+        self.bb = bb
+        self.params: dict[str, np.ndarray] = {}   # name -> array, in creation order
+        self.param_vars: list[relax.Var] = []
+        self._names: set[str] = set()
+
+    # ---- naming, constants, parameters ------------------------------------------
+    def unique(self, base: str) -> str:
+        name, k = _sanitize(base), 1
+        stem = name
+        while name in self._names:
+            name, k = f"{stem}_{k}", k + 1
+        self._names.add(name)
+        return name
+
+    def emit(self, expr, name: str = ""):
+        return self.bb.emit(expr, name_hint=_sanitize(name) if name else "")
+
+    def array(self, arr: np.ndarray, name: str) -> relax.Var:
+        """A compile-time array as a named parameter (bound into the .so at build time).
+
+        Arrays are parameters rather than inline constants because TVM 0.27 cannot
+        print or serialize tensor constants (`show_meta` crashes), and a parameter
+        keeps the TVMScript text self-contained: the values go to `<name>_params.npz`.
+        """
+        arr = np.ascontiguousarray(arr)
+        var = relax.Var(self.unique(name), relax.TensorType(arr.shape, str(arr.dtype)))
+        self.params[var.name] = arr
+        self.param_vars.append(var)
+        return var
+
+    def const(self, value, dtype: str = "int64", name: str = "c"):
+        """An operand: Relax exprs pass through; scalars inline; arrays become parameters."""
+        if isinstance(value, relax.Expr):
+            return value
+        arr = np.asarray(value).astype(dtype)
+        if arr.size == 1 and arr.ndim <= 1 or arr.ndim == 0:
+            return relax.const(arr.reshape(()), dtype)
+        if arr.size and np.all(arr == arr.flat[0]):  # uniform: a scalar broadcasts the same
+            return relax.const(arr.reshape(-1)[:1].reshape(()), dtype)
+        return self.array(arr, name)
+
+    # ---- casts and clamps ---------------------------------------------------------
+    def cast(self, x, dtype: str):
+        return x if dtype_of(x) == dtype else self.emit(R.astype(x, dtype))
+
+    def i64(self, x):
+        return self.cast(x, "int64")
+
+    def wrap32(self, x):
+        """Two's-complement wrap of int64 values to int32 (truncating cast and back)."""
+        return self.emit(R.astype(self.emit(R.astype(x, "int32")), "int64"))
+
+    def clamp_cast(self, x, lo: int, hi: int, dtype: str = "int8"):
+        """clip(x, lo, hi) then cast; the clamp is skipped when the cast range is no tighter."""
+        info = np.iinfo(dtype_of(x))
+        if lo > info.min:
+            x = self.emit(R.maximum(x, self.const(lo, dtype_of(x))))
+        if hi < info.max:
+            x = self.emit(R.minimum(x, self.const(hi, dtype_of(x))))
+        return self.cast(x, dtype)
+
+    def select(self, cond, a, b):
+        return self.emit(R.where(cond, self.const(a), self.const(b)))
+
+    # ---- gemmlowp primitives (quant_math equivalents) ----------------------------
+    def trunc_shr(self, x, bits: int):
+        """x / 2^bits truncated toward zero (C++ integer division by a power of two)."""
+        pos = self.emit(R.right_shift(x, self.const(bits)))
+        neg = self.emit(R.negative(self.emit(R.right_shift(self.emit(R.negative(x)),
+                                                           self.const(bits)))))
+        return self.emit(R.where(self.emit(R.greater_equal(x, self.const(0))), pos, neg))
+
+    def srdhm(self, a, b, name: str = "m"):
+        """SaturatingRoundingDoublingHighMul of int32 values (quant_math.saturating_...)."""
+        static_b = not isinstance(b, relax.Expr)
+        bexpr = self.const(b, name=name)
+        ab = self.emit(R.multiply(a, bexpr))
+        nudge = self.select(self.emit(R.greater_equal(ab, self.const(0))), 1 << 30, 1 - (1 << 30))
+        res = self.trunc_shr(self.emit(R.add(ab, nudge)), 31)
+        if static_b and not np.any(np.asarray(b) == INT32_MIN):
+            return res  # the only overflow case needs b == INT32_MIN
+        both_min = self.emit(R.logical_and(self.emit(R.equal(a, self.const(INT32_MIN))),
+                                           self.emit(R.equal(bexpr, self.const(INT32_MIN)))))
+        return self.emit(R.where(both_min, self.const(INT32_MAX), res))
+
+    def rdbpot(self, x, exponent, name: str = "e"):
+        """RoundingDivideByPOT: remainder / threshold form, exponent static or a tensor."""
+        if not isinstance(exponent, relax.Expr) and not np.any(np.asarray(exponent)):
+            return x
+        e = self.const(exponent, name=name)
+        mask = self.emit(R.subtract(self.emit(R.left_shift(self.const(1), e)), self.const(1)))
+        remainder = self.emit(R.bitwise_and(x, mask))
+        negative = self.cast(self.emit(R.less(x, self.const(0))), "int64")
+        threshold = self.emit(R.add(self.emit(R.right_shift(mask, self.const(1))), negative))
+        rounded = self.cast(self.emit(R.greater(remainder, threshold)), "int64")
+        return self.emit(R.add(self.emit(R.right_shift(x, e)), rounded))
+
+    def mbqm(self, x, multiplier, shift, name: str = "rq"):
+        """MultiplyByQuantizedMultiplier (double rounding) with static multiplier / shift."""
+        shift = np.asarray(shift, np.int64)
+        left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+        if np.any(left):
+            x = self.wrap32(self.emit(R.left_shift(x, self.const(left, name=f"{name}_lshift"))))
+        y = self.srdhm(x, np.asarray(multiplier, np.int64), name=f"{name}_mult")
+        return self.rdbpot(y, right, name=f"{name}_rshift")
+
+    def mbqm_smaller_than_one(self, x, multiplier, left_shift, name: str = "rq"):
+        """MultiplyByQuantizedMultiplierSmallerThanOneExp (left_shift <= 0)."""
+        y = self.srdhm(x, np.asarray(multiplier, np.int64), name=f"{name}_mult")
+        return self.rdbpot(y, -np.asarray(left_shift, np.int64), name=f"{name}_rshift")
+
+    def requantize(self, acc, multiplier, shift, out_zp: int, lo: int, hi: int, name: str = "rq"):
+        """int32 accumulator -> int8: MBQM + zero point, clamp to the activation range."""
+        y = self.mbqm(self.i64(acc), multiplier, shift, name)
+        y = self.emit(R.add(y, self.const(out_zp)))
+        return self.clamp_cast(y, lo, hi)
+
+    def rounded_mean(self, total, count, name: str = "count"):
+        """TFLM average: (|sum| + count/2) / count with the sign of sum (count > 0, static)."""
+        count = np.asarray(count, np.int64)
+        c, half = self.const(count, name=name), self.const(count // 2, name=f"{name}_half")
+        mag = self.emit(R.floor_divide(self.emit(R.add(self.emit(R.abs(total)), half)), c))
+        neg = self.emit(R.negative(mag))
+        return self.emit(R.where(self.emit(R.less(total, self.const(0))), neg, mag))
+
+    # ---- gemmlowp fixed point used by Softmax -------------------------------------
+    def sat_rounding_mul_pot(self, x, exponent: int):
+        """SaturatingRoundingMultiplyByPOT with a static exponent."""
+        if exponent <= 0:
+            return self.rdbpot(x, -exponent)
+        threshold = (1 << (31 - exponent)) - 1
+        res = self.wrap32(self.emit(R.left_shift(x, self.const(exponent))))
+        res = self.emit(R.where(self.emit(R.greater(x, self.const(threshold))),
+                                self.const(INT32_MAX), res))
+        return self.emit(R.where(self.emit(R.less(x, self.const(-threshold))),
+                                 self.const(INT32_MIN), res))
+
+    def rounding_half_sum(self, a, b):
+        s = self.emit(R.add(a, self.const(b)))
+        s = self.emit(R.add(s, self.select(self.emit(R.greater_equal(s, self.const(0))), 1, -1)))
+        return self.trunc_shr(s, 1)
+
+    def one_over_one_plus_x(self, a):
+        """1 / (1 + a), a in [0, 1) Q0.31: three Newton-Raphson steps (gemmlowp)."""
+        half_den = self.rounding_half_sum(a, INT32_MAX)
+        x = self.wrap32(self.emit(R.add(self.srdhm(half_den, -1010580540), self.const(1515870810))))
+        for _ in range(3):
+            one_minus = self.wrap32(self.emit(R.subtract(self.const(1 << 29),
+                                                         self.srdhm(half_den, x))))
+            x = self.wrap32(self.emit(R.add(x, self.sat_rounding_mul_pot(self.srdhm(x, one_minus), 2))))
+        return self.sat_rounding_mul_pot(x, 1)
+
+    def clz32(self, x):
+        """Count of leading zero bits of x read as uint32 (32 for 0), by binary search."""
+        n = self.const(0)
+        for k in (16, 8, 4, 2, 1):
+            top_clear = self.emit(R.less(x, self.const(1 << (32 - k))))
+            n = self.emit(R.add(n, self.select(top_clear, k, 0)))
+            x = self.emit(R.where(top_clear, self.emit(R.left_shift(x, self.const(k))), x))
+        return self.emit(R.add(n, self.cast(self.emit(R.equal(x, self.const(0))), "int64")))
+
+    def reciprocal(self, x, integer_digits: int):
+        """GetReciprocal: (Q0.31 scale, num_bits_over_unit) with 1/x = scale * 2^-bits."""
+        ux = self.emit(R.bitwise_and(x, self.const(0xFFFFFFFF)))
+        headroom = self.clz32(ux)
+        shifted = self.wrap32(self.emit(R.subtract(self.emit(R.left_shift(ux, headroom)),
+                                                   self.const(1 << 31))))
+        bits = self.emit(R.subtract(self.const(integer_digits), headroom))
+        return self.one_over_one_plus_x(shifted), bits
+
+
+def tvm_version() -> str:
+    return str(tvm.__version__)

@@ -1,0 +1,289 @@
+"""Streaming range observers and the range-selection rules built on them.
+
+`HistogramObserver` keeps, for one tensor, running min / max / mean / variance,
+the count of exact zeros and a fixed-size histogram of the non-zero values whose
+range grows by merging bins. Memory is O(bins) whatever the number of samples.
+
+The histogram's bins have a power-of-two width and are anchored at 0 (bin i
+covers [i*w, (i+1)*w)), so growing the range is an exact merge of bin pairs and
+folding negative onto positive values (|x|) is exact as well. Exact zeros (ReLU
+outputs, padding) are counted apart: int8 represents 0 exactly, and leaving a
+huge spike at 0 inside the histogram is what makes a naive KL search shrink
+ReLU ranges (see /work/shared/NUMERICS.md).
+
+Range rules (each returns (lo, hi) with lo <= 0 <= hi never required here; the
+quantizer widens to include 0):
+    minmax       observed extremes
+    percentile   p-th / (100-p)-th percentiles (zeros count as data)
+    mse          [lo, hi] minimising expected rounding + clipping error of the
+                 asymmetric int8 grid
+    kl           TensorRT-style entropy calibration: 2048 bins, threshold
+                 minimising KL(P || Q); one-sided data uses 256 levels over
+                 [0, t] (asymmetric int8), two-sided data 128 levels over |x|
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+KL_BINS = 2048
+MSE_CANDIDATES = 256  # per side; the search is exhaustive over candidate pairs
+
+
+class HistogramObserver:
+    """Running statistics and a growable histogram of one tensor's values."""
+
+    def __init__(self, bins: int = 4096):
+        self.bins = bins
+        self.exp: int | None = None   # bin width = 2**exp
+        self.start = 0                # global index of counts[0]
+        self.counts = np.zeros(bins, np.float64)
+        self.min, self.max = math.inf, -math.inf
+        self.n = 0
+        self.zeros = 0
+        self._sum = 0.0
+        self._sumsq = 0.0
+
+    # ---- statistics ----------------------------------------------------
+    @property
+    def width(self) -> float:
+        return math.ldexp(1.0, self.exp) if self.exp is not None else 0.0
+
+    @property
+    def mean(self) -> float:
+        return self._sum / self.n if self.n else 0.0
+
+    @property
+    def std(self) -> float:
+        if not self.n:
+            return 0.0
+        return math.sqrt(max(self._sumsq / self.n - self.mean ** 2, 0.0))
+
+    def observe(self, arr: np.ndarray) -> None:
+        x = np.asarray(arr, np.float64).ravel()
+        if x.size == 0:
+            return
+        self.min = min(self.min, float(x.min()))
+        self.max = max(self.max, float(x.max()))
+        self.n += x.size
+        self._sum += float(x.sum())
+        self._sumsq += float(np.dot(x, x))
+        nz = x[x != 0]
+        self.zeros += x.size - nz.size
+        if nz.size:
+            self._add(nz)
+
+    # ---- histogram maintenance ------------------------------------------
+    def _index(self, x: np.ndarray) -> np.ndarray:
+        # division by a power of two is exact, so bin assignment is reproducible
+        return np.floor(np.ldexp(x, -self.exp)).astype(np.int64)
+
+    def _add(self, x: np.ndarray) -> None:
+        lo, hi = float(x.min()), float(x.max())
+        if self.exp is None:
+            span = max(hi - lo, abs(hi), abs(lo)) * 1e-6 if hi == lo else hi - lo
+            # smallest power-of-two width with the span in about half the bins
+            self.exp = math.ceil(math.log2(span / (self.bins // 2 - 2))) if span > 0 else -1074
+            self.start = int(math.floor(math.ldexp(lo, -self.exp)))
+        used = np.nonzero(self.counts)[0]
+        first = self.start + int(used[0]) if used.size else None
+        last = self.start + int(used[-1]) if used.size else None
+        while True:
+            i0 = int(math.floor(math.ldexp(lo, -self.exp)))
+            i1 = int(math.floor(math.ldexp(hi, -self.exp)))
+            if first is not None:
+                i0, i1 = min(i0, first), max(i1, last)
+            if i1 - i0 < self.bins:
+                break
+            self._coarsen()
+            if first is not None:
+                first, last = first // 2, last // 2
+        if i0 < self.start or i1 >= self.start + self.bins:
+            self._move(i0)
+        idx = self._index(x) - self.start
+        self.counts += np.bincount(idx, minlength=self.bins)
+
+    def _coarsen(self) -> None:
+        """Double the bin width: bins 2k and 2k+1 merge (floor division keeps it exact)."""
+        idx = self.start + np.arange(self.bins)
+        new = idx // 2
+        new_start = self.start // 2
+        self.counts = np.bincount(new - new_start, weights=self.counts, minlength=self.bins)[:self.bins]
+        self.start = new_start
+        self.exp += 1
+
+    def _move(self, new_start: int) -> None:
+        shift = new_start - self.start
+        moved = np.zeros_like(self.counts)
+        if shift >= 0:
+            moved[:self.bins - shift] = self.counts[shift:]
+        else:
+            moved[-shift:] = self.counts[:self.bins + shift]
+        self.counts, self.start = moved, new_start
+
+    def histogram(self) -> tuple[np.ndarray, np.ndarray]:
+        """(edges [k+1], counts [k]) of the non-zero values over the occupied bins."""
+        used = np.nonzero(self.counts)[0]
+        if used.size == 0:
+            return np.zeros(1), np.zeros(0)
+        a, b = int(used[0]), int(used[-1]) + 1
+        edges = np.ldexp(np.arange(self.start + a, self.start + b + 1, dtype=np.float64), self.exp)
+        edges[0], edges[-1] = max(edges[0], self.min), min(edges[-1], self.max)
+        return edges, self.counts[a:b].copy()
+
+
+# ---- range rules ----------------------------------------------------------
+
+def minmax_range(obs: HistogramObserver) -> tuple[float, float]:
+    return obs.min, obs.max
+
+
+def _cdf_points(obs: HistogramObserver) -> tuple[np.ndarray, np.ndarray]:
+    """Piecewise-linear CDF (x, F) of all values, with the zero atom as a vertical step at 0."""
+    edges, counts = obs.histogram()
+    cum = np.concatenate([[0.0], np.cumsum(counts)])
+    if obs.zeros == 0 or counts.size == 0:
+        return (edges, cum) if counts.size else (np.zeros(2), np.array([0.0, obs.zeros]))
+    k = int(np.searchsorted(edges, 0.0, side="left"))
+    nxt = k + 1 if k < edges.size and edges[k] == 0 else k
+    base = float(np.interp(0.0, edges, cum))
+    xs = np.concatenate([edges[:k], [0.0, 0.0], edges[nxt:]])
+    fs = np.concatenate([cum[:k], [base, base + obs.zeros], cum[nxt:] + obs.zeros])
+    return xs, fs
+
+
+def _quantile(obs: HistogramObserver, q: float) -> float:
+    """Value below which a fraction q of all observed values lie."""
+    xs, fs = _cdf_points(obs)
+    target = q * fs[-1]
+    j = int(np.searchsorted(fs, target, side="left"))
+    if j <= 0:
+        return float(xs[0])
+    if j >= fs.size:
+        return float(xs[-1])
+    f0, f1 = fs[j - 1], fs[j]
+    frac = 0.0 if f1 <= f0 else (target - f0) / (f1 - f0)
+    return float(xs[j - 1] + frac * (xs[j] - xs[j - 1]))
+
+
+def percentile_range(obs: HistogramObserver, percentile: float = 99.99) -> tuple[float, float]:
+    p = min(max(percentile, 50.0), 100.0) / 100.0
+    lo = obs.min if obs.min >= 0 else _quantile(obs, 1.0 - p)
+    hi = obs.max if obs.max <= 0 else _quantile(obs, p)
+    return max(lo, obs.min), min(hi, obs.max)
+
+
+def _tail_sums(centers: np.ndarray, counts: np.ndarray):
+    """Prefix sums of n, n*c, n*c^2 for O(1) clipping-error queries."""
+    z = np.zeros(1)
+    return (np.concatenate([z, np.cumsum(counts)]), np.concatenate([z, np.cumsum(counts * centers)]),
+            np.concatenate([z, np.cumsum(counts * centers ** 2)]))
+
+
+def _candidates(extreme: float, count: int) -> np.ndarray:
+    """Thresholds between 2% and 100% of the extreme (fine near the top, where optima lie)."""
+    t = np.linspace(0.0, 1.0, count) ** 2
+    return extreme * (1.0 - 0.98 * t)
+
+
+def mse_range(obs: HistogramObserver) -> tuple[float, float]:
+    """[lo, hi] with minimal expected squared error of the asymmetric int8 grid.
+
+    Error model per non-zero value x: (x - clip)^2 outside [lo, hi], step^2/12
+    inside (uniform rounding error); exact zeros cost nothing (0 is on the grid).
+    """
+    edges, counts = obs.histogram()
+    if counts.size == 0 or obs.max <= obs.min:
+        return obs.min, obs.max
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    n, s1, s2 = _tail_sums(centers, counts)
+    total = n[-1]
+    his = _candidates(obs.max, MSE_CANDIDATES) if obs.max > 0 else np.array([0.0])
+    los = _candidates(obs.min, MSE_CANDIDATES) if obs.min < 0 else np.array([0.0])
+    # clipping error above hi: sum over centers > hi of n (c - hi)^2
+    j = np.searchsorted(centers, his, side="right")
+    above = (s2[-1] - s2[j]) - 2 * his * (s1[-1] - s1[j]) + his ** 2 * (n[-1] - n[j])
+    k = np.searchsorted(centers, los, side="left")
+    below = s2[k] - 2 * los * s1[k] + los ** 2 * n[k]
+    step = (his[None, :] - los[:, None]) / 255.0
+    inside = np.maximum(total - (n[-1] - n[j])[None, :] - n[k][:, None], 0.0)
+    err = inside * step ** 2 / 12.0 + above[None, :] + below[:, None]
+    a, b = np.unravel_index(int(np.argmin(err)), err.shape)
+    return float(los[a]), float(his[b])
+
+
+def abs_histogram(obs: HistogramObserver, top: float, bins: int = KL_BINS) -> np.ndarray:
+    """Counts of |x| (zeros excluded) in `bins` equal bins over [0, top].
+
+    Bins never straddle 0, so the negative bins mirror onto the positive axis;
+    mass is spread uniformly inside each source bin (linear CDF interpolation).
+    """
+    edges, counts = obs.histogram()
+    grid = np.linspace(0.0, top, bins + 1)
+    m = int(np.searchsorted(edges[:-1], 0.0, side="left"))  # first bin with a left edge >= 0
+    parts = [(edges[m:], counts[m:]), (-edges[:m + 1][::-1], counts[:m][::-1])]
+    out = np.zeros(bins)
+    for e, c in parts:
+        if c.size:
+            out += np.diff(np.interp(grid, e, np.concatenate([[0.0], np.cumsum(c)])))
+    return out
+
+
+def _kl_divergence(hist: np.ndarray, i: int, levels: int) -> float:
+    """KL(P || Q) of threshold bin i (TensorRT's procedure)."""
+    p = hist[:i].copy()
+    p[i - 1] += hist[i:].sum()  # outliers clip onto the threshold
+    nonzero = hist[:i] > 0
+    q = np.zeros(i)
+    chunks = np.array_split(np.arange(i), levels)
+    for c in chunks:
+        nz = nonzero[c]
+        k = int(nz.sum())
+        if k:
+            q[c[nz]] = hist[c].sum() / k
+    p /= p.sum()
+    qs = q.sum()
+    if qs <= 0:
+        return math.inf
+    q /= qs
+    m = p > 0
+    q = np.where(q > 0, q, 1e-12)
+    return float(np.sum(p[m] * np.log(p[m] / q[m])))
+
+
+def kl_threshold(hist: np.ndarray, levels: int, stride: int = 1) -> int:
+    """Bin count i >= levels minimising KL; the threshold is i bin widths."""
+    best_i, best = hist.size, math.inf
+    for i in range(levels, hist.size + 1, stride):
+        kl = _kl_divergence(hist, i, levels)
+        if kl < best - 1e-12:
+            best_i, best = i, kl
+    return best_i
+
+
+def kl_range(obs: HistogramObserver) -> tuple[float, float]:
+    """Entropy calibration; one-sided data gets all 256 levels over [0, t]."""
+    if obs.max <= obs.min:
+        return obs.min, obs.max
+    one_sided = obs.min >= 0 or obs.max <= 0
+    top = max(abs(obs.min), abs(obs.max))
+    hist = abs_histogram(obs, top)
+    if hist.sum() <= 0:
+        return obs.min, obs.max
+    levels = 256 if one_sided else 128
+    i = kl_threshold(hist, levels, stride=2)
+    t = top * i / KL_BINS
+    return max(obs.min, -t), min(obs.max, t)
+
+
+RULES = {"minmax": minmax_range, "percentile": percentile_range, "mse": mse_range, "kl": kl_range}
+
+
+def select_range(obs: HistogramObserver, method: str, percentile: float = 99.99) -> tuple[float, float]:
+    """Apply one rule; the result always lies inside the observed [min, max]."""
+    if method == "percentile":
+        lo, hi = percentile_range(obs, percentile)
+    else:
+        lo, hi = RULES[method](obs)
+    return max(float(lo), obs.min), min(float(hi), obs.max)
