@@ -7,6 +7,7 @@
 - fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0);
 - Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
   Gemm weights per tensor (the spec's FULLY_CONNECTED) unless `per_channel_fc`;
+  every weight per tensor with `per_tensor` (what older runtimes / DSPs need);
 - bias int32 at scale in_scale * w_scale[c];
 - other constant operands (Add/Mul by a constant) int8 per tensor.
 
@@ -111,10 +112,13 @@ def _quantize_weight(graph: Graph, w: Value, axis: int | None) -> Value:
     return out
 
 
-def _quantize_bias(graph: Graph, b: Value, in_q: QuantParams, w_q: QuantParams) -> Value:
+def quantize_bias(graph: Graph, b: Value, in_q: QuantParams, w_q: QuantParams,
+                  data: np.ndarray | None = None) -> Value:
+    """int32 bias constant at scale in_scale * w_scale[c] (`data` overrides b's float values)."""
+    data = b.data if data is None else data
     bias_scale = (np.float32(in_q.scale[0]) * w_q.scale).astype(np.float32)
-    bias_scale = np.broadcast_to(bias_scale, b.data.shape) if bias_scale.size == 1 else bias_scale
-    q = np.round(b.data.astype(np.float64) / bias_scale.astype(np.float64))
+    bias_scale = np.broadcast_to(bias_scale, data.shape) if bias_scale.size == 1 else bias_scale
+    q = np.round(data.astype(np.float64) / bias_scale.astype(np.float64))
     q = np.clip(q, -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
     out = graph.add_constant(f"{b.name}_q", q)
     axis = 0 if bias_scale.size > 1 else None
@@ -131,16 +135,16 @@ def _quantize_operand(graph: Graph, c: Value) -> Value:
     return out
 
 
-def quantize_weights(graph: Graph, per_channel_fc: bool = False) -> None:
+def quantize_weights(graph: Graph, per_channel_fc: bool = False, per_tensor: bool = False) -> None:
     for n in graph.nodes:
         if n.op in WEIGHTED and n.input(1) is not None and n.input(1).is_constant:
             axis = WEIGHTED[n.op]
-            if n.op == "Gemm" and not per_channel_fc:
+            if per_tensor or (n.op == "Gemm" and not per_channel_fc):
                 axis = None
             wq = _quantize_weight(graph, n.input(1), axis)
             n.set_input(1, wq)
             if n.input(2) is not None:
-                n.set_input(2, _quantize_bias(graph, n.input(2), n.inputs[0].quant, wq.quant))
+                n.set_input(2, quantize_bias(graph, n.input(2), n.inputs[0].quant, wq.quant))
             continue
         skip = SHAPE_INPUTS.get(n.op, set())
         for i, c in enumerate(n.inputs):
@@ -162,14 +166,15 @@ def check_quantizable(graph: Graph) -> None:
                                   for op, v in sorted(bad.items())], where="the model (int8 quantization)")
 
 
-def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool = False) -> Graph:
+def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool = False,
+                   per_tensor: bool = False) -> Graph:
     """Return an int8 copy of the float `graph` using calibrated `ranges`."""
     check_finite(graph)
     check_quantizable(graph)
     q = graph.copy()
     float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}
     assign_activation_params(q, ranges)
-    quantize_weights(q, per_channel_fc=per_channel_fc)
+    quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor)
     q.meta["float_io"] = float_io
     q.meta["quantized"] = True
     q.verify()

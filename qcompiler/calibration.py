@@ -1,22 +1,39 @@
-"""Calibration data loading and range observers.
+"""Calibration: data loading, streaming statistics of every activation, range choice.
 
 Data: a `.npy` file for a one-input model (first axis = samples) or a `.npz`
-keyed by input name. Observers see every node output through the float
-interpreter's hook and keep only running statistics, so memory stays bounded
-whatever the number of samples.
+keyed by input name. `.npy` files are memory-mapped and read one sample at a
+time, so neither the data nor the statistics (fixed-size histograms, see
+`observers.py`) grow memory with the number of samples.
+
+The float forward passes run in onnxruntime on the exported IR (every
+activation made a graph output) when it is installed, else in the numpy
+interpreter; both see the same float graph.
+
+Range rules per tensor (`choose_ranges`):
+- graph inputs: min-max (an input range is a property of the data format:
+  clipping pixels or features only loses information);
+- tensors feeding Softmax / graph outputs ("logits"): min-max as well, since
+  clipping the largest logit changes the argmax;
+- everything else: the chosen method (minmax | percentile | kl | mse).
 """
 from __future__ import annotations
 
 import os
+import sys
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from .errors import CalibrationError
 from .interpreter import FLOAT_KERNELS, Interpreter
 from .ir import Graph
+from .observers import HistogramObserver, select_range
+
+METHODS = ("minmax", "percentile", "kl", "mse")
+FIXED_RANGE_OPS = {"Softmax", "Sigmoid", "Tanh", "ArgMax"}
+_CHUNK = 64  # samples per chunk when checking a memory-mapped file for NaN/Inf
 
 
 def _check_array(arr: np.ndarray, v, path: Path) -> np.ndarray:
@@ -31,19 +48,25 @@ def _check_array(arr: np.ndarray, v, path: Path) -> np.ndarray:
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise CalibrationError(f"calibration file {path}: input {v.name!r} has dtype {arr.dtype}, "
                                "expected real numbers")
-    arr = arr.astype(v.dtype, copy=False)
-    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
-        raise CalibrationError(f"calibration file {path}: input {v.name!r} contains NaN or Inf")
+    arr = arr.astype(v.dtype, copy=False)  # no copy (and memory map kept) when the dtype matches
+    if np.issubdtype(arr.dtype, np.floating):
+        # chunked, so a memory-mapped file is never materialised as a whole
+        for i in range(0, arr.shape[0], _CHUNK):
+            if not np.all(np.isfinite(arr[i:i + _CHUNK])):
+                raise CalibrationError(f"calibration file {path}: input {v.name!r} contains NaN or Inf")
     return arr
 
 
 def load_samples(path: str | os.PathLike, graph: Graph) -> dict[str, np.ndarray]:
-    """Load and check a calibration/evaluation file: {input name: array [N, ...]}."""
+    """Load and check a calibration/evaluation file: {input name: array [N, ...]}.
+
+    `.npy` arrays stay memory-mapped when their dtype is the input's.
+    """
     path = Path(path)
     if not path.is_file():
         raise CalibrationError(f"calibration file {path} does not exist")
     try:
-        data = np.load(path, allow_pickle=False)
+        data = np.load(path, allow_pickle=False, mmap_mode="r" if path.suffix == ".npy" else None)
     except (ValueError, OSError, zipfile.BadZipFile) as e:
         raise CalibrationError(f"{path} is not a readable .npy/.npz file ({e})") from None
     if isinstance(data, np.ndarray):
@@ -63,53 +86,155 @@ def load_samples(path: str | os.PathLike, graph: Graph) -> dict[str, np.ndarray]
     return out
 
 
-def iterate_samples(samples: dict[str, np.ndarray], graph: Graph, limit: int | None = None
-                    ) -> Iterator[dict[str, np.ndarray]]:
+def sample_count(samples: dict[str, np.ndarray], graph: Graph, limit: int | None = None) -> int:
+    """Number of feeds `iterate_samples` yields."""
+    n = next(iter(samples.values())).shape[0] // graph.inputs[0].shape[0]
+    return n if limit is None else min(n, limit)
+
+
+def iterate_samples(samples: dict[str, np.ndarray], graph: Graph, limit: int | None = None,
+                    indices: Iterable[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
     """Yield one feed dict per sample, batch dimension restored to the model's."""
     batch = graph.inputs[0].shape[0]
-    n = next(iter(samples.values())).shape[0] // batch
-    for i in range(n if limit is None else min(n, limit)):
-        yield {v.name: samples[v.name][i * batch:(i + 1) * batch] for v in graph.inputs}
+    if indices is None:
+        indices = range(sample_count(samples, graph, limit))
+    for i in indices:
+        yield {v.name: np.ascontiguousarray(samples[v.name][i * batch:(i + 1) * batch], dtype=v.dtype)
+               for v in graph.inputs}
 
 
-class MinMaxObserver:
-    """Running min and max of every float activation."""
-
-    def __init__(self):
-        self.ranges: dict[str, tuple[float, float]] = {}
-
-    def observe(self, name: str, arr: np.ndarray) -> None:
-        if not np.issubdtype(arr.dtype, np.floating) or arr.size == 0:
-            return
-        lo, hi = float(np.min(arr)), float(np.max(arr))
-        if name in self.ranges:
-            plo, phi = self.ranges[name]
-            lo, hi = min(lo, plo), max(hi, phi)
-        self.ranges[name] = (lo, hi)
+def spread_indices(total: int, count: int) -> list[int]:
+    """`count` sample indices spread evenly over `total` (deterministic subsampling)."""
+    if count >= total:
+        return list(range(total))
+    return sorted({int(i) for i in np.linspace(0, total - 1, count).round()})
 
 
-def calibrate(graph: Graph, feeds: Iterator[dict[str, np.ndarray]], method: str = "minmax"
-              ) -> dict[str, tuple[float, float]]:
-    """Run the float graph over `feeds` and return {value name: (min, max)}."""
-    if method != "minmax":
-        raise CalibrationError(f"calibration method {method!r} is not available (choose minmax)")
-    obs = MinMaxObserver()
+class _Progress:
+    """A one-line progress counter on stderr, only when stderr is a terminal."""
 
-    def hook(node, outs):
-        for v, arr in zip(node.outputs, outs):
-            obs.observe(v.name, arr)
+    def __init__(self, what: str, total: int | None):
+        self.what, self.total = what, total
+        self.on = sys.stderr.isatty()
 
-    interp = Interpreter(graph, FLOAT_KERNELS, hook=hook)
+    def step(self, i: int) -> None:
+        if self.on and (i % 8 == 0 or i == self.total):
+            of = f"/{self.total}" if self.total else ""
+            sys.stderr.write(f"\rqcc: {self.what} {i}{of}")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.on:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+
+
+def float_activations(graph: Graph) -> list[str]:
+    """Names of the float tensors calibration observes, in a stable order."""
+    names = [v.name for v in graph.inputs if np.issubdtype(v.dtype, np.floating)]
+    for n in graph.nodes:
+        names += [v.name for v in n.outputs if np.issubdtype(v.dtype, np.floating)]
+    return list(dict.fromkeys(names))
+
+
+class FloatRunner:
+    """Runs the float graph and returns every float activation, in onnxruntime if possible."""
+
+    def __init__(self, graph: Graph, prefer_onnxruntime: bool = True):
+        self.graph = graph
+        self.names = float_activations(graph)
+        self.engine = "interpreter"
+        self._session = None
+        if prefer_onnxruntime:
+            self._session = self._make_session()
+        if self._session is None:
+            self._interp = Interpreter(graph, FLOAT_KERNELS)
+
+    def _make_session(self):
+        try:
+            import onnxruntime as ort
+            from onnx import helper
+
+            from .onnx_export import graph_to_onnx
+            model = graph_to_onnx(self.graph)
+            outs = {o.name for o in model.graph.output}
+            by_name = {v.name: v for v in self.graph.values()}
+            for name in self.names:
+                v = by_name[name]
+                if name not in outs and v.producer is not None:
+                    model.graph.output.append(helper.make_tensor_value_info(
+                        name, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape) if v.shape else None))
+            opts = ort.SessionOptions()
+            # one thread: results must not depend on the machine's core count (deterministic ranges)
+            opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            self._out_names = [o.name for o in sess.get_outputs()]
+            self.engine = "onnxruntime"
+            return sess
+        except Exception:  # not installed or cannot run this graph: the interpreter always can
+            return None
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._session is not None:
+            res = dict(zip(self._out_names, self._session.run(self._out_names, feed)))
+            res.update(feed)
+            return {k: res[k] for k in self.names if k in res}
+        return {**feed, **self._interp.run(feed, keep=self.names)}
+
+
+def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], total: int | None = None,
+                       runner: FloatRunner | None = None) -> tuple[dict[str, HistogramObserver], int, str]:
+    """Observe every float activation over `feeds`: ({name: observer}, sample count, engine)."""
+    runner = runner or FloatRunner(graph)
+    obs = {name: HistogramObserver() for name in runner.names}
+    progress = _Progress("calibrating", total)
     count = 0
     for feed in feeds:
-        for name, arr in feed.items():
-            obs.observe(name, arr)
-        interp.run(feed)
+        for name, arr in runner.run(feed).items():
+            if name in obs:
+                obs[name].observe(arr)
         count += 1
+        progress.step(count)
+    progress.done()
     if count == 0:
         raise CalibrationError("calibration needs at least one sample")
-    for name, (lo, hi) in obs.ranges.items():
-        if not (np.isfinite(lo) and np.isfinite(hi)):
+    for name, o in obs.items():
+        if not (np.isfinite(o.min) and np.isfinite(o.max)):
             raise CalibrationError(f"activation {name} reached a non-finite value during calibration "
-                                   f"(range {lo}..{hi}); check the model's weights and the data")
-    return obs.ranges
+                                   f"(range {o.min}..{o.max}); check the model's weights and the data")
+    return obs, count, runner.engine
+
+
+def tensor_roles(graph: Graph) -> dict[str, str]:
+    """"input", "logits" (feeds Softmax/Sigmoid/... or is a graph output) or "hidden"."""
+    roles = {v.name: "input" for v in graph.inputs}
+    for v in graph.outputs:
+        roles.setdefault(v.name, "logits")
+    for n in graph.nodes:
+        if n.op in FIXED_RANGE_OPS and n.inputs and n.inputs[0] is not None:
+            roles.setdefault(n.inputs[0].name, "logits")
+    return roles
+
+
+def choose_ranges(graph: Graph, observers: dict[str, HistogramObserver], method: str,
+                  percentile: float = 99.99) -> dict[str, tuple[float, float]]:
+    """{tensor name: (lo, hi)} from the observers, per the rules in the module docstring."""
+    if method not in METHODS:
+        raise CalibrationError(f"calibration method {method!r} is not available "
+                               f"(choose {', '.join(METHODS)})")
+    roles = tensor_roles(graph)
+    ranges = {}
+    for name, o in observers.items():
+        rule = method if roles.get(name, "hidden") == "hidden" else "minmax"
+        ranges[name] = select_range(o, rule, percentile)
+    return ranges
+
+
+def calibrate(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], method: str = "minmax",
+              percentile: float = 99.99) -> dict[str, tuple[float, float]]:
+    """Run the float graph over `feeds` and return {value name: (lo, hi)}."""
+    if method not in METHODS:
+        choose_ranges(graph, {}, method)  # raises the clear error before any work
+    obs, _, _ = collect_statistics(graph, feeds)
+    return choose_ranges(graph, obs, method, percentile)

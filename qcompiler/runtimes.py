@@ -70,3 +70,38 @@ class LiteRTRunner:
             self.interp.set_tensor(d["index"], x)
         self.interp.invoke()
         return [np.array(self.interp.get_tensor(d["index"])) for d in self.outputs]
+
+
+def tflm_allocations(model: bytes, arena_size: int = DEFAULT_ARENA) -> dict[str, int]:
+    """Arena bytes TFLM's recording allocator reports after one invoke: total, head, tail.
+
+    The interpreter prints them to stderr (C++), so fd 2 is redirected to a file meanwhile.
+    """
+    import os
+    import re
+    import sys
+    import tempfile
+
+    runner = TflmRunner(model, arena_size)
+    details = [runner.interp.get_input_details(i) for i in range(_count_inputs(model))]
+    runner([np.zeros(d["shape"], d["dtype"]) for d in details])
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            runner.interp.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    found = {k: int(v) for k, v in re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", text)}
+    if set(found) != {"total", "head", "tail"}:
+        raise BackendError(f"could not read TFLM's arena usage (got {text[:200]!r})")
+    return found
+
+
+def _count_inputs(model: bytes) -> int:
+    from tflite.Model import Model
+    return Model.GetRootAs(bytes(model), 0).Subgraphs(0).InputsLength()

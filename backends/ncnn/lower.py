@@ -99,8 +99,9 @@ class Lowering:
         return blob
 
     def add(self, type_: str, node: Node | None, bottoms: list[Blob], tops: list[Blob],
-            params: dict | None = None, weights: list[Weight] | None = None, **meta) -> Layer:
-        base = node.name if node is not None else type_
+            params: dict | None = None, weights: list[Weight] | None = None, name: str | None = None,
+            **meta) -> Layer:
+        base = name or (node.name if node is not None else type_)
         layer = Layer(type_, self._unique(base, self._layer_names), [b.name for b in bottoms],
                       [t.name for t in tops], dict(params or {}), list(weights or []),
                       {"node": node.name if node is not None else None, **meta})
@@ -160,7 +161,7 @@ def lower_graph(graph: Graph, precision: str = "int8", ranges: dict | None = Non
         except Unsupported as e:
             problems.append(f"graph input {v.name}: {e}")
             continue
-        lw.add("Input", None, [], [blob], shape_params(blob.dims), node_input=v.name)
+        lw.add("Input", None, [], [blob], shape_params(blob.dims), name=v.name)
         io["inputs"].append({"name": v.name, "blob": blob.name, "shape": list(v.shape),
                              "ncnn_dims": list(blob.dims)})
     for node in graph.nodes:

@@ -1,0 +1,149 @@
+"""`qcc verify` for ncnn: run the emitted model in the ncnn runtime and measure it.
+
+int8 exports are compared with the ncnn-scheme simulation (`simulate.py`): ncnn
+is not bit-reproducible across CPUs (x86 kernels fuse multiply-add, round via
++-0.5 and truncation, and the depthwise path uses an approximate reciprocal),
+so the criterion is a tolerance: at least `INT8_MIN_WITHIN_STEP` of all output
+elements within one int8 step (threshold / 127 of the output's calibrated range)
+of the simulation. fp32 exports are compared with the float reference
+(onnxruntime on the optimized float IR): max |diff| <= `FP32_MAX_REL_ERR` x max |ref|.
+Both report SQNR against the float reference.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from qcompiler.calibration import iterate_samples
+from qcompiler.errors import BackendError
+from qcompiler.serialize import load_graph
+
+from .simulate import NcnnScheme, plan_from_report
+
+INT8_MIN_WITHIN_STEP = 0.99
+FP32_MAX_REL_ERR = 1e-4
+FP16_FLAGS = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic")
+
+
+class NcnnRunner:
+    """An ncnn.Net over the emitted files; call with {input name: array} -> {output name: array}.
+
+    fp16=False turns off ncnn's fp16 weight storage, which its x86 InnerProduct
+    otherwise uses on F16C CPUs even in an fp32 model (about 1e-3 relative error).
+    """
+
+    def __init__(self, outdir: Path, ncnn_report: dict, fp16: bool = False, threads: int = 1):
+        try:
+            import ncnn
+        except ImportError as e:
+            raise BackendError("verifying ncnn output needs the Python package ncnn: "
+                               "pip install 'qcompiler[ncnn]'") from e
+        self.ncnn = ncnn
+        self.inputs, self.outputs = ncnn_report["inputs"], ncnn_report["outputs"]
+        self.net = ncnn.Net()
+        opt = self.net.opt
+        opt.use_int8_inference = ncnn_report["precision"] == "int8"
+        for flag in FP16_FLAGS:
+            setattr(opt, flag, fp16)
+        opt.num_threads = threads
+        for what, load in (("param_file", self.net.load_param), ("bin_file", self.net.load_model)):
+            path = outdir / ncnn_report[what]
+            if load(str(path)) != 0:
+                raise BackendError(f"ncnn refused {path}")
+
+    def _mat(self, arr: np.ndarray, dims: list[int]):
+        # filled through a numpy view: ncnn.Mat(ndarray) crashes with this numpy (2.x) build
+        m = self.ncnn.Mat(*reversed(dims))
+        np.asarray(m)[...] = np.asarray(arr, np.float32).reshape(dims)
+        return m
+
+    def __call__(self, feed: dict) -> dict:
+        mats = [(i["blob"], self._mat(feed[i["name"]], i["ncnn_dims"])) for i in self.inputs]
+        out = {}
+        with self.net.create_extractor() as ex:
+            for blob, m in mats:
+                ex.input(blob, m)
+            for o in self.outputs:
+                ret, m = ex.extract(o["blob"])
+                if ret != 0:
+                    raise BackendError(f"ncnn failed to compute output {o['name']} (error {ret})")
+                out[o["name"]] = np.array(m, np.float32).reshape(o["shape"])
+        return out
+
+
+def float_reference(graph):
+    """Float outputs of the optimized IR: onnxruntime when installed, else the float interpreter."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        from qcompiler.interpreter import run_float
+        return lambda feed: run_float(graph, feed)
+    from qcompiler.onnx_export import graph_to_onnx
+    sess = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [v.name for v in graph.outputs]
+    return lambda feed: dict(zip(names, sess.run(names, {k: np.asarray(v, np.float32) for k, v in feed.items()})))
+
+
+class Diff:
+    """Running comparison of one output: max |diff|, SQNR, share within `step`."""
+
+    def __init__(self, step: float | None = None):
+        self.step = step
+        self.max_abs = self.max_ref = self.err2 = self.ref2 = 0.0
+        self.within = self.total = 0
+
+    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
+        ref, got = np.asarray(ref, np.float64).reshape(-1), np.asarray(got, np.float64).reshape(-1)
+        d = np.abs(ref - got)
+        self.max_abs = max(self.max_abs, float(d.max(initial=0)))
+        self.max_ref = max(self.max_ref, float(np.abs(ref).max(initial=0)))
+        self.err2 += float((d * d).sum())
+        self.ref2 += float((ref * ref).sum())
+        if self.step is not None:
+            self.within += int(np.count_nonzero(d <= self.step))
+        self.total += d.size
+
+    def summary(self) -> dict:
+        s = {"max_abs_diff": self.max_abs, "max_abs_ref": self.max_ref,
+             "max_rel_diff": self.max_abs / self.max_ref if self.max_ref else self.max_abs,
+             "sqnr_db": 10 * math.log10(self.ref2 / self.err2) if self.err2 else math.inf,
+             "elements": self.total}
+        if self.step is not None:
+            s.update(step=self.step, within_one_step=self.within / self.total if self.total else 1.0,
+                     max_diff_steps=self.max_abs / self.step if self.step else math.inf)
+        return s
+
+
+def verify_ncnn(outdir: Path, report: dict, samples: dict, limit: int | None = None,
+                fp16: bool = False, threads: int = 1, fma: bool = False) -> dict:
+    """Run ncnn over `samples`; int8 vs the simulation (+ float), fp32 vs the float reference."""
+    nr = report["ncnn"]
+    graph = load_graph(outdir / nr["float_ir_file"])
+    runner = NcnnRunner(outdir, nr, fp16=fp16, threads=threads)
+    reference = float_reference(graph)
+    int8 = nr["precision"] == "int8"
+    sim = NcnnScheme(graph, plan_from_report(nr), fma=fma) if int8 else None
+    vs_float = {o["name"]: Diff() for o in nr["outputs"]}
+    vs_sim = {o["name"]: Diff(o.get("int8_step")) for o in nr["outputs"]} if int8 else {}
+    count = 0
+    for feed in iterate_samples(samples, graph, limit):
+        got = runner(feed)
+        ref = reference(feed)
+        simulated = sim.run(feed) if sim is not None else {}
+        for name in vs_float:
+            vs_float[name].add(ref[name], got[name])
+            if name in vs_sim:
+                vs_sim[name].add(simulated[name], got[name])
+        count += 1
+    outputs = {name: {"vs_float": vs_float[name].summary(),
+                      **({"vs_simulation": vs_sim[name].summary()} if int8 else {})} for name in vs_float}
+    if int8:
+        ok = all(o["vs_simulation"]["within_one_step"] >= INT8_MIN_WITHIN_STEP for o in outputs.values())
+        tolerance = f">= {INT8_MIN_WITHIN_STEP:.0%} of output elements within one int8 step of the simulation"
+    else:
+        ok = all(o["vs_float"]["max_rel_diff"] <= FP32_MAX_REL_ERR for o in outputs.values())
+        tolerance = f"max |diff| <= {FP32_MAX_REL_ERR:g} x max |reference| per output"
+    return {"samples": count, "precision": nr["precision"], "oracle": "ncnn-scheme simulation" if int8
+            else "float reference (optimized IR)", "tolerance": tolerance, "outputs": outputs, "ok": ok}

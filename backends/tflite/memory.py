@@ -1,0 +1,166 @@
+"""TFLM arena: offline tensor placement and the exact arena size a model needs.
+
+- `offline_plan(model)`: tensor lifetimes over the operator list (TFLM's own
+  scoping: graph inputs live from scope 0, op i's outputs are created and its
+  inputs last used at scope i+1, graph outputs live to the end), RESHAPE /
+  SQUEEZE outputs aliased onto their input (TFLM skips the copy when both share
+  memory), then the best of several greedy orders (`qcompiler.memory_planner`).
+- `with_offline_plan(model, offsets)`: the model with TFLM's
+  `OfflineMemoryAllocation` metadata ([version 0, 1 subgraph, n, offset per tensor
+  or -1]).
+- `min_arena(model_bytes)`: the smallest arena with which TFLM's interpreter
+  runs the model, found by bisection; each try runs in a forked child because
+  TFLM can crash, not fail cleanly, when the arena is too small. Measured on the
+  host (64-bit structs), so it is an upper bound for 32-bit microcontrollers.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import replace
+
+import numpy as np
+
+from qcompiler.memory_planner import Buffer, best_plan, plan
+
+from .flatbuffer import TflModel
+
+ALIASING_OPS = {"RESHAPE", "SQUEEZE"}
+OFFLINE_METADATA = "OfflineMemoryAllocation"
+
+
+def _nbytes(t) -> int:
+    return math.prod(t.shape) * np.dtype(t.dtype).itemsize
+
+
+def _activations(model: TflModel) -> list[int]:
+    return [i for i, t in enumerate(model.tensors) if t.data is None and _nbytes(t) > 0]
+
+
+def buffers(model: TflModel, alias: bool = True) -> tuple[list[Buffer], dict[int, int]]:
+    """Planner buffers and the tensor -> representative tensor map (aliases share one buffer)."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i in model.inputs:
+        first[i], last[i] = 0, 0
+    for k, op in enumerate(model.operators, start=1):
+        for o in op.outputs:
+            first.setdefault(o, k)
+            last[o] = max(last.get(o, k), k)
+        for i in op.inputs:
+            if i >= 0:
+                last[i] = max(last.get(i, k), k)
+    for o in model.outputs:
+        last[o] = len(model.operators)
+    root = {i: i for i in _activations(model)}
+    if alias:
+        for op in model.operators:
+            src, dst = op.inputs[0], op.outputs[0]
+            if op.opcode in ALIASING_OPS and src in root and dst in root \
+                    and dst not in model.inputs and _nbytes(model.tensors[src]) == _nbytes(model.tensors[dst]):
+                root[dst] = root[src]
+    groups: dict[int, list[int]] = {}
+    for t in root:
+        r = t
+        while root[r] != r:
+            r = root[r]
+        root[t] = r
+        groups.setdefault(r, []).append(t)
+    bufs = [Buffer(str(r), _nbytes(model.tensors[r]), min(first.get(t, 0) for t in members),
+                   max(last.get(t, 0) for t in members)) for r, members in groups.items()]
+    return bufs, root
+
+
+def offline_plan(model: TflModel) -> tuple[list[int], int, str]:
+    """(offset per tensor, -1 for constants; planned head bytes; strategy name)."""
+    bufs, root = buffers(model, alias=True)
+    offsets, head, strategy = best_plan(bufs)
+    per_tensor = [offsets[str(root[i])] if i in root else -1 for i in range(len(model.tensors))]
+    return per_tensor, head, strategy
+
+
+def online_head_estimate(model: TflModel) -> int:
+    """What TFLM's own greedy planner (largest first, no aliasing) would need for the tensors."""
+    return plan(buffers(model, alias=False)[0])[1]
+
+
+def with_offline_plan(model: TflModel, offsets: list[int]) -> TflModel:
+    data = np.array([0, 1, len(offsets)] + list(offsets), dtype="<i4").tobytes()
+    return replace(model, metadata={**model.metadata, OFFLINE_METADATA: data})
+
+
+def _runs_with(model_bytes: bytes, arena: int) -> bool:
+    """Does TFLM allocate and invoke the model with `arena` bytes? (in a forked child)"""
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        code = 1
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)  # TFLM explains each failed try on stderr; the parent needs no noise
+            os.dup2(devnull, 1)
+            from qcompiler.runtimes import TflmRunner, _count_inputs
+            runner = TflmRunner(model_bytes, arena)
+            details = [runner.interp.get_input_details(i) for i in range(_count_inputs(model_bytes))]
+            runner([np.zeros(d["shape"], d["dtype"]) for d in details])
+            code = 0
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def min_arena(model_bytes: bytes, hint: int | None = None, granularity: int = 16) -> int:
+    """Smallest arena (multiple of `granularity`) with which TFLM runs the model."""
+    hi = max(hint or 4096, granularity)
+    while not _runs_with(model_bytes, hi):
+        hi *= 2
+        if hi > 1 << 31:
+            raise RuntimeError("TFLM does not run this model with any arena size")
+    lo = 0  # known not to work (or trivially too small)
+    while hi - lo > granularity:
+        mid = (lo + hi) // 2 // granularity * granularity
+        if mid <= lo:
+            break
+        if _runs_with(model_bytes, mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def plan_arena(model: TflModel) -> tuple[TflModel, dict]:
+    """Pick TFLM's own placement or our offline plan, whichever needs the smaller arena.
+
+    With tflite-micro installed both variants are measured (`min_arena`) and the
+    arena size reported is the measured minimum of the chosen one; without it, the
+    offline plan is used when it beats our simulation of TFLM's greedy planner and
+    the arena size is an estimate.
+    """
+    from qcompiler.errors import MissingDependencyError
+
+    from .flatbuffer import write_model
+
+    offsets, head, strategy = offline_plan(model)
+    greedy = online_head_estimate(model)
+    planned = with_offline_plan(model, offsets)
+    info = {"planned_head_bytes": head, "plan_strategy": strategy, "greedy_head_estimate": greedy}
+    try:
+        import tflite_micro  # noqa: F401
+    except ImportError:
+        use_plan = head < greedy
+        info.update(offline_plan=use_plan, arena_source="estimate (tflite-micro not installed)",
+                    arena_bytes=None)
+        return (planned if use_plan else model), info
+    sizes = {}
+    for key, candidate in (("tflm_planner", model), ("offline_plan", planned)):
+        sizes[key] = min_arena(write_model(candidate), hint=2 * max(head, greedy) + 16384)
+    use_plan = sizes["offline_plan"] < sizes["tflm_planner"]
+    info.update(offline_plan=use_plan, arena_bytes=min(sizes.values()),
+                arena_bytes_with_tflm_planner=sizes["tflm_planner"],
+                arena_source="measured: smallest arena the tflite-micro interpreter runs this model with "
+                             "(64-bit host; 32-bit targets need no more)")
+    if not use_plan:
+        del info["plan_strategy"]
+    return (planned if use_plan else model), info
