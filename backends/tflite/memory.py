@@ -160,7 +160,7 @@ def plan_arena(model: TflModel) -> tuple[TflModel, dict]:
     info.update(offline_plan=use_plan, arena_bytes=min(sizes.values()),
                 arena_bytes_with_tflm_planner=sizes["tflm_planner"],
                 arena_source="measured: smallest arena the tflite-micro interpreter runs this model with "
-                             "(64-bit host; 32-bit targets need no more)")
+                             "(on this 64-bit host; 32-bit targets have smaller runtime structs)")
     if not use_plan:
         del info["plan_strategy"]
     return (planned if use_plan else model), info
