@@ -65,6 +65,8 @@ class CompileOptions:
     dump_after: tuple[str, ...] = ()
     dump_dir: str | None = None
     ncnn_precision: str = "int8"
+    io: str = "int8"            # TFLite graph I/O: "int8" or "float" (QUANTIZE/DEQUANTIZE inside)
+    input_dtype: str = "int8"   # TFLite input tensor type with io="int8": "int8" or "uint8"
 
     def describe(self) -> str:
         """The options as a command-line-like string (goes into every generated file)."""
@@ -88,6 +90,10 @@ class CompileOptions:
             parts.append(f"--tvm-target {self.tvm_target}")
         if self.target == "ncnn":
             parts.append(f"--ncnn-precision {self.ncnn_precision}")
+        if self.io != "int8":
+            parts.append(f"--io {self.io}")
+        if self.input_dtype != "int8":
+            parts.append(f"--input-dtype {self.input_dtype}")
         return " ".join(parts)
 
 
@@ -204,6 +210,9 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
 
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.qcc-", dir=outdir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
     try:
         backend_report = backend.emit(comp, tmp)
         save_graph(qgraph, tmp / f"{name}.qir")

@@ -66,6 +66,11 @@ def emit(comp, outdir: Path) -> dict:
 
 
 def verify(outdir: Path, report: dict, samples, limit: int | None = None, **kw) -> dict:
-    """Run ncnn on the samples; compare with the ncnn-scheme simulation and the float reference."""
+    """Run ncnn on the samples; compare with the ncnn-scheme simulation and the float reference.
+
+    Keywords (see `check.verify_ncnn`): fp16, threads, fma, probe. `qcc verify --no-litert`
+    passes the TFLite-only `with_litert`, which means nothing here.
+    """
     from .check import verify_ncnn
+    kw.pop("with_litert", None)
     return verify_ncnn(Path(outdir), report, samples, limit, **kw)

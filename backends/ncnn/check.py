@@ -1,13 +1,20 @@
 """`qcc verify` for ncnn: run the emitted model in the ncnn runtime and measure it.
 
-int8 exports are compared with the ncnn-scheme simulation (`simulate.py`): ncnn
-is not bit-reproducible across CPUs (x86 kernels fuse multiply-add, round via
-+-0.5 and truncation, and the depthwise path uses an approximate reciprocal),
-so the criterion is a tolerance: at least `INT8_MIN_WITHIN_STEP` of all output
-elements within one int8 step (threshold / 127 of the output's calibrated range)
-of the simulation. fp32 exports are compared with the float reference
-(onnxruntime on the optimized float IR): max |diff| <= `FP32_MAX_REL_ERR` x max |ref|.
-Both report SQNR against the float reference.
+int8 exports are compared with the ncnn-scheme simulation (`simulate.py`). ncnn's
+x86 kernels differ from its reference C++ code in two places that matter: the
+Convolution dequantize uses fused multiply-add, and the depthwise pack-8 path
+multiplies by `_mm_rcp_ps(...)`, a CPU-specific approximate reciprocal. The
+simulation models the first and takes the second from a probe run in ncnn
+(`runtime_multipliers`); then it matches ncnn to float rounding on every model
+tried (largest difference 3e-5 of an int8 step). The criterion stays a tolerance,
+since other CPUs round differently: at least `INT8_MIN_WITHIN_STEP` of all output
+elements within one int8 step (threshold / 127 of the output's calibrated range).
+With `probe=False, fma=()` the simulation is ncnn's reference arithmetic; measured
+then: 96.3-100% within one step, up to 9.6 steps (depthwise-heavy KWS).
+
+fp32 exports are compared with the float reference (onnxruntime on the optimized
+float IR): max |diff| <= `FP32_MAX_REL_ERR` x max |ref|. Both report SQNR
+against the float reference.
 """
 from __future__ import annotations
 
@@ -20,9 +27,9 @@ from qcompiler.calibration import iterate_samples
 from qcompiler.errors import BackendError
 from qcompiler.serialize import load_graph
 
-from .simulate import NcnnScheme, plan_from_report
+from .simulate import X86_FMA_LAYERS, NcnnScheme, plan_from_report
 
-INT8_MIN_WITHIN_STEP = 0.99
+INT8_MIN_WITHIN_STEP = 0.999
 FP32_MAX_REL_ERR = 1e-4
 FP16_FLAGS = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic")
 
@@ -73,6 +80,48 @@ class NcnnRunner:
         return out
 
 
+def runtime_multipliers(ncnn_report: dict, fp16: bool = False) -> dict:
+    """The dequantization multipliers ncnn really uses in each int8 ConvolutionDepthWise.
+
+    Its x86 pack-8 path takes `_mm_rcp_ps(in_scale * w_scale)`, a CPU-specific 12-bit
+    approximation of the exact reciprocal the reference code uses. A probe model with
+    one 1x1 depthwise layer per such layer (int8 weights 1, input quantizing to 1,
+    no bias) outputs exactly those multipliers. Convolution and InnerProduct use
+    exact reciprocals and need no probe.
+    """
+    import tempfile
+
+    from .model import TAG_INT8, Layer, Weight, bin_bytes, param_text
+    dw = {name: info for name, info in ncnn_report.get("int8_layers", {}).items()
+          if info["type"] == "ConvolutionDepthWise"}
+    if not dw:
+        return {}
+    layers, probes = [], {}
+    for k, (name, info) in enumerate(sorted(dw.items())):
+        groups, s_in = len(info["weight_scales"]), np.float32(info["input_scale"])
+        layers += [Layer("Input", f"in{k}", [], [f"x{k}"], {0: 1, 1: 1, 2: groups}),
+                   Layer("ConvolutionDepthWise", f"dw{k}", [f"x{k}"], [f"y{k}"],
+                         {0: groups, 1: 1, 5: 0, 6: groups, 7: groups, 8: 1},
+                         [Weight(np.ones(groups, np.int8), TAG_INT8),
+                          Weight(np.asarray(info["weight_scales"], np.float32)), Weight(np.array([s_in]))])]
+        probes[info["node"]] = (f"x{k}", f"y{k}", groups, np.float32(1) / s_in)  # quantizes to 1
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "p.param").write_text(param_text(layers))
+        (Path(d) / "p.bin").write_bytes(bin_bytes(layers))
+        runner = NcnnRunner(Path(d), {"precision": "int8", "param_file": "p.param", "bin_file": "p.bin",
+                                      "inputs": [], "outputs": []}, fp16=fp16)
+    out = {}
+    with runner.net.create_extractor() as ex:
+        for node, (x, y, groups, value) in probes.items():
+            m = runner._mat(np.full(groups, value, np.float32), [groups, 1, 1])
+            ex.input(x, m)
+            ret, got = ex.extract(y)
+            if ret != 0:
+                raise BackendError(f"ncnn failed on the depthwise probe for {node} (error {ret})")
+            out[node] = np.array(got, np.float32).reshape(-1)
+    return out
+
+
 def float_reference(graph):
     """Float outputs of the optimized IR: onnxruntime when installed, else the float interpreter."""
     try:
@@ -108,7 +157,7 @@ class Diff:
     def summary(self) -> dict:
         s = {"max_abs_diff": self.max_abs, "max_abs_ref": self.max_ref,
              "max_rel_diff": self.max_abs / self.max_ref if self.max_ref else self.max_abs,
-             "sqnr_db": 10 * math.log10(self.ref2 / self.err2) if self.err2 else math.inf,
+             "sqnr_db": 10 * math.log10(self.ref2 / self.err2) if self.err2 else None,  # None: exact
              "elements": self.total}
         if self.step is not None:
             s.update(step=self.step, within_one_step=self.within / self.total if self.total else 1.0,
@@ -116,32 +165,49 @@ class Diff:
         return s
 
 
+def _one_blas_thread():
+    """The simulator's many small matmuls run ~10x faster without OpenBLAS threads (2-core box)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def verify_ncnn(outdir: Path, report: dict, samples: dict, limit: int | None = None,
-                fp16: bool = False, threads: int = 1, fma: bool = False) -> dict:
-    """Run ncnn over `samples`; int8 vs the simulation (+ float), fp32 vs the float reference."""
+                fp16: bool = False, threads: int = 1, fma: tuple[str, ...] = X86_FMA_LAYERS,
+                probe: bool = True) -> dict:
+    """Run ncnn over `samples`; int8 vs the simulation (+ float), fp32 vs the float reference.
+
+    probe=True simulates with the depthwise multipliers measured in ncnn
+    (`runtime_multipliers`); probe=False with the exact ones of ncnn's reference code.
+    """
     nr = report["ncnn"]
     graph = load_graph(outdir / nr["float_ir_file"])
     runner = NcnnRunner(outdir, nr, fp16=fp16, threads=threads)
     reference = float_reference(graph)
     int8 = nr["precision"] == "int8"
-    sim = NcnnScheme(graph, plan_from_report(nr), fma=fma) if int8 else None
+    mults = runtime_multipliers(nr, fp16) if int8 and probe else {}
+    sim = NcnnScheme(graph, plan_from_report(nr), fma=fma, multipliers=mults) if int8 else None
     vs_float = {o["name"]: Diff() for o in nr["outputs"]}
     vs_sim = {o["name"]: Diff(o.get("int8_step")) for o in nr["outputs"]} if int8 else {}
     count = 0
-    for feed in iterate_samples(samples, graph, limit):
-        got = runner(feed)
-        ref = reference(feed)
-        simulated = sim.run(feed) if sim is not None else {}
-        for name in vs_float:
-            vs_float[name].add(ref[name], got[name])
-            if name in vs_sim:
-                vs_sim[name].add(simulated[name], got[name])
-        count += 1
+    with _one_blas_thread():
+        for feed in iterate_samples(samples, graph, limit):
+            got = runner(feed)
+            ref = reference(feed)
+            simulated = sim.run(feed) if sim is not None else {}
+            for name in vs_float:
+                vs_float[name].add(ref[name], got[name])
+                if name in vs_sim:
+                    vs_sim[name].add(simulated[name], got[name])
+            count += 1
     outputs = {name: {"vs_float": vs_float[name].summary(),
                       **({"vs_simulation": vs_sim[name].summary()} if int8 else {})} for name in vs_float}
     if int8:
         ok = all(o["vs_simulation"]["within_one_step"] >= INT8_MIN_WITHIN_STEP for o in outputs.values())
-        tolerance = f">= {INT8_MIN_WITHIN_STEP:.0%} of output elements within one int8 step of the simulation"
+        tolerance = f">= {INT8_MIN_WITHIN_STEP:.1%} of output elements within one int8 step of the simulation"
     else:
         ok = all(o["vs_float"]["max_rel_diff"] <= FP32_MAX_REL_ERR for o in outputs.values())
         tolerance = f"max |diff| <= {FP32_MAX_REL_ERR:g} x max |reference| per output"

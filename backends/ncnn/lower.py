@@ -144,7 +144,10 @@ def fuse_requantize(layers: list[Layer], outputs: set[str]) -> None:
 
 
 def lower_graph(graph: Graph, precision: str = "int8", ranges: dict | None = None) -> tuple[list[Layer], dict]:
-    """Lower a float IR graph; returns (layers with Splits, {"inputs", "outputs"} blob info).
+    """Lower a float IR graph; returns (layers with Splits, io).
+
+    io: {"inputs": [...], "outputs": [...]} (value name, blob name, ONNX shape, ncnn
+    dims) and "value_blobs" {IR value name: blob name} for extracting intermediates.
 
     Raises one UnsupportedOpError naming every node ncnn cannot run.
     """
@@ -181,6 +184,7 @@ def lower_graph(graph: Graph, precision: str = "int8", ranges: dict | None = Non
         blob = lw.blobs[id(v)]
         io["outputs"].append({"name": v.name, "blob": blob.name, "shape": list(v.shape),
                               "ncnn_dims": list(blob.dims)})
+    io["value_blobs"] = {v.name: lw.blobs[id(v)].name for v in graph.values() if id(v) in lw.blobs}
     outputs = {o["blob"] for o in io["outputs"]}
     if lw.int8:
         fuse_requantize(lw.layers, outputs)

@@ -26,7 +26,7 @@ MAGIC = 7767517
 TAG_FP32 = 0
 TAG_INT8 = 0x000D4B38
 _NAME_BAD = re.compile(r"[^\x21-\x7e]")  # ncnn scans names with %255s: no whitespace
-MAX_NAME = 255
+MAX_NAME = 64  # ncnn reads at most 255; longer ONNX names (TF exports) get a hash tail
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Layer:
 
 
 def sanitize(name: str) -> str:
-    """A name ncnn can read back: printable, no whitespace, at most 255 characters."""
+    """A name ncnn can read back: printable, no whitespace, at most MAX_NAME characters."""
     name = _NAME_BAD.sub("_", name) or "_"
     if len(name) <= MAX_NAME:
         return name
@@ -76,7 +76,11 @@ def _parse_ncnn_float(s: str) -> float:
     if fp:
         v += int(fp) / float(10 ** len(fp))
     if exp:
-        scale = 10.0 ** int(exp)
+        e, scale = int(exp), 1.0
+        while e >= 8:  # the same double multiplications as ncnn
+            scale, e = scale * 1e8, e - 8
+        while e > 0:
+            scale, e = scale * 10.0, e - 1
         v = v / scale if esign == "-" else v * scale
     return float(np.float32(-v if sign == "-" else v))
 

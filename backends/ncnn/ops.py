@@ -64,7 +64,8 @@ def _emit(lw: Lowering, node, type_: str, bottoms: list[Blob], params: dict | No
     tmp = lw.new_blob(f"{out_v.name}_preact", top.dims, top.batch_dropped)
     layer = lw.add(type_, node, bottoms, [tmp], params, weights, **meta)
     act_type, act_params = STANDALONE[kind]
-    lw.add(act_type, node, [tmp], [top], act_params, activation_of=node.name)
+    lw.add(act_type, node, [tmp], [top], act_params, name=f"{node.name}_{act_type.lower()}",
+           activation_of=node.name)
     return layer
 
 
@@ -224,7 +225,7 @@ def _memory_data(lw: Lowering, node, data: np.ndarray, rank: int) -> Blob:
         raise Unsupported(f"constant of shape {list(data.shape)} varies along the batch axis")
     blob = lw.new_blob(f"{node.name}_const", dims, dropped)
     lw.add("MemoryData", None, [], [blob], shape_params(dims), [Weight(np.asarray(data, F32).reshape(-1))],
-           constant_of=node.name)
+           name=f"{node.name}_const", constant_of=node.name)
     return blob
 
 

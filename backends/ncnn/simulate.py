@@ -15,10 +15,11 @@ simulator keeps y in float and lets the consumer quantize it. Every other node
 runs the float reference kernel (ncnn's fp32 layers differ only by float
 rounding).
 
-`fma=True` computes `acc * scale + bias` with one rounding, as ncnn's x86
-dequantize / requantize kernels do (`_mm*_fmadd_ps`); the reference C++ code
-rounds twice. The x86 depthwise path uses `_mm_rcp_ps` (a 12-bit reciprocal) for
-its multiplier, which no portable simulation reproduces: verify measures it.
+`fma` names the layer types whose `acc * scale + bias` rounds once, as ncnn's x86
+Convolution does (its Dequantize / Requantize kernels use `_mm*_fmadd_ps`); the
+reference C++ code and the x86 depthwise / InnerProduct kernels multiply, then
+add. The x86 depthwise pack-8 path also takes its multiplier from `_mm_rcp_ps`,
+a CPU-specific approximation: pass the values measured in ncnn as `multipliers`.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from qcompiler.ir import Graph
 from . import quant
 
 F32 = np.float32
+X86_FMA_LAYERS = ("Convolution",)
 
 
 def _activate(node, y: np.ndarray) -> np.ndarray:
@@ -51,14 +53,17 @@ def _float_with_activation(fn):
 class NcnnScheme:
     """Runs a float graph with ncnn int8 arithmetic in the layers named by `plan`.
 
-    `plan`: {node name: {"input_scale": float, "weight_scales": [per ncnn scale]}};
-    depthwise / grouped layers carry one weight scale per group.
+    `plan`: {node name: {"type": ncnn layer type, "input_scale": float, "weight_scales":
+    [per ncnn scale]}}; depthwise / grouped layers carry one weight scale per group.
     """
 
-    def __init__(self, graph: Graph, plan: dict, fma: bool = False):
+    def __init__(self, graph: Graph, plan: dict, fma: tuple[str, ...] = X86_FMA_LAYERS,
+                 multipliers: dict | None = None):
         _load_tables()
         self.plan = plan
         self.fma = fma
+        self.multipliers = multipliers or {}  # {node name: per-group multipliers} measured in ncnn
+        self._weights: dict[str, np.ndarray] = {}
         kernels = {op: _float_with_activation(fn) for op, fn in FLOAT_KERNELS.items()}
         kernels["Conv"] = self._conv
         kernels["Gemm"] = self._gemm
@@ -74,9 +79,13 @@ class NcnnScheme:
         s_in = F32(info["input_scale"])
         w_scales = np.asarray(info["weight_scales"], F32)
         xq = quant.float2int8(np.asarray(x, F32) * s_in)
-        wq = quant.quantize_weight(w, w_scales)
-        per_out = np.repeat(w_scales, w.shape[0] // w_scales.size)  # group scale -> its channels
-        return xq, wq, quant.dequant_multipliers(float(s_in), per_out)
+        if node.name not in self._weights:
+            self._weights[node.name] = quant.quantize_weight(w, w_scales)
+        mult = self.multipliers.get(node.name)
+        if mult is None:
+            mult = quant.dequant_multipliers(float(s_in), w_scales)
+        per_group = w.shape[0] // w_scales.size  # a group's scale serves all its output channels
+        return xq, self._weights[node.name], np.repeat(np.asarray(mult, F32), per_group)
 
     def _dequantize(self, node, acc: np.ndarray, mult: np.ndarray, bias, axis: int) -> np.ndarray:
         shape = [1] * acc.ndim
@@ -85,7 +94,7 @@ class NcnnScheme:
         mult = mult.reshape(shape)
         if bias is None:
             y = accf * mult
-        elif self.fma:
+        elif self.plan[node.name].get("type") in self.fma:
             y = (accf.astype(np.float64) * mult + np.asarray(bias, np.float64).reshape(shape)).astype(F32)
         else:
             y = accf * mult + np.asarray(bias, F32).reshape(shape)
@@ -97,8 +106,11 @@ class NcnnScheme:
         if node.name not in self.plan:
             return _float_with_activation(FLOAT_KERNELS["Conv"])(node, inputs)
         xq, wq, mult = self._quantized(node, x, w)
-        # integer products summed in float64: exact for any sum below 2**53
-        acc = FLOAT_KERNELS["Conv"](node, [xq.astype(np.float64), wq.astype(np.float64)])[0]
+        # integer products summed in floats (BLAS): exact while every partial sum stays below
+        # 2**24 (float32) or 2**53 (float64); |sum| <= taps * 127 * 127
+        taps = int(np.prod(wq.shape[1:]))
+        ftype = np.float32 if taps * 127 * 127 < 2 ** 24 else np.float64
+        acc = FLOAT_KERNELS["Conv"](node, [xq.astype(ftype), wq.astype(ftype)])[0]
         return [self._dequantize(node, acc.astype(np.int64), mult, bias, axis=1)]
 
     def _gemm(self, node, inputs):
@@ -113,5 +125,6 @@ class NcnnScheme:
 
 def plan_from_report(ncnn_report: dict) -> dict:
     """{node name: scales} of the int8 layers listed in the backend's report entry."""
-    return {info["node"]: {"input_scale": info["input_scale"], "weight_scales": info["weight_scales"]}
+    return {info["node"]: {"type": info["type"], "input_scale": info["input_scale"],
+                           "weight_scales": info["weight_scales"]}
             for info in ncnn_report.get("int8_layers", {}).values()}

@@ -1,0 +1,344 @@
+"""ncnn backend: .param/.bin structure, fp32 vs onnxruntime, int8 vs the ncnn-scheme simulation.
+
+Every model is loaded and run by the real ncnn runtime (the `ncnn` Python package).
+fp32 exports must match onnxruntime on the source model within 1e-4 of the output
+magnitude; int8 exports must match the simulation (`backends/ncnn/simulate.py`,
+with ncnn's measured depthwise multipliers) for >= 99.9% of output elements within
+one int8 step -- measured here: every element, the largest difference 3e-5 step.
+"""
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import MLPERF_MODELS, MODELS, SAMPLE_MODELS, SHARED, mlperf_data, require_shared
+from qcompiler.calibration import calibrate, iterate_samples
+from qcompiler.errors import UnsupportedOpError
+from qcompiler.onnx_frontend import load_model
+from qcompiler.pipeline import Compilation, CompileOptions, compile_model, optimize, pass_list
+
+ncnn = pytest.importorskip("ncnn")
+ort = pytest.importorskip("onnxruntime")
+
+from qcompiler.backends.ncnn import emit, verify  # noqa: E402
+from qcompiler.backends.ncnn.check import INT8_MIN_WITHIN_STEP, NcnnRunner  # noqa: E402
+from qcompiler.backends.ncnn.lower import lower_graph  # noqa: E402
+from qcompiler.backends.ncnn.model import TAG_FP32, TAG_INT8, _parse_ncnn_float, format_float  # noqa: E402
+
+CALIB = MODELS / "digits_calib.npy"
+FP32_REL_TOL = 1e-4
+
+
+# ---- helpers -------------------------------------------------------------------
+def compile_ncnn(model, outdir, precision, calib, **kw):
+    opts = CompileOptions(target="ncnn", calib=str(calib), ncnn_precision=precision, **kw)
+    return compile_model(model, outdir, opts)
+
+
+def ort_vs_ncnn(model_path, outdir, report, data: np.ndarray, limit: int) -> float:
+    """Largest |ncnn - onnxruntime| over `limit` samples, relative to max |onnxruntime|."""
+    sess = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    runner = NcnnRunner(outdir, report["ncnn"])
+    name = report["ncnn"]["inputs"][0]["name"]
+    worst, scale = 0.0, 0.0
+    for i in range(min(limit, len(data))):
+        feed = {name: data[i:i + 1]}
+        ref = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feed)))
+        got = runner(feed)
+        for k, r in ref.items():
+            worst = max(worst, float(np.abs(r - got[k]).max()))
+            scale = max(scale, float(np.abs(r).max()))
+    return worst / scale
+
+
+def check_int8(result: dict) -> None:
+    assert result["ok"], result
+    for name, o in result["outputs"].items():
+        sim = o["vs_simulation"]
+        assert sim["within_one_step"] >= INT8_MIN_WITHIN_STEP, (name, sim)
+        sqnr = o["vs_float"]["sqnr_db"]  # None when equal
+        print(f"{name}: max diff {sim['max_abs_diff']:.3g} ({sim['max_diff_steps']:.3g} step), "
+              f"{sim['within_one_step']:.2%} within one step; SQNR vs float {sqnr} dB")
+
+
+@pytest.fixture(scope="module")
+def samples_out(tmp_path_factory):
+    """Compile each sample model once per precision, on demand."""
+    cache = {}
+
+    def get(name, precision):
+        if (name, precision) not in cache:
+            d = tmp_path_factory.mktemp(f"{name}_{precision}") / "out"
+            cache[name, precision] = (d, compile_ncnn(MODELS / f"{name}.onnx", d, precision, CALIB).report)
+        return cache[name, precision]
+    return get
+
+
+# ---- file format -------------------------------------------------------------------
+def test_format_float_round_trips_through_ncnn_parser():
+    for x in [0.0, 1.0, 6.0, -0.5, 0.1, 1e-7, -1.2345678e-7, 3.4028235e38, 1.17549435e-38, 123456.78, 2.0 / 3]:
+        s = format_float(x)
+        assert len(s) <= 15 and ("." in s or "e" in s), s
+        assert _parse_ncnn_float(s) == float(np.float32(x)), (x, s)
+
+
+def _walk_bin(param_lines, data: bytes) -> list[tuple[str, int]]:
+    """Walk the .bin by each layer's params; returns (layer, tag) of every tagged weight blob."""
+    tags, off = [], 0
+
+    def raw(n):
+        nonlocal off
+        off += 4 * n
+
+    def tagged(name, n):
+        nonlocal off
+        tag, = struct.unpack_from("<I", data, off)
+        tags.append((name, tag))
+        off += 4 + ((n + 3) // 4 * 4 if tag == TAG_INT8 else 4 * n)
+
+    for line in param_lines:
+        f = line.split()
+        typ, name, nin, nout = f[0], f[1], int(f[2]), int(f[3])
+        p = dict(kv.split("=", 1) for kv in f[4 + nin + nout:])
+        if typ in ("Convolution", "ConvolutionDepthWise", "InnerProduct"):
+            n_out, size = int(p["0"]), int(p["6" if typ != "InnerProduct" else "2"])
+            tagged(name, size)
+            raw(n_out if int(p.get("5" if typ != "InnerProduct" else "1", 0)) else 0)
+            term = int(p.get("8", 0))
+            if term:
+                raw(int(p.get("7", n_out)) if typ == "ConvolutionDepthWise" else n_out)
+                raw(1 + (term > 100))
+        elif typ == "MemoryData":
+            raw(int(np.prod([int(p.get(k, 1)) for k in ("0", "1", "2", "11")])))
+    assert off == len(data), f"walked {off} of {len(data)} bytes"
+    return tags
+
+
+@pytest.mark.parametrize("name", SAMPLE_MODELS)
+def test_param_structure_and_int8_tags(samples_out, name):
+    d, report = samples_out(name, "int8")
+    lines = (d / f"{name}.param").read_text().splitlines()
+    assert lines[0] == "7767517"
+    n_layers, n_blobs = map(int, lines[1].split())
+    body = lines[2:]
+    assert len(body) == n_layers == report["ncnn"]["layer_count"]
+    tops, bottoms, names = [], [], []
+    for line in body:
+        f = line.split()
+        nin, nout = int(f[2]), int(f[3])
+        names.append(f[1])
+        bottoms += f[4:4 + nin]
+        tops += f[4 + nin:4 + nin + nout]
+        assert all("=" in kv for kv in f[4 + nin + nout:]), line
+    assert len(set(tops)) == len(tops) == n_blobs
+    assert len(set(bottoms)) == len(bottoms), "every blob has one consumer (Split layers added)"
+    assert len(set(names)) == len(names)
+    tags = _walk_bin(body, (d / f"{name}.bin").read_bytes())
+    assert tags and all(t == TAG_INT8 for _, t in tags), tags
+    assert set(report["ncnn"]["int8_layers"]) == {n for n, _ in tags}
+    if name == "digits_resnet":
+        assert report["ncnn"]["layers_by_type"]["Split"] >= 2  # residual blobs
+    assert report["ncnn"]["requantized_layers"], "conv -> conv pairs requantize to int8"
+
+
+def test_fp32_bin_has_float_tags(samples_out):
+    d, _ = samples_out("digits_dwsep", "fp32")
+    body = (d / "digits_dwsep.param").read_text().splitlines()[2:]
+    tags = _walk_bin(body, (d / "digits_dwsep.bin").read_bytes())
+    assert tags and all(t == TAG_FP32 for _, t in tags)
+    assert " 8=" not in "\n".join(body)
+
+
+def test_report_and_files(samples_out):
+    d, report = samples_out("digits_cnn", "int8")
+    on_disk = json.loads((d / "report.json").read_text())
+    assert on_disk["generated_by"].startswith("generated by qcc from digits_cnn.onnx")
+    assert "--ncnn-precision int8" in on_disk["generated_by"]
+    assert sorted(p.name for p in d.iterdir()) == sorted(on_disk["files"])
+    nr = on_disk["ncnn"]
+    assert nr["bin_bytes"] == (d / "digits_cnn.bin").stat().st_size
+    assert nr["inputs"][0]["ncnn_dims"] == [1, 8, 8] and nr["outputs"][0]["ncnn_dims"] == [10]
+    for info in nr["int8_layers"].values():
+        assert info["input_scale"] > 0 and len(info["weight_scales"]) > 0
+
+
+def test_compile_is_deterministic(tmp_path):
+    a = compile_ncnn(MODELS / "digits_resnet.onnx", tmp_path / "a", "int8", CALIB).outdir
+    b = compile_ncnn(MODELS / "digits_resnet.onnx", tmp_path / "b", "int8", CALIB).outdir
+    for f in ("digits_resnet.param", "digits_resnet.bin", "digits_resnet.float.qir"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+# ---- sample models in the ncnn runtime ------------------------------------------------
+@pytest.mark.parametrize("name", SAMPLE_MODELS)
+def test_sample_fp32_matches_onnxruntime(samples_out, name):
+    d, report = samples_out(name, "fp32")
+    data = np.load(MODELS / "digits_eval.npy")
+    assert ort_vs_ncnn(MODELS / f"{name}.onnx", d, report, data, 100) <= FP32_REL_TOL
+    result = verify(d, report, {"input": data}, limit=100)
+    assert result["ok"], result
+
+
+@pytest.mark.parametrize("name", SAMPLE_MODELS)
+def test_sample_int8_matches_simulation(samples_out, name):
+    d, report = samples_out(name, "int8")
+    result = verify(d, report, {"input": np.load(MODELS / "digits_eval.npy")})
+    assert result["samples"] == 300
+    check_int8(result)
+    assert result["outputs"]["output"]["vs_float"]["sqnr_db"] > 25
+
+
+def test_portable_simulation_is_close(samples_out):
+    """Without ncnn's measured depthwise multipliers the simulation is the reference C++ arithmetic."""
+    d, report = samples_out("digits_dwsep", "int8")
+    result = verify(d, report, {"input": np.load(MODELS / "digits_eval.npy")}, probe=False, fma=())
+    sim = result["outputs"]["output"]["vs_simulation"]
+    assert sim["within_one_step"] >= 0.99 and sim["max_diff_steps"] < 8, sim
+
+
+# ---- op coverage on small synthetic models --------------------------------------------
+def _model(nodes, inputs, outputs, inits=()):
+    tensors = [numpy_helper.from_array(v if v.dtype.kind in "iu" else v.astype(np.float32), k) for k, v in inits]
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs], tensors)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return onnx.shape_inference.infer_shapes(m, strict_mode=True)
+
+
+def _r(*shape, seed=0):
+    return np.random.default_rng(seed + len(shape)).standard_normal(shape).astype(np.float32)
+
+
+N = helper.make_node
+SYNTHETIC = {
+    "pad_transpose_concat": ([N("Pad", ["x", "pads"], ["p"], mode="reflect"),
+                              N("Transpose", ["p"], ["t"], perm=[0, 1, 3, 2]),
+                              N("Sigmoid", ["t"], ["s"]), N("Tanh", ["t"], ["u"]),
+                              N("Concat", ["s", "u"], ["y"], axis=1)],
+                             [("x", [1, 3, 6, 5])], ["y"], [("pads", np.array([0, 0, 1, 2, 0, 0, 2, 1]))]),
+    "pooling_modes": ([N("AveragePool", ["x"], ["a"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+                       N("AveragePool", ["x"], ["b"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+                         count_include_pad=1),
+                       N("MaxPool", ["x"], ["c"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 0], ceil_mode=1),
+                       N("AveragePool", ["x"], ["d"], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)],
+                      [("x", [1, 4, 7, 9])], ["a", "b", "c", "d"], []),
+    "binary_constants": ([N("Sub", ["k", "x"], ["a"]), N("Mul", ["a", "cvec"], ["b"]), N("Add", ["b", "x"], ["c"]),
+                          N("Div", ["c", "two"], ["d"]), N("Relu", ["d"], ["y"])],
+                         [("x", [1, 4, 5, 5])], ["y"],
+                         [("k", np.array(1.5)), ("cvec", _r(4, 1, 1)), ("two", np.array([2.0]))]),
+    "grouped_conv_softmax": ([N("Conv", ["x", "w", "b"], ["c"], group=2, pads=[1, 1, 1, 1], strides=[2, 1]),
+                              N("LeakyRelu", ["c"], ["l"], alpha=0.1), N("Softmax", ["l"], ["y"], axis=1)],
+                             [("x", [1, 4, 6, 6])], ["y"], [("w", _r(6, 2, 3, 3)), ("b", _r(6))]),
+    "squeeze_excite": ([N("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), N("GlobalAveragePool", ["c"], ["g"]),
+                        N("Conv", ["g", "w2"], ["g2"]), N("HardSigmoid", ["g2"], ["hs"]),
+                        N("Mul", ["c", "hs"], ["m"]), N("Clip", ["m", "lo", "hi"], ["y"])],
+                       [("x", [1, 3, 8, 8])], ["y"],
+                       [("w", _r(8, 3, 3, 3)), ("w2", _r(8, 8, 1, 1)), ("lo", np.array(-0.5)), ("hi", np.array(0.7))]),
+    "resize_deconv": ([N("Resize", ["x", "", "sc"], ["r1"], mode="nearest"),
+                       N("Resize", ["x", "", "sc"], ["r2"], mode="linear"),
+                       N("Resize", ["x", "", "sc"], ["r3"], mode="linear",
+                         coordinate_transformation_mode="align_corners"),
+                       N("Add", ["r1", "r2"], ["s"]), N("Add", ["s", "r3"], ["y"]),
+                       N("ConvTranspose", ["x", "wt", "bt"], ["dc"], strides=[2, 2], pads=[1, 1, 1, 1],
+                         output_padding=[1, 1]),
+                       N("ConvTranspose", ["x", "wg"], ["dg"], strides=[2, 2], group=3)],
+                      [("x", [1, 3, 5, 6])], ["y", "dc", "dg"],
+                      [("sc", np.array([1.0, 1.0, 2.0, 2.0])), ("wt", _r(3, 4, 3, 3)), ("bt", _r(4)),
+                       ("wg", _r(3, 2, 2, 2))]),
+    "reshape_gemm": ([N("Reshape", ["x", "shape"], ["r"]), N("Transpose", ["r"], ["t"], perm=[0, 2, 1]),
+                      N("Flatten", ["t"], ["f"]), N("Gemm", ["f", "w", "b"], ["g"], transB=1),
+                      N("Unsqueeze", ["g", "ax"], ["u"]), N("Softmax", ["u"], ["y"], axis=-1)],
+                     [("x", [1, 2, 3, 4])], ["y"],
+                     [("shape", np.array([1, 6, 4])), ("w", _r(5, 24)), ("b", _r(5)), ("ax", np.array([1]))]),
+}
+
+
+def _compile_direct(model: onnx.ModelProto, outdir, precision: str, n: int = 8):
+    """ONNX -> optimized IR -> calibrate -> emit, without the TFLite-scheme quantizer
+    (which does not take every op ncnn does); returns (report, feeds)."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    path = outdir / "m.onnx"
+    onnx.save(model, str(path))
+    opts = CompileOptions(target="ncnn", ncnn_precision=precision)
+    graph, _ = optimize(load_model(path), pass_list(opts), opts)
+    rng = np.random.default_rng(0)
+    feeds = {v.name: rng.standard_normal((n,) + tuple(v.shape[1:])).astype(np.float32) for v in graph.inputs}
+    ranges = calibrate(graph, iterate_samples(feeds, graph))
+    return emit(Compilation(graph, None, ranges, opts, "m", "test"), outdir), feeds, path
+
+
+@pytest.mark.parametrize("case", sorted(SYNTHETIC))
+def test_synthetic_ops_fp32_match_onnxruntime(tmp_path, case):
+    report, feeds, path = _compile_direct(_model(*SYNTHETIC[case]), tmp_path, "fp32")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    runner = NcnnRunner(tmp_path, report["ncnn"])
+    for i in range(4):
+        feed = {k: v[i:i + 1] for k, v in feeds.items()}
+        got = runner(feed)
+        for o, ref in zip(sess.get_outputs(), sess.run(None, feed)):
+            err = np.abs(ref - got[o.name]).max() / np.abs(ref).max()
+            assert err <= FP32_REL_TOL, (case, o.name, err)
+
+
+@pytest.mark.parametrize("case", sorted(SYNTHETIC))
+def test_synthetic_ops_int8_match_simulation(tmp_path, case):
+    report, feeds, _ = _compile_direct(_model(*SYNTHETIC[case]), tmp_path, "int8")
+    check_int8(verify(tmp_path, report, feeds))
+
+
+def test_unsupported_ops_are_listed_together(tmp_path):
+    model = _model([N("LRN", ["x"], ["a"], size=3), N("Relu", ["a"], ["b"]),
+                    N("ReduceMax", ["b"], ["y"], axes=[1], keepdims=1)], [("x", [1, 4, 5, 5])], ["y"])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    graph = load_model(tmp_path / "m.onnx")
+    with pytest.raises(UnsupportedOpError) as e:
+        lower_graph(graph, "fp32", {})
+    assert len(e.value.problems) == 2
+    assert "LRN" in str(e.value) and "ReduceMax" in str(e.value)
+
+
+def test_batch_axis_concat_is_rejected(tmp_path):
+    model = _model([N("Concat", ["x", "x"], ["y"], axis=0)], [("x", [1, 4])], ["y"])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(UnsupportedOpError, match="batch axis"):
+        lower_graph(load_model(tmp_path / "m.onnx"), "fp32", {})
+
+
+# ---- MLPerf Tiny models ----------------------------------------------------------------
+def _mlperf(tmp_path_factory, name, precision, calib_samples):
+    require_shared()
+    kind = MLPERF_MODELS[name]
+    d = tmp_path_factory.mktemp(f"{name}_{precision}")
+    calib = d / "calib.npy"
+    np.save(calib, mlperf_data(kind, "calib"))
+    report = compile_ncnn(SHARED / f"{name}.onnx", d / "out", precision, calib,
+                          max_calib_samples=calib_samples).report
+    return d / "out", report, mlperf_data(kind, "eval")
+
+
+@pytest.mark.parametrize("name", sorted(MLPERF_MODELS))
+def test_mlperf_fp32_matches_onnxruntime(tmp_path_factory, name):
+    d, report, data = _mlperf(tmp_path_factory, name, "fp32", 16)
+    assert ort_vs_ncnn(SHARED / f"{name}.onnx", d, report, data, 50) <= FP32_REL_TOL
+
+
+@pytest.mark.parametrize("name", sorted(MLPERF_MODELS))
+def test_mlperf_int8_matches_simulation(tmp_path_factory, name):
+    d, report, data = _mlperf(tmp_path_factory, name, "int8", None)
+    check_int8(verify(d, report, {report["ncnn"]["inputs"][0]["name"]: data}, limit=50))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MLPERF_MODELS))
+def test_mlperf_int8_full_eval(tmp_path_factory, name):
+    """Full calibration and evaluation sets: tolerance and SQNR against the float model."""
+    d, report, data = _mlperf(tmp_path_factory, name, "int8", None)
+    result = verify(d, report, {report["ncnn"]["inputs"][0]["name"]: data})
+    check_int8(result)
+    assert all((o["vs_float"]["sqnr_db"] or 99) > 10 for o in result["outputs"].values())
