@@ -47,8 +47,15 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="per-tensor FULLY_CONNECTED weights (the TFLite spec's form; default is per-channel, "
                         "which TFLite Micro and LiteRT run and which keeps more accuracy)")
     p.add_argument("--name", help="base name of the emitted files (default: model file stem)")
-    p.add_argument("--tvm-target", default="llvm", help="TVM target string (target tvm)")
+    p.add_argument("--tvm-target", default="llvm",
+                   help="TVM target: a kind name (llvm) or a JSON dict, e.g. '{\"kind\":\"llvm\",\"mcpu\":\"skylake\"}'")
     p.add_argument("--ncnn-precision", default="int8", choices=["int8", "fp32"], help="target ncnn")
+    p.add_argument("--io", default="int8", choices=["int8", "float"],
+                   help="targets tflm/tflite: int8 graph inputs/outputs (default; the C header has "
+                        "quantize/dequantize helpers) or float32 ones converted inside the model")
+    p.add_argument("--input-dtype", default="int8", choices=["int8", "uint8"],
+                   help="targets tflm/tflite with --io int8: uint8 inputs (e.g. camera pixels), "
+                        "same scale, zero point + 128, converted to int8 inside the model")
     return p
 
 
@@ -67,7 +74,11 @@ def cmd_compile(argv: list[str]) -> int:
                           input_shapes=parse_input_shapes(";".join(a.input_shape)),
                           passes=tuple(a.passes.split(",")) if a.passes else None,
                           per_channel_fc=not a.per_tensor_fc, name=a.name, tvm_target=a.tvm_target,
-                          ncnn_precision=a.ncnn_precision)
+                          ncnn_precision=a.ncnn_precision, io=a.io, input_dtype=a.input_dtype)
+    if a.target not in ("tflm", "tflite") and (a.io != "int8" or a.input_dtype != "int8"):
+        raise QccError(f"--io / --input-dtype apply to targets tflm and tflite, not {a.target}")
+    if a.io == "float" and a.input_dtype != "int8":
+        raise QccError("--input-dtype uint8 needs --io int8 (with --io float the input is float32)")
     if a.explain:
         from .pass_manager import PASSES
         from .pipeline import pass_list

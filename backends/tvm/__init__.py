@@ -35,24 +35,41 @@ def _require_tvm():
     return tvm
 
 
+def _why(e: Exception) -> str:
+    """An exception as one line (TVM errors carry multi-line tracebacks)."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {first}"
+
+
 def tvm_target(options) -> str:
     """The TVM target string: CompileOptions.tvm_target when the field exists, else llvm."""
     return getattr(options, "tvm_target", None) or DEFAULT_TVM_TARGET
 
 
 def _io_info(values) -> list[dict]:
-    return [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype.name, "layout": "NCHW"
-             if len(v.shape) == 4 else "same", "scale": float(v.quant.scale[0]),
-             "zero_point": int(v.quant.zero_point[0])} for v in values]
+    """Name, shape, dtype, layout and quantization of graph inputs / outputs (VM argument order)."""
+    out = []
+    for v in values:
+        out.append({"name": v.name, "shape": list(v.shape), "dtype": v.dtype.name,
+                    "layout": "NCHW" if len(v.shape) == 4 else "same",
+                    "scale": float(v.quant.scale[0]), "zero_point": int(v.quant.zero_point[0])})
+    return out
 
 
 def emit(comp, outdir: Path) -> dict:
     """Lower, check integer-only, build and write `<name>.so/.py/_params.npz`; report entries."""
     tvm = _require_tvm()
-    from .build import build, float_dtypes, legalize, relax_op_counts, script_text, write_params
+    from .build import (build, float_dtypes, legalize, parse_target, relax_op_counts, script_text,
+                        write_params)
     from .lower import bind_params, lower_graph
 
     graph, name, target = comp.quant_graph, comp.name, tvm_target(comp.options)
+    try:
+        parse_target(target)
+    except Exception as e:  # noqa: BLE001 - TVM's parser raises several types
+        raise BackendError(f"--tvm-target {target!r} is not a TVM target: give a kind name such as "
+                           "llvm or a JSON dict like '{\"kind\": \"llvm\", \"mcpu\": \"skylake\"}' "
+                           f"(TVM 0.27 no longer parses 'llvm -mcpu=...'); {_why(e)}") from None
     lowered = lower_graph(graph)
     bound = bind_params(lowered)
     floats = float_dtypes(lowered.mod) + float_dtypes(legalize(bound))
@@ -61,8 +78,7 @@ def emit(comp, outdir: Path) -> dict:
     try:
         executable = build(bound, target)
     except Exception as e:  # noqa: BLE001 - TVM raises many types; name the target
-        raise BackendError(f"TVM build of {name} for target {target!r} failed: "
-                           f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        raise BackendError(f"TVM build of {name} for target {target!r} failed: {_why(e)}") from e
     so, script, params = f"{name}.so", f"{name}.py", f"{name}_params.npz"
     executable.export_library(str(outdir / so))
     (outdir / script).write_text(script_text(lowered.mod, comp.header, params, lowered.input_vars))
@@ -98,7 +114,11 @@ def verify(outdir: Path, report: dict, samples, limit: int | None = None, **kw) 
 
     outdir = Path(outdir)
     graph = load_graph(outdir / report["ir_file"])
-    vm = load_vm(outdir / f"{report['name']}.so")
+    try:
+        vm = load_vm(outdir / f"{report['name']}.so")
+    except Exception as e:  # noqa: BLE001 - e.g. a .so built for another --tvm-target
+        raise BackendError(f"cannot load {report['name']}.so (built for {report.get('tvm_target')}) "
+                           f"on this host: {_why(e)}") from e
     reference = Interpreter(graph, INT_KERNELS)
     diff, count = LsbDiff(), 0
     for feed in iterate_samples(samples, graph, limit):

@@ -18,12 +18,44 @@ import tvm_ffi
 from tvm import relax
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)   # fixed zip member time: identical params give identical bytes
-_FLOAT = re.compile(r"float|bfloat|e4m3|e5m2")
+# a float dtype token (float16/32/64, bfloat16, float8_e4m3fn, ...), not part of a longer name
+_FLOAT = re.compile(r"(?<!\w)b?float\d+(?:_e\d+m\d+\w*)?(?!\w)")
+
+
+def parse_target(target: str) -> tvm.target.Target:
+    """A target kind name ("llvm") or, since TVM 0.27 dropped "llvm -mcpu=..." strings,
+    a JSON dict such as '{"kind": "llvm", "mcpu": "cortex-a72", "mtriple": "aarch64-linux-gnu"}'."""
+    return tvm.target.Target(target)
+
+
+def relax_pipeline(target: tvm.target.Target):
+    """Legalize, fuse (each requantization chain into its conv / matmul), lower for the VM.
+
+    `tvm.compile`'s "default" pipeline does not fuse, which leaves hundreds of tiny
+    kernels and makes LLVM code generation several times slower. FoldConstant is left
+    out on purpose: it would store every int8 weight again as its int16 cast.
+    """
+    from tvm.relax import pipeline as rp
+
+    rt = relax.transform
+    if target.kind.name != "llvm":  # GPUs etc. need their own scheduling passes
+        try:
+            return rp.get_default_pipeline(target)
+        except ValueError:
+            return "default"
+    return tvm.transform.Sequential(
+        rp.library_dispatch_passes(target)
+        + [rt.LegalizeOps(), rt.AnnotateTIROpPattern(), rt.FuseOps(), rt.FuseTIR()]
+        + [rt.RewriteDataflowReshape(), rt.ToNonDataflow(), rt.RemovePurityChecking(),
+           rt.CallTIRRewrite()]
+        + rp.finalize_passes(target))
 
 
 def build(mod: tvm.IRModule, target: str):
-    """Compile a bound module with the default Relax / TIR pipelines for `target`."""
-    return tvm.compile(mod, target=tvm.target.Target(target))
+    """Compile a bound module for `target` into a Relax VM executable."""
+    tgt = parse_target(target)
+    with tgt:
+        return tvm.compile(mod, target=tgt, relax_pipeline=relax_pipeline(tgt))
 
 
 def legalize(mod: tvm.IRModule) -> tvm.IRModule:
@@ -40,21 +72,20 @@ def float_dtypes(mod: tvm.IRModule) -> list[str]:
         if isinstance(obj, float):
             found[f"float literal {obj}"] += 1
             return
-        for attr in ("dtype",):
-            try:
-                d = getattr(obj, attr, None)
-            except (AttributeError, RuntimeError, TypeError):
-                d = None
-            if d is not None and _FLOAT.search(str(d)):
-                found[f"{kind}:{d}"] += 1
+        try:
+            d = getattr(obj, "dtype", None)
+        except (AttributeError, RuntimeError, TypeError):  # e.g. a tirx Var without a buffer type
+            d = None
+        if d is not None and _FLOAT.search(str(d)):
+            found[f"{kind}:{d}"] += 1
         data = getattr(obj, "data", None) if kind in ("Constant", "GenericConst") else None
         if data is not None and _FLOAT.search(str(data.dtype)):
             found[f"{kind} data:{data.dtype}"] += 1
 
     tvm_ffi.structural_walk(mod, check)
-    for name in ("script",):  # belt and braces: the printed form names every dtype too
-        for m in sorted(set(_FLOAT.findall(getattr(mod, name)()))):
-            found[f"printed:{m}"] += 1
+    # belt and braces: the printed form names every dtype (and float literal type) too
+    for m in sorted(set(_FLOAT.findall(mod.script()))):
+        found[f"printed:{m}"] += 1
     return sorted(found)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import tvm
 from tvm import relax
 
 from qcompiler.quant_math import INT32_MAX, INT32_MIN
@@ -78,9 +77,8 @@ class RelaxEmitter:
         if isinstance(value, relax.Expr):
             return value
         arr = np.asarray(value).astype(dtype)
-        if arr.size == 1 and arr.ndim <= 1 or arr.ndim == 0:
-            return relax.const(arr.reshape(()), dtype)
-        if arr.size and np.all(arr == arr.flat[0]):  # uniform: a scalar broadcasts the same
+        # a uniform array broadcasts like its scalar (operands here never raise the rank)
+        if arr.size and np.all(arr == arr.flat[0]):
             return relax.const(arr.reshape(-1)[:1].reshape(()), dtype)
         return self.array(arr, name)
 
@@ -96,7 +94,7 @@ class RelaxEmitter:
         return self.emit(R.astype(self.emit(R.astype(x, "int32")), "int64"))
 
     def clamp_cast(self, x, lo: int, hi: int, dtype: str = "int8"):
-        """clip(x, lo, hi) then cast; the clamp is skipped when the cast range is no tighter."""
+        """clip(x, lo, hi) then cast; a bound at x's own dtype limit is a no-op and is left out."""
         info = np.iinfo(dtype_of(x))
         if lo > info.min:
             x = self.emit(R.maximum(x, self.const(lo, dtype_of(x))))
@@ -108,20 +106,26 @@ class RelaxEmitter:
         return self.emit(R.where(cond, self.const(a), self.const(b)))
 
     # ---- gemmlowp primitives (quant_math equivalents) ----------------------------
+    def sign_mask(self, x):
+        """-1 where x < 0, else 0 (arithmetic shift of the int64 sign bit)."""
+        return self.emit(R.right_shift(x, self.const(63)))
+
     def trunc_shr(self, x, bits: int):
-        """x / 2^bits truncated toward zero (C++ integer division by a power of two)."""
-        pos = self.emit(R.right_shift(x, self.const(bits)))
-        neg = self.emit(R.negative(self.emit(R.right_shift(self.emit(R.negative(x)),
-                                                           self.const(bits)))))
-        return self.emit(R.where(self.emit(R.greater_equal(x, self.const(0))), pos, neg))
+        """x / 2^bits truncated toward zero (C++ division): negatives get 2^bits - 1 first."""
+        bias = self.emit(R.bitwise_and(self.sign_mask(x), self.const((1 << bits) - 1)))
+        return self.emit(R.right_shift(self.emit(R.add(x, bias)), self.const(bits)))
 
     def srdhm(self, a, b, name: str = "m"):
-        """SaturatingRoundingDoublingHighMul of int32 values (quant_math.saturating_...)."""
+        """SaturatingRoundingDoublingHighMul of int32 values (quant_math.saturating_...).
+
+        gemmlowp adds 2^30 (ab >= 0) or 1 - 2^30 (ab < 0) and truncates the division by
+        2^31 toward zero; for negative ab that is floor((ab + 1 - 2^30 + 2^31 - 1) / 2^31),
+        so both cases are the single floor shift (ab + 2^30) >> 31.
+        """
         static_b = not isinstance(b, relax.Expr)
         bexpr = self.const(b, name=name)
         ab = self.emit(R.multiply(a, bexpr))
-        nudge = self.select(self.emit(R.greater_equal(ab, self.const(0))), 1 << 30, 1 - (1 << 30))
-        res = self.trunc_shr(self.emit(R.add(ab, nudge)), 31)
+        res = self.emit(R.right_shift(self.emit(R.add(ab, self.const(1 << 30))), self.const(31)))
         if static_b and not np.any(np.asarray(b) == INT32_MIN):
             return res  # the only overflow case needs b == INT32_MIN
         both_min = self.emit(R.logical_and(self.emit(R.equal(a, self.const(INT32_MIN))),
@@ -129,16 +133,32 @@ class RelaxEmitter:
         return self.emit(R.where(both_min, self.const(INT32_MAX), res))
 
     def rdbpot(self, x, exponent, name: str = "e"):
-        """RoundingDivideByPOT: remainder / threshold form, exponent static or a tensor."""
-        if not isinstance(exponent, relax.Expr) and not np.any(np.asarray(exponent)):
+        """RoundingDivideByPOT (round half away from zero) as one floor shift.
+
+        gemmlowp's remainder / threshold test equals adding 2^(e-1) (x >= 0) or
+        2^(e-1) - 1 (x < 0) before the arithmetic shift; e = 0 adds nothing.
+        The exponent is static (scalar or per-channel array) or a runtime tensor.
+        """
+        if isinstance(exponent, relax.Expr):
+            half = self.emit(R.right_shift(self.emit(R.left_shift(self.const(1), exponent)),
+                                           self.const(1)))
+            nudge = self.emit(R.where(self.emit(R.less(x, self.const(0))),
+                                      self.emit(R.maximum(self.emit(R.subtract(half, self.const(1))),
+                                                          self.const(0))), half))
+            return self.emit(R.right_shift(self.emit(R.add(x, nudge)), exponent))
+        e = np.asarray(exponent, np.int64)
+        if not np.any(e):
             return x
-        e = self.const(exponent, name=name)
-        mask = self.emit(R.subtract(self.emit(R.left_shift(self.const(1), e)), self.const(1)))
-        remainder = self.emit(R.bitwise_and(x, mask))
-        negative = self.cast(self.emit(R.less(x, self.const(0))), "int64")
-        threshold = self.emit(R.add(self.emit(R.right_shift(mask, self.const(1))), negative))
-        rounded = self.cast(self.emit(R.greater(remainder, threshold)), "int64")
-        return self.emit(R.add(self.emit(R.right_shift(x, e)), rounded))
+        half = (np.int64(1) << e) >> 1
+        if np.all(e > 0):  # x + (-1 if x < 0) + 2^(e-1)
+            x = self.emit(R.add(x, self.sign_mask(x)))
+            nudged = self.emit(R.add(x, self.const(half, name=f"{name}_half")))
+        else:
+            neg = self.const(np.maximum(half - 1, 0), name=f"{name}_half_neg")
+            nudge = self.emit(R.where(self.emit(R.less(x, self.const(0))), neg,
+                                      self.const(half, name=f"{name}_half")))
+            nudged = self.emit(R.add(x, nudge))
+        return self.emit(R.right_shift(nudged, self.const(e, name=name)))
 
     def mbqm(self, x, multiplier, shift, name: str = "rq"):
         """MultiplyByQuantizedMultiplier (double rounding) with static multiplier / shift."""
@@ -212,7 +232,3 @@ class RelaxEmitter:
                                                    self.const(1 << 31))))
         bits = self.emit(R.subtract(self.const(integer_digits), headroom))
         return self.one_over_one_plus_x(shifted), bits
-
-
-def tvm_version() -> str:
-    return str(tvm.__version__)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
+from qcompiler import int_kernels  # noqa: F401 - registers the reference kernels (tables below)
 from qcompiler import quant_math as qm
 from qcompiler.errors import BackendError
 from qcompiler.int_kernels_pool import _out_size  # the reference's pooled-size rule, shared
@@ -285,24 +286,17 @@ def softmax(lw, node):
         raise BackendError(f"node {node.name} (Softmax): int8 output must have scale 1/256 and "
                            f"zero point -128 (TFLM SOFTMAX); got {q!r}")
     x = lw.value(node.inputs[0])
-    rank = len(shape_of(x))
-    axis = int(node.attrs.get("axis", -1)) % rank
-    perm = [a for a in range(rank) if a != axis] + [axis]
-    if axis != rank - 1:
-        x = em.emit(R.permute_dims(x, perm))
+    axis = int(node.attrs.get("axis", -1)) % len(shape_of(x))  # reductions keep dims: no transpose
     exp_table, share_table = _softmax_tables(node)
     xi = em.cast(x, "int32")
-    diff = em.emit(R.subtract(em.emit(R.max(xi, axis=-1, keepdims=True)), xi))  # 0..255
+    diff = em.emit(R.subtract(em.emit(R.max(xi, axis=[axis], keepdims=True)), xi))  # 0..255
     exp = em.emit(R.take(em.array(exp_table, f"{node.name}_exp_table"), diff, axis=0, mode="clip"))
     share = em.emit(R.take(em.array(share_table, f"{node.name}_sum_table"), diff, axis=0, mode="clip"))
-    total = em.wrap32(em.emit(R.sum(share, axis=[-1], keepdims=True)))
+    total = em.wrap32(em.emit(R.sum(share, axis=[axis], keepdims=True)))
     recip, bits = em.reciprocal(total, 12)
     exponent = em.emit(R.add(bits, em.const(31 - 8)))
     y = em.rdbpot(em.srdhm(recip, exp), exponent)
-    y = em.clamp_cast(em.emit(R.subtract(y, em.const(128))), -128, 127)
-    if axis != rank - 1:
-        y = em.emit(R.permute_dims(y, list(np.argsort(perm))))
-    return [y]
+    return [em.clamp_cast(em.emit(R.subtract(y, em.const(128))), -128, 127)]
 
 
 def unary_table(lw, node):
