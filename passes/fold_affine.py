@@ -17,6 +17,8 @@ import numpy as np
 from qcompiler.ir import Graph, Node, Value
 from qcompiler.pass_manager import PassContext, register_pass
 
+from .common import set_weight_and_bias
+
 
 def _const_operand(node: Node) -> tuple[Value, Value] | None:
     """(activation input, constant input) of a binary node, if exactly one input is constant."""
@@ -44,15 +46,6 @@ def _weight_out_axis(node: Node) -> int | None:
     return None
 
 
-def _set_params(graph: Graph, node: Node, w: np.ndarray, b: np.ndarray) -> None:
-    node.set_input(1, graph.add_constant(f"{node.name}_weight", w.astype(np.float32)))
-    bias = graph.add_constant(f"{node.name}_bias", b.astype(np.float32))
-    if len(node.inputs) > 2:
-        node.set_input(2, bias)
-    else:
-        node.append_input(bias)
-
-
 def _params(node: Node):
     w = node.input(1).data.astype(np.float64)
     b = node.input(2).data.astype(np.float64) if node.input(2) is not None else np.zeros(w.shape[0])
@@ -78,7 +71,7 @@ def _fold_after(graph: Graph, op: Node) -> bool:
         b = b * vec
     else:
         b = b + (vec if op.op == "Add" else -vec)
-    _set_params(graph, p, w, b)
+    set_weight_and_bias(graph, p, w, b)
     graph.bypass_node(op, input_index=op.inputs.index(x))
     return True
 
@@ -107,7 +100,7 @@ def _fold_before(graph: Graph, op: Node) -> bool:
         if any(conv.attrs.get("pads", [])) or conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
             return False
         b = b + (w * vec.reshape(shape)).sum(axis=tuple(range(1, w.ndim)))
-    _set_params(graph, conv, w, b)
+    set_weight_and_bias(graph, conv, w, b)
     conv.set_input(0, x)
     graph.remove_node(op)
     return True

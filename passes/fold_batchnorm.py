@@ -14,6 +14,8 @@ import numpy as np
 from qcompiler.ir import Graph, Node
 from qcompiler.pass_manager import PassContext, register_pass
 
+from .common import set_weight_and_bias
+
 
 def _bn_params(bn: Node):
     consts = [bn.input(i) for i in range(1, 5)]
@@ -44,12 +46,7 @@ def _fold_into(graph: Graph, producer: Node, bn: Node, params) -> None:
     w = w * scale.reshape(shape)
     b0 = producer.input(2).data.astype(np.float64) if producer.input(2) is not None else 0.0
     b = (b0 - mean) * scale + beta
-    producer.set_input(1, graph.add_constant(f"{producer.name}_weight", w.astype(np.float32)))
-    bias = graph.add_constant(f"{producer.name}_bias", b.astype(np.float32))
-    if len(producer.inputs) > 2:
-        producer.set_input(2, bias)
-    else:
-        producer.append_input(bias)
+    set_weight_and_bias(graph, producer, w, b)
     producer.meta["bn"] = {"gamma": gamma, "beta": beta, "mean": mean, "var": var, "eps": eps}
     graph.bypass_node(bn)
 

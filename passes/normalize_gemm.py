@@ -14,15 +14,11 @@ import numpy as np
 from qcompiler.ir import Graph
 from qcompiler.pass_manager import PassContext, register_pass
 
+from .common import set_weight_and_bias
+
 
 def _canonical(graph: Graph, node, w: np.ndarray, bias: np.ndarray | None) -> None:
-    node.set_input(1, graph.add_constant(f"{node.name}_weight", np.ascontiguousarray(w, np.float32)))
-    if bias is not None:
-        b = graph.add_constant(f"{node.name}_bias", np.ascontiguousarray(bias, np.float32))
-        if len(node.inputs) > 2:
-            node.set_input(2, b)
-        else:
-            node.append_input(b)
+    set_weight_and_bias(graph, node, w, bias)
     node.attrs = {"transB": 1, **({"fused_activation": node.attrs["fused_activation"]}
                                   if "fused_activation" in node.attrs else {})}
 

@@ -1,6 +1,7 @@
 """Shared fixtures: sample models, the ../shared MLPerf Tiny set, and compile helpers."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,19 +9,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
-SHARED = ROOT.parent / "shared" / "models" / "mlperf_tiny"
+sys.path.insert(0, str(ROOT))
+from bench.common import SHARED, mlperf_data  # noqa: E402  (one definition of the data conversion)
 
 SAMPLE_MODELS = ["digits_cnn", "digits_dwsep", "digits_resnet"]
-
-
-def mlperf_data(kind: str, split: str) -> np.ndarray:
-    """MLPerf Tiny inputs in the ONNX layout, converted as the shared README states."""
-    d = SHARED / "data"
-    if kind == "vww":
-        return np.load(d / f"vww_{split}_u8.npy").astype(np.float32) / 255.0
-    if kind == "ic":
-        return np.load(d / f"ic_{split}_u8.npy").astype(np.float32)
-    return np.load(d / f"{kind}_{split}.npy").astype(np.float32)
 
 
 # (onnx file, data kind)
