@@ -335,7 +335,29 @@ class Graph:
                 raise GraphError(f"graph output {v.name} is produced by no node")
 
     def copy(self) -> "Graph":
-        return copy.deepcopy(self)
+        """A deep copy (values, nodes, data, meta); iterative, so deep graphs do not recurse."""
+        g = Graph(self.name)
+        g.meta = copy.deepcopy(self.meta)
+        g._names = set(self._names)
+        new: dict[int, Value] = {}
+        for v in self.values():
+            c = Value(v.name, v.dtype, v.shape, None if v.data is None else v.data.copy())
+            c.meta = copy.deepcopy(v.meta)
+            c.quant = copy.deepcopy(v.quant)
+            new[id(v)] = c
+        for n in self.nodes:
+            m = Node(n.op, n.name, copy.deepcopy(n.attrs))
+            m.meta = copy.deepcopy(n.meta)
+            for v in n.inputs:
+                m.append_input(None if v is None else new[id(v)])
+            for v in n.outputs:
+                out = new[id(v)]
+                out.producer = m
+                m._outputs.append(out)
+            g.nodes.append(m)
+        g.inputs = [new[id(v)] for v in self.inputs]
+        g.outputs = [new[id(v)] for v in self.outputs]
+        return g
 
     # ---- printing -----------------------------------------------------
     def dump(self) -> str:

@@ -204,8 +204,12 @@ def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
 
 
 def infer_shapes_by_running(g: Graph) -> None:
-    """Fill dtype/shape of every activation by one float run on zeros (exact, if not cheap)."""
-    if all(v.shape is not None for v in g.values()):
+    """Fill dtype/shape of every activation by one float run on zeros (exact, if not cheap).
+
+    Also run when a pooling node uses ceil_mode: ONNX shape inference keeps windows that
+    start in the end padding, which onnxruntime (and every kernel here) drops.
+    """
+    if all(v.shape is not None for v in g.values()) and not any(n.attrs.get("ceil_mode") for n in g.nodes):
         return
     from .interpreter import FLOAT_KERNELS, Interpreter
 

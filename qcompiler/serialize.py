@@ -71,6 +71,7 @@ def graph_to_bytes(graph: Graph) -> bytes:
                               "axis": q.axis, "dtype": q.dtype.name}
         vals.append(entry)
     nodes = [{"op": n.op, "name": n.name, "attrs": {k: _attr_to_json(a, arrays) for k, a in n.attrs.items()},
+              "meta": {k: m for k, m in n.meta.items() if k == "opset"},  # kernels read the opset
               "inputs": [vid[id(v)] if v is not None else None for v in n.inputs],
               "outputs": [vid[id(v)] for v in n.outputs]} for n in graph.nodes]
     meta = {k: m for k, m in graph.meta.items() if isinstance(m, (str, int, float, bool))}
@@ -116,8 +117,9 @@ def load_graph(path: str | Path) -> Graph:
         values.append(v)
     for n in doc["nodes"]:
         attrs = {k: _attr_from_json(a, zf) for k, a in n["attrs"].items()}
-        g.add_node(n["op"], [values[i] if i is not None else None for i in n["inputs"]],
-                   [values[i] for i in n["outputs"]], attrs=attrs, name=n["name"])
+        node = g.add_node(n["op"], [values[i] if i is not None else None for i in n["inputs"]],
+                          [values[i] for i in n["outputs"]], attrs=attrs, name=n["name"])
+        node.meta.update(n.get("meta", {}))
     g.inputs = [values[i] for i in doc["inputs"]]
     g.outputs = [values[i] for i in doc["outputs"]]
     g.verify()

@@ -127,3 +127,17 @@ def test_fold_affine_keeps_fused_activation_between(tmp_path):
     g, _ = run_passes(path, ["fuse_activation", "fold_affine"])
     assert ops(g) == ["Add", "Conv"] and g.nodes[0].attrs["fused_activation"] == "RELU"
     assert_matches_onnxruntime(path, g)
+
+
+def test_canonicalize_sum_and_auto_pad(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], auto_pad="SAME_UPPER", strides=[2, 2]),
+             helper.make_node("MaxPool", ["x"], ["p"], auto_pad="SAME_LOWER", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p", "w2"], ["c2"]),
+             helper.make_node("Sum", ["c", "c2", "c"], ["y"])]
+    inits = [const("w", (4, 3, 3, 3)), const("w2", (4, 3, 1, 1))]
+    path = save_model(tmp_path / "m.onnx", nodes, {"x": (1, 3, 7, 7)}, {"y": (1, 4, 4, 4)}, inits)
+    g, _ = run_passes(path, ["canonicalize"])
+    assert ops(g) == ["Conv", "MaxPool", "Conv", "Add", "Add"]
+    assert g.nodes[0].attrs["pads"] == [1, 1, 1, 1] and "auto_pad" not in g.nodes[0].attrs
+    assert g.nodes[1].attrs["pads"] == [1, 1, 0, 0]
+    assert_matches_onnxruntime(path, g)

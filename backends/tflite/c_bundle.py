@@ -115,12 +115,14 @@ def _c_int(value: int) -> str:
     return f"({value})" if value < 0 else str(value)
 
 
+_HEX = [f"0x{b:02x}" for b in range(256)]
+
+
 def _hex_lines(data: bytes) -> str:
-    lines = []
-    for start in range(0, len(data), _BYTES_PER_LINE):
-        chunk = data[start:start + _BYTES_PER_LINE]
-        lines.append("  " + ", ".join(f"0x{byte:02x}" for byte in chunk) + ",")
-    return "\n".join(lines)
+    # a lookup table, not one f-string per byte: model arrays reach tens of megabytes
+    words = [_HEX[b] for b in data]
+    return "\n".join("  " + ", ".join(words[i:i + _BYTES_PER_LINE]) + ","
+                     for i in range(0, len(words), _BYTES_PER_LINE))
 
 
 def _check_io(kind: str, index: int, io: dict) -> None:

@@ -1,0 +1,78 @@
+"""Canonical forms that later passes, the quantizer and every backend can rely on.
+
+- `Sum(a, b, c)` -> `Add(Add(a, b), c)` (a one-input Sum becomes Identity);
+- `auto_pad` SAME_UPPER / SAME_LOWER / VALID on Conv and pooling -> explicit `pads`
+  computed from the static input shape (kernels and backends read only `pads`).
+
+    Before: %y = Conv(%x[1x3x7x7], W[8x3x3x3]) auto_pad=SAME_UPPER strides=[2,2]
+    After:  %y = Conv(%x, W) pads=[1,1,1,1] strides=[2,2]
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qcompiler.ir import Graph, Node
+from qcompiler.pass_manager import PassContext, register_pass
+
+WINDOW_OPS = {"Conv", "MaxPool", "AveragePool", "LpPool"}
+
+
+def _sum_to_adds(graph: Graph, node: Node) -> None:
+    ins = [v for v in node.inputs if v is not None]
+    out = node.outputs[0]
+    index = graph.nodes.index(node)
+    graph.nodes.remove(node)
+    node._detach()
+    if len(ins) == 1:
+        graph.add_node("Identity", ins, [out], name=node.name, index=index)
+        return
+    acc = ins[0]
+    for k, v in enumerate(ins[1:], start=1):
+        last = k == len(ins) - 1
+        add = graph.add_node("Add", [acc, v], [out] if last else 1, name=f"{node.name}_add{k}", index=index + k - 1)
+        if not last:
+            acc = add.outputs[0]
+            acc.dtype = out.dtype
+            acc.shape = tuple(np.broadcast_shapes(add.inputs[0].shape, v.shape))
+
+
+def _explicit_pads(node: Node) -> list[int] | None:
+    mode = node.attrs.get("auto_pad", "NOTSET")
+    x = node.inputs[0]
+    if mode in ("NOTSET", "") or x is None or x.shape is None:
+        return None
+    spatial = x.shape[2:]
+    if node.op == "Conv":
+        kernel = node.inputs[1].shape[2:]
+    else:
+        kernel = node.attrs["kernel_shape"]
+    strides = node.attrs.get("strides", [1] * len(spatial))
+    dilations = node.attrs.get("dilations", [1] * len(spatial))
+    begins, ends = [], []
+    for size, k, s, d in zip(spatial, kernel, strides, dilations):
+        if mode == "VALID":
+            begins.append(0)
+            ends.append(0)
+            continue
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, big = total // 2, total - total // 2
+        begins.append(small if mode == "SAME_UPPER" else big)
+        ends.append(big if mode == "SAME_UPPER" else small)
+    return begins + ends
+
+
+@register_pass("canonicalize", "Sum -> Add chain; auto_pad -> explicit pads")
+def canonicalize(graph: Graph, ctx: PassContext) -> bool:
+    changed = False
+    for node in list(graph.nodes):
+        if node.op == "Sum":
+            _sum_to_adds(graph, node)
+            changed = True
+        elif node.op in WINDOW_OPS:
+            pads = _explicit_pads(node)
+            if pads is not None:
+                node.attrs["pads"] = pads
+                node.attrs.pop("auto_pad")
+                changed = True
+    return changed
