@@ -1,6 +1,9 @@
 """Built-in graph passes; importing this package registers them all by name."""
 from . import (  # noqa: F401
+    canonicalize,
+    bias_correction,
     dead_code,
+    equalize,
     fold_affine,
     fold_batchnorm,
     fold_constants,

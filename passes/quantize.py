@@ -114,16 +114,18 @@ def _quantize_weight(graph: Graph, w: Value, axis: int | None) -> Value:
 
 def quantize_bias(graph: Graph, b: Value, in_q: QuantParams, w_q: QuantParams,
                   data: np.ndarray | None = None) -> Value:
-    """int32 bias constant at scale in_scale * w_scale[c] (`data` overrides b's float values)."""
+    """int32 bias constant at scale in_scale * w_scale[c] (`data` overrides b's float values).
+
+    Per-tensor weights give a per-tensor bias, as the TFLite converter writes
+    it (LiteRT's XNNPACK delegate refuses a per-tensor filter with a per-axis bias).
+    """
     data = b.data if data is None else data
     bias_scale = (np.float32(in_q.scale[0]) * w_q.scale).astype(np.float32)
-    bias_scale = np.broadcast_to(bias_scale, data.shape) if bias_scale.size == 1 else bias_scale
     q = np.round(data.astype(np.float64) / bias_scale.astype(np.float64))
     q = np.clip(q, -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
     out = graph.add_constant(f"{b.name}_q", q)
     axis = 0 if bias_scale.size > 1 else None
-    out.quant = QuantParams(bias_scale.astype(np.float32), np.zeros(bias_scale.shape, np.int32), axis=axis,
-                            dtype=np.int32)
+    out.quant = QuantParams(bias_scale, np.zeros(bias_scale.shape, np.int32), axis=axis, dtype=np.int32)
     return out
 
 

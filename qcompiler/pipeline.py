@@ -13,14 +13,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .calibration import calibrate, iterate_samples, load_samples
-from .errors import CalibrationError, QccError
+from .calibration import iterate_samples, load_samples
+from .errors import QccError
 from .ir import Graph
 from .onnx_frontend import load_model
 from .pass_manager import PassContext, PassManager
 from .serialize import save_graph
 
-COMMON_PIPELINE = ["select_outputs", "fold_constants", "eliminate_identity", "dead_code", "simplify",
+COMMON_PIPELINE = ["select_outputs", "fold_constants", "canonicalize", "eliminate_identity", "dead_code", "simplify",
                    "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation", "horizontal_merge",
                    "dead_code"]
 MERGE_VETO_SAMPLES = 16  # calibration samples the horizontal-merge veto looks at
@@ -53,8 +53,13 @@ class CompileOptions:
 
     target: str = "tflm"
     calib: str | None = None
-    calib_method: str = "minmax"
+    calib_method: str = "percentile"
     max_calib_samples: int | None = None
+    percentile: float = 99.99           # --calib-method percentile
+    per_tensor: bool = False            # every weight per tensor (conv and FC)
+    cle: bool = False                   # cross-layer equalization (+ high-bias absorption)
+    bias_correction: str = "auto"       # auto | off | empirical | analytic (auto: empirical with data)
+    input_range: tuple | None = None    # (lo, hi) of every float input; needed without --calib
     input_shapes: dict = field(default_factory=dict)
     passes: tuple[str, ...] | None = None
     per_channel_fc: bool = True
@@ -74,8 +79,17 @@ class CompileOptions:
         if self.calib:
             parts.append(f"--calib {Path(self.calib).name}")
         parts.append(f"--calib-method {self.calib_method}")
+        if self.calib_method == "percentile":
+            parts.append(f"--percentile {self.percentile:g}")
         if self.max_calib_samples:
             parts.append(f"--max-calib-samples {self.max_calib_samples}")
+        from .ptq import resolved_bias_correction, resolved_cle
+        if self.per_tensor:
+            parts.append("--per-tensor")
+        parts.append("--cle" if resolved_cle(self) else "--no-cle")
+        parts.append(f"--bias-correction {resolved_bias_correction(self)}")
+        if self.input_range is not None:
+            parts.append(f"--input-range {self.input_range[0]:g},{self.input_range[1]:g}")
         for k, v in sorted(self.input_shapes.items()):
             parts.append(f"--input-shape {k}={','.join(map(str, v))}")
         if self.passes is not None:
@@ -167,18 +181,15 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
     return graph, pm.records
 
 
-def quantize(graph: Graph, calib_path: str, options: CompileOptions) -> tuple[Graph, dict, dict]:
-    from .passes.quantize import check_finite, check_quantizable, quantize_graph
-    check_finite(graph)  # fail on bad weights and unsupported ops before the (slow) calibration
-    check_quantizable(graph)
-    samples = load_samples(calib_path, graph)
-    ranges = calibrate(graph, iterate_samples(samples, graph, options.max_calib_samples), options.calib_method)
-    qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc)
-    n = next(iter(samples.values())).shape[0]
-    summary = {"file": Path(calib_path).name, "method": options.calib_method,
-               "samples": min(n, options.max_calib_samples or n),
-               "input_ranges": {v.name: list(ranges[v.name]) for v in graph.inputs}}
-    return qgraph, summary, ranges
+def quantize(graph: Graph, calib_path: str | None, options: CompileOptions) -> tuple[Graph, dict, dict]:
+    """(int8 graph, calibration summary, ranges); see qcompiler/ptq.py for the steps.
+
+    `calib_path` None means data-free mode (needs options.input_range). The
+    summary holds "layers" (per-tensor report) and "worst_layers" (five lowest SQNR).
+    With CLE on, `graph` is equalized in place (float function unchanged).
+    """
+    from .ptq import run_ptq
+    return run_ptq(graph, calib_path, options)
 
 
 def _publish(tmp: Path, outdir: Path) -> None:
@@ -201,10 +212,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     name = options.name or graph.name
     nodes_in = len(graph.nodes)
     graph, records = optimize(graph, pass_list(options), options)
-    if options.calib is None:
-        raise CalibrationError("calibration data is required: pass --calib FILE (.npy with samples on "
-                               "axis 0, or .npz keyed by input name)")
-    qgraph, calib_summary, ranges = quantize(graph, options.calib, options)
+    qgraph, calib_summary, ranges = quantize(graph, options.calib, options)  # no calib: data-free mode
     header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe()}"
     comp = Compilation(graph, qgraph, ranges, options, name, header)
 

@@ -1,0 +1,208 @@
+"""Bias correction: remove the mean output shift that quantization causes (Nagel et al. 2019).
+
+With float weights W and dequantized int8 weights Wq, a layer's quantized
+output is off on average by E[(W - Wq) x] (+ the shift its already-quantized
+input brings along). Adding that expectation to the bias, channel by channel,
+makes the mean right again; it matters most for per-tensor weights, where
+small channels lose most of their precision.
+
+- empirical: E[...] measured on calibration samples. The float network and a
+  simulation of the quantized one (dequantized weights, every activation
+  fake-quantized with its int8 parameters) run side by side, node by node over
+  all samples; each layer's shift is measured with its predecessors already
+  corrected, so the correction also covers the drift of the layers before it.
+- analytic: E[x] per input channel from BatchNorm statistics (`moments.py`),
+  shift = (W - Wq) E[x]; needs no data but covers weight rounding only, and
+  only layers fed (through ReLU / pooling / reshape) by a layer with BN
+  statistics or by a graph input: moments propagated further are too rough
+  (measured: correcting with them ruins the MLPerf models, which have no BN).
+
+Not a registered graph pass: it edits the int32 biases of an already quantized
+graph and needs the float graph next to it (`quantize()` calls it).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qcompiler.interpreter import FLOAT_KERNELS, FUSED_ACTIVATION_RANGES, _load_tables
+from qcompiler.ir import Graph, Node
+from qcompiler.passes.quantize import quantize_bias
+
+# ops whose float kernels treat every index of axis 0 independently (when `axis`, if any, is not 0)
+BATCH_SAFE = {"Conv", "Gemm", "Relu", "Clip", "Add", "Sub", "Mul", "Div", "MaxPool", "AveragePool",
+              "GlobalAveragePool", "GlobalMaxPool", "Softmax", "Sigmoid", "Tanh", "Concat", "Identity",
+              "Dropout", "LeakyRelu", "HardSwish", "PRelu"}
+
+
+def node_pairs(float_graph: Graph, qgraph: Graph) -> list[tuple[Node, Node]]:
+    """(float node, quantized node) pairs; quantize_graph keeps order and names."""
+    if [n.name for n in float_graph.nodes] != [n.name for n in qgraph.nodes]:
+        raise ValueError("bias correction needs the float graph the quantized graph was made from")
+    return list(zip(float_graph.nodes, qgraph.nodes))
+
+
+def is_corrected_layer(q: Node) -> bool:
+    w = q.input(1)
+    return q.op in ("Conv", "Gemm") and w is not None and w.is_constant and w.quant is not None
+
+
+def _float_bias(f: Node) -> np.ndarray:
+    b = f.input(2)
+    return b.data.astype(np.float64) if b is not None else np.zeros(f.input(1).data.shape[0])
+
+
+def set_float_bias(qgraph: Graph, f: Node, q: Node, bias: np.ndarray) -> None:
+    """Quantize `bias` (float) into q's int32 bias at scale in_scale * w_scale."""
+    src = f.input(2) if f.input(2) is not None else qgraph.add_constant(f"{q.name}_bias", bias)
+    qb = quantize_bias(qgraph, src, q.inputs[0].quant, q.input(1).quant, data=np.asarray(bias))
+    if len(q.inputs) > 2:
+        q.set_input(2, qb)
+    else:
+        q.append_input(qb)
+
+
+def expected_shift(f: Node, dw: np.ndarray, mean_in: np.ndarray) -> np.ndarray:
+    """Per output channel E[conv(x, dw)] for inputs with per-channel mean `mean_in` (padding ignored)."""
+    m_out = dw.shape[0]
+    if f.op == "Gemm":
+        return dw.astype(np.float64) @ mean_in
+    groups = int(f.attrs.get("group", 1))
+    cg, mg = dw.shape[1], m_out // groups
+    ws = dw.astype(np.float64).reshape(m_out, cg, -1).sum(axis=2)
+    src = (np.arange(m_out) // mg)[:, None] * cg + np.arange(cg)[None, :]
+    return np.sum(ws * mean_in[src], axis=1)
+
+
+def analytic_bias_correction(float_graph: Graph, qgraph: Graph, post_moments: dict) -> dict:
+    """Correct every quantized Conv / Gemm with E[x] from propagated BN statistics."""
+    shifts = {}
+    for f, q in node_pairs(float_graph, qgraph):
+        if not is_corrected_layer(q):
+            continue
+        x = f.inputs[0]
+        mo = post_moments.get(x.name)
+        if mo is None or mo.source == "propagated":
+            continue  # only BN statistics (or the given input statistics) are good enough
+        dw = f.input(1).data.astype(np.float64) - q.input(1).quant.dequantize(q.input(1).data)
+        channels = dw.shape[1] * int(f.attrs.get("group", 1)) if f.op == "Conv" else dw.shape[1]
+        mean_in = mo.mean if mo.mean.size == channels else np.full(channels, float(np.mean(mo.mean)))
+        shift = expected_shift(f, dw, mean_in)
+        set_float_bias(qgraph, f, q, _float_bias(f) + shift)
+        shifts[q.name] = shift
+    return _summary("analytic", shifts)
+
+
+def _summary(mode: str, shifts: dict) -> dict:
+    return {"mode": mode, "layers": len(shifts),
+            "max_abs_shift": float(max((np.max(np.abs(s)) for s in shifts.values()), default=0.0))}
+
+
+def _fake_quant(x: np.ndarray, quant) -> np.ndarray:
+    return quant.dequantize(quant.quantize(x)) if quant is not None else x
+
+
+def _clamp(node: Node, y: np.ndarray) -> np.ndarray:
+    act = node.attrs.get("fused_activation", "NONE")
+    if act and act != "NONE":
+        lo, hi = FUSED_ACTIVATION_RANGES[act]
+        return np.clip(y, lo, hi).astype(y.dtype)
+    return y
+
+
+def _channel_mean(y: np.ndarray) -> np.ndarray:
+    """Mean over samples, batch and spatial positions, per channel (axis 1)."""
+    return np.moveaxis(y, 1, 0).reshape(y.shape[1], -1).astype(np.float64).mean(axis=1)
+
+
+class _Streams:
+    """The float network and the quantized simulation, all samples stacked on axis 0.
+
+    Ops that treat the batch axis independently run once on the stack; the
+    others (Reshape with a literal batch of 1, ...) run sample by sample.
+    """
+
+    def __init__(self, float_graph: Graph, qgraph: Graph, feeds: list[dict]):
+        self.samples = len(feeds)
+        self.batch = float_graph.inputs[0].shape[0] if float_graph.inputs[0].shape else 1
+        self.f_env = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+        qin = {v.name: v.quant for v in qgraph.inputs}
+        self.q_env = {k: _fake_quant(a.astype(np.float32), qin.get(k)) for k, a in self.f_env.items()}
+        self.uses: dict[str, int] = {}
+        for n in float_graph.nodes:
+            for v in n.inputs:
+                if v is not None and not v.is_constant:
+                    self.uses[v.name] = self.uses.get(v.name, 0) + 1
+        self.keep = {v.name for v in float_graph.outputs}
+
+    def args(self, f: Node, q: Node, weights: tuple | None = None):
+        """Kernel arguments of both streams; activations are the stacked arrays."""
+        fa, qa = [], []
+        for i, (fv, qv) in enumerate(zip(f.inputs, q.inputs)):
+            if fv is None:
+                fa.append(None)
+                qa.append(None)
+            elif fv.is_constant:
+                fa.append(fv.data)
+                if weights is not None and i in (1, 2):
+                    qa.append(weights[i - 1])
+                else:
+                    qa.append(qv.quant.dequantize(qv.data) if qv.quant is not None else qv.data)
+            else:
+                fa.append(self.f_env[fv.name])
+                qa.append(self.q_env[fv.name])
+        return fa, qa
+
+    def _batchable(self, f: Node) -> bool:
+        """True when running the stacked arrays at once computes every sample independently."""
+        if f.op not in BATCH_SAFE or int(f.attrs.get("axis", 1)) == 0:
+            return False
+        acts = [v for v in f.inputs if v is not None and not v.is_constant] + list(f.outputs)
+        if any(v.shape is None or len(v.shape) == 0 or v.shape[0] != self.batch for v in acts):
+            return False
+        rank = len(acts[0].shape)
+        if any(len(v.shape) != rank for v in acts):
+            return False  # a lower-rank operand would broadcast against the sample axis
+        return all(v.data.ndim < rank or v.data.shape[0] == 1 for v in f.inputs if v is not None and v.is_constant)
+
+    def run(self, f: Node, args: list) -> list[np.ndarray]:
+        kernel = FLOAT_KERNELS[f.op]
+        if self._batchable(f):
+            return kernel(f, args)
+        stacked = [v is not None and not v.is_constant for v in f.inputs]
+        parts = [kernel(f, [np.array_split(a, self.samples)[s] if st else a for a, st in zip(args, stacked)])
+                 for s in range(self.samples)]
+        return [np.concatenate([np.asarray(x) for x in p]) for p in zip(*parts)]
+
+    def store(self, f: Node, q: Node, f_outs: list, q_outs: list) -> None:
+        for fv, qv, fo, qo in zip(f.outputs, q.outputs, f_outs, q_outs):
+            self.f_env[fv.name] = fo
+            self.q_env[fv.name] = _fake_quant(qo, qv.quant)
+        for v in f.inputs:  # free what no later node reads
+            if v is not None and not v.is_constant and v.name in self.uses:
+                self.uses[v.name] -= 1
+                if self.uses[v.name] == 0 and v.name not in self.keep:
+                    self.f_env.pop(v.name, None)
+                    self.q_env.pop(v.name, None)
+
+
+def empirical_bias_correction(float_graph: Graph, qgraph: Graph, feeds: list[dict]) -> dict:
+    """Correct every quantized Conv / Gemm so its mean output matches the float network's."""
+    _load_tables()
+    streams = _Streams(float_graph, qgraph, feeds)
+    shifts = {}
+    for f, q in node_pairs(float_graph, qgraph):
+        weights = None
+        if is_corrected_layer(q):
+            weights = (q.input(1).quant.dequantize(q.input(1).data).astype(np.float32),
+                       _float_bias(f).astype(np.float32))
+        fa, qa = streams.args(f, q, weights)
+        f_outs, q_outs = streams.run(f, fa), streams.run(f, qa)
+        if weights is not None:
+            shift = _channel_mean(f_outs[0]) - _channel_mean(q_outs[0])
+            set_float_bias(qgraph, f, q, _float_bias(f) + shift)
+            shape = (1, -1) + (1,) * (q_outs[0].ndim - 2)
+            q_outs[0] = q_outs[0] + shift.reshape(shape).astype(np.float32)
+            shifts[q.name] = shift
+        f_outs[0], q_outs[0] = _clamp(f, f_outs[0]), _clamp(f, q_outs[0])
+        streams.store(f, q, f_outs, q_outs)
+    return _summary("empirical", shifts)

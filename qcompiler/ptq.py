@@ -1,0 +1,139 @@
+"""Post-training quantization flow behind `pipeline.quantize()`.
+
+    equalize (CLE)  ->  ranges: calibrate | data-free  ->  quantize_graph
+        ->  bias correction  ->  per-layer report
+
+Each step is a function elsewhere (passes/equalize.py, calibration.py,
+moments.py, passes/quantize.py, passes/bias_correction.py, quant_report.py);
+this module picks the settings and records what was done in the summary that
+goes into report.json.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .calibration import (FloatRunner, choose_ranges, collect_statistics, iterate_samples, load_samples,
+                          sample_count, spread_indices)
+from .errors import CalibrationError
+from .ir import Graph
+from .moments import DATA_FREE_SIGMAS, Moments, data_free_ranges, propagate
+from .quant_report import REPORT_SAMPLES, layer_report, parameters_only, worst_layers
+
+BIAS_CORRECTION_MODES = ("off", "empirical", "analytic")
+BIAS_CORRECTION_SAMPLES = 64  # samples empirical bias correction runs through both networks
+DATA_FREE_WARNING = ("qcc: warning: DATA-FREE quantization (no --calib): activation ranges are estimated "
+                     "from BatchNorm statistics, not measured on data; expect lower accuracy than with "
+                     "calibration samples")
+
+
+def resolved_cle(options) -> bool:
+    """--cle / --no-cle (default off: with bias correction on, CLE did not pay on the MLPerf models)."""
+    return bool(options.cle)
+
+
+def resolved_bias_correction(options) -> str:
+    """--bias-correction, or by default: empirical with calibration data, else analytic."""
+    mode = options.bias_correction
+    if mode == "auto":
+        return "empirical" if options.calib else "analytic"
+    if mode not in BIAS_CORRECTION_MODES:
+        raise CalibrationError(f"--bias-correction {mode!r}: choose one of auto, {', '.join(BIAS_CORRECTION_MODES)}")
+    if mode == "empirical" and not options.calib:
+        raise CalibrationError("--bias-correction empirical needs calibration data (--calib FILE); "
+                               "use --bias-correction analytic in data-free mode")
+    return mode
+
+
+def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float]]:
+    if options.input_range is None:
+        return {}
+    lo, hi = (float(x) for x in options.input_range)
+    if not lo < hi:
+        raise CalibrationError(f"--input-range {lo},{hi}: the low end must be below the high end")
+    return {v.name: (lo, hi) for v in graph.inputs}
+
+
+def _calibrated(graph: Graph, calib_path: str, options, summary: dict):
+    """Ranges from data, plus what later steps need: the samples and input moments."""
+    samples = load_samples(calib_path, graph)
+    total = sample_count(samples, graph, options.max_calib_samples)
+    obs, count, engine = collect_statistics(graph, iterate_samples(samples, graph, options.max_calib_samples),
+                                            total, FloatRunner(graph))
+    ranges = choose_ranges(graph, obs, options.calib_method, options.percentile)
+    ranges.update(_input_range_override(graph, options))
+    moments = {}
+    for v in graph.inputs:
+        o, c = obs[v.name], int(v.shape[1]) if len(v.shape) >= 2 else 1
+        moments[v.name] = Moments(np.full(c, o.mean), np.full(c, o.std ** 2), support=(o.min, o.max),
+                                  source="input")
+    summary.update({"file": Path(calib_path).name, "samples": count, "engine": engine})
+    return ranges, samples, total, moments
+
+
+def _data_free(graph: Graph, options, summary: dict):
+    inputs = _input_range_override(graph, options)
+    if not inputs:
+        raise CalibrationError("no calibration data: pass --calib FILE (.npy with samples on axis 0, or .npz "
+                               "keyed by input name), or, for data-free quantization from BatchNorm "
+                               "statistics, the input value range with --input-range LO,HI")
+    print(DATA_FREE_WARNING, file=sys.stderr)
+    ranges = data_free_ranges(graph, inputs)
+    summary.update({"file": None, "samples": 0, "data_free": True, "sigmas": DATA_FREE_SIGMAS,
+                    "warning": "DATA-FREE: ranges from BatchNorm statistics, nothing was measured"})
+    return ranges
+
+
+def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int, moments) -> dict:
+    from .passes.bias_correction import analytic_bias_correction, empirical_bias_correction
+    if mode == "empirical":
+        feeds = list(iterate_samples(samples, graph, indices=spread_indices(total, BIAS_CORRECTION_SAMPLES)))
+        return {**empirical_bias_correction(graph, qgraph, feeds), "samples": len(feeds)}
+    _, post = propagate(graph, {}, moments)
+    return analytic_bias_correction(graph, qgraph, post)
+
+
+def run_ptq(graph: Graph, calib_path: str | None, options) -> tuple[Graph, dict, dict]:
+    """Quantize `graph` per `options`: (int8 graph, summary for report.json, ranges).
+
+    With CLE on, `graph` is equalized in place (its float function is unchanged),
+    so the float graph, the ranges and the int8 graph describe the same tensors.
+    """
+    from .passes.equalize import equalize
+    from .passes.quantize import check_finite, check_quantizable, quantize_graph
+    check_finite(graph)  # fail on bad weights and unsupported ops before the (slow) calibration
+    check_quantizable(graph)
+    cle, bc = resolved_cle(options), resolved_bias_correction(options)
+    summary: dict = {"method": options.calib_method,
+                     "weights": "per-tensor" if options.per_tensor else
+                     ("per-channel" if options.per_channel_fc else "per-channel (conv), per-tensor (fc)"),
+                     "cle": equalize(graph) if cle else "off", "bias_correction": bc}
+    if options.calib_method == "percentile":
+        summary["percentile"] = options.percentile
+    samples, total, moments = None, 0, {}
+    if calib_path is not None:
+        ranges, samples, total, moments = _calibrated(graph, calib_path, options, summary)
+    else:
+        ranges = _data_free(graph, options, summary)
+        moments = {v.name: _uniform(v, r) for v in graph.inputs for r in [ranges[v.name]]}
+    qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc, per_tensor=options.per_tensor)
+    if bc != "off":
+        summary["bias_correction"] = _correct_biases(graph, qgraph, bc, samples, total, moments)
+    summary["input_ranges"] = {v.name: list(ranges[v.name]) for v in graph.inputs}
+    if samples is not None:
+        feeds = iterate_samples(samples, graph, indices=spread_indices(total, REPORT_SAMPLES))
+        layers, summary["report_samples"] = layer_report(graph, qgraph, feeds)
+    else:
+        layers, summary["report_samples"] = parameters_only(qgraph), 0
+    summary["layers"] = layers
+    summary["worst_layers"] = [{"tensor": e["tensor"], "op": e["op"], "sqnr_db": e["sqnr_db"]}
+                               for e in worst_layers(layers)]
+    return qgraph, summary, ranges
+
+
+def _uniform(v, r) -> Moments:
+    c = int(v.shape[1]) if len(v.shape) >= 2 else 1
+    lo, hi = r
+    return Moments(np.full(c, (lo + hi) / 2), np.full(c, (hi - lo) ** 2 / 12), support=(lo, hi), source="input")
