@@ -20,11 +20,6 @@ from .interpreter import INT_KERNELS, Interpreter
 from .serialize import load_graph
 
 
-def to_runtime_layout(arr: np.ndarray) -> np.ndarray:
-    """NCHW -> NHWC for rank-4 tensors (TFLite's layout); other ranks unchanged."""
-    return np.ascontiguousarray(arr.transpose(0, 2, 3, 1)) if arr.ndim == 4 else arr
-
-
 def quantize_feed(graph, feed: dict) -> dict:
     """Float samples -> int8 graph inputs with the inputs' quantization parameters."""
     return {v.name: v.quant.quantize(feed[v.name].astype(np.float32)) for v in graph.inputs}
@@ -55,33 +50,6 @@ class LsbDiff:
     def summary(self) -> dict:
         return {"max_abs_diff_lsb": self.max_lsb, "mismatched_elements": self.mismatched,
                 "elements": self.total, "bit_exact": self.mismatched == 0}
-
-
-def verify_tflite(outdir: Path, report: dict, samples: dict, limit: int | None = None,
-                  with_litert: bool = True) -> dict:
-    from .runtimes import LiteRTRunner, TflmRunner
-
-    graph = load_graph(outdir / report["ir_file"])
-    model = (outdir / f"{report['name']}.tflite").read_bytes()
-    reference = Interpreter(graph, INT_KERNELS)
-    runners = {"tflm": TflmRunner(model)}
-    if with_litert:
-        runners["litert"] = LiteRTRunner(model)
-    diffs = {k: LsbDiff() for k in runners}
-    count = 0
-    for feed in iterate_samples(samples, graph, limit):
-        qfeed = quantize_feed(graph, feed)
-        ref = reference.run(qfeed)
-        ref_outs = [to_runtime_layout(ref[v.name]) for v in graph.outputs]
-        rt_in = [to_runtime_layout(qfeed[v.name]) for v in graph.inputs]
-        for key, runner in runners.items():
-            for r, g in zip(ref_outs, runner(rt_in)):
-                diffs[key].add(r, g.reshape(r.shape))
-        count += 1
-    result = {"samples": count, "oracle": "qcc integer reference interpreter",
-              **{k: d.summary() for k, d in diffs.items()}}
-    result["ok"] = result["tflm"]["bit_exact"]
-    return result
 
 
 def verify_outdir(outdir: str | Path, data: str | Path, limit: int | None = None, **kw) -> dict:

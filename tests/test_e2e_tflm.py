@@ -98,3 +98,27 @@ def test_mlperf_tflm_bit_exact(model, tmp_path):
     res = verify_outdir(out, evaln)
     print(model, "litert max LSB diff:", res["litert"]["max_abs_diff_lsb"])
     assert res["tflm"]["bit_exact"], res
+    from qcompiler.backends.tflite.memory import _runs_with
+    tflite = (out / f"{model}.tflite").read_bytes()
+    arena = _declared_arena(out)
+    assert _runs_with(tflite, arena) and not _runs_with(tflite, int(arena * 0.95))
+
+
+def _declared_arena(outdir):
+    import re
+    header = next(outdir.glob("*_model_data.h")).read_text()
+    return int(re.search(r"#define \w+_TENSOR_ARENA_SIZE \(?(\d+)", header).group(1))
+
+
+@pytest.mark.parametrize("name", SAMPLE_MODELS)
+def test_declared_arena_is_enough_and_tight(compiled_samples, name):
+    """The header's arena size runs the model in TFLM; 5% less does not (so it is tight)."""
+    from qcompiler.backends.tflite.memory import _runs_with
+    d = compiled_samples[name]
+    model = (d / f"{name}.tflite").read_bytes()
+    arena = _declared_arena(d)
+    assert _runs_with(model, arena)
+    assert not _runs_with(model, int(arena * 0.95))
+    import json
+    report = json.loads((d / "report.json").read_text())
+    assert report["arena"]["arena_bytes"] == arena and report["arena"]["arena_source"].startswith("measured")

@@ -11,6 +11,7 @@ from qcompiler.memory_planner import Buffer, plan
 from .c_bundle import write_c_bundle
 from .flatbuffer import TflModel, write_model
 from .lower import check_supported, lower
+from .memory import plan_arena
 
 # check_supported(graph): every op without a TFLite lowering in one error, callable before calibration
 __all__ = ["TARGETS", "arena_estimate", "check_supported", "emit", "verify"]
@@ -71,10 +72,11 @@ def emit(comp, outdir: Path) -> dict:
     graph, name, header, target = comp.quant_graph, comp.name, comp.header, comp.options.target
     io = io_options(comp.options)
     lowered = lower(graph, description=f"qcc: {header}", io=io["mode"], input_dtype=io["input_dtype"])
-    model = lowered.model
+    model, arena = plan_arena(lowered.model)
+    if arena["arena_bytes"] is None:  # tflite-micro not installed: no measurement possible
+        arena["arena_bytes"] = arena_estimate(model)["arena_bytes"]
     data = write_model(model)
     (outdir / f"{name}.tflite").write_bytes(data)
-    arena = arena_estimate(model)
     files = [f"{name}.tflite"]
     opcodes = [op.opcode for op in model.operators]
     if target == "tflm":
@@ -140,15 +142,6 @@ class FloatDiff:
                 "bit_exact": self.mismatched == 0}
 
 
-def _restore_opsets(graph: Graph) -> None:
-    """The .qir keeps graph.meta but not node.meta; opset-dependent kernels (Softmax's
-    default axis) read node.meta["opset"], so put the model's opset back."""
-    opset = graph.meta.get("opset")
-    if opset is not None:
-        for n in graph.nodes:
-            n.meta.setdefault("opset", opset)
-
-
 def _runtime_feed(graph: Graph, feed: dict, io: dict, layouts: dict):
     """(int8 feed for the reference, input arrays for the runtime) of one float sample."""
     qfeed, rt_in = {}, []
@@ -182,7 +175,6 @@ def verify(outdir: Path, report: dict, samples, limit: int | None = None, with_l
 
     outdir = Path(outdir)
     graph = load_graph(outdir / report["ir_file"])
-    _restore_opsets(graph)
     io = report.get("io") or {"mode": "int8", "input_dtype": "int8"}
     layouts = report.get("io_layout", {})
     model = (outdir / f"{report['name']}.tflite").read_bytes()

@@ -108,7 +108,7 @@ def verify(outdir: Path, report: dict, samples, limit: int | None = None, **kw) 
     from qcompiler.calibration import iterate_samples
     from qcompiler.interpreter import INT_KERNELS, Interpreter
     from qcompiler.serialize import load_graph
-    from qcompiler.verify import LsbDiff, quantize_feed
+    from qcompiler.verify import LsbDiff, float_view, quantize_feed
 
     from .build import load_vm, run_vm
 
@@ -121,7 +121,7 @@ def verify(outdir: Path, report: dict, samples, limit: int | None = None, **kw) 
                            f"on this host: {_why(e)}") from e
     reference = Interpreter(graph, INT_KERNELS)
     diff, count = LsbDiff(), 0
-    for feed in iterate_samples(samples, graph, limit):
+    for feed in iterate_samples(samples, float_view(graph), limit):  # float samples stay float
         qfeed = quantize_feed(graph, feed)
         ref = reference.run(qfeed)
         got = run_vm(vm, [qfeed[v.name] for v in graph.inputs])
