@@ -1,9 +1,10 @@
 """Calibration: data loading, streaming statistics of every activation, range choice.
 
 Data: a `.npy` file for a one-input model (first axis = samples) or a `.npz`
-keyed by input name. `.npy` files are memory-mapped and read one sample at a
-time, so neither the data nor the statistics (fixed-size histograms, see
-`observers.py`) grow memory with the number of samples.
+keyed by input name. `.npy` files are memory-mapped (for shape and dtype) and
+read one sample at a time with file reads, so neither the data nor the
+statistics (fixed-size histograms, see `observers.py`) grow memory with the
+number of samples.
 
 The float forward passes run in onnxruntime on the exported IR (every
 activation made a graph output) when it is installed, else in the numpy
@@ -36,6 +37,20 @@ FIXED_RANGE_OPS = {"Softmax", "Sigmoid", "Tanh", "ArgMax"}
 _CHUNK = 64  # samples per chunk when checking a memory-mapped file for NaN/Inf
 
 
+def rows(arr: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """arr[start:stop]. A memory-mapped file is read with plain file reads instead, so that no
+    pages stay mapped: the resident size then does not grow with the file (1000 VWW samples
+    are 110 MB)."""
+    if isinstance(arr, np.memmap) and arr.filename and arr.flags.c_contiguous:
+        stop = min(stop, arr.shape[0])
+        per_row = int(np.prod(arr.shape[1:], dtype=np.int64))
+        with open(arr.filename, "rb") as f:
+            f.seek(arr.offset + start * per_row * arr.dtype.itemsize)
+            data = np.fromfile(f, arr.dtype, count=max(stop - start, 0) * per_row)
+        return data.reshape((max(stop - start, 0),) + tuple(arr.shape[1:]))
+    return arr[start:stop]
+
+
 def _check_array(arr: np.ndarray, v, path: Path) -> np.ndarray:
     """Arrays hold samples along axis 0: [N, *input.shape[1:]]."""
     want = tuple(v.shape[1:])
@@ -52,7 +67,7 @@ def _check_array(arr: np.ndarray, v, path: Path) -> np.ndarray:
     if np.issubdtype(arr.dtype, np.floating):
         # chunked, so a memory-mapped file is never materialised as a whole
         for i in range(0, arr.shape[0], _CHUNK):
-            if not np.all(np.isfinite(arr[i:i + _CHUNK])):
+            if not np.all(np.isfinite(rows(arr, i, i + _CHUNK))):
                 raise CalibrationError(f"calibration file {path}: input {v.name!r} contains NaN or Inf")
     return arr
 
@@ -99,7 +114,7 @@ def iterate_samples(samples: dict[str, np.ndarray], graph: Graph, limit: int | N
     if indices is None:
         indices = range(sample_count(samples, graph, limit))
     for i in indices:
-        yield {v.name: np.ascontiguousarray(samples[v.name][i * batch:(i + 1) * batch], dtype=v.dtype)
+        yield {v.name: np.ascontiguousarray(rows(samples[v.name], i * batch, (i + 1) * batch), dtype=v.dtype)
                for v in graph.inputs}
 
 

@@ -11,8 +11,8 @@ outputs, padding) are counted apart: int8 represents 0 exactly, and leaving a
 huge spike at 0 inside the histogram is what makes a naive KL search shrink
 ReLU ranges (see /work/shared/NUMERICS.md).
 
-Range rules (each returns (lo, hi) with lo <= 0 <= hi never required here; the
-quantizer widens to include 0):
+Range rules (each returns (lo, hi) inside the observed [min, max]; the quantizer
+later widens the range to include 0):
     minmax       observed extremes
     percentile   p-th / (100-p)-th percentiles (zeros count as data)
     mse          [lo, hi] minimising expected rounding + clipping error of the
@@ -83,9 +83,9 @@ class HistogramObserver:
     def _add(self, x: np.ndarray) -> None:
         lo, hi = float(x.min()), float(x.max())
         if self.exp is None:
-            span = max(hi - lo, abs(hi), abs(lo)) * 1e-6 if hi == lo else hi - lo
-            # smallest power-of-two width with the span in about half the bins
-            self.exp = math.ceil(math.log2(span / (self.bins // 2 - 2))) if span > 0 else -1074
+            span = hi - lo if hi > lo else abs(hi) * 1e-6  # values are non-zero: span > 0
+            # smallest power-of-two width that puts the first batch into about half the bins
+            self.exp = math.ceil(math.log2(span / (self.bins // 2 - 2)))
             self.start = int(math.floor(math.ldexp(lo, -self.exp)))
         used = np.nonzero(self.counts)[0]
         first = self.start + int(used[0]) if used.size else None
@@ -117,7 +117,9 @@ class HistogramObserver:
     def _move(self, new_start: int) -> None:
         shift = new_start - self.start
         moved = np.zeros_like(self.counts)
-        if shift >= 0:
+        if abs(shift) >= self.bins:
+            pass  # nothing of the old window stays inside (only possible while it is empty)
+        elif shift >= 0:
             moved[:self.bins - shift] = self.counts[shift:]
         else:
             moved[-shift:] = self.counts[:self.bins + shift]
@@ -169,6 +171,7 @@ def _quantile(obs: HistogramObserver, q: float) -> float:
 
 
 def percentile_range(obs: HistogramObserver, percentile: float = 99.99) -> tuple[float, float]:
+    """(100-p)-th and p-th percentiles of all values; a one-sided tensor keeps its 0 end."""
     p = min(max(percentile, 50.0), 100.0) / 100.0
     lo = obs.min if obs.min >= 0 else _quantile(obs, 1.0 - p)
     hi = obs.max if obs.max <= 0 else _quantile(obs, p)
@@ -233,18 +236,28 @@ def abs_histogram(obs: HistogramObserver, bins: int = KL_BINS) -> tuple[np.ndarr
     return np.bincount(idx // merge, weights=counts), obs.width * merge
 
 
+def _chunk_ids(i: int, levels: int) -> np.ndarray:
+    """Level of each of i bins when they are split into `levels` nearly equal chunks (np.array_split)."""
+    q, r = divmod(i, levels)
+    j = np.arange(i)
+    big = r * (q + 1)  # the first r chunks hold q + 1 bins
+    return np.where(j < big, j // (q + 1), r + (j - big) // max(q, 1))
+
+
 def _kl_divergence(hist: np.ndarray, i: int, levels: int) -> float:
-    """KL(P || Q) of threshold bin i (TensorRT's procedure)."""
+    """KL(P || Q) of threshold bin i (TensorRT's procedure).
+
+    P: the first i bins with the clipped mass added to the last; Q: those bins
+    merged into `levels` levels, each level's mass spread evenly over its
+    non-empty bins.
+    """
     p = hist[:i].copy()
     p[i - 1] += hist[i:].sum()  # outliers clip onto the threshold
     nonzero = hist[:i] > 0
-    q = np.zeros(i)
-    chunks = np.array_split(np.arange(i), levels)
-    for c in chunks:
-        nz = nonzero[c]
-        k = int(nz.sum())
-        if k:
-            q[c[nz]] = hist[c].sum() / k
+    ids = _chunk_ids(i, levels)
+    mass = np.bincount(ids, weights=hist[:i], minlength=levels)
+    used = np.bincount(ids, weights=nonzero, minlength=levels)
+    q = np.where(nonzero, mass[ids] / np.maximum(used[ids], 1.0), 0.0)
     p /= p.sum()
     qs = q.sum()
     if qs <= 0:
@@ -287,7 +300,7 @@ def kl_range(obs: HistogramObserver) -> tuple[float, float]:
         return obs.min, obs.max
     one_sided = obs.min >= 0 or obs.max <= 0
     levels = 256 if one_sided else 128
-    i = kl_threshold(hist, levels, KL_MAX_CLIPPED, stride=1 if hist.size <= 1024 else 2)
+    i = kl_threshold(hist, levels, KL_MAX_CLIPPED)
     t = max(i * width, min(abs(obs.min), abs(obs.max)) if one_sided else 0.0)
     return max(obs.min, -t), min(obs.max, t)
 

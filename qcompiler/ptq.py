@@ -19,7 +19,7 @@ from .calibration import (FloatRunner, choose_ranges, collect_statistics, iterat
                           sample_count, spread_indices)
 from .errors import CalibrationError
 from .ir import Graph
-from .moments import DATA_FREE_SIGMAS, Moments, data_free_ranges, propagate
+from .moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
 from .quant_report import REPORT_SAMPLES, layer_report, parameters_only, worst_layers
 
 BIAS_CORRECTION_MODES = ("off", "empirical", "analytic")
@@ -45,6 +45,15 @@ def resolved_bias_correction(options) -> str:
         raise CalibrationError("--bias-correction empirical needs calibration data (--calib FILE); "
                                "use --bias-correction analytic in data-free mode")
     return mode
+
+
+def _check_options(options) -> None:
+    from .calibration import METHODS
+    if options.calib_method not in METHODS:
+        raise CalibrationError(f"calibration method {options.calib_method!r} is not available "
+                               f"(choose {', '.join(METHODS)})")
+    if not 50.0 < float(options.percentile) <= 100.0:
+        raise CalibrationError(f"--percentile {options.percentile}: give a value in (50, 100], e.g. 99.99")
 
 
 def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float]]:
@@ -79,9 +88,10 @@ def _data_free(graph: Graph, options, summary: dict):
         raise CalibrationError("no calibration data: pass --calib FILE (.npy with samples on axis 0, or .npz "
                                "keyed by input name), or, for data-free quantization from BatchNorm "
                                "statistics, the input value range with --input-range LO,HI")
+    ranges, sources = data_free_estimate(graph, inputs)
     print(DATA_FREE_WARNING, file=sys.stderr)
-    ranges = data_free_ranges(graph, inputs)
     summary.update({"file": None, "samples": 0, "data_free": True, "sigmas": DATA_FREE_SIGMAS,
+                    "statistics_from": sources,
                     "warning": "DATA-FREE: ranges from BatchNorm statistics, nothing was measured"})
     return ranges
 
@@ -105,6 +115,7 @@ def run_ptq(graph: Graph, calib_path: str | None, options) -> tuple[Graph, dict,
     from .passes.quantize import check_finite, check_quantizable, quantize_graph
     check_finite(graph)  # fail on bad weights and unsupported ops before the (slow) calibration
     check_quantizable(graph)
+    _check_options(options)
     cle, bc = resolved_cle(options), resolved_bias_correction(options)
     summary: dict = {"method": options.calib_method,
                      "weights": "per-tensor" if options.per_tensor else
@@ -122,6 +133,12 @@ def run_ptq(graph: Graph, calib_path: str | None, options) -> tuple[Graph, dict,
     if bc != "off":
         summary["bias_correction"] = _correct_biases(graph, qgraph, bc, samples, total, moments)
     summary["input_ranges"] = {v.name: list(ranges[v.name]) for v in graph.inputs}
+    _add_layer_report(graph, qgraph, samples, total, summary)
+    return qgraph, summary, ranges
+
+
+def _add_layer_report(graph: Graph, qgraph: Graph, samples, total: int, summary: dict) -> None:
+    """summary["layers"]: per-tensor report (measured when there are samples); "worst_layers": 5 lowest."""
     if samples is not None:
         feeds = iterate_samples(samples, graph, indices=spread_indices(total, REPORT_SAMPLES))
         layers, summary["report_samples"] = layer_report(graph, qgraph, feeds)
@@ -130,7 +147,6 @@ def run_ptq(graph: Graph, calib_path: str | None, options) -> tuple[Graph, dict,
     summary["layers"] = layers
     summary["worst_layers"] = [{"tensor": e["tensor"], "op": e["op"], "sqnr_db": e["sqnr_db"]}
                                for e in worst_layers(layers)]
-    return qgraph, summary, ranges
 
 
 def _uniform(v, r) -> Moments:

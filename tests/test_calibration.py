@@ -1,0 +1,236 @@
+"""Calibration: streaming histogram observers, range rules with known answers, data-free ranges."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from conftest import MODELS
+from qcompiler.calibration import (FloatRunner, calibrate, choose_ranges, collect_statistics, iterate_samples,
+                                   load_samples, tensor_roles)
+from qcompiler.errors import CalibrationError
+from qcompiler.ir import Graph
+from qcompiler.moments import clipped_gaussian_moments, data_free_ranges
+from qcompiler.observers import (HistogramObserver, kl_range, kl_threshold, minmax_range, mse_range,
+                                 percentile_range, select_range)
+from qcompiler.onnx_frontend import load_model
+from qcompiler.pipeline import COMMON_PIPELINE, optimize
+from qcompiler.quant_math import choose_activation_params
+
+
+def observe(values, chunks=10) -> HistogramObserver:
+    obs = HistogramObserver()
+    for part in np.array_split(np.asarray(values, np.float64), chunks):
+        obs.observe(part)
+    return obs
+
+
+# ---- the observer ---------------------------------------------------------------
+
+def test_histogram_is_exact_while_the_range_grows():
+    rng = np.random.default_rng(0)
+    obs, everything = HistogramObserver(), []
+    for i in range(200):  # the range keeps growing: bins get merged many times
+        x = rng.normal(0, 1 + i, 500) * (rng.random(500) < 0.7)
+        everything.append(x)
+        obs.observe(x)
+    x = np.concatenate(everything)
+    assert obs.min == x.min() and obs.max == x.max()
+    assert obs.zeros == np.count_nonzero(x == 0)
+    edges, counts = obs.histogram()
+    assert counts.sum() == np.count_nonzero(x)
+    # every value lies in the bin the histogram counted it in (merging by pairs is exact)
+    want, _ = np.histogram(x[x != 0], bins=edges)
+    assert np.array_equal(want, counts)
+    assert np.isclose(obs.mean, x.mean()) and np.isclose(obs.std, x.std())
+
+
+def test_observer_memory_does_not_grow_with_samples():
+    rng = np.random.default_rng(1)
+    obs = HistogramObserver()
+    obs.observe(rng.normal(size=10_000))
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    for _ in range(300):
+        obs.observe(rng.normal(size=10_000) * 3)
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert obs.n == 301 * 10_000
+    assert obs.counts.shape == (obs.bins,)
+    assert current - base < 200_000  # no per-sample state is kept
+
+
+def test_constant_and_single_value_tensors():
+    obs = observe(np.full(100, 2.5))
+    assert minmax_range(obs) == (2.5, 2.5)
+    for method in ("minmax", "percentile", "mse", "kl"):
+        lo, hi = select_range(obs, method)
+        assert lo == 2.5 and hi == 2.5
+    z = observe(np.zeros(50))
+    assert select_range(z, "mse") == (0.0, 0.0)
+
+
+# ---- range rules with known answers ------------------------------------------------
+
+def test_percentile_matches_numpy():
+    x = np.random.default_rng(2).normal(0.5, 2.0, 200_000)
+    obs = observe(x)
+    lo, hi = percentile_range(obs, 99.9)
+    want_lo, want_hi = np.percentile(x, [0.1, 99.9])
+    width = obs.width
+    assert abs(lo - want_lo) <= width and abs(hi - want_hi) <= width
+
+
+def test_percentile_counts_relu_zeros():
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.normal(size=100_000), 0)
+    lo, hi = percentile_range(observe(x), 99.0)
+    assert lo == 0.0
+    assert abs(hi - np.percentile(x, 99.0)) < 0.01
+
+
+def _reference_kl(hist, i, levels):
+    """TensorRT's KL(P || Q) for threshold bin i, spelled out with loops."""
+    p = [float(h) for h in hist[:i]]
+    p[-1] += float(sum(hist[i:]))
+    q = [0.0] * i
+    for chunk in np.array_split(np.arange(i), levels):
+        mass = sum(hist[j] for j in chunk)
+        used = [j for j in chunk if hist[j] > 0]
+        for j in used:
+            q[j] = mass / len(used)
+    ps, qs = sum(p), sum(q)
+    return sum(pj / ps * np.log((pj / ps) / max(qj / qs, 1e-12)) for pj, qj in zip(p, q) if pj > 0)
+
+
+def test_kl_threshold_on_a_known_distribution():
+    centers = (np.arange(512) + 0.5) / 512 * 5.0
+    hist = np.round(1e6 * np.exp(-0.5 * centers ** 2))  # half-normal over [0, 5 sigma], 512 bins
+    levels = 64
+    want = min(range(levels, 513), key=lambda i: (_reference_kl(hist, i, levels), i))
+    got = kl_threshold(hist, levels)
+    assert got == want
+    assert 2.0 < got / 512 * 5.0 < 5.0  # in sigmas: clips the far tail, keeps the bulk
+
+
+def test_kl_threshold_simple_cases():
+    uniform = np.full(2048, 10.0)
+    assert kl_threshold(uniform, 256) == 2048  # nothing to gain from clipping
+    half = np.zeros(2048)
+    half[:1024] = 1000.0
+    assert kl_threshold(half, 256) == 1024  # empty bins above the data are not kept
+
+
+def test_kl_keeps_relu_ranges():
+    """A ReLU output (half exact zeros) must not get its range shrunk by the zero spike."""
+    rng = np.random.default_rng(4)
+    x = np.maximum(rng.uniform(-1, 1, 400_000), 0)
+    lo, hi = kl_range(observe(x))
+    assert lo == 0.0 and hi > 0.97
+
+
+def test_kl_clips_a_long_tail_but_not_too_hard():
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.uniform(0, 1, 1_000_000), rng.uniform(1, 20, 50)])
+    lo, hi = kl_range(observe(x))
+    assert 0.95 < hi < 20
+    # never clips more than KL_MAX_CLIPPED of the values
+    assert np.mean(x > hi) <= 1e-4 + 1e-6
+
+
+def _fake_quant_mse(x, lo, hi):
+    scale, zp = choose_activation_params(lo, hi)
+    q = np.clip(np.round(x / scale) + zp, -128, 127)
+    return np.mean(((q - zp) * scale - x) ** 2)
+
+
+def test_mse_range_is_near_the_brute_force_optimum():
+    rng = np.random.default_rng(6)
+    x = np.maximum(rng.laplace(0, 1, 200_000), 0)
+    lo, hi = mse_range(observe(x))
+    grid = np.linspace(0.5, x.max(), 400)
+    errors = [_fake_quant_mse(x, 0, h) for h in grid]
+    best = grid[int(np.argmin(errors))]
+    assert lo == 0.0
+    assert abs(hi - best) / best < 0.1
+    assert _fake_quant_mse(x, 0, hi) <= 1.05 * min(errors)
+
+
+def test_mse_keeps_the_full_range_of_a_uniform_distribution():
+    x = np.random.default_rng(7).uniform(-3, 5, 100_000)
+    lo, hi = mse_range(observe(x))
+    assert lo < -2.9 and hi > 4.9
+
+
+# ---- calibration over a model ----------------------------------------------------------
+
+def _digits(name="digits_cnn") -> Graph:
+    g = load_model(MODELS / f"{name}.onnx")
+    return optimize(g, COMMON_PIPELINE)[0]
+
+
+def test_onnxruntime_and_interpreter_agree():
+    g = _digits()
+    samples = load_samples(MODELS / "digits_calib.npy", g)
+    fast, _, engine = collect_statistics(g, iterate_samples(samples, g, 40))
+    slow, _, engine2 = collect_statistics(g, iterate_samples(samples, g, 40), runner=FloatRunner(g, False))
+    assert (engine, engine2) == ("onnxruntime", "interpreter")
+    for name in fast:
+        assert np.isclose(fast[name].min, slow[name].min, atol=1e-4)
+        assert np.isclose(fast[name].max, slow[name].max, rtol=1e-5, atol=1e-5)
+
+
+def test_logits_and_inputs_keep_min_max():
+    g = _digits("digits_dwsep")  # ends in Gemm -> Softmax
+    roles = tensor_roles(g)
+    softmax = next(n for n in g.nodes if n.op == "Softmax")
+    assert roles[softmax.inputs[0].name] == "logits" and roles[g.inputs[0].name] == "input"
+    samples = load_samples(MODELS / "digits_calib.npy", g)
+    obs, _, _ = collect_statistics(g, iterate_samples(samples, g))
+    ranges = choose_ranges(g, obs, "kl")
+    logits = softmax.inputs[0].name
+    assert ranges[logits] == (obs[logits].min, obs[logits].max)
+
+
+def test_unknown_method_is_a_clear_error():
+    g = _digits()
+    with pytest.raises(CalibrationError, match="minmax, percentile, kl, mse"):
+        calibrate(g, iter([]), "entropy")
+
+
+def test_npy_samples_are_memory_mapped(tmp_path):
+    g = _digits()
+    np.save(tmp_path / "c.npy", np.load(MODELS / "digits_calib.npy"))
+    samples = load_samples(tmp_path / "c.npy", g)
+    assert isinstance(samples["input"], np.memmap)
+
+
+# ---- data-free ranges ---------------------------------------------------------------------
+
+def test_clipped_gaussian_moments_match_sampling():
+    rng = np.random.default_rng(8)
+    for m, v, a, b in [(0.5, 2.0, 0, np.inf), (3.0, 4.0, 0, 6), (0.0, 1.0, -1, 1)]:
+        z = np.clip(rng.normal(m, np.sqrt(v), 1_000_000), a, b)
+        mean, var = clipped_gaussian_moments(np.array([m]), np.array([v]), a, b)
+        assert abs(mean[0] - z.mean()) < 0.01 and abs(var[0] - z.var()) < 0.02
+
+
+def test_data_free_ranges_from_batchnorm_statistics():
+    g = Graph("bn")
+    x = g.add_input("x", np.float32, (1, 2, 4, 4))
+    w = g.add_constant("w", np.ones((3, 2, 1, 1), np.float32))
+    conv = g.add_node("Conv", [x, w], attrs={"fused_activation": "RELU"})
+    y = conv.outputs[0]
+    y.shape = (1, 3, 4, 4)
+    g.outputs.append(y)
+    beta, gamma = np.array([1.0, -2.0, 0.5]), np.array([0.5, 1.0, 2.0])
+    conv.meta["bn"] = {"beta": beta, "gamma": gamma, "mean": 0, "var": 1, "eps": 0}
+    ranges = data_free_ranges(g, {"x": (0.0, 1.0)}, sigmas=4.0)
+    assert ranges["x"] == (0.0, 1.0)
+    assert ranges[y.name] == (0.0, pytest.approx(max(beta + 4 * np.abs(gamma))))
+
+
+def test_data_free_needs_an_input_range():
+    with pytest.raises(CalibrationError, match="--input-range"):
+        data_free_ranges(_digits(), {})
