@@ -31,7 +31,16 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="tflm", choices=TARGETS)
     p.add_argument("-o", "--output", help="output directory (default: ./<model name>_<target>)")
     p.add_argument("--calib", help=".npy (one input, samples on axis 0) or .npz keyed by input name")
-    p.add_argument("--calib-method", default="minmax", choices=["minmax"])
+    p.add_argument("--calib-method", default="percentile", choices=["minmax", "percentile", "kl", "mse"],
+                   help="range rule for hidden activations (graph inputs and logits always use min-max)")
+    p.add_argument("--percentile", type=float, default=99.99, help="with --calib-method percentile")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor weights for every Conv/Gemm")
+    p.add_argument("--cle", action=argparse.BooleanOptionalAction, default=False,
+                   help="cross-layer equalization (+ high-bias absorption from BN statistics)")
+    p.add_argument("--bias-correction", default="auto", choices=["auto", "off", "empirical", "analytic"],
+                   help="auto: empirical with --calib, analytic without")
+    p.add_argument("--input-range", metavar="LO,HI",
+                   help="value range of every float input; required without --calib (data-free mode)")
     p.add_argument("--max-calib-samples", type=int)
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="fix dynamic input dims (batch defaults to 1); repeatable")
@@ -67,9 +76,15 @@ def cmd_compile(argv: list[str]) -> int:
 
     a = _compile_parser().parse_args(argv)
     split = lambda items: tuple(x for item in items for x in item.split(",") if x)  # noqa: E731
-    opts = CompileOptions(disable_passes=split(a.disable_pass), outputs=split([a.outputs or ""]),
+    try:
+        input_range = tuple(float(v) for v in a.input_range.split(",")) if a.input_range else None
+    except ValueError:
+        raise QccError(f"bad --input-range {a.input_range!r}: expected LO,HI e.g. 0,1") from None
+    opts = CompileOptions(calib_method=a.calib_method, percentile=a.percentile, per_tensor=a.per_tensor,
+                          cle=a.cle, bias_correction=a.bias_correction, input_range=input_range,
+                          disable_passes=split(a.disable_pass), outputs=split([a.outputs or ""]),
                           dump_after=split(a.dump_after), dump_dir=a.dump_dir,
-                          target=a.target, calib=a.calib, calib_method=a.calib_method,
+                          target=a.target, calib=a.calib,
                           max_calib_samples=a.max_calib_samples,
                           input_shapes=parse_input_shapes(";".join(a.input_shape)),
                           passes=tuple(a.passes.split(",")) if a.passes else None,
@@ -94,8 +109,13 @@ def cmd_compile(argv: list[str]) -> int:
     if "ops" in r:
         print(f"qcc: {r['nodes']['onnx']} ONNX nodes -> {sum(r['ops'].values())} {a.target} ops "
               f"({', '.join(f'{k} x{v}' for k, v in r['ops'].items())})")
+    worst = r.get("calibration", {}).get("worst_layers", [])
+    if worst:
+        print("qcc: lowest per-layer SQNR (int8 reference vs float): " + ", ".join(
+            f"{w['tensor']} ({w['op']}) {w['sqnr_db']:.1f} dB" for w in worst))
     if "arena" in r:
-        print(f"qcc: flash {r['flash_bytes']} bytes, arena estimate {r['arena']['arena_bytes']} bytes")
+        kind = "measured" if r["arena"].get("arena_source", "").startswith("measured") else "estimated"
+        print(f"qcc: flash {r['flash_bytes']} bytes, tensor arena {r['arena']['arena_bytes']} bytes ({kind})")
     return 0
 
 
