@@ -212,6 +212,9 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     name = options.name or graph.name
     nodes_in = len(graph.nodes)
     graph, records = optimize(graph, pass_list(options), options)
+    precheck = getattr(backend, "check_supported", None)
+    if precheck is not None:  # report every op the target cannot run before the (slow) calibration
+        precheck(graph)
     qgraph, calib_summary, ranges = quantize(graph, options.calib, options)  # no calib: data-free mode
     header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe()}"
     comp = Compilation(graph, qgraph, ranges, options, name, header)

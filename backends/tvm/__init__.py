@@ -35,6 +35,13 @@ def _require_tvm():
     return tvm
 
 
+def check_supported(graph) -> None:
+    """Every op without a TVM lowering in one error (the pipeline calls it before calibration)."""
+    _require_tvm()
+    from .lower import check_supported as check
+    check(graph)
+
+
 def _why(e: Exception) -> str:
     """An exception as one line (TVM errors carry multi-line tracebacks)."""
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
