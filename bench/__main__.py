@@ -1,4 +1,4 @@
-"""`python -m bench [--quick]`: every side-by-side measurement in one run -> bench/results.md + .json.
+"""`python -m bench [--quick] [--out DIR]`: every side-by-side measurement in one run -> bench/results.md + .json.
 
 Sections (each a module with `run(quick) -> (markdown, rows)`): fidelity (qcc's
 calibration methods vs ONNX Runtime quantize_static vs the official int8 files),
@@ -25,7 +25,7 @@ SECTIONS = [("Fidelity against the float model", "bench.fidelity"),
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
-    out_dir = Path(__file__).resolve().parent
+    out_dir = Path(argv[argv.index("--out") + 1]) if "--out" in argv else Path(__file__).resolve().parent
     parts = [f"# qcc benchmark results\n\nMachine: {machine()}\n\nCommand: `python -m bench"
              f"{' --quick' if quick else ''}` ({time.strftime('%Y-%m-%d')})\n"]
     data = {"machine": machine(), "quick": quick}
