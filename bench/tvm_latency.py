@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import median_time, models, table
+from bench.common import best_time, models, table
 
 
 def measure(name, onnx_path, calib, evals, workdir: Path) -> dict:
@@ -26,15 +26,15 @@ def measure(name, onnx_path, calib, evals, workdir: Path) -> dict:
     x = evals[:1].reshape(q.inputs[0].shape)
     xq = q.inputs[0].quant.quantize(x)
     vm = load_vm(tvm_out.outdir / f"{stem}.so")
-    t_tvm = median_time(lambda: run_vm(vm, [xq]), 30)
+    t_tvm = best_time(lambda: run_vm(vm, [xq]), 30)
     lite = LiteRTRunner((tfl_out.outdir / f"{stem}.tflite").read_bytes())
     xl = np.ascontiguousarray(xq.transpose(0, 2, 3, 1)) if xq.ndim == 4 else xq
-    t_lite = median_time(lambda: lite([xl]), 30)
+    t_lite = best_time(lambda: lite([xl]), 30)
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x.astype(np.float32)}
-    t_ort = median_time(lambda: sess.run(None, feed), 30)
+    t_ort = best_time(lambda: sess.run(None, feed), 30)
     return {"model": name, "tvm_ms": t_tvm * 1e3, "litert_int8_ms": t_lite * 1e3, "ort_float_ms": t_ort * 1e3}
 
 
