@@ -29,6 +29,7 @@ MERGE_VETO_SAMPLES = 16  # calibration samples the horizontal-merge veto looks a
 BACKENDS = {"tflm": "tflite", "tflite": "tflite", "tvm": "tvm", "ncnn": "ncnn"}
 DEFAULT_PIPELINES = {target: COMMON_PIPELINE for target in BACKENDS}
 TARGETS = tuple(BACKENDS)
+OWN_INT8_SCHEME = {"ncnn"}  # targets that need only calibrated ranges, not qcc's TFLite-scheme int8 IR
 
 
 def backend_module(target: str):
@@ -181,7 +182,8 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
     return graph, pm.records
 
 
-def quantize(graph: Graph, calib_path: str | None, options: CompileOptions) -> tuple[Graph, dict, dict]:
+def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
+             int8: bool = True) -> tuple[Graph | None, dict, dict]:
     """(int8 graph, calibration summary, ranges); see qcompiler/ptq.py for the steps.
 
     `calib_path` None means data-free mode (needs options.input_range). The
@@ -189,7 +191,7 @@ def quantize(graph: Graph, calib_path: str | None, options: CompileOptions) -> t
     With CLE on, `graph` is equalized in place (float function unchanged).
     """
     from .ptq import run_ptq
-    return run_ptq(graph, calib_path, options)
+    return run_ptq(graph, calib_path, options, int8=int8)
 
 
 def _publish(tmp: Path, outdir: Path) -> None:
@@ -215,7 +217,9 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     precheck = getattr(backend, "check_supported", None)
     if precheck is not None:  # report every op the target cannot run before the (slow) calibration
         precheck(graph)
-    qgraph, calib_summary, ranges = quantize(graph, options.calib, options)  # no calib: data-free mode
+    # ncnn quantizes with its own symmetric scheme from the float graph and the ranges
+    int8_ir = options.target not in OWN_INT8_SCHEME
+    qgraph, calib_summary, ranges = quantize(graph, options.calib, options, int8=int8_ir)  # no calib: data-free
     header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe()}"
     comp = Compilation(graph, qgraph, ranges, options, name, header)
 
@@ -226,7 +230,8 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
     try:
         backend_report = backend.emit(comp, tmp)
-        save_graph(qgraph, tmp / f"{name}.qir")
+        if qgraph is not None:
+            save_graph(qgraph, tmp / f"{name}.qir")
         from .quant_report import write_report_files
         layers = calib_summary.pop("layers", [])
         report_files = write_report_files(tmp, name, calib_summary, layers) if layers else []
@@ -238,11 +243,12 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
             "nodes": {"onnx": nodes_in, "optimized": len(graph.nodes)},
             "pass_log": graph.meta.get("pass_log", []),
             "calibration": calib_summary,
-            "ir_file": f"{name}.qir",
+            "ir_file": f"{name}.qir" if qgraph is not None else backend_report["ir_file"],
             "layers": layers,
             **backend_report,
         }
-        report["files"] = sorted(report["files"] + [f"{name}.qir", "report.json"] + report_files)
+        report["files"] = sorted(report["files"] + [f"{name}.qir"] * (qgraph is not None) + ["report.json"]
+                                 + report_files)
         (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         _publish(tmp, outdir)
     finally:

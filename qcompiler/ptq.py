@@ -105,16 +105,19 @@ def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int,
     return analytic_bias_correction(graph, qgraph, post)
 
 
-def run_ptq(graph: Graph, calib_path: str | None, options) -> tuple[Graph, dict, dict]:
+def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True) -> tuple[Graph | None, dict, dict]:
     """Quantize `graph` per `options`: (int8 graph, summary for report.json, ranges).
 
     With CLE on, `graph` is equalized in place (its float function is unchanged),
     so the float graph, the ranges and the int8 graph describe the same tensors.
+    With int8=False (targets with their own integer scheme, e.g. ncnn) only the ranges are
+    computed: no TFLite-scheme int8 graph, bias correction or per-layer report (returns None).
     """
     from .passes.equalize import equalize
     from .passes.quantize import check_finite, check_quantizable, quantize_graph
     check_finite(graph)  # fail on bad weights and unsupported ops before the (slow) calibration
-    check_quantizable(graph)
+    if int8:
+        check_quantizable(graph)
     _check_options(options)
     cle, bc = resolved_cle(options), resolved_bias_correction(options)
     summary: dict = {"method": options.calib_method,
@@ -129,6 +132,10 @@ def run_ptq(graph: Graph, calib_path: str | None, options) -> tuple[Graph, dict,
     else:
         ranges = _data_free(graph, options, summary)
         moments = {v.name: _uniform(v, r) for v in graph.inputs for r in [ranges[v.name]]}
+    summary["input_ranges"] = {v.name: list(ranges[v.name]) for v in graph.inputs}
+    if not int8:
+        summary["bias_correction"] = "not applicable (the target quantizes with its own scheme)"
+        return None, summary, ranges
     qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc, per_tensor=options.per_tensor)
     if bc != "off":
         summary["bias_correction"] = _correct_biases(graph, qgraph, bc, samples, total, moments)

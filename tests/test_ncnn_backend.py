@@ -342,3 +342,26 @@ def test_mlperf_int8_full_eval(tmp_path_factory, name):
     result = verify(d, report, {report["ncnn"]["inputs"][0]["name"]: data})
     check_int8(result)
     assert all((o["vs_float"]["sqnr_db"] or 99) > 10 for o in result["outputs"].values())
+
+
+def test_ncnn_target_needs_no_tflite_int8_kernels(tmp_path):
+    """ncnn quantizes with its own scheme: an op without a TFLite int8 kernel (Exp) still compiles."""
+    from qcompiler.verify import verify_outdir
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 1, 3, 3)).astype(np.float32) * 0.3, "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Exp", ["r"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "exp.onnx")
+    x = np.random.default_rng(1).uniform(0, 1, size=(16, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "c.npy", x)
+    with pytest.raises(UnsupportedOpError, match="Exp"):
+        compile_model(tmp_path / "exp.onnx", tmp_path / "tfl", CompileOptions(calib=str(tmp_path / "c.npy")))
+    res = compile_model(tmp_path / "exp.onnx", tmp_path / "ncnn",
+                        CompileOptions(target="ncnn", calib=str(tmp_path / "c.npy")))
+    assert res.quant_graph is None and res.report["ir_file"] == "exp.float.qir"
+    assert not (tmp_path / "tfl").exists()
+    out = verify_outdir(tmp_path / "ncnn", tmp_path / "c.npy")
+    assert out["ok"], out

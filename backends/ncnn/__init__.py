@@ -50,6 +50,7 @@ def emit(comp, outdir: Path) -> dict:
                    for layer in layers if layer.meta.get("int8")}
     return {
         "files": sorted([f"{name}.param", f"{name}.bin", f"{name}.float.qir"]),
+        "ir_file": f"{name}.float.qir",  # qcc verify loads its input shapes from this graph
         "ops": dict(sorted(types.items())),
         "flash_bytes": len(data),
         "ncnn": {
