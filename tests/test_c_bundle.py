@@ -2,43 +2,16 @@
 the quantize helpers match TFLite's rounding, and the op resolver registers
 exactly the model's kernels (checked by compiling against stub headers)."""
 
-import importlib
-import importlib.util
 import math
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-
-def _import_backend(module: str):
-    """Import qcompiler.backends.tflite.<module>, mapping the source tree by
-    hand when the package is not installed yet."""
-    name = f"qcompiler.backends.tflite.{module}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("qcompiler"):
-            raise
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root))
-    importlib.import_module("qcompiler")
-    if "qcompiler.backends" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "qcompiler.backends", root / "backends" / "__init__.py",
-            submodule_search_locations=[str(root / "backends")])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules["qcompiler.backends"] = pkg
-        spec.loader.exec_module(pkg)
-    return importlib.import_module(name)
-
-
-fb = _import_backend("flatbuffer")
-cb = _import_backend("c_bundle")
+from qcompiler.backends.tflite import flatbuffer as fb, c_bundle as cb
 
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ is not installed")

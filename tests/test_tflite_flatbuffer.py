@@ -2,38 +2,13 @@
 round trips are exact, output is deterministic, deduplicated and aligned."""
 
 import copy
-import importlib
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-
-def _import_backend(module: str):
-    """Import qcompiler.backends.tflite.<module>, mapping the source tree by
-    hand when the package is not installed yet."""
-    name = f"qcompiler.backends.tflite.{module}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("qcompiler"):
-            raise
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root))
-    importlib.import_module("qcompiler")
-    if "qcompiler.backends" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "qcompiler.backends", root / "backends" / "__init__.py",
-            submodule_search_locations=[str(root / "backends")])
-        pkg = importlib.util.module_from_spec(spec)
-        sys.modules["qcompiler.backends"] = pkg
-        spec.loader.exec_module(pkg)
-    return importlib.import_module(name)
+from qcompiler.backends.tflite import flatbuffer as fb
 
 
-fb = _import_backend("flatbuffer")
 TflTensor, TflOperator, TflModel = fb.TflTensor, fb.TflOperator, fb.TflModel
 
 # TFLM's copy of the generated schema is an independent raw reader (the
