@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompiler.errors import QuantizationError, UnsupportedOpError
+from qcompiler.errors import QuantizationError, require_ops
 from qcompiler.ir import Graph, QuantParams, Value
 from qcompiler.quant_math import choose_activation_params, symmetric_weight_scales
 
@@ -159,13 +159,7 @@ def quantize_weights(graph: Graph, per_channel_fc: bool = False, per_tensor: boo
 def check_quantizable(graph: Graph) -> None:
     from qcompiler.interpreter import INT_KERNELS, _load_tables
     _load_tables()
-    bad = {}
-    for n in graph.nodes:
-        if n.op not in INT_KERNELS:
-            bad.setdefault(n.op, []).append(n.name)
-    if bad:
-        raise UnsupportedOpError([f"{op} (nodes: {', '.join(v[:3])}{', ...' if len(v) > 3 else ''})"
-                                  for op, v in sorted(bad.items())], where="the model (int8 quantization)")
+    require_ops(graph.nodes, INT_KERNELS, "the model (int8 quantization)")
 
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool = False,

@@ -62,3 +62,19 @@ class VerificationError(QccError):
     """An emitted artifact does not match the integer reference interpreter."""
 
     exit_code = 9
+
+
+def require_ops(nodes, supported, where: str = "the model", why: dict | None = None) -> None:
+    """Raise one UnsupportedOpError naming every op (and its first nodes) not in `supported`.
+
+    `nodes` are IR nodes (anything with .op and .name); `why` adds a reason per op.
+    """
+    missing: dict[str, list[str]] = {}
+    for n in nodes:
+        if n.op not in supported:
+            missing.setdefault(n.op, []).append(n.name)
+    if missing:
+        why = why or {}
+        raise UnsupportedOpError(
+            [f"{op} (nodes: {', '.join(names[:5])}{', ...' if len(names) > 5 else ''})"
+             + (f": {why[op]}" if op in why else "") for op, names in sorted(missing.items())], where)

@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .errors import CalibrationError, GraphError, QccError, UnsupportedOpError
+from .errors import CalibrationError, GraphError, QccError, require_ops
 from .ir import Graph, Node
 
 Kernel = Callable[[Node, list], list]
@@ -58,9 +58,7 @@ class Interpreter:
         self.graph = graph
         self.kernels = kernels
         self.hook = hook
-        missing = sorted({f"{n.op} (node {n.name})" for n in graph.nodes if n.op not in kernels})
-        if missing:
-            raise UnsupportedOpError(missing, where=f"graph {graph.name} (interpreter)")
+        require_ops(graph.nodes, kernels, f"graph {graph.name} (interpreter)")
 
     def run(self, feeds: dict[str, np.ndarray], keep: Iterable[str] = ()) -> dict[str, np.ndarray]:
         """Execute once; returns graph outputs (plus any values named in `keep`)."""

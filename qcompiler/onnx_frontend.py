@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from .errors import ModelLoadError, QccError, UnsupportedOpError
+from .errors import ModelLoadError, QccError, UnsupportedOpError, require_ops
 from .ir import Graph, Value
 from .onnx_attrs import attrs_from_onnx
 
@@ -116,14 +116,7 @@ def check_supported(graph: Graph) -> None:
     """One error listing every op the float interpreter cannot run."""
     from .interpreter import FLOAT_KERNELS, _load_tables
     _load_tables()
-    bad = {}
-    for n in graph.nodes:
-        if n.op not in FLOAT_KERNELS:
-            bad.setdefault(n.op, []).append(n.name)
-    if bad:
-        problems = [f"{op} (nodes: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
-                    for op, names in sorted(bad.items())]
-        raise UnsupportedOpError(problems)
+    require_ops(graph.nodes, FLOAT_KERNELS)
 
 
 def onnx_to_graph(model: onnx.ModelProto, name: str = "model",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qcompiler.errors import BackendError, UnsupportedOpError
+from qcompiler.errors import BackendError, require_ops
 from qcompiler.ir import Graph, Value
 
 from . import lower_conv, lower_eltwise, lower_pool, lower_shape
@@ -43,15 +43,7 @@ class Lowered:
 
 def check_supported(graph: Graph) -> None:
     """Raise one UnsupportedOpError listing every op (with its nodes) TFLite cannot take."""
-    missing: dict[str, list[str]] = {}
-    for n in graph.nodes:
-        if n.op not in LOWERINGS:
-            missing.setdefault(n.op, []).append(n.name)
-    if missing:
-        raise UnsupportedOpError([f"{op} (nodes: {', '.join(v[:5])}{', ...' if len(v) > 5 else ''})"
-                                  + (f": {WHY_UNSUPPORTED[op]}" if op in WHY_UNSUPPORTED else "")
-                                  for op, v in sorted(missing.items())],
-                                 where="the model (TFLite backend)")
+    require_ops(graph.nodes, LOWERINGS, "the model (TFLite backend)", WHY_UNSUPPORTED)
 
 
 WHY_UNSUPPORTED = {

@@ -18,7 +18,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from qcompiler.errors import BackendError, UnsupportedOpError
+from qcompiler.errors import BackendError, require_ops
 from qcompiler.int_kernels_util import require_same_quant
 from qcompiler.ir import Graph, Node, Value
 
@@ -109,10 +109,8 @@ class Lowering:
 
 def check_supported(graph: Graph) -> None:
     """Raise UnsupportedOpError listing every op without a lowering (all at once)."""
-    missing = sorted({f"{n.op} (node {n.name})" for n in graph.nodes if n.op not in LOWERINGS})
-    if missing:
-        raise UnsupportedOpError(missing, where=f"graph {graph.name} for target tvm "
-                                 f"(supported: {', '.join(SUPPORTED_OPS)})")
+    require_ops(graph.nodes, LOWERINGS, f"graph {graph.name} for target tvm "
+                f"(supported: {', '.join(SUPPORTED_OPS)})")
 
 
 def lower_graph(graph: Graph) -> Lowered:
