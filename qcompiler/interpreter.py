@@ -46,7 +46,7 @@ def int_kernel(*ops: str):
 
 def _load_tables() -> None:
     # kernels register themselves on import
-    from . import float_kernels, int_kernels  # noqa: F401
+    from . import float_kernels, float_kernels_resize, float_kernels_shape, int_kernels  # noqa: F401
 
 
 class Interpreter:

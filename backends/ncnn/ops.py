@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompiler.float_kernels_nn import _Geometry, attr, ints, opset
+from qcompiler.float_kernels_nn import WindowGeometry, attr, ints, opset
 
 from . import quant
 from .lower import Blob, Lowering, Unsupported, ncnn_dims, shape_params
@@ -85,11 +85,11 @@ def _weights(lw: Lowering, node, layer_type: str, w: np.ndarray, bias, scale_gro
     return weights, {8: term}, {"int8": info}
 
 
-def _window(node, x, kernel, ceil_mode=False) -> _Geometry:
+def _window(node, x, kernel, ceil_mode=False) -> WindowGeometry:
     if len(kernel) != 2 or len(x.shape) != 4:
         raise Unsupported("only 2-D windows (NCHW input) are supported")
     try:
-        return _Geometry(node, x.shape[2:], list(kernel), ceil_mode=ceil_mode)
+        return WindowGeometry(node, x.shape[2:], list(kernel), ceil_mode=ceil_mode)
     except (NotImplementedError, ValueError) as e:
         raise Unsupported(str(e)) from None
 
