@@ -17,30 +17,25 @@ LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 LIGHT_MODELS = sorted(p.stem for p in LIGHT.glob("*.onnx"))
 
 
-def _ort(path, feeds):
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
+def _assert_close(graph, feeds_list, refs, label):
+    for feeds, ref in zip(feeds_list, refs):
+        ours = run_float(graph, feeds)
+        for v, r in zip(graph.outputs, ref):
+            err = np.max(np.abs(ours[v.name] - r)) / max(1.0, float(np.max(np.abs(r))))
+            assert err <= 1e-4, (label, v.name, err)
 
 
 def _check(path: Path, inputs: list[np.ndarray], optimized: bool = True):
+    """Float interpreter on the loaded graph, then on the optimized graph, vs one onnxruntime run."""
     g = load_model(path)
-    for x in inputs:
-        feeds = {g.inputs[0].name: x.reshape(g.inputs[0].shape)}
-        ref = _ort(path, feeds)
-        ours = run_float(g, feeds)
-        for v, r in zip(g.outputs, ref):
-            err = np.max(np.abs(ours[v.name] - r)) / max(1.0, float(np.max(np.abs(r))))
-            assert err <= 1e-4, (path.name, v.name, err)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds_list = [{g.inputs[0].name: x.reshape(g.inputs[0].shape)} for x in inputs]
+    refs = [sess.run(None, feeds) for feeds in feeds_list]
+    _assert_close(g, feeds_list, refs, path.name)
     if optimized:
         opt, _ = optimize(g, DEFAULT_PIPELINES["tflm"])
         assert not any(n.op == "BatchNormalization" for n in opt.nodes)
-        for x in inputs:
-            feeds = {g.inputs[0].name: x.reshape(g.inputs[0].shape)}
-            ref = _ort(path, feeds)
-            ours = run_float(opt, feeds)
-            for v, r in zip(opt.outputs, ref):
-                err = np.max(np.abs(ours[v.name] - r)) / max(1.0, float(np.max(np.abs(r))))
-                assert err <= 1e-4, (path.name, "optimized", v.name, err)
+        _assert_close(opt, feeds_list, refs, f"{path.name} optimized")
 
 
 @pytest.mark.parametrize("name", SAMPLE_MODELS)
