@@ -26,12 +26,14 @@ def test_alignment_and_disjoint_lifetimes_share():
 
 
 def test_best_plan_beats_largest_first_when_it_can():
-    # largest-first places the long small buffer badly; a lifetime-first order does better
-    bufs = [Buffer("big1", 96, 0, 1), Buffer("big2", 96, 2, 3), Buffer("long", 64, 0, 3),
-            Buffer("mid", 80, 1, 2)]
-    _, greedy = plan(bufs)
-    _, best, name = best_plan(bufs)
-    assert best <= greedy
+    # a chain of short-lived buffers: largest-first puts both 96-byte ends at 0 and then has to
+    # stack the two 80-byte middles above them (256); creation order interleaves them (176)
+    bufs = [Buffer("b0", 80, 1, 2), Buffer("b1", 80, 2, 3), Buffer("b2", 96, 0, 1), Buffer("b3", 96, 3, 4)]
+    offsets, greedy = plan(bufs)
+    assert greedy == 256 and offsets == {"b2": 0, "b3": 0, "b0": 96, "b1": 176}
+    best_offsets, best, name = best_plan(bufs)
+    assert (best, name) == (176, "creation")
+    assert best_offsets == {"b2": 0, "b0": 96, "b1": 0, "b3": 80}
     assert best >= lower_bound(bufs)
 
 
