@@ -33,6 +33,9 @@ BATCH_SAFE = {"Conv", "Gemm", "Relu", "Clip", "Add", "Sub", "Mul", "Div", "MaxPo
               "GlobalAveragePool", "GlobalMaxPool", "Softmax", "Sigmoid", "Tanh", "Concat", "Identity",
               "Dropout", "LeakyRelu", "HardSwish", "PRelu"}
 
+# ops whose constant inputs are all weights / biases (never broadcast against the sample axis)
+PARAMETER_INPUTS = {"Conv", "Gemm"}
+
 
 def node_pairs(float_graph: Graph, qgraph: Graph) -> list[tuple[Node, Node]]:
     """(float node, quantized node) pairs; quantize_graph keeps order and names."""
@@ -162,14 +165,17 @@ class _Streams:
         rank = len(acts[0].shape)
         if any(len(v.shape) != rank for v in acts):
             return False  # a lower-rank operand would broadcast against the sample axis
+        if f.op in PARAMETER_INPUTS:  # weights and biases are parameters, not broadcast operands
+            return True
         return all(v.data.ndim < rank or v.data.shape[0] == 1 for v in f.inputs if v is not None and v.is_constant)
 
     def run(self, f: Node, args: list) -> list[np.ndarray]:
         kernel = FLOAT_KERNELS[f.op]
         if self._batchable(f):
             return kernel(f, args)
-        stacked = [v is not None and not v.is_constant for v in f.inputs]
-        parts = [kernel(f, [np.array_split(a, self.samples)[s] if st else a for a, st in zip(args, stacked)])
+        split = [np.array_split(a, self.samples) if v is not None and not v.is_constant else None
+                 for a, v in zip(args, f.inputs)]
+        parts = [kernel(f, [a if sp is None else sp[s] for a, sp in zip(args, split)])
                  for s in range(self.samples)]
         return [np.concatenate([np.asarray(x) for x in p]) for p in zip(*parts)]
 

@@ -1,6 +1,8 @@
 """Helpers shared by the integer kernels: quantization parameters, activation ranges."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import quant_math as qm
@@ -71,9 +73,19 @@ def const_ints(node: Node, index: int, inputs: list, attr: str | None = None):
 
 
 def multipliers_for_channels(real: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """quant_math.quantize_multipliers, broadcast to `channels` entries (int64 arrays)."""
-    m, s = qm.quantize_multipliers(np.broadcast_to(np.asarray(real, np.float64), (channels,)))
-    return m.astype(np.int64), s.astype(np.int64)
+    """quant_math.quantize_multipliers, broadcast to `channels` entries (int64 arrays, read-only)."""
+    real = np.ascontiguousarray(real, np.float64)
+    return _multipliers(real.tobytes(), real.shape, channels)
+
+
+@functools.lru_cache(maxsize=4096)
+def _multipliers(real_bytes: bytes, shape: tuple, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    # cached: a layer's multipliers are the same on every run of the interpreter
+    real = np.frombuffer(real_bytes, np.float64).reshape(shape)
+    m, s = qm.quantize_multipliers(np.broadcast_to(real, (channels,)))
+    m, s = m.astype(np.int64), s.astype(np.int64)
+    m.flags.writeable = s.flags.writeable = False
+    return m, s
 
 
 def channel_shape(rank: int, axis: int = 1) -> tuple[int, ...]:

@@ -62,26 +62,33 @@ class HistogramObserver:
         return math.sqrt(max(self._sumsq / self.n - self.mean ** 2, 0.0))
 
     def observe(self, arr: np.ndarray) -> None:
-        x = np.asarray(arr, np.float64).ravel()
+        x = np.asarray(arr).ravel()
         if x.size == 0:
             return
-        self.min = min(self.min, float(x.min()))
-        self.max = max(self.max, float(x.max()))
+        if x.dtype != np.float32:
+            x = x.astype(np.float64)
+        batch_min, batch_max = float(x.min()), float(x.max())
+        self.min, self.max = min(self.min, batch_min), max(self.max, batch_max)
         self.n += x.size
-        self._sum += float(x.sum())
-        self._sumsq += float(np.sum(x * x))  # np.dot goes through BLAS: far slower here
-        nz = x[x != 0]
-        self.zeros += x.size - nz.size
-        if nz.size:
-            self._add(nz)
+        self._sum += float(np.sum(x, dtype=np.float64))
+        self._sumsq += float(np.sum(np.square(x, dtype=np.float64)))
+        nonzero = int(np.count_nonzero(x))
+        self.zeros += x.size - nonzero
+        if nonzero == x.size:
+            self._add(x, batch_min, batch_max, 0)
+        elif nonzero:
+            # the extremes of the non-zero values, without compacting the array (slow on ReLU outputs)
+            lo = float(np.min(np.where(x != 0, x, np.inf)))
+            hi = float(np.max(np.where(x != 0, x, -np.inf)))
+            self._add(x, lo, hi, x.size - nonzero)
 
     # ---- histogram maintenance ------------------------------------------
     def _index(self, x: np.ndarray) -> np.ndarray:
-        # division by a power of two is exact, so bin assignment is reproducible
+        # division by a power of two is exact (in float32 too), so bin assignment is reproducible
         return np.floor(np.ldexp(x, -self.exp)).astype(np.int64)
 
-    def _add(self, x: np.ndarray) -> None:
-        lo, hi = float(x.min()), float(x.max())
+    def _add(self, x: np.ndarray, lo: float, hi: float, zeros: int) -> None:
+        """Count the non-zero values of x (lo / hi: their extremes; `zeros` exact zeros in x)."""
         if self.exp is None:
             span = hi - lo if hi > lo else abs(hi) * 1e-6  # values are non-zero: span > 0
             # smallest power-of-two width that puts the first batch into about half the bins
@@ -103,7 +110,12 @@ class HistogramObserver:
         if i0 < self.start or i1 >= self.start + self.bins:
             self._move(i0)
         idx = self._index(x) - self.start
+        zero_bin = -self.start
+        if zeros and not 0 <= zero_bin < self.bins:  # 0 lies outside the window: drop the zeros first
+            idx, zeros = idx[x != 0], 0
         self.counts += np.bincount(idx, minlength=self.bins)
+        if zeros:
+            self.counts[zero_bin] -= zeros
 
     def _coarsen(self) -> None:
         """Double the bin width: bins 2k and 2k+1 merge (floor division keeps it exact)."""

@@ -22,7 +22,7 @@ from .calibration import FloatRunner
 from .interpreter import INT_KERNELS, Interpreter
 from .ir import Graph
 
-REPORT_SAMPLES = 16  # samples the per-layer report runs (spread over the calibration set)
+REPORT_SAMPLES = 8  # samples the per-layer report runs (spread over the calibration set)
 
 
 class _Acc:

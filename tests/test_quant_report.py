@@ -12,7 +12,7 @@ from qcompiler.errors import CalibrationError
 from qcompiler.interpreter import FLOAT_KERNELS, INT_KERNELS, Interpreter
 from qcompiler.onnx_frontend import load_model
 from qcompiler.pipeline import COMMON_PIPELINE, CompileOptions, compile_model, optimize, quantize
-from qcompiler.quant_report import png_bytes, sqnr_chart, worst_layers, write_report_files
+from qcompiler.quant_report import REPORT_SAMPLES, png_bytes, sqnr_chart, worst_layers, write_report_files
 
 CALIB = str(MODELS / "digits_calib.npy")
 
@@ -39,17 +39,18 @@ def test_every_int8_tensor_is_reported(resnet):
         assert e["scale"] > 0 and -128 <= e["zero_point"] <= 127
     convs = [e for e in layers if e["op"] == "Conv"]
     assert convs and all(e["weight_sqnr_db"] > 30 for e in convs)
-    assert summary["report_samples"] == 16
+    assert summary["report_samples"] == REPORT_SAMPLES
 
 
 def test_report_sqnr_matches_a_direct_measurement(resnet):
     g, q, summary = resnet
     out = next(e for e in summary["layers"] if e["tensor"] == q.outputs[0].name)
-    x = np.load(CALIB)[[int(i) for i in np.linspace(0, 199, 16).round()]]
+    n = REPORT_SAMPLES
+    x = np.load(CALIB)[[int(i) for i in np.linspace(0, 199, n).round()]]
     fi, qi = Interpreter(g, FLOAT_KERNELS), Interpreter(q, INT_KERNELS)
-    ref = np.concatenate([fi.run({"input": x[i:i + 1]})["output"] for i in range(16)]).astype(np.float64)
+    ref = np.concatenate([fi.run({"input": x[i:i + 1]})["output"] for i in range(n)]).astype(np.float64)
     got = np.concatenate([q.outputs[0].quant.dequantize(qi.run({"input": q.inputs[0].quant.quantize(x[i:i + 1])})
-                                                        ["output"]) for i in range(16)])
+                                                        ["output"]) for i in range(n)])
     want = 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - got) ** 2))
     assert out["sqnr_db"] == pytest.approx(want, abs=0.05)
 

@@ -132,6 +132,20 @@ def min_arena(model_bytes: bytes, hint: int | None = None, granularity: int = 16
     return hi
 
 
+def needed_arena(model_bytes: bytes) -> int:
+    """The arena TFLM needs: what its recording allocator reports after one invoke, checked.
+
+    The reported total is the minimum for every model measured so far; when the check
+    fails (Prepare can use temporary memory beyond the final total) the minimum is
+    bisected instead (`min_arena`, a forked child per try).
+    """
+    from qcompiler.runtimes import tflm_allocations
+    total = -(-tflm_allocations(model_bytes)["total"] // 16) * 16
+    if _runs_with(model_bytes, total):
+        return total
+    return min_arena(model_bytes, hint=2 * total)
+
+
 def plan_arena(model: TflModel) -> tuple[TflModel, dict]:
     """Pick TFLM's own placement or our offline plan, whichever needs the smaller arena.
 
@@ -155,9 +169,8 @@ def plan_arena(model: TflModel) -> tuple[TflModel, dict]:
         info.update(offline_plan=use_plan, arena_source="estimate (tflite-micro not installed)",
                     arena_bytes=None)
         return (planned if use_plan else model), info
-    sizes = {}
-    for key, candidate in (("tflm_planner", model), ("offline_plan", planned)):
-        sizes[key] = min_arena(write_model(candidate), hint=2 * max(head, greedy) + 16384)
+    sizes = {key: needed_arena(write_model(candidate))
+             for key, candidate in (("tflm_planner", model), ("offline_plan", planned))}
     use_plan = sizes["offline_plan"] < sizes["tflm_planner"]
     info.update(offline_plan=use_plan, arena_bytes=min(sizes.values()),
                 arena_bytes_with_tflm_planner=sizes["tflm_planner"],
