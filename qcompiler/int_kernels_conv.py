@@ -6,8 +6,9 @@ TFLM CONV_2D / DEPTHWISE_CONV_2D (reference/integer_ops/conv.h, depthwise_conv.h
 with M[c], shift[c] = QuantizeMultiplier(double(in_s) * double(w_s[c]) / double(out_s)).
 Taps outside the image are skipped, which equals padding (x - in_zp) with zeros.
 
-The sums are formed in float64 (BLAS): every partial sum is an integer far below
-2^53, so the result is exact, then wrapped to int32 like the C++ accumulator.
+The sums are formed in floating point (BLAS): in float32 when the sum of |terms| is
+below 2^24, else float64 (below 2^53); every partial sum is then an exact integer.
+The result is wrapped to int32 like the C++ accumulator.
 """
 from __future__ import annotations
 
@@ -51,17 +52,22 @@ def _conv2d_acc(xs, w, strides, pads, dilations, group):
         raise GraphError(f"Conv: empty output ({ho}x{wo}) for input {h}x{wd}")
     if c != cg * group or o % group:
         raise GraphError(f"Conv: input channels {c}, weight {w.shape} and group {group} disagree")
-    xp = np.zeros((n, c, h + pt + pb, wd + pl + pr), np.float64)
+    # float arithmetic on integers is exact while every partial sum stays below 2^24 (float32)
+    # or 2^53 (float64); bound them by the sum of |terms| to take the faster float32 when safe
+    terms = cg * kh * kw if not (cg == 1 and group == c) else kh * kw
+    bound = terms * float(np.max(np.abs(xs), initial=0)) * float(np.max(np.abs(w), initial=0))
+    ftype = np.float32 if bound < 2 ** 24 else np.float64
+    xp = np.zeros((n, c, h + pt + pb, wd + pl + pr), ftype)
     xp[:, :, pt:pt + h, pl:pl + wd] = xs
 
     def tap(i, j):
         y0, x0 = i * dh, j * dw
         return xp[:, :, y0:y0 + sh * (ho - 1) + 1:sh, x0:x0 + sw * (wo - 1) + 1:sw]
 
-    wf = w.astype(np.float64)
+    wf = w.astype(ftype)
     if cg == 1 and group == c:  # depthwise: output channel k reads input channel k // m
         src = np.arange(o) // (o // c)
-        acc = np.zeros((n, o, ho, wo), np.float64)
+        acc = np.zeros((n, o, ho, wo), ftype)
         for i in range(kh):
             for j in range(kw):
                 acc += tap(i, j)[:, src] * wf[:, 0, i, j].reshape(1, o, 1, 1)
@@ -69,7 +75,7 @@ def _conv2d_acc(xs, w, strides, pads, dilations, group):
     if kh == kw == 1 and sh == sw == 1:
         cols = tap(0, 0).reshape(n, group, cg, ho * wo)
     else:
-        cols = np.empty((n, c, kh, kw, ho, wo), np.float64)
+        cols = np.empty((n, c, kh, kw, ho, wo), ftype)
         for i in range(kh):
             for j in range(kw):
                 cols[:, :, i, j] = tap(i, j)
