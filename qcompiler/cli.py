@@ -52,9 +52,12 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="write the IR (text + ONNX) after this pass into --dump-dir (repeatable)")
     p.add_argument("--dump-dir", help="where --dump-after writes (default: the current directory)")
     p.add_argument("--explain", action="store_true", help="print the pass pipeline this target runs and exit")
-    p.add_argument("--per-tensor-fc", action="store_true",
-                   help="per-tensor FULLY_CONNECTED weights (the TFLite spec's form; default is per-channel, "
-                        "which TFLite Micro and LiteRT run and which keeps more accuracy)")
+    fc = p.add_mutually_exclusive_group()
+    fc.add_argument("--per-tensor-fc", action="store_true",
+                    help="per-tensor FULLY_CONNECTED weights everywhere (the TFLite spec's form; least arena)")
+    fc.add_argument("--per-channel-fc", action="store_true",
+                    help="per-channel FULLY_CONNECTED weights everywhere (TFLM keeps 8 arena bytes per output "
+                         "channel); default: per channel only for layers where it gains >= 3 dB weight SQNR")
     p.add_argument("--name", help="base name of the emitted files (default: model file stem)")
     p.add_argument("--tvm-target", default="llvm",
                    help="TVM target: a kind name (llvm) or a JSON dict, e.g. '{\"kind\":\"llvm\",\"mcpu\":\"skylake\"}'")
@@ -88,7 +91,7 @@ def cmd_compile(argv: list[str]) -> int:
                           max_calib_samples=a.max_calib_samples,
                           input_shapes=parse_input_shapes(";".join(a.input_shape)),
                           passes=tuple(a.passes.split(",")) if a.passes else None,
-                          per_channel_fc=not a.per_tensor_fc, name=a.name, tvm_target=a.tvm_target,
+                          per_channel_fc=_fc_mode(a), name=a.name, tvm_target=a.tvm_target,
                           ncnn_precision=a.ncnn_precision, io=a.io, input_dtype=a.input_dtype)
     if a.target not in ("tflm", "tflite") and (a.io != "int8" or a.input_dtype != "int8"):
         raise QccError(f"--io / --input-dtype apply to targets tflm and tflite, not {a.target}")
@@ -173,6 +176,10 @@ def cmd_passes(argv: list[str]) -> int:
     for name in sorted(PASSES):
         print(f"{name:24} {PASSES[name].description}")
     return 0
+
+
+def _fc_mode(a) -> bool | str:
+    return False if a.per_tensor_fc else (True if a.per_channel_fc else "auto")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,7 +63,7 @@ class CompileOptions:
     input_range: tuple | None = None    # (lo, hi) of every float input; needed without --calib
     input_shapes: dict = field(default_factory=dict)
     passes: tuple[str, ...] | None = None
-    per_channel_fc: bool = True
+    per_channel_fc: bool | str = "auto"  # True | False | "auto" (per channel where it gains >= 3 dB)
     name: str | None = None
     tvm_target: str = "llvm"
     disable_passes: tuple[str, ...] = ()
@@ -99,8 +99,10 @@ class CompileOptions:
             parts.append(f"--disable-pass {','.join(self.disable_passes)}")
         if self.outputs:
             parts.append(f"--outputs {','.join(self.outputs)}")
-        if not self.per_channel_fc:
+        if self.per_channel_fc is not True and self.per_channel_fc != "auto":
             parts.append("--per-tensor-fc")
+        elif self.per_channel_fc is True:
+            parts.append("--per-channel-fc")
         if self.target == "tvm":
             parts.append(f"--tvm-target {self.tvm_target}")
         if self.target == "ncnn":
