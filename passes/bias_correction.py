@@ -6,11 +6,13 @@ input brings along). Adding that expectation to the bias, channel by channel,
 makes the mean right again; it matters most for per-tensor weights, where
 small channels lose most of their precision.
 
-- empirical: E[...] measured on calibration samples. The float network and a
-  simulation of the quantized one (dequantized weights, every activation
-  fake-quantized with its int8 parameters) run side by side, node by node over
-  all samples; each layer's shift is measured with its predecessors already
-  corrected, so the correction also covers the drift of the layers before it.
+- empirical: E[...] measured on calibration samples. A simulation of the
+  quantized network (dequantized weights, every activation fake-quantized with
+  its int8 parameters) runs node by node over all samples; each layer's shift is
+  measured with its predecessors already corrected, so the correction also
+  covers the drift of the layers before it. The float side needs only each
+  layer's mean output, which one float pass (onnxruntime) gives through the
+  layer's mean input (`float_output_means`).
 - analytic: E[x] per input channel from BatchNorm statistics (`moments.py`),
   shift = (W - Wq) E[x]; needs no data but covers weight rounding only, and
   only layers fed (through ReLU / pooling / reshape) by a layer with BN
@@ -117,43 +119,39 @@ def _channel_mean(y: np.ndarray) -> np.ndarray:
     return np.moveaxis(y, 1, 0).reshape(y.shape[1], -1).astype(np.float64).mean(axis=1)
 
 
-class _Streams:
-    """The float network and the quantized simulation, all samples stacked on axis 0.
+class _QuantStream:
+    """The quantized simulation, all samples stacked on axis 0.
 
     Ops that treat the batch axis independently run once on the stack; the
     others (Reshape with a literal batch of 1, ...) run sample by sample.
     """
 
-    def __init__(self, float_graph: Graph, qgraph: Graph, feeds: list[dict]):
+    def __init__(self, graph: Graph, qgraph: Graph, feeds: list[dict]):
         self.samples = len(feeds)
-        self.batch = float_graph.inputs[0].shape[0] if float_graph.inputs[0].shape else 1
-        self.f_env = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+        self.batch = graph.inputs[0].shape[0] if graph.inputs[0].shape else 1
         qin = {v.name: v.quant for v in qgraph.inputs}
-        self.q_env = {k: _fake_quant(a.astype(np.float32), qin.get(k)) for k, a in self.f_env.items()}
+        self.env = {k: _fake_quant(np.concatenate([f[k] for f in feeds]).astype(np.float32), qin.get(k))
+                    for k in feeds[0]}
         self.uses: dict[str, int] = {}
-        for n in float_graph.nodes:
+        for n in graph.nodes:
             for v in n.inputs:
                 if v is not None and not v.is_constant:
                     self.uses[v.name] = self.uses.get(v.name, 0) + 1
-        self.keep = {v.name for v in float_graph.outputs}
+        self.keep = {v.name for v in graph.outputs}
 
-    def args(self, f: Node, q: Node, weights: tuple | None = None):
-        """Kernel arguments of both streams; activations are the stacked arrays."""
-        fa, qa = [], []
+    def args(self, f: Node, q: Node, weights: tuple | None = None) -> list:
+        """Kernel arguments: dequantized constants (or `weights`), stacked activations."""
+        out = []
         for i, (fv, qv) in enumerate(zip(f.inputs, q.inputs)):
             if fv is None:
-                fa.append(None)
-                qa.append(None)
-            elif fv.is_constant:
-                fa.append(fv.data)
-                if weights is not None and i in (1, 2):
-                    qa.append(weights[i - 1])
-                else:
-                    qa.append(qv.quant.dequantize(qv.data) if qv.quant is not None else qv.data)
+                out.append(None)
+            elif not fv.is_constant:
+                out.append(self.env[fv.name])
+            elif weights is not None and i in (1, 2):
+                out.append(weights[i - 1])
             else:
-                fa.append(self.f_env[fv.name])
-                qa.append(self.q_env[fv.name])
-        return fa, qa
+                out.append(qv.quant.dequantize(qv.data) if qv.quant is not None else qv.data)
+        return out
 
     def _batchable(self, f: Node) -> bool:
         """True when running the stacked arrays at once computes every sample independently."""
@@ -179,36 +177,61 @@ class _Streams:
                  for s in range(self.samples)]
         return [np.concatenate([np.asarray(x) for x in p]) for p in zip(*parts)]
 
-    def store(self, f: Node, q: Node, f_outs: list, q_outs: list) -> None:
-        for fv, qv, fo, qo in zip(f.outputs, q.outputs, f_outs, q_outs):
-            self.f_env[fv.name] = fo
-            self.q_env[fv.name] = _fake_quant(qo, qv.quant)
+    def store(self, f: Node, q: Node, outs: list) -> None:
+        for fv, qv, o in zip(f.outputs, q.outputs, outs):
+            self.env[fv.name] = _fake_quant(o, qv.quant)
         for v in f.inputs:  # free what no later node reads
             if v is not None and not v.is_constant and v.name in self.uses:
                 self.uses[v.name] -= 1
                 if self.uses[v.name] == 0 and v.name not in self.keep:
-                    self.f_env.pop(v.name, None)
-                    self.q_env.pop(v.name, None)
+                    self.env.pop(v.name, None)
+
+
+def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node]) -> dict[str, np.ndarray]:
+    """Per output channel, the float network's mean pre-activation output of each layer.
+
+    One float forward pass per sample (onnxruntime when available) accumulates the mean
+    input image of each layer; as Conv / Gemm are affine, the layer applied to that mean
+    image and averaged over positions is exactly the mean of its outputs.
+    """
+    from qcompiler.calibration import FloatRunner
+    runner = FloatRunner(float_graph)
+    sums: dict[str, np.ndarray] = {}
+    rows = 0
+    for feed in feeds:
+        acts = runner.run(feed)
+        for f in layers:
+            x = acts[f.inputs[0].name].astype(np.float64)
+            total = x.sum(axis=0, keepdims=True)
+            sums[f.name] = sums[f.name] + total if f.name in sums else total
+        rows += next(iter(feed.values())).shape[0]
+    means = {}
+    for f in layers:
+        args = [sums[f.name] / rows] + [v.data.astype(np.float64) if v is not None else None for v in f.inputs[1:]]
+        means[f.name] = _channel_mean(FLOAT_KERNELS[f.op](f, args)[0])
+    return means
 
 
 def empirical_bias_correction(float_graph: Graph, qgraph: Graph, feeds: list[dict]) -> dict:
     """Correct every quantized Conv / Gemm so its mean output matches the float network's."""
     _load_tables()
-    streams = _Streams(float_graph, qgraph, feeds)
+    pairs = node_pairs(float_graph, qgraph)
+    layers = [f for f, q in pairs if is_corrected_layer(q)]
+    float_means = float_output_means(float_graph, feeds, layers)
+    stream = _QuantStream(float_graph, qgraph, feeds)
     shifts = {}
-    for f, q in node_pairs(float_graph, qgraph):
+    for f, q in pairs:
         weights = None
         if is_corrected_layer(q):
             weights = (q.input(1).quant.dequantize(q.input(1).data).astype(np.float32),
                        _float_bias(f).astype(np.float32))
-        fa, qa = streams.args(f, q, weights)
-        f_outs, q_outs = streams.run(f, fa), streams.run(f, qa)
+        outs = stream.run(f, stream.args(f, q, weights))
         if weights is not None:
-            shift = _channel_mean(f_outs[0]) - _channel_mean(q_outs[0])
+            shift = float_means[f.name] - _channel_mean(outs[0])
             set_float_bias(qgraph, f, q, _float_bias(f) + shift)
-            shape = (1, -1) + (1,) * (q_outs[0].ndim - 2)
-            q_outs[0] = q_outs[0] + shift.reshape(shape).astype(np.float32)
+            shape = (1, -1) + (1,) * (outs[0].ndim - 2)
+            outs[0] = outs[0] + shift.reshape(shape).astype(np.float32)
             shifts[q.name] = shift
-        f_outs[0], q_outs[0] = _clamp(f, f_outs[0]), _clamp(f, q_outs[0])
-        streams.store(f, q, f_outs, q_outs)
+        outs[0] = _clamp(f, outs[0])
+        stream.store(f, q, outs)
     return _summary("empirical", shifts)

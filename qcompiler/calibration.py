@@ -198,19 +198,35 @@ class FloatRunner:
         return {**feed, **self._interp.run(feed, keep=self.names)}
 
 
+def _observe_all(obs: dict, acts: dict) -> None:
+    for name, arr in acts.items():
+        if name in obs:
+            obs[name].observe(arr)
+
+
 def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], total: int | None = None,
                        runner: FloatRunner | None = None) -> tuple[dict[str, HistogramObserver], int, str]:
     """Observe every float activation over `feeds`: ({name: observer}, sample count, engine)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     runner = runner or FloatRunner(graph)
     obs = {name: HistogramObserver() for name in runner.names}
     progress = _Progress("calibrating", total)
     count = 0
-    for feed in feeds:
-        for name, arr in runner.run(feed).items():
-            if name in obs:
-                obs[name].observe(arr)
-        count += 1
-        progress.step(count)
+    # the next sample's forward pass (onnxruntime releases the GIL) overlaps with observing
+    # the current one; observations still happen in sample order, so results are unchanged
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for feed in feeds:
+            job = pool.submit(runner.run, feed)
+            if pending is not None:
+                _observe_all(obs, pending.result())
+                count += 1
+                progress.step(count)
+            pending = job
+        if pending is not None:
+            _observe_all(obs, pending.result())
+            count += 1
     progress.done()
     if count == 0:
         raise CalibrationError("calibration needs at least one sample")
