@@ -66,7 +66,7 @@ def _conv2d_acc(xs, w, strides, pads, dilations, group):
 
     wf = w.astype(ftype)
     if cg == 1 and group == c:  # depthwise: output channel k reads input channel k // m
-        src = np.arange(o) // (o // c)
+        src = np.arange(o) // (o // c) if o != c else slice(None)  # fancy indexing copies: only if needed
         acc = np.zeros((n, o, ho, wo), ftype)
         for i in range(kh):
             for j in range(kw):

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import iterate_samples, load_samples
+from .calibration import load_samples
 from .errors import QccError
-from .interpreter import INT_KERNELS, Interpreter
 from .serialize import load_graph
 
 

@@ -132,15 +132,20 @@ def min_arena(model_bytes: bytes, hint: int | None = None, granularity: int = 16
     return hi
 
 
-def needed_arena(model_bytes: bytes) -> int:
-    """The arena TFLM needs: what its recording allocator reports after one invoke, checked.
-
-    The reported total is the minimum for every model measured so far; when the check
-    fails (Prepare can use temporary memory beyond the final total) the minimum is
-    bisected instead (`min_arena`, a forked child per try).
-    """
+def recorded_arena(model_bytes: bytes) -> int:
+    """Arena bytes TFLM's recording allocator reports after one invoke (16-byte multiple)."""
     from qcompiler.runtimes import tflm_allocations
-    total = -(-tflm_allocations(model_bytes)["total"] // 16) * 16
+    return -(-tflm_allocations(model_bytes)["total"] // 16) * 16
+
+
+def needed_arena(model_bytes: bytes, recorded: int | None = None) -> int:
+    """The arena TFLM needs: the recorded total, checked by one run with exactly that arena.
+
+    The recorded total is the minimum for every model of ours measured so far; when the
+    check fails (Prepare can use temporary memory beyond the final total; the official AD
+    file needs 656 bytes more) the minimum is bisected instead (`min_arena`, forked runs).
+    """
+    total = recorded if recorded is not None else recorded_arena(model_bytes)
     if _runs_with(model_bytes, total):
         return total
     return min_arena(model_bytes, hint=2 * total)
@@ -149,12 +154,11 @@ def needed_arena(model_bytes: bytes) -> int:
 def plan_arena(model: TflModel) -> tuple[TflModel, dict]:
     """Pick TFLM's own placement or our offline plan, whichever needs the smaller arena.
 
-    With tflite-micro installed both variants are measured (`min_arena`) and the
-    arena size reported is the measured minimum of the chosen one; without it, the
+    With tflite-micro installed both variants are measured (TFLM's recorded arena use,
+    the chosen one checked by a run with exactly that arena: `needed_arena`); without it, the
     offline plan is used when it beats our simulation of TFLM's greedy planner and
     the arena size is an estimate.
     """
-    from qcompiler.errors import MissingDependencyError
 
     from .flatbuffer import write_model
 
@@ -169,11 +173,17 @@ def plan_arena(model: TflModel) -> tuple[TflModel, dict]:
         info.update(offline_plan=use_plan, arena_source="estimate (tflite-micro not installed)",
                     arena_bytes=None)
         return (planned if use_plan else model), info
-    sizes = {key: needed_arena(write_model(candidate))
-             for key, candidate in (("tflm_planner", model), ("offline_plan", planned))}
-    use_plan = sizes["offline_plan"] < sizes["tflm_planner"]
-    info.update(offline_plan=use_plan, arena_bytes=min(sizes.values()),
-                arena_bytes_with_tflm_planner=sizes["tflm_planner"],
+    data = {"tflm_planner": write_model(model), "offline_plan": write_model(planned)}
+    recorded = {key: recorded_arena(b) for key, b in data.items()}
+    use_plan = recorded["offline_plan"] < recorded["tflm_planner"]
+    chosen = "offline_plan" if use_plan else "tflm_planner"
+    arena = needed_arena(data[chosen], recorded[chosen])
+    if arena != recorded[chosen]:  # the recorded totals were not the minima: measure both
+        sizes = {key: needed_arena(b) for key, b in data.items()}
+        use_plan = sizes["offline_plan"] < sizes["tflm_planner"]
+        arena, recorded = min(sizes.values()), sizes
+    info.update(offline_plan=use_plan, arena_bytes=arena,
+                arena_bytes_with_tflm_planner=recorded["tflm_planner"],
                 arena_source="measured: smallest arena the tflite-micro interpreter runs this model with "
                              "(on this 64-bit host; 32-bit targets have smaller runtime structs)")
     if not use_plan:
