@@ -210,7 +210,8 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
     from concurrent.futures import ThreadPoolExecutor
 
     runner = runner or FloatRunner(graph)
-    obs = {name: HistogramObserver() for name in runner.names}
+    inputs = {v.name for v in graph.inputs}
+    obs = {name: HistogramObserver(moments=name in inputs) for name in runner.names}
     progress = _Progress("calibrating", total)
     count = 0
     # the next sample's forward pass (onnxruntime releases the GIL) overlaps with observing

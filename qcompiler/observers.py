@@ -35,8 +35,9 @@ MSE_CANDIDATES = 256  # per side; the search is exhaustive over candidate pairs
 class HistogramObserver:
     """Running statistics and a growable histogram of one tensor's values."""
 
-    def __init__(self, bins: int = 4096):
+    def __init__(self, bins: int = 4096, moments: bool = True):
         self.bins = bins
+        self.moments = moments        # keep mean / variance (only graph inputs need them)
         self.exp: int | None = None   # bin width = 2**exp
         self.start = 0                # global index of counts[0]
         self.counts = np.zeros(bins, np.float64)
@@ -51,12 +52,18 @@ class HistogramObserver:
     def width(self) -> float:
         return math.ldexp(1.0, self.exp) if self.exp is not None else 0.0
 
+    def _need_moments(self) -> None:
+        if not self.moments:
+            raise ValueError("this observer was created with moments=False (no mean / variance kept)")
+
     @property
     def mean(self) -> float:
+        self._need_moments()
         return self._sum / self.n if self.n else 0.0
 
     @property
     def std(self) -> float:
+        self._need_moments()
         if not self.n:
             return 0.0
         return math.sqrt(max(self._sumsq / self.n - self.mean ** 2, 0.0))
@@ -70,17 +77,15 @@ class HistogramObserver:
         batch_min, batch_max = float(x.min()), float(x.max())
         self.min, self.max = min(self.min, batch_min), max(self.max, batch_max)
         self.n += x.size
-        self._sum += float(np.sum(x, dtype=np.float64))
-        self._sumsq += float(np.sum(np.square(x, dtype=np.float64)))
-        nonzero = int(np.count_nonzero(x))
-        self.zeros += x.size - nonzero
-        if nonzero == x.size:
-            self._add(x, batch_min, batch_max, 0)
-        elif nonzero:
-            # the extremes of the non-zero values, without compacting the array (slow on ReLU outputs)
-            lo = float(np.min(np.where(x != 0, x, np.inf)))
-            hi = float(np.max(np.where(x != 0, x, -np.inf)))
-            self._add(x, lo, hi, x.size - nonzero)
+        if self.moments:
+            self._sum += float(np.sum(x, dtype=np.float64))
+            self._sumsq += float(np.sum(np.square(x, dtype=np.float64)))
+        zeros = x.size - int(np.count_nonzero(x))
+        self.zeros += zeros
+        if zeros < x.size:
+            # with zeros present the window is sized to include 0's bin too (the extremes of the
+            # non-zero values alone would cost two more passes; for ReLU outputs it is the same)
+            self._add(x, batch_min, batch_max, zeros)
 
     # ---- histogram maintenance ------------------------------------------
     def _index(self, x: np.ndarray) -> np.ndarray:
@@ -88,9 +93,9 @@ class HistogramObserver:
         return np.floor(np.ldexp(x, -self.exp)).astype(np.int64)
 
     def _add(self, x: np.ndarray, lo: float, hi: float, zeros: int) -> None:
-        """Count the non-zero values of x (lo / hi: their extremes; `zeros` exact zeros in x)."""
+        """Count the non-zero values of x (lo / hi: extremes the window must cover; `zeros` in x)."""
         if self.exp is None:
-            span = hi - lo if hi > lo else abs(hi) * 1e-6  # values are non-zero: span > 0
+            span = hi - lo if hi > lo else abs(hi) * 1e-6  # some value is non-zero: span > 0
             # smallest power-of-two width that puts the first batch into about half the bins
             self.exp = math.ceil(math.log2(span / (self.bins // 2 - 2)))
             self.start = int(math.floor(math.ldexp(lo, -self.exp)))
