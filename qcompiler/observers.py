@@ -41,6 +41,7 @@ class HistogramObserver:
         self.exp: int | None = None   # bin width = 2**exp
         self.start = 0                # global index of counts[0]
         self.counts = np.zeros(bins, np.float64)
+        self._occupied: tuple[int, int] | None = None
         self.min, self.max = math.inf, -math.inf
         self.n = 0
         self.zeros = 0
@@ -99,9 +100,8 @@ class HistogramObserver:
             # smallest power-of-two width that puts the first batch into about half the bins
             self.exp = math.ceil(math.log2(span / (self.bins // 2 - 2)))
             self.start = int(math.floor(math.ldexp(lo, -self.exp)))
-        used = np.nonzero(self.counts)[0]
-        first = self.start + int(used[0]) if used.size else None
-        last = self.start + int(used[-1]) if used.size else None
+        # bins that may hold counts (global indices; a superset of the occupied ones)
+        first, last = self._occupied if self._occupied is not None else (None, None)
         while True:
             i0 = int(math.floor(math.ldexp(lo, -self.exp)))
             i1 = int(math.floor(math.ldexp(hi, -self.exp)))
@@ -114,6 +114,7 @@ class HistogramObserver:
                 first, last = first // 2, last // 2
         if i0 < self.start or i1 >= self.start + self.bins:
             self._move(i0)
+        self._occupied = (i0, i1)
         idx = self._index(x) - self.start
         zero_bin = -self.start
         if zeros and not 0 <= zero_bin < self.bins:  # 0 lies outside the window: drop the zeros first
