@@ -141,11 +141,13 @@ def measure_model(name, onnx_path, calib, evals, labels, official, workdir: Path
     calib_file = str(workdir / f"{name}_calib.npy")
     ref = float_outputs(onnx_path, evals)
     ae = evals if ref.shape[-1] == int(np.prod(evals.shape[1:])) else None
-    rows = []
+    rows, agree = [], {}
 
     def add(label, out, seconds=None, **extra):
         rows.append({"model": name, "config": label, **metrics(ref, out, labels, ae),
                      **({"seconds": seconds} if seconds is not None else {}), **extra})
+        if ae is None:  # per-sample top-1 agreement, for the paired comparison (not written to JSON)
+            agree[label] = ref.reshape(len(ref), -1).argmax(-1) == out.reshape(len(out), -1).argmax(-1)
         print(f"fidelity: {name:22} {label:45} SQNR {rows[-1]['sqnr_db']:6.2f}", file=sys.stderr, flush=True)
 
     configs = QCC_CONFIGS[:2] if quick else list(QCC_CONFIGS)
@@ -159,7 +161,29 @@ def measure_model(name, onnx_path, calib, evals, labels, official, workdir: Path
         add(f"ORT quantize_static QDQ per-channel {method}", float_outputs(model, evals), secs)
     if official is not None:
         add(f"official int8 {official.name} (TFLM)", tflite_outputs(official, evals))
+    if agree:
+        rows[0]["paired_top1"] = paired_top1(agree, QCC_CONFIGS[0][0])
     return rows
+
+
+def paired_top1(agree: dict, ours: str) -> dict:
+    """Top-1 agreement of `ours` vs each other quantizer on the same samples (McNemar).
+
+    only_ours / only_other: samples where exactly one of the two agrees with float; p: the
+    exact two-sided binomial test of those discordant samples (p > 0.05: the difference
+    in top-1 agreement is within what resampling the evaluation set would give).
+    """
+    from math import comb
+    out = {}
+    a = agree[ours]
+    for label, b in agree.items():
+        if label == ours:
+            continue
+        n01, n10 = int(np.sum(a & ~b)), int(np.sum(~a & b))
+        n = n01 + n10
+        tail = sum(comb(n, k) for k in range(0, min(n01, n10) + 1)) / 2 ** n if n else 1.0
+        out[label] = {"only_ours": n01, "only_other": n10, "p": min(1.0, 2 * tail)}
+    return out
 
 
 # ---- memory and compile time ----------------------------------------------------------------
@@ -256,6 +280,13 @@ def run(quick: bool = False) -> tuple[str, dict]:
             extra["calibration_rss"] = calibration_rss(work)
             extra["compile_time_vww"] = compile_times(work)
     md = [_fmt_rows(rows)]
+    paired = [[r["model"], label, v["only_ours"], v["only_other"], v["p"]]
+              for r in rows if "paired_top1" in r for label, v in r["paired_top1"].items()
+              if not label.startswith("qcc")]
+    if paired:
+        md.append("Top-1 agreement, qcc default vs each other quantizer on the same samples (McNemar: samples "
+                  "where only one of the two agrees with float; exact two-sided p):\n\n" + table(
+                      ["model", "other quantizer", "only qcc agrees", "only other agrees", "p"], paired))
     floats = {r["model"]: r["float_acc"] for r in rows if "float_acc" in r}
     if floats:
         md.append("Float accuracy: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in floats.items()))
