@@ -4,7 +4,8 @@
 - ops that must not rescale (pooling, reshape, concat, pad, transpose, ...) share
   one parameter set across inputs and outputs: values are grouped with a
   union-find and each group gets the union of its members' ranges;
-- fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0);
+- fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0); a Softmax
+  over more than 511 classes is marked for a wider TFLM path (passes/wide_softmax.py);
 - Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
   Gemm weights: `per_channel_fc` True -> per output channel, False -> per tensor (the
   spec's FULLY_CONNECTED), "auto" -> per channel only where that raises the layer's weight
@@ -23,6 +24,7 @@ import numpy as np
 
 from qcompiler.errors import QuantizationError, require_ops
 from qcompiler.ir import Graph, QuantParams, Value
+from qcompiler.passes.wide_softmax import mark_wide_softmax
 from qcompiler.quant_math import choose_activation_params, symmetric_weight_scales
 
 # ops whose outputs must carry exactly their (first) input's parameters
@@ -195,6 +197,7 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_cha
     q = graph.copy()
     float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}
     assign_activation_params(q, ranges)
+    mark_wide_softmax(q)
     quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor)
     q.meta["float_io"] = float_io
     q.meta["quantized"] = True

@@ -1,9 +1,6 @@
-"""Integer activations: Softmax, Sigmoid, Tanh, Relu, Clip, LeakyRelu, HardSwish (TFLM-exact).
+"""Integer activations: Sigmoid, Tanh, Relu, Clip, LeakyRelu, HardSwish (TFLM-exact).
 
-SOFTMAX int8 -> int8 (reference/softmax.h, gemmlowp path, no LUT): diff = x - max(row);
-taps with diff < diff_min contribute nothing and output -128; exp in Q0.31 via
-exp_on_negative_values on a Q5.26 rescaled diff; sum in Q12.19; reciprocal by
-GetReciprocal; output RoundingDivideByPOT(scale * exp, bits + 23) - 128.
+(Softmax, int8 and int16, is in int_kernels_softmax.)
 LOGISTIC / TANH int8 (integer_ops/logistic.h, tanh.h): saturate beyond the input
 radius, else MultiplyByQuantizedMultiplier to Q4.27 and gemmlowp logistic / tanh,
 then a rounding shift to 1/256 (-128 offset) or 1/128.
@@ -25,33 +22,6 @@ def _require_output(node, scale, zero_point, why):
     if zo != zero_point or so != np.float32(scale):
         raise GraphError(f"node {node.name} ({node.op}): int8 output must have scale "
                          f"{scale} and zero point {zero_point} ({why}); got s={so}, zp={zo}")
-
-
-@int_kernel("Softmax")
-def softmax(node, inputs):
-    _require_output(node, 1 / 256, -128, "TFLM SOFTMAX checks exactly this")
-    si, _ = scale_zp(node, 0)
-    mult, shift, diff_min = qm.softmax_params(si, 1.0)
-    x = as_int(inputs[0])
-    legacy = (node.meta.get("opset") or 13) < 13   # before opset 13: flatten from `axis`
-    axis = int(node.attrs.get("axis", 1 if legacy else -1)) % max(x.ndim, 1)
-    shape = x.shape
-    x = x.reshape(int(np.prod(shape[:axis])), -1) if legacy else np.moveaxis(x, axis, -1)
-    diff = x - x.max(axis=-1, keepdims=True)
-    valid = diff >= diff_min
-    scaled = qm.multiply_by_quantized_multiplier_greater_than_one(np.where(valid, diff, 0),
-                                                                  mult, shift)
-    exp = qm.exp_on_negative_values(scaled, 5)
-    total = qm.wrap_int32(np.where(valid, qm.rounding_divide_by_pot(exp, 12), 0)
-                          .sum(axis=-1, keepdims=True))
-    recip, bits_over_unit = qm.get_reciprocal(total, 12)
-    exponent = bits_over_unit + 31 - 8
-    if np.any((exponent < 0) | (exponent > 31)):
-        raise GraphError(f"node {node.name} (Softmax): reciprocal exponent out of range")
-    y = qm.rounding_divide_by_pot(qm.saturating_rounding_doubling_high_mul(recip, exp), exponent)
-    y = np.where(valid, np.clip(y - 128, -128, 127), -128)
-    y = y.reshape(shape) if legacy else np.moveaxis(y, -1, axis)
-    return [y.astype(np.int8)]
 
 
 def _sigmoid_tanh(node, x, fn, out_shift, out_offset):

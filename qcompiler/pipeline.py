@@ -191,9 +191,15 @@ def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
     `calib_path` None means data-free mode (needs options.input_range). The
     summary holds "layers" (per-tensor report) and "worst_layers" (five lowest SQNR).
     With CLE on, `graph` is equalized in place (float function unchanged).
+    Softmaxes over more than 511 classes, marked by the quantizer, become explicit int16
+    nodes here (after bias correction, which pairs float and quantized nodes one to one).
     """
+    from .passes.wide_softmax import expand_wide_softmax
     from .ptq import run_ptq
-    return run_ptq(graph, calib_path, options, int8=int8)
+    qgraph, summary, ranges = run_ptq(graph, calib_path, options, int8=int8)
+    if qgraph is not None:
+        expand_wide_softmax(qgraph)
+    return qgraph, summary, ranges
 
 
 def _publish(tmp: Path, outdir: Path) -> None:

@@ -1,7 +1,7 @@
 """Quantized IR (ONNX ops, NCHW) -> TflModel (TFLite builtins, NHWC).
 
 Lowering is a table, `LOWERINGS: ONNX op -> fn(ctx, node)`, filled by the
-sibling modules (lower_conv, lower_pool, lower_eltwise, lower_shape); the
+sibling modules (lower_conv, lower_pool, lower_eltwise, lower_shape, lower_quant); the
 layout machinery is in lower_core. This module picks the graph I/O layouts,
 walks the graph and adds the I/O conversions of the `io` mode:
 
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from qcompiler.errors import BackendError, require_ops
 from qcompiler.ir import Graph, Value
 
-from . import lower_conv, lower_eltwise, lower_pool, lower_shape
+from . import lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape
 from .flatbuffer import TflModel, TflTensor
 from .lower_core import (LOWERINGS, NWC, LoweringContext, default_perm, identity, layout_name,
                          permute, quant_kw)
 
 # importing these fills LOWERINGS (each registers its ops with @lowering)
-LOWERING_MODULES = (lower_conv, lower_eltwise, lower_pool, lower_shape)
+LOWERING_MODULES = (lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape)
 IO_MODES = ("int8", "float")
 INPUT_DTYPES = ("int8", "uint8")
 

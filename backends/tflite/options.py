@@ -224,6 +224,10 @@ def op_version(opcode: str, options: dict, inputs: list, outputs: list) -> int:
     """
     spec_for(opcode)
     present = [t for t in inputs if t is not None]
+    if opcode == "SOFTMAX" and present and present[0].dtype == "int16":
+        return 3  # int16 input (the quantizer's path for softmaxes over > 4095 classes)
+    if opcode == "QUANTIZE" and outputs and outputs[0].dtype == "int16" and len(outputs[0].scale or ()) <= 1:
+        return 2  # int16 output
     if not any(t.dtype == "int8" for t in present + outputs):
         return 1
     version = INT8_VERSIONS[opcode]

@@ -24,6 +24,7 @@ from qcompiler.ir import Graph, Node, Value
 
 from .intmath import RelaxEmitter, dtype_of, shape_of
 from .lower_ops import COMPUTE_LOWERINGS
+from .lower_softmax import SOFTMAX_LOWERINGS
 
 R = relax.op
 
@@ -56,7 +57,7 @@ SHAPE_LOWERINGS = {
 }
 
 # op name -> fn(Lowering, Node) -> [relax expr per output]
-LOWERINGS = {**COMPUTE_LOWERINGS, **SHAPE_LOWERINGS}
+LOWERINGS = {**COMPUTE_LOWERINGS, **SHAPE_LOWERINGS, **SOFTMAX_LOWERINGS}
 SUPPORTED_OPS = tuple(sorted(LOWERINGS))
 
 

@@ -262,42 +262,7 @@ def reduce_mean(lw, node):
     return [em.clamp_cast(y, -128, 127)]
 
 
-# ---- Softmax and table-driven element-wise ops ----------------------------------------------
-
-def _softmax_tables(node):
-    """exp(-d) in Q0.31 and its 2^-12 rounded share of the sum, for every max - x = d in 0..255.
-
-    Entries beyond the kernel's diff_min are 0: they add nothing to the sum and
-    come out as -128 (SRDHM(recip, 0) = 0), exactly the reference's masked value.
-    """
-    mult, shift, diff_min = qm.softmax_params(scale_zp(node, 0)[0], 1.0)
-    diff = -np.arange(256, dtype=np.int64)
-    valid = diff >= diff_min
-    scaled = qm.multiply_by_quantized_multiplier_greater_than_one(np.where(valid, diff, 0), mult, shift)
-    exp = np.where(valid, qm.exp_on_negative_values(scaled, 5), 0)
-    return exp.astype(np.int64), qm.rounding_divide_by_pot(exp, 12).astype(np.int64)
-
-
-def softmax(lw, node):
-    """SOFTMAX int8 (TFLM reference, gemmlowp path): table exp, integer sum, GetReciprocal."""
-    em = lw.em
-    q = qparams(node, 0, output=True)
-    if int(q.zero_point[0]) != -128 or float(q.scale[0]) != np.float32(1 / 256):
-        raise BackendError(f"node {node.name} (Softmax): int8 output must have scale 1/256 and "
-                           f"zero point -128 (TFLM SOFTMAX); got {q!r}")
-    x = lw.value(node.inputs[0])
-    axis = int(node.attrs.get("axis", -1)) % len(shape_of(x))  # reductions keep dims: no transpose
-    exp_table, share_table = _softmax_tables(node)
-    xi = em.cast(x, "int32")
-    diff = em.emit(R.subtract(em.emit(R.max(xi, axis=[axis], keepdims=True)), xi))  # 0..255
-    exp = em.emit(R.take(em.array(exp_table, f"{node.name}_exp_table"), diff, axis=0, mode="clip"))
-    share = em.emit(R.take(em.array(share_table, f"{node.name}_sum_table"), diff, axis=0, mode="clip"))
-    total = em.wrap32(em.emit(R.sum(share, axis=[axis], keepdims=True)))
-    recip, bits = em.reciprocal(total, 12)
-    exponent = em.emit(R.add(bits, em.const(31 - 8)))
-    y = em.rdbpot(em.srdhm(recip, exp), exponent)
-    return [em.clamp_cast(em.emit(R.subtract(y, em.const(128))), -128, 127)]
-
+# ---- table-driven element-wise ops (Softmax: lower_softmax.py) ------------------------------
 
 def unary_table(lw, node):
     """Element-wise int8 -> int8 op as a 256-entry table built by the reference kernel itself.
@@ -317,6 +282,6 @@ def unary_table(lw, node):
 COMPUTE_LOWERINGS = {
     "Conv": conv, "Gemm": gemm, "Add": add_sub, "Sub": add_sub, "Mul": mul,
     "MaxPool": max_pool, "AveragePool": average_pool, "GlobalAveragePool": global_average_pool,
-    "ReduceMean": reduce_mean, "Softmax": softmax,
+    "ReduceMean": reduce_mean,
     **{op: unary_table for op in ("Sigmoid", "Tanh", "Relu", "Clip", "LeakyRelu", "HardSwish")},
 }

@@ -1,0 +1,139 @@
+"""Softmax (int8 / int16) and Requantize as integer Relax ops (qcompiler/int_kernels_softmax).
+
+int8 input, int8 or int16 output (TFLM reference, gemmlowp path): exp of max - x = d in
+0..255 from a 256-entry table built with quant_math, the integer sum, GetReciprocal, a
+rounding shift by bits_over_unit + 31 - output_bits. int16 input (SoftmaxInt16):
+
+    diff = x - max(row);  scaled = MBQM(diff);  exp = lut(sat16(scaled + 32767))
+    sum = sum(exp);  h = clz32(sum);  recip = lut(sat16(((sum << (h-1)) + 2^13 >> 14) - 98304))
+    y = clamp((exp * recip + 2^(30-h)) >> (31-h), 0, 32767)
+
+where lut(v) = T[256 + (v >> 7)] + (((T[.. + 1] - T[..]) * (v & 127) + 64) >> 7), with
+the reference's own tables. Requantize is TFLM's integer QUANTIZE. Every step is an
+int64 tensor op on int16 / int32 values; reductions keep dims, so no transposes.
+"""
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from qcompiler import quant_math as qm
+from qcompiler.errors import BackendError
+from qcompiler.int_kernels_softmax import (OUTPUTS, SOFTMAX16_OUTPUT, WIDE_SOFTMAX_ATTR, reduced_axes,
+                                           softmax16_params, softmax_luts)
+from qcompiler.int_kernels_util import qparams, scale_zp
+
+from .intmath import shape_of
+
+R = relax.op
+_I16_MIN, _I16_MAX = -32768, 32767
+
+
+def _softmax_tables(input_scale):
+    """exp(-d) in Q0.31 and its 2^-12 rounded share of the sum, for every max - x = d in 0..255.
+
+    Entries beyond the kernel's diff_min are 0: they add nothing to the sum and
+    come out as the output minimum (SRDHM(recip, 0) = 0), exactly the reference's masked value.
+    """
+    mult, shift, diff_min = qm.softmax_params(input_scale, 1.0)
+    diff = -np.arange(256, dtype=np.int64)
+    valid = diff >= diff_min
+    scaled = qm.multiply_by_quantized_multiplier_greater_than_one(np.where(valid, diff, 0), mult, shift)
+    exp = np.where(valid, qm.exp_on_negative_values(scaled, 5), 0)
+    return exp.astype(np.int64), qm.rounding_divide_by_pot(exp, 12).astype(np.int64)
+
+
+def softmax_int8(lw, node):
+    """SOFTMAX int8 -> int8 (1/256, -128) or int16 (1/65536, -32768): table exp, integer sum,
+    GetReciprocal (TFLM reference, gemmlowp path)."""
+    em = lw.em
+    q = qparams(node, 0, output=True)
+    want = OUTPUTS.get(q.dtype)
+    if want is None or int(q.zero_point[0]) != want[1] or float(q.scale[0]) != np.float32(want[0]):
+        raise BackendError(f"node {node.name} (Softmax): output must be int8 (1/256, -128) or int16 "
+                           f"(1/65536, -32768) (TFLM SOFTMAX); got {q!r}")
+    x = lw.value(node.inputs[0])
+    axes = reduced_axes(node, len(shape_of(x)))
+    exp_table, share_table = _softmax_tables(scale_zp(node, 0)[0])
+    xi = em.cast(x, "int32")
+    diff = em.emit(R.subtract(em.emit(R.max(xi, axis=axes, keepdims=True)), xi))  # 0..255
+    exp = em.emit(R.take(em.array(exp_table, f"{node.name}_exp_table"), diff, axis=0, mode="clip"))
+    share = em.emit(R.take(em.array(share_table, f"{node.name}_sum_table"), diff, axis=0, mode="clip"))
+    total = em.wrap32(em.emit(R.sum(share, axis=axes, keepdims=True)))
+    recip, bits = em.reciprocal(total, 12)
+    out_bits = 8 * q.dtype.itemsize
+    exponent = em.emit(R.add(bits, em.const(31 - out_bits)))
+    y = em.rdbpot(em.srdhm(recip, exp), exponent)
+    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    return [em.clamp_cast(em.emit(R.add(y, em.const(lo))), lo, hi, q.dtype.name)]
+
+
+def requantize(lw, node):
+    """TFLM QUANTIZE between integer types: MBQM(x - zp_in) + zp_out, clamped to the output type."""
+    em = lw.em
+    qi, qo = qparams(node, 0), qparams(node, 0, output=True)
+    if qi.scale.size != 1 or qo.scale.size != 1:
+        raise BackendError(f"node {node.name} (Requantize): per-tensor parameters only")
+    mult, shift = qm.quantize_multiplier(qm.scale_ratio(qi.scale[0], qo.scale[0]))
+    x = em.emit(R.subtract(em.i64(lw.value(node.inputs[0])), em.const(int(qi.zero_point[0]))))
+    y = em.emit(R.add(em.mbqm(x, mult, shift, name=node.name), em.const(int(qo.zero_point[0]))))
+    return [em.clamp_cast(y, qo.qmin, qo.qmax, qo.dtype.name)]
+
+
+def _sat16(em, x):
+    return em.emit(R.minimum(em.emit(R.maximum(x, em.const(_I16_MIN))), em.const(_I16_MAX)))
+
+
+def _lut_lookup(em, v, table, name: str):
+    """LUTLookup on int16 values held in int64: 9-bit index, 7-bit rounded interpolation."""
+    lut = em.array(table.astype(np.int64), name)
+    index = em.emit(R.add(em.emit(R.right_shift(v, em.const(7))), em.const(256)))
+    offset = em.emit(R.bitwise_and(v, em.const(0x7F)))
+    base = em.emit(R.take(lut, index, axis=0, mode="clip"))
+    nxt = em.emit(R.take(lut, em.emit(R.add(index, em.const(1))), axis=0, mode="clip"))
+    delta = em.emit(R.multiply(em.emit(R.subtract(nxt, base)), offset))
+    delta = em.emit(R.right_shift(em.emit(R.add(delta, em.const(64))), em.const(7)))
+    return em.cast(em.cast(em.emit(R.add(base, delta)), "int16"), "int64")  # static_cast<int16_t>
+
+
+def softmax_int16(lw, node):
+    """SOFTMAX int16 (reference SoftmaxInt16) over the node's reduced axes (kept as dims)."""
+    em = lw.em
+    qi, qo = qparams(node, 0), qparams(node, 0, output=True)
+    si, zi = scale_zp(node, 0)
+    so, zo = scale_zp(node, 0, output=True)
+    if qo.dtype != np.int16 or zi != 0 or zo != 0 or so != np.float32(SOFTMAX16_OUTPUT[0]):
+        raise BackendError(f"node {node.name} (Softmax): the int16 kernel needs int16 input with zero "
+                           f"point 0 and int16 output (1/32768, 0); got {qi!r} -> {qo!r}")
+    exp_lut, recip_lut = softmax_luts()
+    x = em.i64(lw.value(node.inputs[0]))
+    axes = reduced_axes(node, len(shape_of(x)))
+    diff = em.emit(R.subtract(x, em.emit(R.max(x, axis=axes, keepdims=True))))
+    mult, shift = softmax16_params(si)
+    scaled = em.mbqm(diff, mult, shift, name=f"{node.name}_in")
+    exp = _lut_lookup(em, _sat16(em, em.emit(R.add(scaled, em.const(32767)))), exp_lut,
+                      f"{node.name}_exp_lut")
+    total = em.emit(R.sum(exp, axis=axes, keepdims=True))       # Q16.15, < 2^31
+    headroom = em.clz32(total)                                    # headroom_plus_one
+    shifted = em.emit(R.left_shift(total, em.emit(R.subtract(headroom, em.const(1)))))
+    shifted = em.emit(R.right_shift(em.emit(R.add(shifted, em.const(1 << 13))), em.const(14)))
+    sym = _sat16(em, em.emit(R.subtract(shifted, em.const((1 << 15) + (1 << 16)))))
+    recip = _lut_lookup(em, sym, recip_lut, f"{node.name}_recip_lut")
+    right_shift = em.emit(R.subtract(em.const(31), headroom))
+    rounding = em.emit(R.left_shift(em.const(1), em.emit(R.subtract(right_shift, em.const(1)))))
+    y = em.emit(R.add(em.emit(R.multiply(exp, recip)), rounding))
+    y = em.emit(R.right_shift(y, right_shift))
+    return [em.clamp_cast(y, 0, _I16_MAX, "int16")]
+
+
+def softmax(lw, node):
+    """Softmax by input type: int16 -> softmax_int16, int8 -> softmax_int8."""
+    if node.attrs.get(WIDE_SOFTMAX_ATTR):
+        raise BackendError(f"node {node.name} (Softmax): marked for a wide-softmax path but not expanded; "
+                           "run passes.wide_softmax.expand_wide_softmax on the quantized graph first")
+    if qparams(node, 0).dtype == np.int16:
+        return softmax_int16(lw, node)
+    return softmax_int8(lw, node)
+
+
+SOFTMAX_LOWERINGS = {"Requantize": requantize, "Softmax": softmax}
