@@ -3,6 +3,7 @@ from . import (  # noqa: F401
     canonicalize,
     bias_correction,
     dead_code,
+    decompose_lrn,
     equalize,
     fold_affine,
     fold_batchnorm,

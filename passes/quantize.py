@@ -6,6 +6,9 @@
   union-find and each group gets the union of its members' ranges;
 - fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0); a Softmax
   over more than 511 classes is marked for a wider TFLM path (passes/wide_softmax.py);
+- range constraints from the graph: inputs of Rsqrt start at 0 (TFLM's int8 RSQRT refuses
+  inputs below the zero point), and a value's meta["range_floor"] is the least upper end its
+  range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32);
 - Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
   Gemm weights: `per_channel_fc` True -> per output channel, False -> per tensor (the
   spec's FULLY_CONNECTED), "auto" -> per channel only where that raises the layer's weight
@@ -76,6 +79,16 @@ def _groups(graph: Graph) -> _UnionFind:
     return uf
 
 
+NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero point
+
+
+def constrained_range(v: Value, lo: float, hi: float) -> tuple[float, float]:
+    """The calibrated range of `v` with the graph's constraints (see the module docstring)."""
+    if any(c.op in NONNEGATIVE_INPUT for c in v.consumers):
+        lo = max(lo, 0.0)
+    return lo, max(hi, float(v.meta.get("range_floor", hi)))
+
+
 def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]]) -> None:
     acts = _activation_values(graph)
     uf = _groups(graph)
@@ -93,7 +106,7 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
         if v.name not in ranges:
             raise QuantizationError(f"no calibration range for tensor {v.name} "
                                     f"(produced by {v.producer.name if v.producer else 'graph input'})")
-        lo, hi = ranges[v.name]
+        lo, hi = constrained_range(v, *ranges[v.name])
         root = uf.find(id(v))
         plo, phi = span.get(root, (lo, hi))
         span[root] = (min(lo, plo), max(hi, phi))

@@ -44,6 +44,7 @@ _UNARY = {
     "Ceil": lambda n, x: np.ceil(x),
     "Round": lambda n, x: np.round(x),
     "Reciprocal": lambda n, x: 1 / _f64(x),
+    "Rsqrt": lambda n, x: 1 / np.sqrt(_f64(x)),  # not ONNX: qcc op from passes/decompose_lrn.py
     "Sin": lambda n, x: np.sin(x),
     "Cos": lambda n, x: np.cos(x),
     "Erf": lambda n, x: _erf(x),

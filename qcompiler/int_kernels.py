@@ -12,8 +12,10 @@ the tflite-micro interpreter on random inputs and quantization parameters.
     pool     MaxPool, AveragePool, GlobalAveragePool, ReduceMean, Resize
     act      Sigmoid, Tanh, Relu, Clip, LeakyRelu, HardSwish
     softmax  Softmax (int8, int16, and the wide paths for > 511 classes), Requantize
+    rsqrt    Rsqrt
     shape    Reshape, Flatten, Squeeze, Unsqueeze, Identity, Transpose, Concat, Pad,
              Slice, Split
 """
 from . import int_kernels_act, int_kernels_conv, int_kernels_eltwise  # noqa: F401
 from . import int_kernels_pool, int_kernels_shape, int_kernels_softmax  # noqa: F401
+from . import int_kernels_rsqrt  # noqa: F401

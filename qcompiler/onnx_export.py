@@ -1,7 +1,8 @@
 """IR -> ONNX (float graphs): a valid model that onnxruntime can run.
 
-qcc-specific attributes are expanded back into standard ONNX: a
-`fused_activation` becomes a separate Relu / Clip node after its producer.
+qcc-specific attributes and ops are expanded back into standard ONNX: a
+`fused_activation` becomes a separate Relu / Clip node after its producer, an
+`Rsqrt` node Sqrt + Reciprocal.
 Used for dumping the IR after a pass and for running calibration in
 onnxruntime.
 """
@@ -31,10 +32,22 @@ def _value_info(v):
     return helper.make_tensor_value_info(v.name, elem, list(v.shape) if v.shape is not None else None)
 
 
+def _rsqrt_protos(n: Node, ins: list, outs: list) -> list[onnx.NodeProto]:
+    mid = f"{outs[0]}__sqrt"
+    return [helper.make_node("Sqrt", ins, [mid], name=f"{n.name}__sqrt"),
+            helper.make_node("Reciprocal", [mid], outs, name=n.name)]
+
+
+# qcc ops that ONNX lacks (from passes such as decompose_lrn) -> the ONNX nodes computing them
+QCC_OPS = {"Rsqrt": _rsqrt_protos}
+
+
 def _node_protos(graph: Graph, n: Node, initializers: list, opset: int) -> list[onnx.NodeProto]:
     attrs = {k: _attr_value(v) for k, v in n.attrs.items() if k != "fused_activation"}
     ins = [v.name if v is not None else "" for v in n.inputs]
     outs = [v.name for v in n.outputs]
+    if n.op in QCC_OPS:
+        return QCC_OPS[n.op](n, ins, outs)
     act = n.attrs.get("fused_activation", "NONE")
     if act == "NONE":
         return [helper.make_node(n.op, ins, outs, name=n.name, **attrs)]

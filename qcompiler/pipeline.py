@@ -27,7 +27,10 @@ MERGE_VETO_SAMPLES = 16  # calibration samples the horizontal-merge veto looks a
 # target -> backend module (under qcompiler.backends) with `emit(Compilation, outdir) -> dict`
 # and `verify(outdir, report, samples, limit) -> dict`
 BACKENDS = {"tflm": "tflite", "tflite": "tflite", "tvm": "tvm", "ncnn": "ncnn"}
-DEFAULT_PIPELINES = {target: COMMON_PIPELINE for target in BACKENDS}
+# TFLite Micro and TVM have no LRN: decompose_lrn rewrites it into Mul / Conv / Rsqrt first
+# (ncnn keeps the op; its backend reports it unsupported)
+LRN_DECOMPOSED = COMMON_PIPELINE[:3] + ["decompose_lrn"] + COMMON_PIPELINE[3:]
+DEFAULT_PIPELINES = {target: COMMON_PIPELINE if target == "ncnn" else LRN_DECOMPOSED for target in BACKENDS}
 TARGETS = tuple(BACKENDS)
 OWN_INT8_SCHEME = {"ncnn"}  # targets that need only calibrated ranges, not qcc's TFLite-scheme int8 IR
 

@@ -292,6 +292,33 @@ def get_reciprocal(x, x_integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
     return one_over_one_plus_x_for_x_in_0_1(shifted), x_integer_digits - headroom_plus_one
 
 
+def inv_sqrt_multiplier_exp(x) -> tuple[np.ndarray, np.ndarray]:
+    """GetInvSqrtQuantizedMultiplierExp(x, kReverseShift): 1/sqrt(x) ~ M * 2^(shift - 31).
+
+    x >= 0; 0 and 1 give (INT32_MAX, 0). Normalizes x by bit pairs into [2^27, 2^29),
+    runs five Newton steps in FixedPoint<int32, 3> and scales by sqrt(2)/2.
+    """
+    x = np.asarray(x, np.int64)
+    small = x <= 1
+    v = np.where(small, 2, x)
+    shift = np.full(v.shape, 11, np.int64)
+    while np.any(v >= 1 << 29):
+        big = v >= 1 << 29
+        v, shift = np.where(big, v // 4, v), shift + big
+    pairs = (count_leading_zeros_u32(v) - 1) // 2 - 1
+    shift = shift - pairs
+    v = v << (2 * pairs)
+    half = rounding_divide_by_pot(v >> 1, 1)
+    r = np.full(v.shape, 1 << 28, np.int64)                      # F3 one
+    for _ in range(5):
+        r3 = saturating_rounding_multiply_by_pot(_fx_mul(_fx_mul(r, r), r), 6)
+        r = saturating_rounding_multiply_by_pot(_wrap_int32(_fx_mul(3 << 27, r) - _fx_mul(half, r3)), 3)
+    r = _fx_mul(r, 1518500250)                                     # * sqrt(2)/2
+    r = np.where(shift < 0, _wrap_int32(r << np.maximum(-shift, 0)), r)
+    shift = np.maximum(shift, 0)
+    return np.where(small, INT32_MAX, r), np.where(small, 0, -shift)
+
+
 def saturating_rounding_doubling_high_mul_int16(a, b) -> np.ndarray:
     """gemmlowp SRDHM on int16 values (nudge 2^14, divide by 2^15)."""
     a = np.asarray(a, np.int64)
@@ -358,6 +385,15 @@ def hard_swish_params(input_scale, output_scale, float32_math: bool = False):
     m_rel, e_rel = quantize_multiplier(scale_ratio(hires, np.float32(3.0 / 32768.0), float32_math))
     return (down_scale_int32_to_int16_multiplier(m_out), e_out,
             down_scale_int32_to_int16_multiplier(m_rel), e_rel)
+
+
+def rsqrt_multiplier(input_scale, output_scale) -> tuple[int, int]:
+    """RSQRT int8 (elementwise.cc): QuantizeMultiplier(1 / (sqrt(in_s) * out_s)).
+
+    The source spells a float sqrt and product; the verified wheel evaluates them in
+    double (tests/test_rsqrt.py has inputs that tell the two apart).
+    """
+    return quantize_multiplier(1.0 / (math.sqrt(float(f32(input_scale))) * float(f32(output_scale))))
 
 
 def calculate_input_radius(input_integer_bits: int, input_left_shift: int,

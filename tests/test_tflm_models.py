@@ -1,7 +1,8 @@
 """Whole models through the TFLite backend: compile, run in TFLite Micro, compare bit for bit.
 
 * the ONNX light model zoo (onnx/backend/test/data/light, 224x224 ImageNet nets)
-  on random inputs; the heavy ones are marked slow;
+  on random inputs, LRN included (decompose_lrn: MUL, CONV_2D, RSQRT); the heavy ones
+  are marked slow;
 * the sample models and the MLPerf Tiny models in both I/O modes (int8 and
   float), and uint8 camera input for the image models.
 
@@ -50,8 +51,6 @@ def _zoo_param(name):
 def _runnable_zoo_model(name: str, tmp_path: Path) -> Path:
     """The zoo model prepared for an end-to-end run.
 
-    - LRN has no TFLite Micro int8 kernel (test_lrn_is_reported_unsupported); it is
-      replaced by Identity here so the rest of the network is still checked.
     - Sum of two inputs is Add; the integer kernels have no Sum yet, so it is renamed.
 
     The zoo's weights are constants, so all 1000 logits are equal: TFLM's int8 SOFTMAX
@@ -61,9 +60,6 @@ def _runnable_zoo_model(name: str, tmp_path: Path) -> Path:
     for node in m.graph.node:
         if node.op_type == "Sum" and len(node.input) == 2:
             node.op_type = "Add"
-        if node.op_type == "LRN":
-            node.op_type = "Identity"
-            del node.attribute[:]
     path = tmp_path / f"{name}.onnx"
     onnx.save(m, path)
     return path
@@ -88,18 +84,29 @@ def test_light_zoo_model(name, tmp_path, deep_recursion):
     compile_model(path, out, CompileOptions(target="tflite", calib=str(calib)))
     report = _check_bit_exact(out, calib, 2, with_litert=False)
     assert report["ops"].get("TRANSPOSE", 0) == ONNX_TRANSPOSES.get(name, 0), report["ops"]
+    assert report["ops"].get("RSQRT", 0) == (4 if name in HAS_LRN else 0), report["ops"]  # 2 LRNs x 2
     ends_in_softmax = onnx.load(path).graph.node[-1].op_type == "Softmax"
     assert report["ops"].get("SOFTMAX", 0) == report["ops"].get("QUANTIZE", 0) == int(ends_in_softmax)
     assert report["outputs"][0]["dtype"] == "int8"
 
 
 @pytest.mark.parametrize("name", sorted(HAS_LRN))
-def test_lrn_is_reported_unsupported(name, tmp_path):
+def test_lrn_models_decompose_or_name_the_beta(name, tmp_path):
+    """decompose_lrn rewrites the zoo's LRNs (beta 0.75); a beta that no short Rsqrt chain
+    gives is refused before calibration, naming every LRN node and the value."""
+    m = onnx.load(LIGHT / f"{name}.onnx")
+    lrns = [n for n in m.graph.node if n.op_type == "LRN"]
+    assert len(lrns) == 2 and all(a.f == np.float32(0.75) for n in lrns for a in n.attribute if a.name == "beta")
+    for a in (a for n in lrns for a in n.attribute if a.name == "beta"):
+        a.f = 0.7
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(m, path)
     calib = tmp_path / "x.npy"
     np.save(calib, np.zeros((1, 3, 224, 224), np.float32))
-    with pytest.raises(UnsupportedOpError, match=r"LRN \(nodes: [^)]+, [^)]+\)"):
-        compile_model(LIGHT / f"{name}.onnx", tmp_path / "out",
-                      CompileOptions(target="tflite", calib=str(calib)))
+    with pytest.raises(UnsupportedOpError) as e:
+        compile_model(path, tmp_path / "out", CompileOptions(target="tflite", calib=str(calib)))
+    assert [p.split(":")[0] for p in e.value.problems] == [f"LRN (node {n.name})" for n in lrns]
+    assert all("beta=0.7 " in p for p in e.value.problems)
     assert not (tmp_path / "out").exists()
 
 

@@ -46,6 +46,7 @@ TFLM_ADD_METHODS = {
     "LOGISTIC": "AddLogistic",
     "TANH": "AddTanh",
     "HARD_SWISH": "AddHardSwish",
+    "RSQRT": "AddRsqrt",
     "LEAKY_RELU": "AddLeakyRelu",
     "PRELU": "AddPrelu",
     "RELU": "AddRelu",

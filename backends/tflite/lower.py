@@ -47,8 +47,8 @@ def check_supported(graph: Graph) -> None:
 
 
 WHY_UNSUPPORTED = {
-    "LRN": "TFLite Micro has no int8 LOCAL_RESPONSE_NORMALIZATION kernel and no exact decomposition "
-           "into int8 ops exists (it needs x^-0.75)",
+    "LRN": "TFLite Micro has no LOCAL_RESPONSE_NORMALIZATION kernel; the decompose_lrn pass (in the "
+           "default pipeline, not run here) rewrites LRN into MUL, CONV_2D and RSQRT",
 }
 
 

@@ -19,7 +19,7 @@ from qcompiler.ir import Node
 from .lower_core import LoweringContext, fused, lowering, nonunit_order, permute
 
 BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL"}
-UNARY = {"Relu": "RELU", "Sigmoid": "LOGISTIC", "Tanh": "TANH", "HardSwish": "HARD_SWISH"}
+UNARY = {"Relu": "RELU", "Sigmoid": "LOGISTIC", "Tanh": "TANH", "HardSwish": "HARD_SWISH", "Rsqrt": "RSQRT"}
 
 
 @lowering(*BINARY)

@@ -87,6 +87,7 @@ OPTION_SPECS: dict[str, OptionSpec | None] = {
     "LOGISTIC": None,
     "TANH": None,
     "HARD_SWISH": None,
+    "RSQRT": None,
     "LEAKY_RELU": _spec("LeakyReluOptions", ("alpha", "float", 0.0)),
     "PRELU": None,
     "RELU": None,
@@ -210,7 +211,7 @@ INT8_VERSIONS = {
     "ADD": 2, "SUB": 2, "MUL": 2, "CONCATENATION": 2, "PAD": 2, "PADV2": 2, "MEAN": 2,
     "MAX_POOL_2D": 2, "AVERAGE_POOL_2D": 2, "RESHAPE": 1, "TRANSPOSE": 2,
     "STRIDED_SLICE": 2, "SPLIT": 2, "SPLIT_V": 2, "SOFTMAX": 2, "LOGISTIC": 2, "TANH": 2,
-    "HARD_SWISH": 1, "LEAKY_RELU": 1, "PRELU": 1, "RELU": 2, "RELU6": 2,
+    "HARD_SWISH": 1, "RSQRT": 2, "LEAKY_RELU": 1, "PRELU": 1, "RELU": 2, "RELU6": 2,
     "RESIZE_NEAREST_NEIGHBOR": 2, "RESIZE_BILINEAR": 2, "QUANTIZE": 1, "DEQUANTIZE": 2,
     "MAXIMUM": 2, "MINIMUM": 2, "SQUEEZE": 1,
 }

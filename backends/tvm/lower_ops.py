@@ -16,6 +16,7 @@ from qcompiler import int_kernels  # noqa: F401 - registers the reference kernel
 from qcompiler import quant_math as qm
 from qcompiler.errors import BackendError
 from qcompiler.int_kernels_pool import _out_size  # the reference's pooled-size rule, shared
+from qcompiler.int_kernels_rsqrt import rsqrt_table
 from qcompiler.int_kernels_util import (multipliers_for_channels, out_range, qparams,
                                         require_same_quant, scale_zp)
 from qcompiler.interpreter import INT_KERNELS
@@ -279,9 +280,17 @@ def unary_table(lw, node):
     return [em.emit(R.take(em.array(table, f"{node.name}_table"), index, axis=0, mode="clip"))]
 
 
+def rsqrt(lw, node):
+    """Rsqrt by the reference's own 256-entry table (int_kernels_rsqrt.rsqrt_table)."""
+    em = lw.em
+    index = em.emit(R.add(em.cast(lw.value(node.inputs[0]), "int32"), em.const(128, "int32")))
+    return [em.emit(R.take(em.array(rsqrt_table(node), f"{node.name}_table"), index, axis=0, mode="clip"))]
+
+
 COMPUTE_LOWERINGS = {
     "Conv": conv, "Gemm": gemm, "Add": add_sub, "Sub": add_sub, "Mul": mul,
     "MaxPool": max_pool, "AveragePool": average_pool, "GlobalAveragePool": global_average_pool,
     "ReduceMean": reduce_mean,
+    "Rsqrt": rsqrt,
     **{op: unary_table for op in ("Sigmoid", "Tanh", "Relu", "Clip", "LeakyRelu", "HardSwish")},
 }
