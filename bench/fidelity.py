@@ -29,9 +29,11 @@ import numpy as np  # noqa: E402
 
 from bench.common import SHARED, mlperf_data, models, table  # noqa: E402
 
-# (label, CompileOptions fields); the first one is qcc's default
+# (label, CompileOptions fields); the first one is qcc's default (target tflm: FC weights per channel
+# only within the arena budget), the second the same for targets without an arena (TVM)
 QCC_CONFIGS = [
     ("qcc default: percentile 99.99 + BC", {}),
+    ("qcc default, target tvm (no FC arena budget)", {"target": "tvm"}),
     ("qcc minmax + BC", {"calib_method": "minmax"}),
     ("qcc mse + BC", {"calib_method": "mse"}),
     ("qcc kl + BC", {"calib_method": "kl"}),

@@ -11,9 +11,8 @@
   range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32);
 - Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
   Gemm weights: `per_channel_fc` True -> per output channel, False -> per tensor (the
-  spec's FULLY_CONNECTED), "auto" -> per channel only where that raises the layer's weight
-  SQNR by >= FC_PER_CHANNEL_GAIN_DB (TFLM keeps 8 arena bytes per output channel of a
-  per-channel FC, so it is spent only where it buys accuracy);
+  spec's FULLY_CONNECTED), "auto" -> per channel only where it buys accuracy and, on
+  TFLM, fits the arena budget (passes/fc_weights.py);
   every weight per tensor with `per_tensor` (what older runtimes / DSPs need);
 - bias int32 at scale in_scale * w_scale[c];
 - other constant operands (Add/Mul by a constant) int8 per tensor.
@@ -27,6 +26,7 @@ import numpy as np
 
 from qcompiler.errors import QuantizationError, require_ops
 from qcompiler.ir import Graph, QuantParams, Value
+from qcompiler.passes.fc_weights import per_channel_fc_layers
 from qcompiler.passes.wide_softmax import mark_wide_softmax
 from qcompiler.quant_math import choose_activation_params, symmetric_weight_scales
 
@@ -155,33 +155,13 @@ def _quantize_operand(graph: Graph, c: Value) -> Value:
     return out
 
 
-FC_PER_CHANNEL_GAIN_DB = 3.0  # measured gains: MLPerf AD layers 4.8-14 dB, KWS/IC/VWW heads 0-2.9 dB
-
-
-def weight_sqnr_db(w: np.ndarray, axis: int | None) -> float:
-    """SQNR of w against its symmetric int8 quantization (per tensor when axis is None)."""
-    scales = symmetric_weight_scales(w, axis).astype(np.float64)
-    shape = [1] * w.ndim
-    if axis is not None:
-        shape[axis] = -1
-    s = scales.reshape(shape)
-    err = w.astype(np.float64) - np.clip(np.round(w / s), -127, 127) * s
-    return float(10 * np.log10(max(float(np.sum(np.square(w, dtype=np.float64))), 1e-30)
-                               / max(float(np.sum(err * err)), 1e-30)))
-
-
-def fc_per_channel(w: np.ndarray, axis: int, per_channel_fc) -> bool:
-    """Whether a Gemm weight is quantized per output channel (see the module docstring)."""
-    if per_channel_fc != "auto":
-        return bool(per_channel_fc)
-    return weight_sqnr_db(w, axis) - weight_sqnr_db(w, None) >= FC_PER_CHANNEL_GAIN_DB
-
-
-def quantize_weights(graph: Graph, per_channel_fc: bool | str = False, per_tensor: bool = False) -> None:
+def quantize_weights(graph: Graph, per_channel_fc: bool | str = False, per_tensor: bool = False,
+                     fc_arena_budget: int | None = None) -> None:
+    fc_channelwise = per_channel_fc_layers(graph, per_channel_fc, fc_arena_budget)
     for n in graph.nodes:
         if n.op in WEIGHTED and n.input(1) is not None and n.input(1).is_constant:
             axis = WEIGHTED[n.op]
-            if per_tensor or (n.op == "Gemm" and not fc_per_channel(n.input(1).data, axis, per_channel_fc)):
+            if per_tensor or (n.op == "Gemm" and n.name not in fc_channelwise):
                 axis = None
             wq = _quantize_weight(graph, n.input(1), axis)
             n.set_input(1, wq)
@@ -203,7 +183,7 @@ def check_quantizable(graph: Graph) -> None:
 
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool | str = False,
-                   per_tensor: bool = False) -> Graph:
+                   per_tensor: bool = False, fc_arena_budget: int | None = None) -> Graph:
     """Return an int8 copy of the float `graph` using calibrated `ranges`."""
     check_finite(graph)
     check_quantizable(graph)
@@ -211,7 +191,7 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_cha
     float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}
     assign_activation_params(q, ranges)
     mark_wide_softmax(q)
-    quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor)
+    quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor, fc_arena_budget=fc_arena_budget)
     q.meta["float_io"] = float_io
     q.meta["quantized"] = True
     q.verify()

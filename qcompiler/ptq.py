@@ -24,7 +24,9 @@ from .quant_report import REPORT_SAMPLES, layer_report, parameters_only, worst_l
 
 BIAS_CORRECTION_MODES = ("off", "empirical", "analytic")
 FC_WEIGHTS = {True: "per-channel", False: "per-channel (conv), per-tensor (fc)",
-              "auto": "per-channel (conv), fc per-channel where it gains >= 3 dB weight SQNR"}
+              "auto": "per-channel (conv), fc per-channel where it gains >= 3 dB weight SQNR "
+                      "(on TFLM: within 5% of the activation memory)"}
+ARENA_TARGETS = ("tflm", "tflite")  # per-channel FC multipliers live in TFLM's arena
 # Empirical bias correction simulates the quantized network on a fixed budget of activation
 # values (its cost): VWW gets 32 samples, smaller models more (digits: all 200; with 32 digits_dwsep
 # lost 1.5 dB to the noisier mean estimate), never fewer than BIAS_CORRECTION_MIN_SAMPLES.
@@ -128,6 +130,7 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True) ->
     computed: no TFLite-scheme int8 graph, bias correction or per-layer report (returns None).
     """
     from .passes.equalize import equalize
+    from .passes.fc_weights import tflm_arena_budget
     from .passes.quantize import check_finite, check_quantizable, quantize_graph
     check_finite(graph)  # fail on bad weights and unsupported ops before the (slow) calibration
     if int8:
@@ -151,7 +154,10 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True) ->
     if not int8:
         summary["bias_correction"] = "not applicable (the target quantizes with its own scheme)"
         return None, summary, ranges
-    qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc, per_tensor=options.per_tensor)
+    budget = tflm_arena_budget(graph) if getattr(options, "target", None) in ARENA_TARGETS else None
+    qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc, per_tensor=options.per_tensor,
+                            fc_arena_budget=budget)
+    summary["fc_arena_budget_bytes"] = budget
     summary["fc_per_channel"] = [n.name for n in qgraph.nodes
                                  if n.op == "Gemm" and n.input(1) is not None and n.input(1).quant is not None
                                  and n.input(1).quant.axis is not None]
