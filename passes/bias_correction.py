@@ -187,7 +187,8 @@ class _QuantStream:
                     self.env.pop(v.name, None)
 
 
-def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node]) -> dict[str, np.ndarray]:
+def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node],
+                       runner=None) -> dict[str, np.ndarray]:
     """Per output channel, the float network's mean pre-activation output of each layer.
 
     One float forward pass per sample (onnxruntime when available) accumulates the mean
@@ -195,7 +196,7 @@ def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node]
     image and averaged over positions is exactly the mean of its outputs.
     """
     from qcompiler.calibration import FloatRunner
-    runner = FloatRunner(float_graph)
+    runner = runner or FloatRunner(float_graph)
     sums: dict[str, np.ndarray] = {}
     rows = 0
     for feed in feeds:
@@ -212,12 +213,15 @@ def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node]
     return means
 
 
-def empirical_bias_correction(float_graph: Graph, qgraph: Graph, feeds: list[dict]) -> dict:
-    """Correct every quantized Conv / Gemm so its mean output matches the float network's."""
+def empirical_bias_correction(float_graph: Graph, qgraph: Graph, feeds: list[dict], runner=None) -> dict:
+    """Correct every quantized Conv / Gemm so its mean output matches the float network's.
+
+    `runner`: a calibration.FloatRunner of `float_graph` to reuse (one is made when not given).
+    """
     _load_tables()
     pairs = node_pairs(float_graph, qgraph)
     layers = [f for f, q in pairs if is_corrected_layer(q)]
-    float_means = float_output_means(float_graph, feeds, layers)
+    float_means = float_output_means(float_graph, feeds, layers, runner)
     stream = _QuantStream(float_graph, qgraph, feeds)
     shifts = {}
     for f, q in pairs:

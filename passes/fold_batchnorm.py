@@ -55,7 +55,7 @@ def _to_scale_shift(graph: Graph, bn: Node, params) -> None:
     gamma, beta, mean, var, eps = params
     scale = gamma / np.sqrt(var + eps)
     shift = beta - mean * scale
-    x, y = bn.inputs[0], bn.outputs[0]
+    x = bn.inputs[0]
     rank = len(x.shape)
     cshape = (-1,) + (1,) * (rank - 2)
     s = graph.add_constant(f"{bn.name}_scale", scale.astype(np.float32).reshape(cshape))

@@ -131,20 +131,24 @@ def pad(node, inputs):
     unsupported(node, f"mode={mode!r}")
 
 
-@float_kernel("Gather")
-def gather(node, inputs):
+def _gather_args(node, inputs):
+    """(data, indices with negative ones wrapped, axis) of Gather / GatherElements."""
     x, idx = inputs
     axis = int(attr(node, "axis", 0)) % x.ndim
     idx = np.asarray(idx, np.int64)
-    return [np.take(x, np.where(idx < 0, idx + x.shape[axis], idx), axis=axis)]
+    return x, np.where(idx < 0, idx + x.shape[axis], idx), axis
+
+
+@float_kernel("Gather")
+def gather(node, inputs):
+    x, idx, axis = _gather_args(node, inputs)
+    return [np.take(x, idx, axis=axis)]
 
 
 @float_kernel("GatherElements")
 def gather_elements(node, inputs):
-    x, idx = inputs
-    axis = int(attr(node, "axis", 0)) % x.ndim
-    idx = np.asarray(idx, np.int64)
-    return [np.take_along_axis(x, np.where(idx < 0, idx + x.shape[axis], idx), axis=axis)]
+    x, idx, axis = _gather_args(node, inputs)
+    return [np.take_along_axis(x, idx, axis=axis)]
 
 
 @float_kernel("Expand")

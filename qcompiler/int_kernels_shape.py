@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import float_kernels_shape as layout
 from .errors import GraphError
 from .interpreter import int_kernel
 from .int_kernels_util import attr_str, const_ints
@@ -51,37 +52,23 @@ def flatten(node, inputs):
     return [x.reshape(int(np.prod(x.shape[:axis])), -1)]
 
 
-@int_kernel("Squeeze")
-def squeeze(node, inputs):
-    _check_same(node)
-    axes = const_ints(node, 1, inputs, "axes")
-    x = inputs[0]
-    return [np.squeeze(x) if axes is None else np.squeeze(x, axis=tuple(a % x.ndim for a in axes))]
-
-
-@int_kernel("Unsqueeze")
-def unsqueeze(node, inputs):
-    _check_same(node)
-    axes = const_ints(node, 1, inputs, "axes")
-    x = inputs[0]
-    rank = x.ndim + len(axes)
-    shape = list(x.shape)
-    for a in sorted(a % rank for a in axes):
-        shape.insert(a, 1)
-    return [x.reshape(shape)]
-
-
 @int_kernel("Identity")
 def identity(node, inputs):
     _check_same(node)
     return [inputs[0]]
 
 
-@int_kernel("Transpose")
-def transpose(node, inputs):
-    _check_same(node)
-    perm = node.attrs.get("perm")
-    return [np.ascontiguousarray(np.transpose(inputs[0], None if perm is None else list(perm)))]
+def _copying(move):
+    """An int kernel for a pure layout op: shared parameters checked, values moved like `move`
+    (the float kernel: the same index arithmetic on any dtype)."""
+    def kernel(node, inputs):
+        _check_same(node)
+        return move(node, inputs)
+    return kernel
+
+
+for _op, _move in (("Squeeze", layout.squeeze), ("Unsqueeze", layout.unsqueeze), ("Transpose", layout.transpose)):
+    int_kernel(_op)(_copying(_move))
 
 
 @int_kernel("Concat")

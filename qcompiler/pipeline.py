@@ -102,10 +102,8 @@ class CompileOptions:
             parts.append(f"--disable-pass {','.join(self.disable_passes)}")
         if self.outputs:
             parts.append(f"--outputs {','.join(self.outputs)}")
-        if self.per_channel_fc is not True and self.per_channel_fc != "auto":
-            parts.append("--per-tensor-fc")
-        elif self.per_channel_fc is True:
-            parts.append("--per-channel-fc")
+        if self.per_channel_fc != "auto":
+            parts.append("--per-channel-fc" if self.per_channel_fc else "--per-tensor-fc")
         if self.target == "tvm":
             parts.append(f"--tvm-target {self.tvm_target}")
         if self.target == "ncnn":

@@ -80,12 +80,12 @@ def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float
     return {v.name: (lo, hi) for v in graph.inputs}
 
 
-def _calibrated(graph: Graph, calib_path: str, options, summary: dict):
+def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner):
     """Ranges from data, plus what later steps need: the samples and input moments."""
     samples = load_samples(calib_path, graph)
     total = sample_count(samples, graph, options.max_calib_samples)
     obs, count, engine = collect_statistics(graph, iterate_samples(samples, graph, options.max_calib_samples),
-                                            total, FloatRunner(graph))
+                                            total, runner)
     ranges = choose_ranges(graph, obs, options.calib_method, options.percentile)
     ranges.update(_input_range_override(graph, options))
     moments = {}
@@ -111,12 +111,13 @@ def _data_free(graph: Graph, options, summary: dict):
     return ranges
 
 
-def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int, moments) -> dict:
+def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int, moments,
+                    runner: FloatRunner | None) -> dict:
     from .passes.bias_correction import analytic_bias_correction, empirical_bias_correction
     if mode == "empirical":
         feeds = list(iterate_samples(samples, graph,
                                      indices=spread_indices(total, bias_correction_samples(graph))))
-        return {**empirical_bias_correction(graph, qgraph, feeds), "samples": len(feeds)}
+        return {**empirical_bias_correction(graph, qgraph, feeds, runner), "samples": len(feeds)}
     _, post = propagate(graph, {}, moments)
     return analytic_bias_correction(graph, qgraph, post)
 
@@ -139,14 +140,14 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True) ->
     cle, bc = resolved_cle(options), resolved_bias_correction(options)
     summary: dict = {"method": options.calib_method,
                      "weights": "per-tensor" if options.per_tensor else
-                     FC_WEIGHTS[options.per_channel_fc if options.per_channel_fc == "auto"
-                                else bool(options.per_channel_fc)],
+                     FC_WEIGHTS[options.per_channel_fc],
                      "cle": equalize(graph) if cle else "off", "bias_correction": bc}
     if options.calib_method == "percentile":
         summary["percentile"] = options.percentile
-    samples, total, moments = None, 0, {}
+    samples, total, moments, runner = None, 0, {}, None
     if calib_path is not None:
-        ranges, samples, total, moments = _calibrated(graph, calib_path, options, summary)
+        runner = FloatRunner(graph)  # one float session for calibration, bias correction and the report
+        ranges, samples, total, moments = _calibrated(graph, calib_path, options, summary, runner)
     else:
         ranges = _data_free(graph, options, summary)
         moments = {v.name: _uniform(v, r) for v in graph.inputs for r in [ranges[v.name]]}
@@ -162,17 +163,17 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True) ->
                                  if n.op == "Gemm" and n.input(1) is not None and n.input(1).quant is not None
                                  and n.input(1).quant.axis is not None]
     if bc != "off":
-        summary["bias_correction"] = _correct_biases(graph, qgraph, bc, samples, total, moments)
-    summary["input_ranges"] = {v.name: list(ranges[v.name]) for v in graph.inputs}
-    _add_layer_report(graph, qgraph, samples, total, summary)
+        summary["bias_correction"] = _correct_biases(graph, qgraph, bc, samples, total, moments, runner)
+    _add_layer_report(graph, qgraph, samples, total, summary, runner)
     return qgraph, summary, ranges
 
 
-def _add_layer_report(graph: Graph, qgraph: Graph, samples, total: int, summary: dict) -> None:
+def _add_layer_report(graph: Graph, qgraph: Graph, samples, total: int, summary: dict,
+                      runner: FloatRunner | None) -> None:
     """summary["layers"]: per-tensor report (measured when there are samples); "worst_layers": 5 lowest."""
     if samples is not None:
         feeds = iterate_samples(samples, graph, indices=spread_indices(total, REPORT_SAMPLES))
-        layers, summary["report_samples"] = layer_report(graph, qgraph, feeds)
+        layers, summary["report_samples"] = layer_report(graph, qgraph, feeds, runner)
     else:
         layers, summary["report_samples"] = parameters_only(qgraph), 0
     summary["layers"] = layers

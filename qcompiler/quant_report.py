@@ -52,11 +52,12 @@ def _weight_sqnr(qgraph: Graph, float_graph: Graph) -> dict[str, float | None]:
     return out
 
 
-def layer_report(float_graph: Graph, qgraph: Graph, feeds) -> tuple[list[dict], int]:
-    """([per-tensor entry in graph order], samples used). `feeds` are float input feeds."""
+def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner | None = None) -> tuple[list[dict], int]:
+    """([per-tensor entry in graph order], samples used). `feeds` are float input feeds;
+    `runner` runs `float_graph` (one is made when not given)."""
     acts = [v for v in qgraph.values() if not v.is_constant and v.quant is not None and v.quant.dtype == np.int8]
     accs = {v.name: _Acc() for v in acts}
-    runner = FloatRunner(float_graph)
+    runner = runner or FloatRunner(float_graph)
     current: dict[str, np.ndarray] = {}
 
     def compare(v, q_arr):

@@ -1,13 +1,10 @@
 """Shared fixtures: sample models, the ../shared MLPerf Tiny set, and compile helpers."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # as qcompiler/__init__ does
-    os.environ.setdefault(_var, "1")
-
+import qcompiler  # noqa: F401  (first: it sets one BLAS thread before numpy loads)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
