@@ -89,9 +89,16 @@ class HistogramObserver:
             self._add(x, batch_min, batch_max, zeros)
 
     # ---- histogram maintenance ------------------------------------------
-    def _index(self, x: np.ndarray) -> np.ndarray:
-        # division by a power of two is exact (in float32 too), so bin assignment is reproducible
-        return np.floor(np.ldexp(x, -self.exp)).astype(np.int64)
+    def _index(self, x: np.ndarray, nonnegative: bool = False) -> np.ndarray:
+        # scaling by a power of two is exact (in float32 too), so bin assignment is reproducible;
+        # a multiply by a normal float32 power of two is the same operation as ldexp, just faster
+        if x.dtype == np.float32 and -126 <= self.exp <= 126:
+            scaled = x * np.float32(math.ldexp(1.0, -self.exp))
+        else:
+            scaled = np.ldexp(x, -self.exp)
+        if not nonnegative:  # truncation is floor for values >= 0
+            np.floor(scaled, out=scaled)
+        return scaled.astype(np.int64)
 
     def _add(self, x: np.ndarray, lo: float, hi: float, zeros: int) -> None:
         """Count the non-zero values of x (lo / hi: extremes the window must cover; `zeros` in x)."""
@@ -115,7 +122,7 @@ class HistogramObserver:
         if i0 < self.start or i1 >= self.start + self.bins:
             self._move(i0)
         self._occupied = (i0, i1)
-        idx = self._index(x) - self.start
+        idx = self._index(x, nonnegative=lo >= 0) - self.start
         zero_bin = -self.start
         if zeros and not 0 <= zero_bin < self.bins:  # 0 lies outside the window: drop the zeros first
             idx, zeros = idx[x != 0], 0

