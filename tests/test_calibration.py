@@ -46,6 +46,37 @@ def test_histogram_is_exact_while_the_range_grows():
     assert np.isclose(obs.mean, x.mean()) and np.isclose(obs.std, x.std())
 
 
+def test_batched_observation_gives_the_same_histogram():
+    """collect_statistics observes 8 samples at a time after the first: the bins must not change."""
+    rng = np.random.default_rng(3)
+    parts = [np.maximum(rng.normal(0, 1 + 3 * (i % 7), 400), 0).astype(np.float32) for i in range(41)]
+    parts[5][:20] = -50.0  # a late sample widens the window on the negative side
+    one, batched = HistogramObserver(), HistogramObserver()
+    for p in parts:
+        one.observe(p)
+    batched.observe(parts[0])
+    for i in range(1, len(parts), 8):
+        batched.observe(np.concatenate(parts[i:i + 8]))
+    assert (one.exp, one.min, one.max, one.zeros, one.n) == (batched.exp, batched.min, batched.max,
+                                                              batched.zeros, batched.n)
+    for a, b in zip(one.histogram(), batched.histogram()):
+        assert np.array_equal(a, b)
+
+
+def test_collect_statistics_batches_without_changing_results(monkeypatch):
+    import qcompiler.calibration as calibration
+    g = _digits("digits_dwsep")
+    samples = load_samples(MODELS / "digits_calib.npy", g)
+    batched, n, _ = collect_statistics(g, iterate_samples(samples, g, 37))
+    monkeypatch.setattr(calibration, "OBSERVE_BATCH", 1)
+    single, n1, _ = collect_statistics(g, iterate_samples(samples, g, 37))
+    assert n == n1 == 37 and set(batched) == set(single)
+    for name in single:
+        assert batched[name].exp == single[name].exp and batched[name].zeros == single[name].zeros
+        for a, b in zip(batched[name].histogram(), single[name].histogram()):
+            assert np.array_equal(a, b), name
+
+
 def test_observer_memory_does_not_grow_with_samples():
     rng = np.random.default_rng(1)
     obs = HistogramObserver()
