@@ -187,6 +187,33 @@ class _QuantStream:
                     self.env.pop(v.name, None)
 
 
+class LayerInputSums:
+    """Per Conv / Gemm layer, the sum of its float input over the samples `indices`.
+
+    Fed by any float pass over the samples in order (`add(index, acts)`: calibration taps
+    its own pass), so that bias correction needs no second one (`float_output_means`).
+    """
+
+    def __init__(self, float_graph: Graph, indices):
+        self.layers = [n for n in float_graph.nodes if n.op in ("Conv", "Gemm") and n.input(1) is not None
+                       and n.input(1).is_constant]
+        self.batch = float_graph.inputs[0].shape[0] if float_graph.inputs[0].shape else 1
+        self.indices = set(indices)
+        self.sums: dict[str, np.ndarray] = {}
+        self.rows = 0
+
+    def add(self, index: int, acts: dict[str, np.ndarray]) -> None:
+        if index not in self.indices:
+            return
+        for f in self.layers:
+            total = acts[f.inputs[0].name].astype(np.float64).sum(axis=0, keepdims=True)
+            self.sums[f.name] = self.sums[f.name] + total if f.name in self.sums else total
+        self.rows += self.batch
+
+    def complete(self, layers: list[Node]) -> bool:
+        return self.rows == self.batch * len(self.indices) and all(f.name in self.sums for f in layers)
+
+
 def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node],
                        runner=None) -> dict[str, np.ndarray]:
     """Per output channel, the float network's mean pre-activation output of each layer.
@@ -206,6 +233,10 @@ def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node]
             total = x.sum(axis=0, keepdims=True)
             sums[f.name] = sums[f.name] + total if f.name in sums else total
         rows += next(iter(feed.values())).shape[0]
+    return means_from_sums(layers, sums, rows)
+
+
+def means_from_sums(layers: list[Node], sums: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
     means = {}
     for f in layers:
         args = [sums[f.name] / rows] + [v.data.astype(np.float64) if v is not None else None for v in f.inputs[1:]]
@@ -213,15 +244,20 @@ def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node]
     return means
 
 
-def empirical_bias_correction(float_graph: Graph, qgraph: Graph, feeds: list[dict], runner=None) -> dict:
+def empirical_bias_correction(float_graph: Graph, qgraph: Graph, feeds: list[dict], runner=None,
+                              input_sums: LayerInputSums | None = None) -> dict:
     """Correct every quantized Conv / Gemm so its mean output matches the float network's.
 
-    `runner`: a calibration.FloatRunner of `float_graph` to reuse (one is made when not given).
+    `runner`: a calibration.FloatRunner of `float_graph` to reuse (one is made when not given);
+    `input_sums`: the layers' float input sums over exactly `feeds`, if a pass already made them.
     """
     _load_tables()
     pairs = node_pairs(float_graph, qgraph)
     layers = [f for f, q in pairs if is_corrected_layer(q)]
-    float_means = float_output_means(float_graph, feeds, layers, runner)
+    if input_sums is not None and input_sums.complete(layers):
+        float_means = means_from_sums(layers, input_sums.sums, input_sums.rows)
+    else:
+        float_means = float_output_means(float_graph, feeds, layers, runner)
     stream = _QuantStream(float_graph, qgraph, feeds)
     shifts = {}
     for f, q in pairs:

@@ -25,7 +25,7 @@ import sys
 import zipfile
 from collections import deque
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -214,8 +214,14 @@ def _observe_all(obs: dict, batch: list[dict]) -> None:
 
 
 def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], total: int | None = None,
-                       runner: FloatRunner | None = None) -> tuple[dict[str, HistogramObserver], int, str]:
-    """Observe every float activation over `feeds`: ({name: observer}, sample count, engine)."""
+                       runner: FloatRunner | None = None,
+                       tap: Callable[[int, dict], None] | None = None,
+                       ) -> tuple[dict[str, HistogramObserver], int, str]:
+    """Observe every float activation over `feeds`: ({name: observer}, sample count, engine).
+
+    `tap(index, activations)` sees every sample's float activations, in order (for statistics
+    a later step would otherwise need another float pass for).
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     runner = runner or FloatRunner(graph)
@@ -232,7 +238,10 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
             if feed is not None:
                 pending.append(pool.submit(runner.run, feed))
             while pending and (feed is None or len(pending) > OBSERVE_BATCH):
-                batch.append(pending.popleft().result())
+                acts = pending.popleft().result()
+                if tap is not None:
+                    tap(count, acts)
+                batch.append(acts)
                 count += 1
                 if count == 1 or len(batch) == OBSERVE_BATCH:
                     _observe_all(obs, batch)

@@ -80,12 +80,14 @@ def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float
     return {v.name: (lo, hi) for v in graph.inputs}
 
 
-def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner):
-    """Ranges from data, plus what later steps need: the samples and input moments."""
+def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner, sums_for=None):
+    """Ranges from data, plus what later steps need: the samples, input moments and (when
+    `sums_for(total)` makes a LayerInputSums) the layer input sums bias correction needs."""
     samples = load_samples(calib_path, graph)
     total = sample_count(samples, graph, options.max_calib_samples)
+    sums = sums_for(total) if sums_for is not None else None
     obs, count, engine = collect_statistics(graph, iterate_samples(samples, graph, options.max_calib_samples),
-                                            total, runner)
+                                            total, runner, tap=sums.add if sums is not None else None)
     ranges = choose_ranges(graph, obs, options.calib_method, options.percentile)
     ranges.update(_input_range_override(graph, options))
     moments = {}
@@ -94,7 +96,7 @@ def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: F
         moments[v.name] = Moments(np.full(c, o.mean), np.full(c, o.std ** 2), support=(o.min, o.max),
                                   source="input")
     summary.update({"file": Path(calib_path).name, "samples": count, "engine": engine})
-    return ranges, samples, total, moments
+    return ranges, samples, total, moments, sums
 
 
 def _data_free(graph: Graph, options, summary: dict):
@@ -111,13 +113,16 @@ def _data_free(graph: Graph, options, summary: dict):
     return ranges
 
 
+def _bias_correction_indices(graph: Graph, total: int) -> list[int]:
+    return spread_indices(total, bias_correction_samples(graph))
+
+
 def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int, moments,
-                    runner: FloatRunner | None) -> dict:
+                    runner: FloatRunner | None, input_sums=None) -> dict:
     from .passes.bias_correction import analytic_bias_correction, empirical_bias_correction
     if mode == "empirical":
-        feeds = list(iterate_samples(samples, graph,
-                                     indices=spread_indices(total, bias_correction_samples(graph))))
-        return {**empirical_bias_correction(graph, qgraph, feeds, runner), "samples": len(feeds)}
+        feeds = list(iterate_samples(samples, graph, indices=_bias_correction_indices(graph, total)))
+        return {**empirical_bias_correction(graph, qgraph, feeds, runner, input_sums), "samples": len(feeds)}
     _, post = propagate(graph, {}, moments)
     return analytic_bias_correction(graph, qgraph, post)
 
@@ -144,10 +149,15 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True) ->
                      "cle": equalize(graph) if cle else "off", "bias_correction": bc}
     if options.calib_method == "percentile":
         summary["percentile"] = options.percentile
-    samples, total, moments, runner = None, 0, {}, None
+    samples, total, moments, runner, input_sums = None, 0, {}, None, None
     if calib_path is not None:
+        from .passes.bias_correction import LayerInputSums
         runner = FloatRunner(graph)  # one float session for calibration, bias correction and the report
-        ranges, samples, total, moments = _calibrated(graph, calib_path, options, summary, runner)
+
+        def sums_for(total: int):  # bias correction's float side, summed during calibration's pass
+            return LayerInputSums(graph, _bias_correction_indices(graph, total)) if bc == "empirical" else None
+        ranges, samples, total, moments, input_sums = _calibrated(graph, calib_path, options, summary, runner,
+                                                                  sums_for)
     else:
         ranges = _data_free(graph, options, summary)
         moments = {v.name: _uniform(v, r) for v in graph.inputs for r in [ranges[v.name]]}
@@ -163,7 +173,8 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True) ->
                                  if n.op == "Gemm" and n.input(1) is not None and n.input(1).quant is not None
                                  and n.input(1).quant.axis is not None]
     if bc != "off":
-        summary["bias_correction"] = _correct_biases(graph, qgraph, bc, samples, total, moments, runner)
+        summary["bias_correction"] = _correct_biases(graph, qgraph, bc, samples, total, moments, runner,
+                                                     input_sums)
     _add_layer_report(graph, qgraph, samples, total, summary, runner)
     return qgraph, summary, ranges
 

@@ -80,3 +80,32 @@ def test_analytic_correction_ignores_rough_moments():
     before = q.nodes[0].input(2).data.copy()
     summary = analytic_bias_correction(g, q, {"x": Moments(np.ones(64), np.ones(64), source="propagated")})
     assert summary["layers"] == 0 and np.array_equal(q.nodes[0].input(2).data, before)
+
+
+def test_input_sums_tapped_from_calibration_give_the_same_correction():
+    """The float side of bias correction from calibration's own pass (LayerInputSums) equals a
+    separate float pass over the same samples, bit for bit, on a real conv net."""
+    from conftest import MODELS
+    from qcompiler.calibration import (FloatRunner, choose_ranges, collect_statistics, iterate_samples,
+                                       load_samples, spread_indices)
+    from qcompiler.onnx_frontend import load_model
+    from qcompiler.passes.bias_correction import LayerInputSums
+    from qcompiler.pipeline import COMMON_PIPELINE, optimize
+    g = optimize(load_model(MODELS / "digits_dwsep.onnx"), COMMON_PIPELINE)[0]
+    samples = load_samples(MODELS / "digits_calib.npy", g)
+    indices = spread_indices(60, 13)
+    sums = LayerInputSums(g, indices)
+    runner = FloatRunner(g)
+    obs, _, _ = collect_statistics(g, iterate_samples(samples, g, 60), 60, runner, tap=sums.add)
+    ranges = choose_ranges(g, obs, "percentile")
+    feeds = list(iterate_samples(samples, g, indices=indices))
+    tapped, separate = quantize_graph(g, ranges), quantize_graph(g, ranges)
+    empirical_bias_correction(g, tapped, feeds, runner, input_sums=sums)
+    assert sums.complete(sums.layers) and len(sums.layers) == 6  # 5 Conv + 1 Gemm
+    empirical_bias_correction(g, separate, feeds, runner)
+    biases = [(a.input(2).data, b.input(2).data) for a, b in zip(tapped.nodes, separate.nodes)
+              if a.op in ("Conv", "Gemm")]
+    assert len(biases) == 6 and all(np.array_equal(a, b) for a, b in biases)
+    partial = LayerInputSums(g, indices)
+    partial.add(indices[0], runner.run(feeds[0]))
+    assert not partial.complete(partial.layers)  # not every sample seen: bias correction runs its own pass
