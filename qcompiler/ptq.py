@@ -20,7 +20,7 @@ from .calibration import (FloatRunner, choose_ranges, collect_statistics, iterat
 from .errors import CalibrationError
 from .ir import Graph
 from .moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
-from .quant_report import REPORT_SAMPLES, layer_report, parameters_only, worst_layers
+from .quant_report import layer_report, parameters_only, report_samples, worst_layers
 
 BIAS_CORRECTION_MODES = ("off", "empirical", "analytic")
 FC_WEIGHTS = {True: "per-channel", False: "per-channel (conv), per-tensor (fc)",
@@ -183,7 +183,7 @@ def _add_layer_report(graph: Graph, qgraph: Graph, samples, total: int, summary:
                       runner: FloatRunner | None) -> None:
     """summary["layers"]: per-tensor report (measured when there are samples); "worst_layers": 5 lowest."""
     if samples is not None:
-        feeds = iterate_samples(samples, graph, indices=spread_indices(total, REPORT_SAMPLES))
+        feeds = iterate_samples(samples, graph, indices=spread_indices(total, report_samples(graph)))
         layers, summary["report_samples"] = layer_report(graph, qgraph, feeds, runner)
     else:
         layers, summary["report_samples"] = parameters_only(qgraph), 0

@@ -142,3 +142,14 @@ def test_data_free_refuses_models_without_batchnorm_statistics(tmp_path):
 def test_bad_percentile_is_a_clear_error(tmp_path):
     with pytest.raises(CalibrationError, match="--percentile"):
         compile_model(MODELS / "digits_cnn.onnx", tmp_path / "o", CompileOptions(calib=CALIB, percentile=120))
+
+
+def test_report_samples_follow_the_value_budget(resnet, monkeypatch):
+    import qcompiler.quant_report as quant_report
+    g, _, _ = resnet
+    per_sample = sum(int(np.prod(v.shape)) for n in g.nodes for v in n.outputs if v.shape)
+    assert quant_report.report_samples(g) == REPORT_SAMPLES  # a digits net is far below the budget
+    monkeypatch.setattr(quant_report, "REPORT_VALUES", 5 * per_sample + 1)
+    assert quant_report.report_samples(g) == 5
+    monkeypatch.setattr(quant_report, "REPORT_VALUES", 1)
+    assert quant_report.report_samples(g) == quant_report.REPORT_MIN_SAMPLES
