@@ -120,8 +120,29 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
         v.dtype = np.dtype(np.int8)
 
 
-def _quantize_weight(graph: Graph, w: Value, axis: int | None) -> Value:
+# the int32 bias must fit with room to spare (bias correction may double it): a weight scale
+# never goes below |bias| / (input scale * BIAS_HEADROOM), like the TFLite converter's bias
+# adjustment. Matters for channels whose weights are ~0 but whose bias is not (a constant
+# channel; VWW has two with |w| ~ 1e-29): their tiny weight scale made the bias saturate at
+# 2^31 - 1 and the channel output 0 instead of relu(bias).
+BIAS_HEADROOM = 2.0 ** 30
+
+
+def bias_safe_scales(scales: np.ndarray, bias: np.ndarray | None, in_scale: float) -> np.ndarray:
+    """`scales` raised where bias / (in_scale * scale) would leave the int32 headroom."""
+    if bias is None:
+        return scales
+    need = np.abs(bias.astype(np.float64)) / (float(in_scale) * BIAS_HEADROOM)
+    if scales.size == 1:
+        need = np.array([need.max(initial=0.0)])
+    return np.maximum(scales.astype(np.float64), need).astype(np.float32)
+
+
+def _quantize_weight(graph: Graph, w: Value, axis: int | None, bias: Value | None = None,
+                     in_q: QuantParams | None = None) -> Value:
     scales = symmetric_weight_scales(w.data, axis)
+    if bias is not None and in_q is not None:
+        scales = bias_safe_scales(scales, bias.data, float(in_q.scale[0]))
     q = QuantParams(scales, np.zeros_like(scales, dtype=np.int32), axis=axis)
     data = q.quantize(w.data)
     data = np.clip(data, -127, 127).astype(np.int8)
@@ -163,7 +184,7 @@ def quantize_weights(graph: Graph, per_channel_fc: bool | str = False, per_tenso
             axis = WEIGHTED[n.op]
             if per_tensor or (n.op == "Gemm" and n.name not in fc_channelwise):
                 axis = None
-            wq = _quantize_weight(graph, n.input(1), axis)
+            wq = _quantize_weight(graph, n.input(1), axis, n.input(2), n.inputs[0].quant)
             n.set_input(1, wq)
             if n.input(2) is not None:
                 n.set_input(2, quantize_bias(graph, n.input(2), n.inputs[0].quant, wq.quant))

@@ -37,6 +37,9 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-tensor", action="store_true", help="per-tensor weights for every Conv/Gemm")
     p.add_argument("--cle", action=argparse.BooleanOptionalAction, default=False,
                    help="cross-layer equalization (+ high-bias absorption from BN statistics)")
+    p.add_argument("--act-eq", action=argparse.BooleanOptionalAction, default=True,
+                   help="activation equalization: scale conv output channels feeding a depthwise conv to "
+                        "the full int8 range (with --calib; float function and integer weights unchanged)")
     p.add_argument("--bias-correction", default="auto", choices=["auto", "off", "empirical", "analytic"],
                    help="auto: empirical with --calib, analytic without")
     p.add_argument("--input-range", metavar="LO,HI",
@@ -84,7 +87,7 @@ def cmd_compile(argv: list[str]) -> int:
     except ValueError:
         raise QccError(f"bad --input-range {a.input_range!r}: expected LO,HI e.g. 0,1") from None
     opts = CompileOptions(calib_method=a.calib_method, percentile=a.percentile, per_tensor=a.per_tensor,
-                          cle=a.cle, bias_correction=a.bias_correction, input_range=input_range,
+                          cle=a.cle, act_eq=a.act_eq, bias_correction=a.bias_correction, input_range=input_range,
                           disable_passes=split(a.disable_pass), outputs=split([a.outputs or ""]),
                           dump_after=split(a.dump_after), dump_dir=a.dump_dir,
                           target=a.target, calib=a.calib,

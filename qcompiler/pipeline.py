@@ -62,6 +62,7 @@ class CompileOptions:
     percentile: float = 99.99           # --calib-method percentile
     per_tensor: bool = False            # every weight per tensor (conv and FC)
     cle: bool = False                   # cross-layer equalization (+ high-bias absorption)
+    act_eq: bool = True                 # activation equalization into depthwise convs (needs --calib)
     bias_correction: str = "auto"       # auto | off | empirical | analytic (auto: empirical with data)
     input_range: tuple | None = None    # (lo, hi) of every float input; needed without --calib
     input_shapes: dict = field(default_factory=dict)
@@ -91,6 +92,8 @@ class CompileOptions:
         if self.per_tensor:
             parts.append("--per-tensor")
         parts.append("--cle" if resolved_cle(self) else "--no-cle")
+        if not self.act_eq:
+            parts.append("--no-act-eq")
         parts.append(f"--bias-correction {resolved_bias_correction(self)}")
         if self.input_range is not None:
             parts.append(f"--input-range {self.input_range[0]:g},{self.input_range[1]:g}")

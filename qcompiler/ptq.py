@@ -80,14 +80,18 @@ def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float
     return {v.name: (lo, hi) for v in graph.inputs}
 
 
-def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner, sums_for=None):
-    """Ranges from data, plus what later steps need: the samples, input moments and (when
-    `sums_for(total)` makes a LayerInputSums) the layer input sums bias correction needs."""
+def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner, taps_for):
+    """Ranges from data, plus what later steps need: the samples, input moments and the taps
+    `taps_for(total)` made ({name: object with add(index, activations)}), filled by the same pass."""
     samples = load_samples(calib_path, graph)
     total = sample_count(samples, graph, options.max_calib_samples)
-    sums = sums_for(total) if sums_for is not None else None
+    taps = taps_for(total)
+
+    def tap(index: int, acts: dict) -> None:
+        for t in taps.values():
+            t.add(index, acts)
     obs, count, engine = collect_statistics(graph, iterate_samples(samples, graph, options.max_calib_samples),
-                                            total, runner, tap=sums.add if sums is not None else None)
+                                            total, runner, tap=tap if taps else None)
     ranges = choose_ranges(graph, obs, options.calib_method, options.percentile)
     ranges.update(_input_range_override(graph, options))
     moments = {}
@@ -96,7 +100,7 @@ def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: F
         moments[v.name] = Moments(np.full(c, o.mean), np.full(c, o.std ** 2), support=(o.min, o.max),
                                   source="input")
     summary.update({"file": Path(calib_path).name, "samples": count, "engine": engine})
-    return ranges, samples, total, moments, sums
+    return ranges, samples, total, moments, taps
 
 
 def _data_free(graph: Graph, options, summary: dict):
@@ -111,6 +115,34 @@ def _data_free(graph: Graph, options, summary: dict):
                     "statistics_from": sources,
                     "warning": "DATA-FREE: ranges from BatchNorm statistics, nothing was measured"})
     return ranges
+
+
+def _taps(graph: Graph, total: int, bc: str, act_eq: bool) -> dict:
+    """What calibration's float pass also collects: bias correction's float side, and the
+    per-channel extremes activation equalization needs."""
+    from .passes.activation_equalize import ChannelExtremes, equalizable_pairs
+    from .passes.bias_correction import LayerInputSums
+    taps: dict = {}
+    if bc == "empirical":
+        taps["input_sums"] = LayerInputSums(graph, _bias_correction_indices(graph, total))
+    pairs = equalizable_pairs(graph) if act_eq else []
+    if pairs:
+        taps["extremes"] = ChannelExtremes(a.outputs[0].name for a, _ in pairs)
+    return taps
+
+
+def _equalize_activations(graph: Graph, extremes, ranges: dict, input_sums) -> dict:
+    """Rescale the equalizable pairs in place and keep ranges and bias-correction sums in step."""
+    from .passes.activation_equalize import equalize_activations
+    done = equalize_activations(graph, extremes)
+    values = {v.name: v for v in graph.values()}
+    for name, (gain, rng) in done.items():
+        ranges[name] = rng
+        reader = values[name].consumers[0]
+        if input_sums is not None and reader.name in input_sums.sums:
+            s = input_sums.sums[reader.name]
+            input_sums.sums[reader.name] = s * gain.reshape((1, -1) + (1,) * (s.ndim - 2))
+    return {"tensors": len(done), "max_gain": float(max((g.max() for g, _ in done.values()), default=1.0))}
 
 
 def _bias_correction_indices(graph: Graph, total: int) -> list[int]:
@@ -151,13 +183,15 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True) ->
         summary["percentile"] = options.percentile
     samples, total, moments, runner, input_sums = None, 0, {}, None, None
     if calib_path is not None:
-        from .passes.bias_correction import LayerInputSums
         runner = FloatRunner(graph)  # one float session for calibration, bias correction and the report
-
-        def sums_for(total: int):  # bias correction's float side, summed during calibration's pass
-            return LayerInputSums(graph, _bias_correction_indices(graph, total)) if bc == "empirical" else None
-        ranges, samples, total, moments, input_sums = _calibrated(graph, calib_path, options, summary, runner,
-                                                                  sums_for)
+        act_eq = int8 and options.act_eq and not options.per_tensor
+        ranges, samples, total, moments, taps = _calibrated(graph, calib_path, options, summary, runner,
+                                                            lambda total: _taps(graph, total, bc, act_eq))
+        input_sums = taps.get("input_sums")
+        if "extremes" in taps:
+            summary["activation_equalization"] = _equalize_activations(graph, taps["extremes"], ranges, input_sums)
+            if summary["activation_equalization"]["tensors"]:
+                runner = FloatRunner(graph)  # the float graph changed (not its function): a new session
     else:
         ranges = _data_free(graph, options, summary)
         moments = {v.name: _uniform(v, r) for v in graph.inputs for r in [ranges[v.name]]}
