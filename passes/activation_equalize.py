@@ -45,20 +45,22 @@ def equalizable_pairs(graph: Graph) -> list[tuple[Node, Node]]:
 
 
 class ChannelExtremes:
-    """Per-channel min / max of some tensors over a float pass (a calibration tap)."""
+    """Per-channel min / max of some tensors over a float pass (a calibration watch:
+    `watch(name, samples stacked on axis 0)`)."""
 
     def __init__(self, names):
         self.lo: dict[str, np.ndarray] = {}
         self.hi: dict[str, np.ndarray] = {}
-        self.names = list(names)
+        self.names = set(names)
 
-    def add(self, index: int, acts: dict[str, np.ndarray]) -> None:
-        for name in self.names:
-            x = acts[name]
-            flat = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
-            lo, hi = flat.min(axis=1).astype(np.float64), flat.max(axis=1).astype(np.float64)
-            self.lo[name] = np.minimum(self.lo[name], lo) if name in self.lo else lo
-            self.hi[name] = np.maximum(self.hi[name], hi) if name in self.hi else hi
+    def watch(self, name: str, x: np.ndarray) -> None:
+        flat = x.reshape(x.shape[0], x.shape[1], -1)  # no copy (moveaxis + reshape would copy)
+        lo, hi = flat.min(axis=2).min(axis=0), flat.max(axis=2).max(axis=0)
+        if name in self.hi:
+            np.minimum(self.lo[name], lo, out=self.lo[name])
+            np.maximum(self.hi[name], hi, out=self.hi[name])
+        else:
+            self.lo[name], self.hi[name] = lo.astype(np.float64), hi.astype(np.float64)
 
 
 def channel_gains(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

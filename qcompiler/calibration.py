@@ -206,21 +206,36 @@ class FloatRunner:
 OBSERVE_BATCH = 8
 
 
-def _observe_all(obs: dict, batch: list[dict]) -> None:
+def _observe_all(obs: dict, batch: list[dict], watches=()) -> None:
     for name in obs:
         arrs = [acts[name] for acts in batch if name in acts]
         if arrs:
-            obs[name].observe(arrs[0] if len(arrs) == 1 else np.concatenate([a.ravel() for a in arrs]))
+            stacked = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+            obs[name].observe(stacked)
+            for w in watches:
+                if name in w.names:
+                    w.watch(name, stacked)
+
+
+def _run_and_tap(runner: FloatRunner, feed: dict, index: int, tap) -> dict:
+    # runs in the one forward-pass thread, so taps see the samples in order (and their numpy
+    # work overlaps with the observers in the calling thread)
+    acts = runner.run(feed)
+    if tap is not None:
+        tap(index, acts)
+    return acts
 
 
 def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], total: int | None = None,
                        runner: FloatRunner | None = None,
-                       tap: Callable[[int, dict], None] | None = None,
+                       tap: Callable[[int, dict], None] | None = None, watches=(),
                        ) -> tuple[dict[str, HistogramObserver], int, str]:
     """Observe every float activation over `feeds`: ({name: observer}, sample count, engine).
 
-    `tap(index, activations)` sees every sample's float activations, in order (for statistics
-    a later step would otherwise need another float pass for).
+    For statistics a later step would otherwise need another float pass for:
+    `tap(index, activations)` sees every sample's float activations, in order; each of
+    `watches` (objects with `names` and `watch(name, array)`) sees its tensors in batches
+    of samples stacked on axis 0, in order, next to the observers.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -233,21 +248,21 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
     # the GIL); observations still happen in sample order, so results are unchanged
     batch: list[dict] = []
     pending: deque = deque()
+    submitted = 0
     with ThreadPoolExecutor(max_workers=1) as pool:
         for feed in itertools.chain(feeds, [None]):
             if feed is not None:
-                pending.append(pool.submit(runner.run, feed))
+                pending.append(pool.submit(_run_and_tap, runner, feed, submitted, tap))
+                submitted += 1
             while pending and (feed is None or len(pending) > OBSERVE_BATCH):
                 acts = pending.popleft().result()
-                if tap is not None:
-                    tap(count, acts)
                 batch.append(acts)
                 count += 1
                 if count == 1 or len(batch) == OBSERVE_BATCH:
-                    _observe_all(obs, batch)
+                    _observe_all(obs, batch, watches)
                     batch = []
                 progress.step(count)
-        _observe_all(obs, batch)
+        _observe_all(obs, batch, watches)
     progress.done()
     if count == 0:
         raise CalibrationError("calibration needs at least one sample")

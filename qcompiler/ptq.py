@@ -81,17 +81,16 @@ def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float
 
 
 def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner, taps_for):
-    """Ranges from data, plus what later steps need: the samples, input moments and the taps
-    `taps_for(total)` made ({name: object with add(index, activations)}), filled by the same pass."""
+    """Ranges from data, plus what later steps need: the samples, input moments and what
+    `taps_for(total)` made ({"input_sums": LayerInputSums, "extremes": ChannelExtremes}, both
+    optional), filled by the same float pass."""
     samples = load_samples(calib_path, graph)
     total = sample_count(samples, graph, options.max_calib_samples)
     taps = taps_for(total)
-
-    def tap(index: int, acts: dict) -> None:
-        for t in taps.values():
-            t.add(index, acts)
+    sums = taps.get("input_sums")
     obs, count, engine = collect_statistics(graph, iterate_samples(samples, graph, options.max_calib_samples),
-                                            total, runner, tap=tap if taps else None)
+                                            total, runner, tap=sums.add if sums is not None else None,
+                                            watches=[taps["extremes"]] if "extremes" in taps else [])
     ranges = choose_ranges(graph, obs, options.calib_method, options.percentile)
     ranges.update(_input_range_override(graph, options))
     moments = {}
