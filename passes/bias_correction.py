@@ -103,7 +103,7 @@ def _summary(mode: str, shifts: dict) -> dict:
 
 
 def _fake_quant(x: np.ndarray, quant) -> np.ndarray:
-    return quant.dequantize(quant.quantize(x)) if quant is not None else x
+    return quant.fake_quantize(x) if quant is not None else x
 
 
 def _clamp(node: Node, y: np.ndarray) -> np.ndarray:

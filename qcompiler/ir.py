@@ -75,6 +75,20 @@ class QuantParams:
         z = self.zero_point.reshape(self.broadcast_shape(q.ndim))
         return ((q.astype(np.int64) - z) * s.astype(np.float64)).astype(np.float32)
 
+    def fake_quantize(self, x: np.ndarray) -> np.ndarray:
+        """dequantize(quantize(x)) with the same float64 arithmetic, in place on one array
+        (no integer round trip; the integers are exact in float64 either way)."""
+        s = self.scale.astype(np.float64).reshape(self.broadcast_shape(x.ndim))
+        z = self.zero_point.astype(np.float64).reshape(self.broadcast_shape(x.ndim))
+        t = np.array(x, np.float64)
+        t /= s
+        np.round(t, out=t)
+        t += z
+        np.clip(t, self.qmin, self.qmax, out=t)
+        t -= z
+        t *= s
+        return t.astype(np.float32)
+
     def same_as(self, other: "QuantParams | None") -> bool:
         return (other is not None and self.axis == other.axis and self.dtype == other.dtype
                 and np.array_equal(self.scale, other.scale)

@@ -189,7 +189,7 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
 
 
 def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
-             int8: bool = True) -> tuple[Graph | None, dict, dict]:
+             int8: bool = True, defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
     """(int8 graph, calibration summary, ranges); see qcompiler/ptq.py for the steps.
 
     `calib_path` None means data-free mode (needs options.input_range). The
@@ -200,7 +200,7 @@ def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
     """
     from .passes.wide_softmax import expand_wide_softmax
     from .ptq import run_ptq
-    qgraph, summary, ranges = run_ptq(graph, calib_path, options, int8=int8)
+    qgraph, summary, ranges = run_ptq(graph, calib_path, options, int8=int8, defer_report=defer_report)
     if qgraph is not None:
         expand_wide_softmax(qgraph)
     return qgraph, summary, ranges
@@ -231,12 +231,18 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
         precheck(graph)
     # ncnn quantizes with its own symmetric scheme from the float graph and the ranges
     int8_ir = options.target not in OWN_INT8_SCHEME
-    qgraph, calib_summary, ranges = quantize(graph, options.calib, options, int8=int8_ir)  # no calib: data-free
+    from .ptq import cancel_report, finish_report
+    # no calib: data-free; the per-layer report overlaps with the backend (finish_report below)
+    qgraph, calib_summary, ranges = quantize(graph, options.calib, options, int8=int8_ir, defer_report=True)
     header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe()}"
     comp = Compilation(graph, qgraph, ranges, options, name, header)
 
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.qcc-", dir=outdir.parent))
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.qcc-", dir=outdir.parent))
+    except BaseException:
+        cancel_report(calib_summary)
+        raise
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
@@ -245,6 +251,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
         if qgraph is not None:
             save_graph(qgraph, tmp / f"{name}.qir")
         from .quant_report import write_report_files
+        finish_report(calib_summary)
         layers = calib_summary.pop("layers", [])
         report_files = write_report_files(tmp, name, calib_summary, layers) if layers else []
         report = {
@@ -264,6 +271,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
         (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         _publish(tmp, outdir)
     finally:
+        cancel_report(calib_summary)  # only still pending when something above failed
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return CompileResult(outdir, graph, qgraph, report, records)

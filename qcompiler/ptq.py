@@ -158,13 +158,16 @@ def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int,
     return analytic_bias_correction(graph, qgraph, post)
 
 
-def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True) -> tuple[Graph | None, dict, dict]:
+def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
+            defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
     """Quantize `graph` per `options`: (int8 graph, summary for report.json, ranges).
 
     With CLE on, `graph` is equalized in place (its float function is unchanged),
     so the float graph, the ranges and the int8 graph describe the same tensors.
     With int8=False (targets with their own integer scheme, e.g. ncnn) only the ranges are
     computed: no TFLite-scheme int8 graph, bias correction or per-layer report (returns None).
+    With defer_report, the per-layer report is computed in the background: call
+    `finish_report(summary)` (or `cancel_report`) before reading summary["layers"].
     """
     from .passes.equalize import equalize
     from .passes.fc_weights import tflm_arena_budget
@@ -208,19 +211,57 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True) ->
     if bc != "off":
         summary["bias_correction"] = _correct_biases(graph, qgraph, bc, samples, total, moments, runner,
                                                      input_sums)
-    _add_layer_report(graph, qgraph, samples, total, summary, runner)
+    _add_layer_report(graph, qgraph, samples, total, summary, runner, defer=defer_report)
     return qgraph, summary, ranges
 
 
+class _Replay:
+    """A float runner that hands back activations computed earlier, in order."""
+
+    def __init__(self, acts: list[dict]):
+        self.acts = iter(acts)
+
+    def run(self, feed: dict) -> dict:
+        return next(self.acts)
+
+
 def _add_layer_report(graph: Graph, qgraph: Graph, samples, total: int, summary: dict,
-                      runner: FloatRunner | None) -> None:
-    """summary["layers"]: per-tensor report (measured when there are samples); "worst_layers": 5 lowest."""
-    if samples is not None:
-        feeds = iterate_samples(samples, graph, indices=spread_indices(total, report_samples(graph)))
-        layers, summary["report_samples"] = layer_report(graph, qgraph, feeds, runner)
+                      runner: FloatRunner | None, defer: bool = False) -> None:
+    """summary["layers"]: per-tensor report (measured when there are samples); "worst_layers": 5 lowest.
+
+    defer: the integer side runs in a forked child (`finish_report` collects it), so that it
+    overlaps with the backend's work; the float activations are computed here first.
+    """
+    if samples is None:
+        _set_report(summary, parameters_only(qgraph), 0)
+        return
+    feeds = list(iterate_samples(samples, graph, indices=spread_indices(total, report_samples(graph))))
+    acts = [runner.run(f) for f in feeds]
+
+    def job():
+        return layer_report(graph, qgraph, feeds, _Replay(acts))
+    if defer:
+        from .forked import Forked
+        summary["_pending_report"] = Forked(job)
     else:
-        layers, summary["report_samples"] = parameters_only(qgraph), 0
-    summary["layers"] = layers
+        _set_report(summary, *job())
+
+
+def finish_report(summary: dict) -> None:
+    """Wait for a deferred per-layer report and put it into `summary`."""
+    pending = summary.pop("_pending_report", None)
+    if pending is not None:
+        _set_report(summary, *pending.result())
+
+
+def cancel_report(summary: dict) -> None:
+    pending = summary.pop("_pending_report", None)
+    if pending is not None:
+        pending.cancel()
+
+
+def _set_report(summary: dict, layers: list, samples: int) -> None:
+    summary["layers"], summary["report_samples"] = layers, samples
     summary["worst_layers"] = [{"tensor": e["tensor"], "op": e["op"], "sqnr_db": e["sqnr_db"]}
                                for e in worst_layers(layers)]
 
