@@ -103,6 +103,16 @@ def test_mlperf_tflm_bit_exact(model, tmp_path):
     tflite = (out / f"{model}.tflite").read_bytes()
     arena = _declared_arena(out)
     assert _runs_with(tflite, arena) and not _runs_with(tflite, int(arena * 0.95))
+    assert _invokes_with(tflite, arena)
+
+
+def _invokes_with(model: bytes, arena: int) -> bool:
+    """Builds and invokes (zeros in) with exactly `arena` bytes, in this process."""
+    from qcompiler.runtimes import TflmRunner, _count_inputs
+    runner = TflmRunner(model, arena)
+    details = [runner.interp.get_input_details(i) for i in range(_count_inputs(model))]
+    outs = runner([np.zeros(d["shape"], d["dtype"]) for d in details])
+    return len(outs) > 0
 
 
 def _declared_arena(outdir):
@@ -118,7 +128,7 @@ def test_declared_arena_is_enough_and_tight(compiled_samples, name):
     d = compiled_samples[name]
     model = (d / f"{name}.tflite").read_bytes()
     arena = _declared_arena(d)
-    assert _runs_with(model, arena)
+    assert _runs_with(model, arena) and _invokes_with(model, arena)
     assert not _runs_with(model, int(arena * 0.95))
     import json
     report = json.loads((d / "report.json").read_text())
