@@ -131,7 +131,8 @@ def _taps(graph: Graph, total: int, bc: str, act_eq: bool) -> dict:
 
 
 def _equalize_activations(graph: Graph, extremes, ranges: dict, input_sums) -> dict:
-    """Rescale the equalizable pairs in place and keep ranges and bias-correction sums in step."""
+    """Rescale the equalizable pairs in place and keep ranges and bias-correction sums in step;
+    returns {tensor: channel gains}."""
     from .passes.activation_equalize import equalize_activations
     done = equalize_activations(graph, extremes)
     values = {v.name: v for v in graph.values()}
@@ -141,7 +142,24 @@ def _equalize_activations(graph: Graph, extremes, ranges: dict, input_sums) -> d
         if input_sums is not None and reader.name in input_sums.sums:
             s = input_sums.sums[reader.name]
             input_sums.sums[reader.name] = s * gain.reshape((1, -1) + (1,) * (s.ndim - 2))
-    return {"tensors": len(done), "max_gain": float(max((g.max() for g, _ in done.values()), default=1.0))}
+    return {name: gain for name, (gain, _) in done.items()}
+
+
+class _ScaledRunner:
+    """The float session of the graph before activation equalization, with the equalized
+    tensors multiplied by their channel gains: the activations of the equalized graph (up to
+    float rounding), without building a second session."""
+
+    def __init__(self, runner: FloatRunner, gains: dict[str, np.ndarray]):
+        self.runner, self.gains = runner, gains
+        self.engine, self.names = runner.engine, runner.names
+
+    def run(self, feed: dict) -> dict:
+        acts = self.runner.run(feed)
+        for name, gain in self.gains.items():
+            x = acts[name]
+            acts[name] = (x * gain.reshape((1, -1) + (1,) * (x.ndim - 2)).astype(x.dtype)).astype(x.dtype)
+        return acts
 
 
 def _bias_correction_indices(graph: Graph, total: int) -> list[int]:
@@ -191,9 +209,11 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
                                                             lambda total: _taps(graph, total, bc, act_eq))
         input_sums = taps.get("input_sums")
         if "extremes" in taps:
-            summary["activation_equalization"] = _equalize_activations(graph, taps["extremes"], ranges, input_sums)
-            if summary["activation_equalization"]["tensors"]:
-                runner = FloatRunner(graph)  # the float graph changed (not its function): a new session
+            gains = _equalize_activations(graph, taps["extremes"], ranges, input_sums)
+            summary["activation_equalization"] = {
+                "tensors": len(gains), "max_gain": float(max((g.max() for g in gains.values()), default=1.0))}
+            if gains:  # the float graph changed (not its function): its activations are the old ones, scaled
+                runner = _ScaledRunner(runner, gains)
     else:
         ranges = _data_free(graph, options, summary)
         moments = {v.name: _uniform(v, r) for v in graph.inputs for r in [ranges[v.name]]}
