@@ -34,6 +34,7 @@ from bench.common import SHARED, mlperf_data, models, table  # noqa: E402
 QCC_CONFIGS = [
     ("qcc default: percentile 99.99 + BC", {}),
     ("qcc default, target tvm (no FC arena budget)", {"target": "tvm"}),
+    ("qcc default without activation equalization", {"act_eq": False}),
     ("qcc minmax + BC", {"calib_method": "minmax"}),
     ("qcc mse + BC", {"calib_method": "mse"}),
     ("qcc kl + BC", {"calib_method": "kl"}),
