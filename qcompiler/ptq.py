@@ -158,7 +158,7 @@ class _ScaledRunner:
         acts = self.runner.run(feed)
         for name, gain in self.gains.items():
             x = acts[name]
-            acts[name] = (x * gain.reshape((1, -1) + (1,) * (x.ndim - 2)).astype(x.dtype)).astype(x.dtype)
+            acts[name] = x * gain.reshape((1, -1) + (1,) * (x.ndim - 2)).astype(x.dtype)
         return acts
 
 
