@@ -117,3 +117,20 @@ def test_constant_channel_keeps_its_bias():
     out = q.outputs[0].quant.dequantize(
         Interpreter(q, INT_KERNELS).run({"x": q.inputs[0].quant.quantize(xin)})[y.name])
     assert np.allclose(out[0, 1], 0.75, atol=q.outputs[0].quant.scale[0])
+
+
+def test_cli_switch(tmp_path):
+    """`qcc --no-act-eq` leaves the graph alone; the default equalizes (and says so in report.json)."""
+    import json
+    import subprocess
+    import sys
+    for flag, expect in (([], 1), (["--no-act-eq"], None)):
+        out = tmp_path / f"out{len(flag)}"
+        proc = subprocess.run([sys.executable, "-m", "qcompiler.cli", str(MODELS / "digits_dwsep.onnx"),
+                               "--target", "tflm", "--calib", str(MODELS / "digits_calib.npy"), "-o", str(out),
+                               *flag], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        report = json.loads((out / "report.json").read_text())
+        got = report["calibration"].get("activation_equalization")
+        assert (got or {}).get("tensors") == expect
+        assert ("--no-act-eq" in report["generated_by"]) == bool(flag)
