@@ -29,7 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node
-from qcompiler.passes.equalize import _kind, _set_const, find_pairs
+from qcompiler.passes.common import replace_constant
+from qcompiler.passes.equalize import _kind, find_pairs
 
 MAX_GAIN = 16.0  # largest per-channel scale: 4 more bits for a channel 16x below the largest
 DEAD_FRACTION = 1e-3  # channels whose extreme is below this fraction of the tensor's are left alone
@@ -71,16 +72,6 @@ def channel_gains(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(alive, np.clip(top / np.where(alive, extreme, 1.0), 1.0, MAX_GAIN), 1.0)
 
 
-def _rescale(graph: Graph, node: Node, index: int, data: np.ndarray, tag: str) -> None:
-    """New values for one of node's constants: in place when nothing else reads it (the name,
-    which ends up in the .tflite, stays the same), else as a new constant."""
-    c = node.input(index)
-    if len(c.consumers) == 1:
-        c.data = np.ascontiguousarray(data, np.float32)
-    else:
-        _set_const(graph, node, index, data, tag)
-
-
 def equalize_activations(graph: Graph, extremes: ChannelExtremes) -> dict[str, tuple[np.ndarray, tuple]]:
     """Rescale every pair; returns {A's output tensor: (t, its new (lo, hi) range)}."""
     done = {}
@@ -90,14 +81,14 @@ def equalize_activations(graph: Graph, extremes: ChannelExtremes) -> dict[str, t
             continue
         t = channel_gains(extremes.lo[name], extremes.hi[name])
         wa = a.input(1).data.astype(np.float64)
-        _rescale(graph, a, 1, wa * t.reshape((-1,) + (1,) * (wa.ndim - 1)), "weight")
+        replace_constant(graph, a, 1, wa * t.reshape((-1,) + (1,) * (wa.ndim - 1)), "weight")
         if a.input(2) is not None:
-            _rescale(graph, a, 2, a.input(2).data.astype(np.float64) * t, "bias")
+            replace_constant(graph, a, 2, a.input(2).data.astype(np.float64) * t, "bias")
         if "bn" in a.meta:  # the pre-activation statistics scale with the channel
             a.meta["bn"] = {**a.meta["bn"], "gamma": np.asarray(a.meta["bn"]["gamma"]) * t,
                             "beta": np.asarray(a.meta["bn"]["beta"]) * t}
         wb = b.input(1).data.astype(np.float64)
-        _rescale(graph, b, 1, wb / t.reshape((-1,) + (1,) * (wb.ndim - 1)), "weight")
+        replace_constant(graph, b, 1, wb / t.reshape((-1,) + (1,) * (wb.ndim - 1)), "weight")
         lo, hi = extremes.lo[name] * t, extremes.hi[name] * t
         done[name] = (t, (float(min(lo.min(), 0.0)), float(hi.max())))
     return done

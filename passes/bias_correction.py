@@ -213,6 +213,12 @@ class LayerInputSums:
     def complete(self, layers: list[Node]) -> bool:
         return self.rows == self.batch * len(self.indices) and all(f.name in self.sums for f in layers)
 
+    def scale_input(self, layer: str, gain: np.ndarray) -> None:
+        """The layer's input channels were multiplied by `gain` (activation equalization)."""
+        if layer in self.sums:
+            s = self.sums[layer]
+            self.sums[layer] = s * gain.reshape((1, -1) + (1,) * (s.ndim - 2))
+
 
 def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node],
                        runner=None) -> dict[str, np.ndarray]:
@@ -224,16 +230,10 @@ def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node]
     """
     from qcompiler.calibration import FloatRunner
     runner = runner or FloatRunner(float_graph)
-    sums: dict[str, np.ndarray] = {}
-    rows = 0
-    for feed in feeds:
-        acts = runner.run(feed)
-        for f in layers:
-            x = acts[f.inputs[0].name].astype(np.float64)
-            total = x.sum(axis=0, keepdims=True)
-            sums[f.name] = sums[f.name] + total if f.name in sums else total
-        rows += next(iter(feed.values())).shape[0]
-    return means_from_sums(layers, sums, rows)
+    sums = LayerInputSums(float_graph, range(len(feeds)))
+    for index, feed in enumerate(feeds):
+        sums.add(index, runner.run(feed))
+    return means_from_sums(layers, sums.sums, sums.rows)
 
 
 def means_from_sums(layers: list[Node], sums: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:

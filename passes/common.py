@@ -16,3 +16,21 @@ def set_weight_and_bias(graph: Graph, node: Node, weight: np.ndarray, bias: np.n
         node.set_input(2, b)
     else:
         node.append_input(b)
+
+
+def replace_constant(graph: Graph, node: Node, index: int, data: np.ndarray, tag: str) -> None:
+    """New float32 values for `node`'s constant input `index` (appended when absent).
+
+    Rewritten in place when nothing else reads the constant (its name, which ends up in the
+    .tflite, stays as it was), else a fresh constant `<node>_<tag>` (the old one may be shared).
+    """
+    data = np.ascontiguousarray(data, np.float32)
+    old = node.input(index) if index < len(node.inputs) else None
+    if old is not None and old.is_constant and len(old.consumers) == 1 and old.data.shape == data.shape:
+        old.data = data
+        return
+    c = graph.add_constant(f"{node.name}_{tag}", data)
+    if index < len(node.inputs):
+        node.set_input(index, c)
+    else:
+        node.append_input(c)

@@ -30,6 +30,8 @@ import numpy as np
 from qcompiler.ir import Graph, Node, Value
 from qcompiler.pass_manager import PassContext, register_pass
 
+from .common import replace_constant
+
 SCALE_COMMUTING = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 FLATTENING = {"Flatten", "Reshape"}
 ABSORB_SIGMAS = 3.0
@@ -170,20 +172,11 @@ class _Params:
 
     def write(self, graph: Graph) -> None:
         for n in [n for n in graph.nodes if n in self.changed]:  # graph order: stable names
-            _set_const(graph, n, 1, self.w[n], "weight")
+            replace_constant(graph, n, 1, self.w[n], "weight")
             if self.b[n] is not None:
-                _set_const(graph, n, 2, self.b[n], "bias")
+                replace_constant(graph, n, 2, self.b[n], "bias")
             if n in self.bn:
                 n.meta["bn"] = self.bn[n]
-
-
-def _set_const(graph: Graph, node: Node, index: int, data: np.ndarray, tag: str) -> None:
-    """Give `node` a fresh constant (the old one may be shared with other nodes)."""
-    c = graph.add_constant(f"{node.name}_{tag}", np.ascontiguousarray(data, np.float32))
-    if index < len(node.inputs):
-        node.set_input(index, c)
-    else:
-        node.append_input(c)
 
 
 def equalization_scales(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:

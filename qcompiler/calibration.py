@@ -120,6 +120,11 @@ def iterate_samples(samples: dict[str, np.ndarray], graph: Graph, limit: int | N
                for v in graph.inputs}
 
 
+def values_per_sample(graph: Graph) -> int:
+    """Activation values one sample produces (every node output): what simulating it costs."""
+    return sum(int(np.prod(v.shape)) for n in graph.nodes for v in n.outputs if v.shape)
+
+
 def spread_indices(total: int, count: int) -> list[int]:
     """`count` sample indices spread evenly over `total` (deterministic subsampling)."""
     if count >= total:

@@ -42,7 +42,7 @@ import math
 import numpy as np
 
 from . import quant_math as qm
-from .errors import GraphError
+from .errors import BackendError, GraphError
 from .interpreter import int_kernel
 from .int_kernels_util import as_int, qparams, scale_zp
 from .ir import QuantParams
@@ -63,6 +63,13 @@ def wide_softmax_path(classes: int) -> str | None:
     if classes <= INT8_SOFTMAX_MAX_CLASSES:
         return None
     return "int16_output" if classes <= INT16_OUTPUT_MAX_CLASSES else "int16"
+
+
+def refuse_unexpanded(node) -> None:
+    """Backends lower the explicit nodes of a wide path, never the mark itself."""
+    if node.attrs.get(WIDE_SOFTMAX_ATTR):
+        raise BackendError(f"node {node.name} (Softmax): marked for a wide-softmax path but not expanded; "
+                           "run passes.wide_softmax.expand_wide_softmax on the quantized graph first")
 
 
 def params(scale, zero_point: int, dtype=np.int8) -> QuantParams:
@@ -103,15 +110,22 @@ def apply_to_rows(node, x: np.ndarray, fn) -> np.ndarray:
 
 # ---- SOFTMAX with int8 input ------------------------------------------------------------------
 
-def softmax_int8_rows(x, input_scale, output_bits: int = 8, where: str = "Softmax") -> np.ndarray:
-    """Softmax<int8_t, int8_t / int16_t> over the last axis; int64 result in the output type's range."""
+def softmax_exp_terms(diff, input_scale) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For diffs x - max(row) <= 0: (exp in Q0.31, its Q12.19 share of the sum, valid); taps below
+    the kernel's diff_min are not valid and add nothing (both terms 0)."""
     mult, shift, diff_min = qm.softmax_params(input_scale, 1.0)
-    x = as_int(x)
-    diff = x - x.max(axis=-1, keepdims=True)
+    diff = np.asarray(diff, np.int64)
     valid = diff >= diff_min
     scaled = qm.multiply_by_quantized_multiplier_greater_than_one(np.where(valid, diff, 0), mult, shift)
-    exp = qm.exp_on_negative_values(scaled, 5)
-    total = qm.wrap_int32(np.where(valid, qm.rounding_divide_by_pot(exp, 12), 0).sum(axis=-1, keepdims=True))
+    exp = np.where(valid, qm.exp_on_negative_values(scaled, 5), 0).astype(np.int64)
+    return exp, qm.rounding_divide_by_pot(exp, 12).astype(np.int64), valid
+
+
+def softmax_int8_rows(x, input_scale, output_bits: int = 8, where: str = "Softmax") -> np.ndarray:
+    """Softmax<int8_t, int8_t / int16_t> over the last axis; int64 result in the output type's range."""
+    x = as_int(x)
+    exp, share, valid = softmax_exp_terms(x - x.max(axis=-1, keepdims=True), input_scale)
+    total = qm.wrap_int32(share.sum(axis=-1, keepdims=True))
     recip, bits_over_unit = qm.get_reciprocal(total, 12)
     exponent = bits_over_unit + 31 - output_bits
     if np.any((exponent < 0) | (exponent > 31)):

@@ -234,19 +234,15 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     from .ptq import cancel_report, finish_report
     # no calib: data-free; the per-layer report overlaps with the backend (finish_report below)
     qgraph, calib_summary, ranges = quantize(graph, options.calib, options, int8=int8_ir, defer_report=True)
-    header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe()}"
-    comp = Compilation(graph, qgraph, ranges, options, name, header)
-
+    tmp = None
     try:
+        header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe()}"
+        comp = Compilation(graph, qgraph, ranges, options, name, header)
         outdir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.qcc-", dir=outdir.parent))
-    except BaseException:
-        cancel_report(calib_summary)
-        raise
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
-    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
         backend_report = backend.emit(comp, tmp)
         if qgraph is not None:
             save_graph(qgraph, tmp / f"{name}.qir")
@@ -272,6 +268,6 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
         _publish(tmp, outdir)
     finally:
         cancel_report(calib_summary)  # only still pending when something above failed
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return CompileResult(outdir, graph, qgraph, report, records)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .calibration import (FloatRunner, choose_ranges, collect_statistics, iterate_samples, load_samples,
-                          sample_count, spread_indices)
+                          sample_count, spread_indices, values_per_sample)
 from .errors import CalibrationError
 from .ir import Graph
 from .moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
@@ -35,8 +35,7 @@ BIAS_CORRECTION_MIN_SAMPLES = 32
 
 
 def bias_correction_samples(graph: Graph) -> int:
-    per_sample = sum(int(np.prod(v.shape)) for n in graph.nodes for v in n.outputs if v.shape)
-    return max(BIAS_CORRECTION_MIN_SAMPLES, BIAS_CORRECTION_ELEMENTS // max(per_sample, 1))
+    return max(BIAS_CORRECTION_MIN_SAMPLES, BIAS_CORRECTION_ELEMENTS // max(values_per_sample(graph), 1))
 
 
 DATA_FREE_WARNING = ("qcc: warning: DATA-FREE quantization (no --calib): activation ranges are estimated "
@@ -80,13 +79,13 @@ def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float
     return {v.name: (lo, hi) for v in graph.inputs}
 
 
-def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner, taps_for):
-    """Ranges from data, plus what later steps need: the samples, input moments and what
-    `taps_for(total)` made ({"input_sums": LayerInputSums, "extremes": ChannelExtremes}, both
-    optional), filled by the same float pass."""
+def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner, bc: str,
+                act_eq: bool):
+    """Ranges from data, plus what later steps need: the samples, input moments and what the
+    same float pass collected for them (`_taps`: {"input_sums": ..., "extremes": ...}, both optional)."""
     samples = load_samples(calib_path, graph)
     total = sample_count(samples, graph, options.max_calib_samples)
-    taps = taps_for(total)
+    taps = _taps(graph, total, bc, act_eq)
     sums = taps.get("input_sums")
     obs, count, engine = collect_statistics(graph, iterate_samples(samples, graph, options.max_calib_samples),
                                             total, runner, tap=sums.add if sums is not None else None,
@@ -138,10 +137,8 @@ def _equalize_activations(graph: Graph, extremes, ranges: dict, input_sums) -> d
     values = {v.name: v for v in graph.values()}
     for name, (gain, rng) in done.items():
         ranges[name] = rng
-        reader = values[name].consumers[0]
-        if input_sums is not None and reader.name in input_sums.sums:
-            s = input_sums.sums[reader.name]
-            input_sums.sums[reader.name] = s * gain.reshape((1, -1) + (1,) * (s.ndim - 2))
+        if input_sums is not None:
+            input_sums.scale_input(values[name].consumers[0].name, gain)
     return {name: gain for name, (gain, _) in done.items()}
 
 
@@ -205,8 +202,7 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
     if calib_path is not None:
         runner = FloatRunner(graph)  # one float session for calibration, bias correction and the report
         act_eq = int8 and options.act_eq and not options.per_tensor
-        ranges, samples, total, moments, taps = _calibrated(graph, calib_path, options, summary, runner,
-                                                            lambda total: _taps(graph, total, bc, act_eq))
+        ranges, samples, total, moments, taps = _calibrated(graph, calib_path, options, summary, runner, bc, act_eq)
         input_sums = taps.get("input_sums")
         if "extremes" in taps:
             gains = _equalize_activations(graph, taps["extremes"], ranges, input_sums)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import FloatRunner
+from .calibration import FloatRunner, values_per_sample
 from .interpreter import INT_KERNELS, Interpreter
 from .ir import Graph
 
@@ -32,8 +32,7 @@ REPORT_MIN_SAMPLES = 4
 
 def report_samples(graph: Graph) -> int:
     """How many calibration samples the per-layer report runs for `graph`."""
-    per_sample = sum(int(np.prod(v.shape)) for n in graph.nodes for v in n.outputs if v.shape)
-    return int(min(REPORT_SAMPLES, max(REPORT_MIN_SAMPLES, REPORT_VALUES // max(per_sample, 1))))
+    return int(min(REPORT_SAMPLES, max(REPORT_MIN_SAMPLES, REPORT_VALUES // max(values_per_sample(graph), 1))))
 
 
 class _Acc:

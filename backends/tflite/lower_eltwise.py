@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from qcompiler.errors import BackendError
-from qcompiler.int_kernels_softmax import WIDE_SOFTMAX_ATTR
+from qcompiler.int_kernels_softmax import refuse_unexpanded
 from qcompiler.ir import Node
 
 from .lower_core import LoweringContext, fused, lowering, nonunit_order, permute
@@ -126,9 +126,7 @@ def lower_softmax(ctx: LoweringContext, node: Node):
     (a TRANSPOSE only if they are not already), merging several into one by RESHAPE.
     int16 input or output (the quantizer's paths for > 511 classes) lowers the same way."""
     x, y = node.inputs[0], node.outputs[0]
-    if node.attrs.get(WIDE_SOFTMAX_ATTR):
-        raise BackendError(f"node {node.name} (Softmax): marked for a wide-softmax path but not expanded; "
-                           "run passes.wide_softmax.expand_wide_softmax on the quantized graph first")
+    refuse_unexpanded(node)
     reduced = softmax_axes(ctx, node)
     moving = [a for a in reduced if x.shape[a] != 1]
     perm = ctx.perm(x)

@@ -19,8 +19,8 @@ from tvm import relax
 
 from qcompiler import quant_math as qm
 from qcompiler.errors import BackendError
-from qcompiler.int_kernels_softmax import (OUTPUTS, SOFTMAX16_OUTPUT, WIDE_SOFTMAX_ATTR, reduced_axes,
-                                           softmax16_params, softmax_luts)
+from qcompiler.int_kernels_softmax import (OUTPUTS, SOFTMAX16_OUTPUT, reduced_axes, refuse_unexpanded,
+                                           softmax16_params, softmax_exp_terms, softmax_luts)
 from qcompiler.int_kernels_util import qparams, scale_zp
 
 from .intmath import shape_of
@@ -30,17 +30,11 @@ _I16_MIN, _I16_MAX = -32768, 32767
 
 
 def _softmax_tables(input_scale):
-    """exp(-d) in Q0.31 and its 2^-12 rounded share of the sum, for every max - x = d in 0..255.
-
-    Entries beyond the kernel's diff_min are 0: they add nothing to the sum and
-    come out as the output minimum (SRDHM(recip, 0) = 0), exactly the reference's masked value.
-    """
-    mult, shift, diff_min = qm.softmax_params(input_scale, 1.0)
-    diff = -np.arange(256, dtype=np.int64)
-    valid = diff >= diff_min
-    scaled = qm.multiply_by_quantized_multiplier_greater_than_one(np.where(valid, diff, 0), mult, shift)
-    exp = np.where(valid, qm.exp_on_negative_values(scaled, 5), 0)
-    return exp.astype(np.int64), qm.rounding_divide_by_pot(exp, 12).astype(np.int64)
+    """exp(-d) in Q0.31 and its 2^-12 rounded share of the sum, for every max - x = d in 0..255
+    (the reference's own terms). Entries beyond the kernel's diff_min are 0: they add nothing to
+    the sum and come out as the output minimum (SRDHM(recip, 0) = 0), the reference's masked value."""
+    exp, share, _ = softmax_exp_terms(-np.arange(256, dtype=np.int64), input_scale)
+    return exp, share
 
 
 def softmax_int8(lw, node):
@@ -128,9 +122,7 @@ def softmax_int16(lw, node):
 
 def softmax(lw, node):
     """Softmax by input type: int16 -> softmax_int16, int8 -> softmax_int8."""
-    if node.attrs.get(WIDE_SOFTMAX_ATTR):
-        raise BackendError(f"node {node.name} (Softmax): marked for a wide-softmax path but not expanded; "
-                           "run passes.wide_softmax.expand_wide_softmax on the quantized graph first")
+    refuse_unexpanded(node)
     if qparams(node, 0).dtype == np.int16:
         return softmax_int16(lw, node)
     return softmax_int8(lw, node)
