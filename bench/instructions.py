@@ -17,12 +17,10 @@ import tempfile
 from pathlib import Path
 
 CHILD = """
-import sys, numpy as np
-from qcompiler.runtimes import TflmRunner, _count_inputs
-data = open(sys.argv[1], "rb").read()
-run = TflmRunner(data)
-details = [run.interp.get_input_details(i) for i in range(_count_inputs(data))]
-run([np.zeros(d["shape"], d["dtype"]) for d in details])
+import sys
+from qcompiler.runtimes import TflmRunner
+run = TflmRunner(open(sys.argv[1], "rb").read())
+run(run.zero_inputs())
 """
 
 

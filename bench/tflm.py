@@ -21,10 +21,9 @@ from bench.instructions import tflm_invoke_instructions
 
 
 def _runners(data: bytes):
-    from qcompiler.runtimes import LiteRTRunner, TflmRunner, _count_inputs
+    from qcompiler.runtimes import LiteRTRunner, TflmRunner
     tflm = TflmRunner(data)
-    ins = [tflm.interp.get_input_details(i) for i in range(_count_inputs(data))]
-    feeds = [np.zeros(d["shape"], d["dtype"]) for d in ins]
+    feeds = tflm.zero_inputs()
     return (lambda: tflm(feeds)), (lambda r=LiteRTRunner(data): r(feeds))
 
 

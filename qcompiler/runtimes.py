@@ -43,7 +43,13 @@ class TflmRunner:
         except Exception as e:
             raise BackendError(f"TFLite Micro refused the model: {e}") from None
         from tflite.Model import Model
-        self.num_outputs = Model.GetRootAs(bytes(model), 0).Subgraphs(0).OutputsLength()
+        subgraph = Model.GetRootAs(bytes(model), 0).Subgraphs(0)
+        self.num_inputs, self.num_outputs = subgraph.InputsLength(), subgraph.OutputsLength()
+
+    def zero_inputs(self) -> list[np.ndarray]:
+        """An all-zero array per model input (a feed for arena and instruction measurements)."""
+        return [np.zeros(d["shape"], d["dtype"])
+                for d in (self.interp.get_input_details(i) for i in range(self.num_inputs))]
 
     def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         for i, x in enumerate(inputs):
@@ -83,8 +89,7 @@ def tflm_allocations(model: bytes, arena_size: int = DEFAULT_ARENA) -> dict[str,
     import tempfile
 
     runner = TflmRunner(model, arena_size)
-    details = [runner.interp.get_input_details(i) for i in range(_count_inputs(model))]
-    runner([np.zeros(d["shape"], d["dtype"]) for d in details])
+    runner(runner.zero_inputs())
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as log:
@@ -100,8 +105,3 @@ def tflm_allocations(model: bytes, arena_size: int = DEFAULT_ARENA) -> dict[str,
     if set(found) != {"total", "head", "tail"}:
         raise BackendError(f"could not read TFLM's arena usage (got {text[:200]!r})")
     return found
-
-
-def _count_inputs(model: bytes) -> int:
-    from tflite.Model import Model
-    return Model.GetRootAs(bytes(model), 0).Subgraphs(0).InputsLength()

@@ -108,11 +108,9 @@ def test_mlperf_tflm_bit_exact(model, tmp_path):
 
 def _invokes_with(model: bytes, arena: int) -> bool:
     """Builds and invokes (zeros in) with exactly `arena` bytes, in this process."""
-    from qcompiler.runtimes import TflmRunner, _count_inputs
+    from qcompiler.runtimes import TflmRunner
     runner = TflmRunner(model, arena)
-    details = [runner.interp.get_input_details(i) for i in range(_count_inputs(model))]
-    outs = runner([np.zeros(d["shape"], d["dtype"]) for d in details])
-    return len(outs) > 0
+    return len(runner(runner.zero_inputs())) > 0
 
 
 def _declared_arena(outdir):
