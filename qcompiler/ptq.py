@@ -20,12 +20,13 @@ from .calibration import (FloatRunner, choose_ranges, collect_statistics, iterat
 from .errors import CalibrationError
 from .ir import Graph
 from .moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
+from .passes.fc_weights import ARENA_SHARE, FC_PER_CHANNEL_GAIN_DB
 from .quant_report import layer_report, parameters_only, report_samples, worst_layers
 
 BIAS_CORRECTION_MODES = ("off", "empirical", "analytic")
 FC_WEIGHTS = {True: "per-channel", False: "per-channel (conv), per-tensor (fc)",
-              "auto": "per-channel (conv), fc per-channel where it gains >= 3 dB weight SQNR "
-                      "(on TFLM: within 5% of the activation memory)"}
+              "auto": f"per-channel (conv), fc per-channel where it gains >= {FC_PER_CHANNEL_GAIN_DB:g} dB weight "
+                      f"SQNR (on TFLM: within {100 * ARENA_SHARE:g}% of the activation memory)"}
 ARENA_TARGETS = ("tflm", "tflite")  # per-channel FC multipliers live in TFLM's arena
 # Empirical bias correction simulates the quantized network on a fixed budget of activation
 # values (its cost): VWW gets 32 samples, smaller models more (digits: all 200; with 32 digits_dwsep
