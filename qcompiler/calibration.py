@@ -15,6 +15,11 @@ Range rules per tensor (`choose_ranges`):
   clipping pixels or features only loses information);
 - tensors feeding Softmax / graph outputs ("logits"): min-max as well, since
   clipping the largest logit changes the argmax;
+- outputs of the first weighted layer (Conv / Gemm / MatMul reading a graph
+  input, possibly through layout-only ops): min-max too. Their error reaches
+  every later layer, and what a percentile clips there is the strongest
+  response to the input (edges, loud frames), not an accumulation outlier; the
+  measurements behind this are in README "Defaults";
 - everything else: the chosen method (minmax | percentile | kl | mse).
 """
 from __future__ import annotations
@@ -36,6 +41,8 @@ from .observers import HistogramObserver, select_range
 
 METHODS = ("minmax", "percentile", "kl", "mse")
 FIXED_RANGE_OPS = {"Softmax", "Sigmoid", "Tanh", "ArgMax"}
+FIRST_LAYER_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Identity"}
 _CHUNK = 64  # samples per chunk when checking a memory-mapped file for NaN/Inf
 
 
@@ -214,9 +221,13 @@ OBSERVE_BATCH = 8
 def _observe_all(obs: dict, batch: list[dict], watches=()) -> None:
     for name in obs:
         arrs = [acts[name] for acts in batch if name in acts]
-        if arrs:
+        o = obs[name]
+        if arrs and not (o.keeps_histogram or o.moments or any(name in w.names for w in watches)):
+            for a in arrs:  # extremes only: no need to stack (a copy) first
+                obs[name].observe(a)
+        elif arrs:
             stacked = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
-            obs[name].observe(stacked)
+            o.observe(stacked)
             for w in watches:
                 if name in w.names:
                     w.watch(name, stacked)
@@ -234,8 +245,12 @@ def _run_and_tap(runner: FloatRunner, feed: dict, index: int, tap) -> dict:
 def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], total: int | None = None,
                        runner: FloatRunner | None = None,
                        tap: Callable[[int, dict], None] | None = None, watches=(),
+                       range_only: Iterable[str] = (),
                        ) -> tuple[dict[str, HistogramObserver], int, str]:
     """Observe every float activation over `feeds`: ({name: observer}, sample count, engine).
+
+    Tensors in `range_only` keep only their extremes (no histogram): for those whose range
+    will be min-max anyway (`minmax_tensors`), which saves most of the observers' work.
 
     For statistics a later step would otherwise need another float pass for:
     `tap(index, activations)` sees every sample's float activations, in order; each of
@@ -246,7 +261,9 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
 
     runner = runner or FloatRunner(graph)
     inputs = {v.name for v in graph.inputs}
-    obs = {name: HistogramObserver(moments=name in inputs) for name in runner.names}
+    range_only = set(range_only)
+    obs = {name: HistogramObserver(moments=name in inputs, histogram=name not in range_only)
+           for name in runner.names}
     progress = _Progress("calibrating", total)
     count = 0
     # forward passes run up to OBSERVE_BATCH samples ahead of the observers (onnxruntime releases
@@ -279,26 +296,48 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
 
 
 def tensor_roles(graph: Graph) -> dict[str, str]:
-    """"input", "logits" (feeds Softmax/Sigmoid/... or is a graph output) or "hidden"."""
+    """"input", "logits" (feeds Softmax/Sigmoid/... or is a graph output), "first"
+    (output of a weighted layer fed by a graph input) or "hidden"."""
     roles = {v.name: "input" for v in graph.inputs}
     for v in graph.outputs:
         roles.setdefault(v.name, "logits")
     for n in graph.nodes:
         if n.op in FIXED_RANGE_OPS and n.inputs and n.inputs[0] is not None:
             roles.setdefault(n.inputs[0].name, "logits")
+    raw = {v.name for v in graph.inputs}  # graph inputs, maybe re-laid-out
+    for n in graph.nodes:  # kept in topological order (Graph.verify)
+        data = n.inputs[0] if n.inputs else None
+        if data is None or data.name not in raw:
+            continue
+        if n.op in LAYOUT_OPS:
+            raw.update(v.name for v in n.outputs)
+        elif n.op in FIRST_LAYER_OPS:
+            for v in n.outputs:
+                roles.setdefault(v.name, "first")
     return roles
 
 
+def minmax_tensors(graph: Graph, method: str, also: Iterable[str] = ()) -> set[str]:
+    """Tensors whose range `choose_ranges(..., also)` takes as the observed min-max (their
+    observers need no histogram)."""
+    roles = tensor_roles(graph)
+    names = {v.name for v in graph.values()}
+    if method == "minmax":
+        return names
+    return {n for n in names if roles.get(n, "hidden") != "hidden"} | set(also)
+
+
 def choose_ranges(graph: Graph, observers: dict[str, HistogramObserver], method: str,
-                  percentile: float = 99.99) -> dict[str, tuple[float, float]]:
-    """{tensor name: (lo, hi)} from the observers, per the rules in the module docstring."""
+                  percentile: float = 99.99, also: Iterable[str] = ()) -> dict[str, tuple[float, float]]:
+    """{tensor name: (lo, hi)} from the observers, per the rules in the module docstring;
+    tensors in `also` get min-max as well (a later step sets their range)."""
     if method not in METHODS:
         raise CalibrationError(f"calibration method {method!r} is not available "
                                f"(choose {', '.join(METHODS)})")
-    roles = tensor_roles(graph)
+    minmax = minmax_tensors(graph, method, also)
     ranges = {}
     for name, o in observers.items():
-        rule = method if roles.get(name, "hidden") == "hidden" else "minmax"
+        rule = "minmax" if name in minmax else method
         ranges[name] = select_range(o, rule, percentile)
     return ranges
 
@@ -308,5 +347,5 @@ def calibrate(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], method: str 
     """Run the float graph over `feeds` and return {value name: (lo, hi)}."""
     if method not in METHODS:
         choose_ranges(graph, {}, method)  # raises the clear error before any work
-    obs, _, _ = collect_statistics(graph, feeds)
+    obs, _, _ = collect_statistics(graph, feeds, range_only=minmax_tensors(graph, method))
     return choose_ranges(graph, obs, method, percentile)

@@ -35,12 +35,13 @@ MSE_CANDIDATES = 256  # per side; the search is exhaustive over candidate pairs
 class HistogramObserver:
     """Running statistics and a growable histogram of one tensor's values."""
 
-    def __init__(self, bins: int = 4096, moments: bool = True):
+    def __init__(self, bins: int = 4096, moments: bool = True, histogram: bool = True):
         self.bins = bins
         self.moments = moments        # keep mean / variance (only graph inputs need them)
+        self.keeps_histogram = histogram  # False: extremes (and moments) only, for min-max ranges
         self.exp: int | None = None   # bin width = 2**exp
         self.start = 0                # global index of counts[0]
-        self.counts = np.zeros(bins, np.float64)
+        self.counts = np.zeros(bins if histogram else 0, np.float64)
         self._occupied: tuple[int, int] | None = None
         self.min, self.max = math.inf, -math.inf
         self.n = 0
@@ -81,6 +82,8 @@ class HistogramObserver:
         if self.moments:
             self._sum += float(np.sum(x, dtype=np.float64))
             self._sumsq += float(np.sum(np.square(x, dtype=np.float64)))
+        if not self.keeps_histogram:
+            return
         zeros = x.size - int(np.count_nonzero(x))
         self.zeros += zeros
         if zeros < x.size:
@@ -335,6 +338,8 @@ RULES = {"minmax": minmax_range, "percentile": percentile_range, "mse": mse_rang
 
 def select_range(obs: HistogramObserver, method: str, percentile: float = 99.99) -> tuple[float, float]:
     """Apply one rule; the result always lies inside the observed [min, max]."""
+    if not obs.keeps_histogram and method != "minmax":
+        raise ValueError(f"the {method} rule needs a histogram; this observer kept only extremes")
     if method == "percentile":
         lo, hi = percentile_range(obs, percentile)
     else:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .calibration import (FloatRunner, choose_ranges, collect_statistics, iterate_samples, load_samples,
-                          sample_count, spread_indices, values_per_sample)
+                          minmax_tensors, sample_count, spread_indices, values_per_sample)
 from .errors import CalibrationError
 from .ir import Graph
 from .moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
@@ -87,11 +87,15 @@ def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: F
     samples = load_samples(calib_path, graph)
     total = sample_count(samples, graph, options.max_calib_samples)
     taps = _taps(graph, total, bc, act_eq)
-    sums = taps.get("input_sums")
+    sums, extremes = taps.get("input_sums"), taps.get("extremes")
+    # tensors activation equalization will rescale get their range from the scaled per-channel
+    # extremes later (min-max until then): they need no histogram either
+    equalized = extremes.names if extremes else set()
     obs, count, engine = collect_statistics(graph, iterate_samples(samples, graph, options.max_calib_samples),
                                             total, runner, tap=sums.add if sums is not None else None,
-                                            watches=[taps["extremes"]] if "extremes" in taps else [])
-    ranges = choose_ranges(graph, obs, options.calib_method, options.percentile)
+                                            watches=[extremes] if extremes else [],
+                                            range_only=minmax_tensors(graph, options.calib_method, equalized))
+    ranges = choose_ranges(graph, obs, options.calib_method, options.percentile, also=equalized)
     ranges.update(_input_range_override(graph, options))
     moments = {}
     for v in graph.inputs:

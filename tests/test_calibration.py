@@ -8,7 +8,7 @@ import pytest
 
 from conftest import MODELS
 from qcompiler.calibration import (FloatRunner, calibrate, choose_ranges, collect_statistics, iterate_samples,
-                                   load_samples, tensor_roles)
+                                   load_samples, minmax_tensors, tensor_roles)
 from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
 from qcompiler.moments import clipped_gaussian_moments, data_free_ranges
@@ -224,6 +224,50 @@ def test_logits_and_inputs_keep_min_max():
     assert ranges[logits] == (obs[logits].min, obs[logits].max)
 
 
+def test_first_layer_keeps_min_max_and_deeper_layers_clip(tmp_path):
+    """The first weighted layer (here behind a layout Transpose) is not clipped; the next one is."""
+    from onnx import helper
+    from onnx_builders import const, save_model
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["t", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Conv", ["r2", "w3", "b3"], ["y"])]
+    path = save_model(tmp_path / "m.onnx", nodes, {"x": [1, 8, 8, 3]}, {"y": [1, 2, 8, 8]},
+                      [const("w1", [4, 3, 3, 3]), const("b1", [4]), const("w2", [4, 4, 3, 3]), const("b2", [4]),
+                       const("w3", [2, 4, 1, 1]), const("b3", [2])])
+    g = optimize(load_model(path), COMMON_PIPELINE)[0]
+    first, second, _ = [n.outputs[0].name for n in g.nodes if n.op == "Conv"]
+    roles = tensor_roles(g)
+    assert (roles[first], roles.get(second, "hidden")) == ("first", "hidden")
+    rng = np.random.default_rng(5)
+    feeds = [{"x": rng.normal(size=(1, 8, 8, 3)).astype(np.float32)} for _ in range(300)]
+    feeds[7]["x"][0, 3, 3] = 40.0  # one loud pixel: a tail in both layers' outputs
+    obs, _, _ = collect_statistics(g, iter(feeds))
+    ranges = choose_ranges(g, obs, "percentile")
+    assert ranges[first] == (obs[first].min, obs[first].max)
+    assert ranges[second] == percentile_range(obs[second]) and ranges[second][1] < 0.9 * obs[second].max
+
+
+def test_range_only_observers_keep_extremes_and_refuse_histogram_rules():
+    """Tensors whose range is min-max anyway skip the histogram; the ranges do not change."""
+    g = _digits("digits_dwsep")
+    samples = load_samples(MODELS / "digits_calib.npy", g)
+    full, _, _ = collect_statistics(g, iterate_samples(samples, g, 40))
+    names = minmax_tensors(g, "percentile")
+    assert g.inputs[0].name in names and any(r == "first" for n, r in tensor_roles(g).items() if n in names)
+    lean, _, _ = collect_statistics(g, iterate_samples(samples, g, 40), range_only=names)
+    assert choose_ranges(g, lean, "percentile") == choose_ranges(g, full, "percentile")
+    hidden = next(n for n in full if n not in names)
+    assert choose_ranges(g, full, "percentile")[hidden] != (full[hidden].min, full[hidden].max)
+    some = next(iter(names))
+    assert lean[some].counts.size == 0 and (lean[some].min, lean[some].max) == (full[some].min, full[some].max)
+    with pytest.raises(ValueError, match="needs a histogram"):
+        select_range(lean[some], "percentile")
+    assert minmax_tensors(g, "minmax") == {v.name for v in g.values()}
+
+
 def test_unknown_method_is_a_clear_error():
     g = _digits()
     with pytest.raises(CalibrationError, match="minmax, percentile, kl, mse"):
@@ -265,3 +309,4 @@ def test_data_free_ranges_from_batchnorm_statistics():
 def test_data_free_needs_an_input_range():
     with pytest.raises(CalibrationError, match="--input-range"):
         data_free_ranges(_digits(), {})
+
