@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .blas import one_blas_thread
 from .calibration import (FloatRunner, choose_ranges, collect_statistics, iterate_samples, load_samples,
                           minmax_tensors, sample_count, spread_indices, values_per_sample)
 from .errors import CalibrationError
@@ -178,6 +179,7 @@ def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int,
     return analytic_bias_correction(graph, qgraph, post)
 
 
+@one_blas_thread()
 def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
             defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
     """Quantize `graph` per `options`: (int8 graph, summary for report.json, ranges).
@@ -268,6 +270,7 @@ def _add_layer_report(graph: Graph, qgraph: Graph, samples, total: int, summary:
         _set_report(summary, *job())
 
 
+@one_blas_thread()
 def finish_report(summary: dict) -> None:
     """Wait for a deferred per-layer report and put it into `summary`."""
     pending = summary.pop("_pending_report", None)

@@ -310,3 +310,26 @@ def test_data_free_needs_an_input_range():
     with pytest.raises(CalibrationError, match="--input-range"):
         data_free_ranges(_digits(), {})
 
+
+def test_quantization_numerics_use_one_blas_thread_even_if_numpy_came_first(monkeypatch):
+    """A script that imported numpy before qcompiler has a multi-threaded BLAS, whose float32
+    products round differently (MLPerf IC: 71 bias entries differ); run_ptq limits it to one."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import qcompiler.ptq as ptq
+    from qcompiler.pipeline import CompileOptions
+    seen = []
+    real = ptq.choose_ranges
+
+    def spy(*args, **kwargs):
+        seen.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ptq, "choose_ranges", spy)
+    g = _digits()
+    calib = str(MODELS / "digits_calib.npy")
+    with threadpool_limits(limits=2, user_api="blas"):
+        outside = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        ptq.run_ptq(g, calib, CompileOptions(calib=calib, max_calib_samples=8))
+    assert outside and all(n == 2 for n in outside)
+    assert seen and all(n == 1 for n in seen[0])
