@@ -1,8 +1,8 @@
 """Quantization fidelity: qcc's calibration / CLE / bias-correction settings vs ONNX Runtime
 quantize_static vs the official int8 .tflite files, all measured in one run on the same data.
 
-    python bench/fidelity.py [--quick]      -> bench/fidelity.md, bench/fidelity.json
-    python -m bench                         -> this section inside bench/results.md
+    python bench/fidelity.py [--quick]      -> bench/fidelity.md, bench/fidelity.json (not in git)
+    python -m bench                         -> this section inside bench/results.md (committed)
 
 Per model (sample models, MLPerf Tiny): output SQNR (dB) and top-1 agreement of the int8
 model vs the float ONNX model (onnxruntime) on the evaluation set, plus accuracy where
