@@ -206,8 +206,13 @@ class LayerInputSums:
         if index not in self.indices:
             return
         for f in self.layers:
-            total = acts[f.inputs[0].name].astype(np.float64).sum(axis=0, keepdims=True)
-            self.sums[f.name] = self.sums[f.name] + total if f.name in self.sums else total
+            x = acts[f.inputs[0].name]
+            if x.shape[0] != 1:
+                x = x.astype(np.float64).sum(axis=0, keepdims=True)
+            if f.name in self.sums:  # in place: float64 += float32 converts as it adds
+                np.add(self.sums[f.name], x, out=self.sums[f.name])
+            else:
+                self.sums[f.name] = x.astype(np.float64)
         self.rows += self.batch
 
     def complete(self, layers: list[Node]) -> bool:
