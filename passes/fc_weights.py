@@ -58,6 +58,15 @@ def _fc_layers(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes if n.op == "Gemm" and n.input(1) is not None and n.input(1).is_constant]
 
 
+def _gains(layers: list[Node]) -> dict[str, float]:
+    """Weight SQNR gained by per-channel over per-tensor scales, per layer (dB)."""
+    return {n.name: weight_sqnr_db(n.input(1).data, 0) - weight_sqnr_db(n.input(1).data, None) for n in layers}
+
+
+def _multiplier_bytes(node: Node) -> int:
+    return BYTES_PER_CHANNEL * int(node.input(1).data.shape[0])
+
+
 def per_channel_fc_layers(graph: Graph, mode: bool | str, arena_budget: int | None = None) -> set[str]:
     """Names of the Gemm nodes whose weights are quantized per output channel.
 
@@ -67,10 +76,10 @@ def per_channel_fc_layers(graph: Graph, mode: bool | str, arena_budget: int | No
     layers = _fc_layers(graph)
     if mode != "auto":
         return {n.name for n in layers} if mode else set()
-    gains = {n.name: weight_sqnr_db(n.input(1).data, 0) - weight_sqnr_db(n.input(1).data, None) for n in layers}
+    gains = _gains(layers)
     chosen, spent = set(), 0
     for n in sorted(layers, key=lambda n: -gains[n.name]):
-        cost = BYTES_PER_CHANNEL * int(n.input(1).data.shape[0])
+        cost = _multiplier_bytes(n)
         if gains[n.name] < FC_PER_CHANNEL_GAIN_DB:
             break
         if arena_budget is not None and spent + cost > arena_budget:
@@ -78,6 +87,22 @@ def per_channel_fc_layers(graph: Graph, mode: bool | str, arena_budget: int | No
         chosen.add(n.name)
         spent += cost
     return chosen
+
+
+def kept_per_tensor_for_arena(graph: Graph, arena_budget: int | None) -> dict | None:
+    """What "auto" gave up to stay within `arena_budget`: the layers that would gain
+    >= FC_PER_CHANNEL_GAIN_DB per channel but stay per tensor, their weight-SQNR gains and
+    the arena bytes `--per-channel-fc` would add for them (None when nothing was given up)."""
+    if arena_budget is None:
+        return None
+    skipped = per_channel_fc_layers(graph, "auto") - per_channel_fc_layers(graph, "auto", arena_budget)
+    if not skipped:
+        return None
+    layers = [n for n in _fc_layers(graph) if n.name in skipped]
+    gains = _gains(layers)
+    return {"layers": [n.name for n in layers],
+            "weight_sqnr_gain_db": [round(min(gains.values()), 2), round(max(gains.values()), 2)],
+            "arena_bytes": sum(_multiplier_bytes(n) for n in layers)}
 
 
 def tflm_arena_budget(graph: Graph) -> int:

@@ -79,6 +79,7 @@ def cmd_compile(argv: list[str]) -> int:
 
     from .onnx_frontend import parse_input_shapes
     from .pipeline import CompileOptions, compile_model
+    from .quant_report import fc_tradeoff
 
     a = _compile_parser().parse_args(argv)
     split = lambda items: tuple(x for item in items for x in item.split(",") if x)  # noqa: E731
@@ -119,6 +120,9 @@ def cmd_compile(argv: list[str]) -> int:
     if worst:
         print("qcc: lowest per-layer SQNR (int8 reference vs float): " + ", ".join(
             f"{w['tensor']} ({w['op']}) {w['sqnr_db']:.1f} dB" for w in worst))
+    tradeoff = fc_tradeoff(r.get("calibration", {}))
+    if tradeoff:
+        print(f"qcc: {tradeoff}")
     if "arena" in r:
         kind = "measured" if r["arena"].get("arena_source", "").startswith("measured") else "estimated"
         print(f"qcc: flash {r['flash_bytes']} bytes, tensor arena {r['arena']['arena_bytes']} bytes ({kind})")

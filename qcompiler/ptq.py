@@ -192,7 +192,7 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
     `finish_report(summary)` (or `cancel_report`) before reading summary["layers"].
     """
     from .passes.equalize import equalize
-    from .passes.fc_weights import tflm_arena_budget
+    from .passes.fc_weights import kept_per_tensor_for_arena, tflm_arena_budget
     from .passes.quantize import check_finite, check_quantizable, quantize_graph
     check_finite(graph)  # fail on bad weights and unsupported ops before the (slow) calibration
     if int8:
@@ -228,6 +228,10 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
     qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc, per_tensor=options.per_tensor,
                             fc_arena_budget=budget)
     summary["fc_arena_budget_bytes"] = budget
+    if options.per_channel_fc == "auto" and not options.per_tensor:
+        given_up = kept_per_tensor_for_arena(graph, budget)
+        if given_up:
+            summary["fc_kept_per_tensor_for_arena"] = given_up
     summary["fc_per_channel"] = [n.name for n in qgraph.nodes
                                  if n.op == "Gemm" and n.input(1) is not None and n.input(1).quant is not None
                                  and n.input(1).quant.axis is not None]

@@ -184,6 +184,18 @@ def _fmt(v, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
+def fc_tradeoff(summary: dict) -> str | None:
+    """One sentence on the FULLY_CONNECTED layers kept per tensor for the arena's sake, if any."""
+    kept = summary.get("fc_kept_per_tensor_for_arena")
+    if not kept:
+        return None
+    lo, hi = kept["weight_sqnr_gain_db"]
+    gain = f"{lo:.1f} dB" if lo == hi else f"{lo:.1f}-{hi:.1f} dB"
+    return (f"{len(kept['layers'])} FULLY_CONNECTED layer(s) keep per-tensor weights to save arena; "
+            f"--per-channel-fc would raise their weight SQNR by {gain} for at least "
+            f"{kept['arena_bytes']:,} more arena bytes (their per-channel multipliers)")
+
+
 def report_markdown(name: str, summary: dict, layers: list[dict], png_name: str) -> str:
     lines = [f"# Quantization report: {name}", ""]
     if summary.get("data_free"):
@@ -194,6 +206,7 @@ def report_markdown(name: str, summary: dict, layers: list[dict], png_name: str)
               f"({summary.get('file') or 'no file'})",
               f"- weights: {summary.get('weights')}; cross-layer equalization: {summary.get('cle')}; "
               f"bias correction: {summary.get('bias_correction')}",
+              *([f"- {fc_tradeoff(summary)}"] if fc_tradeoff(summary) else []),
               f"- per-layer SQNR measured on {summary.get('report_samples', 0)} samples: integer "
               "reference (dequantized) vs float, per tensor; red bars are the five worst", "",
               f"![per-layer SQNR (dB), gridlines every 10 dB]({png_name})", "",

@@ -1,6 +1,7 @@
 """End to end: ONNX -> int8 .tflite; TFLite Micro must equal the integer reference bit for bit."""
 from __future__ import annotations
 
+import json
 import subprocess
 
 import numpy as np
@@ -99,6 +100,11 @@ def test_mlperf_tflm_bit_exact(model, tmp_path):
     res = verify_outdir(out, evaln)
     print(model, "litert max LSB diff:", res["litert"]["max_abs_diff_lsb"])
     assert res["tflm"]["bit_exact"], res
+    # only AD's FC layers would gain >= 3 dB per channel; the report says what the arena cost
+    kept = json.loads((out / "report.json").read_text())["calibration"].get("fc_kept_per_tensor_for_arena")
+    assert (kept is not None) == (model == "ad01_fp32")
+    if kept:
+        assert len(kept["layers"]) == 10 and "--per-channel-fc" in (out / "report.md").read_text()
     from qcompiler.backends.tflite.memory import _runs_with
     tflite = (out / f"{model}.tflite").read_bytes()
     arena = _declared_arena(out)

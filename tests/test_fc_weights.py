@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from qcompiler.ir import Graph
-from qcompiler.passes.fc_weights import (BYTES_PER_CHANNEL, activation_peak_bytes, per_channel_fc_layers,
-                                         weight_sqnr_db)
+from qcompiler.passes.fc_weights import (BYTES_PER_CHANNEL, activation_peak_bytes, kept_per_tensor_for_arena,
+                                         per_channel_fc_layers, weight_sqnr_db)
+from qcompiler.quant_report import fc_tradeoff
 
 
 def _two_layer(rows_a: np.ndarray, rows_b: np.ndarray, batch: int = 1) -> Graph:
@@ -47,6 +48,20 @@ def test_arena_budget_limits_per_channel_layers():
     cost = BYTES_PER_CHANNEL * 8
     assert per_channel_fc_layers(g, "auto", arena_budget=cost) == {"a"}
     assert per_channel_fc_layers(g, "auto", arena_budget=cost - 1) == set()
+
+
+def test_what_the_arena_budget_gave_up_is_reported():
+    """The user is told which layers stayed per tensor for the arena and what switching costs."""
+    g = _two_layer(*_layers())
+    cost = BYTES_PER_CHANNEL * 8
+    assert kept_per_tensor_for_arena(g, arena_budget=cost) is None  # nothing given up
+    assert kept_per_tensor_for_arena(g, arena_budget=None) is None  # no arena, nothing to give up
+    kept = kept_per_tensor_for_arena(g, arena_budget=cost - 1)
+    gain = weight_sqnr_db(_layers()[0], 0) - weight_sqnr_db(_layers()[0], None)
+    assert kept == {"layers": ["a"], "weight_sqnr_gain_db": [round(gain, 2)] * 2, "arena_bytes": cost}
+    line = fc_tradeoff({"fc_kept_per_tensor_for_arena": kept})
+    assert "1 FULLY_CONNECTED layer(s)" in line and "--per-channel-fc" in line and f"{cost:,} more arena" in line
+    assert fc_tradeoff({}) is None
 
 
 def test_activation_peak_counts_live_int8_bytes():
