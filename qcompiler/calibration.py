@@ -16,10 +16,12 @@ Range rules per tensor (`choose_ranges`):
 - tensors feeding Softmax / graph outputs ("logits"): min-max as well, since
   clipping the largest logit changes the argmax;
 - outputs of the first weighted layer (Conv / Gemm / MatMul reading a graph
-  input, possibly through layout-only ops): min-max too. Their error reaches
-  every later layer, and what a percentile clips there is the strongest
-  response to the input (edges, loud frames), not an accumulation outlier; the
-  measurements behind this are in README "Defaults";
+  input, possibly through layout-only ops): min-max too, for the asymmetric int8
+  (TFLite) scheme (`first_layer=True`). Their error reaches every later layer,
+  and what a percentile clips there is the strongest response to the input
+  (edges, loud frames), not an accumulation outlier. Under ncnn's symmetric
+  activations (half the steps for a ReLU output) the clip is worth more and the
+  rule is off; the measurements behind both are in README "Defaults";
 - everything else: the chosen method (minmax | percentile | kl | mse).
 """
 from __future__ import annotations
@@ -317,24 +319,27 @@ def tensor_roles(graph: Graph) -> dict[str, str]:
     return roles
 
 
-def minmax_tensors(graph: Graph, method: str, also: Iterable[str] = ()) -> set[str]:
-    """Tensors whose range `choose_ranges(..., also)` takes as the observed min-max (their
-    observers need no histogram)."""
+def minmax_tensors(graph: Graph, method: str, also: Iterable[str] = (), first_layer: bool = True) -> set[str]:
+    """Tensors whose range `choose_ranges(..., also, first_layer)` takes as the observed
+    min-max (their observers need no histogram)."""
     roles = tensor_roles(graph)
     names = {v.name for v in graph.values()}
     if method == "minmax":
         return names
-    return {n for n in names if roles.get(n, "hidden") != "hidden"} | set(also)
+    fixed = {"input", "logits", "first"} if first_layer else {"input", "logits"}
+    return {n for n in names if roles.get(n) in fixed} | set(also)
 
 
 def choose_ranges(graph: Graph, observers: dict[str, HistogramObserver], method: str,
-                  percentile: float = 99.99, also: Iterable[str] = ()) -> dict[str, tuple[float, float]]:
+                  percentile: float = 99.99, also: Iterable[str] = (),
+                  first_layer: bool = True) -> dict[str, tuple[float, float]]:
     """{tensor name: (lo, hi)} from the observers, per the rules in the module docstring;
-    tensors in `also` get min-max as well (a later step sets their range)."""
+    tensors in `also` get min-max as well (a later step sets their range); `first_layer`:
+    the first weighted layer's outputs too (the asymmetric int8 scheme)."""
     if method not in METHODS:
         raise CalibrationError(f"calibration method {method!r} is not available "
                                f"(choose {', '.join(METHODS)})")
-    minmax = minmax_tensors(graph, method, also)
+    minmax = minmax_tensors(graph, method, also, first_layer)
     ranges = {}
     for name, o in observers.items():
         rule = "minmax" if name in minmax else method

@@ -82,9 +82,10 @@ def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float
 
 
 def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner, bc: str,
-                act_eq: bool):
+                act_eq: bool, int8: bool):
     """Ranges from data, plus what later steps need: the samples, input moments and what the
-    same float pass collected for them (`_taps`: {"input_sums": ..., "extremes": ...}, both optional)."""
+    same float pass collected for them (`_taps`: {"input_sums": ..., "extremes": ...}, both optional).
+    int8: ranges for the TFLite int8 scheme (else a target's own scheme, e.g. ncnn)."""
     samples = load_samples(calib_path, graph)
     total = sample_count(samples, graph, options.max_calib_samples)
     taps = _taps(graph, total, bc, act_eq)
@@ -95,8 +96,8 @@ def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: F
     obs, count, engine = collect_statistics(graph, iterate_samples(samples, graph, options.max_calib_samples),
                                             total, runner, tap=sums.add if sums is not None else None,
                                             watches=[extremes] if extremes else [],
-                                            range_only=minmax_tensors(graph, options.calib_method, equalized))
-    ranges = choose_ranges(graph, obs, options.calib_method, options.percentile, also=equalized)
+                                            range_only=minmax_tensors(graph, options.calib_method, equalized, int8))
+    ranges = choose_ranges(graph, obs, options.calib_method, options.percentile, also=equalized, first_layer=int8)
     ranges.update(_input_range_override(graph, options))
     moments = {}
     for v in graph.inputs:
@@ -209,7 +210,8 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
     if calib_path is not None:
         runner = FloatRunner(graph)  # one float session for calibration, bias correction and the report
         act_eq = int8 and options.act_eq and not options.per_tensor
-        ranges, samples, total, moments, taps = _calibrated(graph, calib_path, options, summary, runner, bc, act_eq)
+        ranges, samples, total, moments, taps = _calibrated(graph, calib_path, options, summary, runner, bc, act_eq,
+                                                                int8)
         input_sums = taps.get("input_sums")
         if "extremes" in taps:
             gains = _equalize_activations(graph, taps["extremes"], ranges, input_sums)
