@@ -226,7 +226,7 @@ def _observe_all(obs: dict, batch: list[dict], watches=()) -> None:
         o = obs[name]
         if arrs and not (o.keeps_histogram or o.moments or any(name in w.names for w in watches)):
             for a in arrs:  # extremes only: no need to stack (a copy) first
-                obs[name].observe(a)
+                o.observe(a)
         elif arrs:
             stacked = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
             o.observe(stacked)
