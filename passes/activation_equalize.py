@@ -19,10 +19,11 @@ A's integer weights) and only where A's output has no other reader. With B a reg
 scaling its input channels trades weight precision for activation precision: measured
 worse on KWS, IC and digits_dwsep, so not done.
 
-Measured on the evaluation sets (output SQNR dB / top-1 agreement %, off -> on): MLPerf KWS
-20.77 / 93.6 -> 20.90 / 94.8, KWS SavedModel 21.27 / 96.6 -> 22.26 / 97.4, VWW 34.85 / 99.33 ->
-36.09 / 99.67 (its per-layer SQNR +1 to +11 dB on every conv output), digits_dwsep 40.73 ->
-40.77; models without conv -> depthwise pairs (IC, AD, digits_cnn/resnet) are unchanged.
+Measured on the evaluation sets (output SQNR dB / top-1 agreement %, off -> on; bench/results.md):
+MLPerf KWS 19.82 / 93.4 -> 20.90 / 94.8, KWS SavedModel 20.44 / 97.0 -> 22.26 / 97.4, VWW
+33.97 / 98.0 -> 36.09 / 99.67 (its per-layer SQNR +1 to +11 dB on every conv output),
+digits_dwsep 39.45 -> 43.28; models without conv -> depthwise pairs (IC, AD, digits_cnn/resnet)
+are unchanged.
 """
 from __future__ import annotations
 

@@ -218,6 +218,16 @@ class LayerInputSums:
     def complete(self, layers: list[Node]) -> bool:
         return self.rows == self.batch * len(self.indices) and all(f.name in self.sums for f in layers)
 
+    def output_means(self, layers: list[Node]) -> dict[str, np.ndarray]:
+        """Per output channel, each layer's mean pre-activation output over the samples: as
+        Conv / Gemm are affine, the layer applied to the mean input, averaged over positions."""
+        means = {}
+        for f in layers:
+            args = [self.sums[f.name] / self.rows] + [v.data.astype(np.float64) if v is not None else None
+                                                      for v in f.inputs[1:]]
+            means[f.name] = _channel_mean(FLOAT_KERNELS[f.op](f, args)[0])
+        return means
+
     def scale_input(self, layer: str, gain: np.ndarray) -> None:
         """The layer's input channels were multiplied by `gain` (activation equalization)."""
         if layer in self.sums:
@@ -238,15 +248,7 @@ def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node]
     sums = LayerInputSums(float_graph, range(len(feeds)))
     for index, feed in enumerate(feeds):
         sums.add(index, runner.run(feed))
-    return means_from_sums(layers, sums.sums, sums.rows)
-
-
-def means_from_sums(layers: list[Node], sums: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-    means = {}
-    for f in layers:
-        args = [sums[f.name] / rows] + [v.data.astype(np.float64) if v is not None else None for v in f.inputs[1:]]
-        means[f.name] = _channel_mean(FLOAT_KERNELS[f.op](f, args)[0])
-    return means
+    return sums.output_means(layers)
 
 
 def empirical_bias_correction(float_graph: Graph, qgraph: Graph, feeds: list[dict], runner=None,
@@ -260,7 +262,7 @@ def empirical_bias_correction(float_graph: Graph, qgraph: Graph, feeds: list[dic
     pairs = node_pairs(float_graph, qgraph)
     layers = [f for f, q in pairs if is_corrected_layer(q)]
     if input_sums is not None and input_sums.complete(layers):
-        float_means = means_from_sums(layers, input_sums.sums, input_sums.rows)
+        float_means = input_sums.output_means(layers)
     else:
         float_means = float_output_means(float_graph, feeds, layers, runner)
     stream = _QuantStream(float_graph, qgraph, feeds)

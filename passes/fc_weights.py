@@ -67,42 +67,45 @@ def _multiplier_bytes(node: Node) -> int:
     return BYTES_PER_CHANNEL * int(node.input(1).data.shape[0])
 
 
+def _auto_choice(graph: Graph, arena_budget: int | None) -> tuple[set[str], list[Node], dict[str, float]]:
+    """"auto": (chosen layer names, layers worth it but left out for the budget, gains)."""
+    layers = _fc_layers(graph)
+    gains = _gains(layers)
+    chosen, over_budget, spent = set(), [], 0
+    for n in sorted(layers, key=lambda n: -gains[n.name]):
+        cost = _multiplier_bytes(n)
+        if gains[n.name] < FC_PER_CHANNEL_GAIN_DB:
+            break
+        if arena_budget is not None and spent + cost > arena_budget:
+            over_budget.append(n)
+            continue
+        chosen.add(n.name)
+        spent += cost
+    return chosen, [n for n in layers if n in over_budget], gains
+
+
 def per_channel_fc_layers(graph: Graph, mode: bool | str, arena_budget: int | None = None) -> set[str]:
     """Names of the Gemm nodes whose weights are quantized per output channel.
 
     mode True / False: all / none; "auto": see the module docstring (`arena_budget` in
     bytes, None for targets without an arena).
     """
-    layers = _fc_layers(graph)
     if mode != "auto":
-        return {n.name for n in layers} if mode else set()
-    gains = _gains(layers)
-    chosen, spent = set(), 0
-    for n in sorted(layers, key=lambda n: -gains[n.name]):
-        cost = _multiplier_bytes(n)
-        if gains[n.name] < FC_PER_CHANNEL_GAIN_DB:
-            break
-        if arena_budget is not None and spent + cost > arena_budget:
-            continue
-        chosen.add(n.name)
-        spent += cost
-    return chosen
+        return {n.name for n in _fc_layers(graph)} if mode else set()
+    return _auto_choice(graph, arena_budget)[0]
 
 
 def kept_per_tensor_for_arena(graph: Graph, arena_budget: int | None) -> dict | None:
     """What "auto" gave up to stay within `arena_budget`: the layers that would gain
     >= FC_PER_CHANNEL_GAIN_DB per channel but stay per tensor, their weight-SQNR gains and
     the arena bytes `--per-channel-fc` would add for them (None when nothing was given up)."""
-    if arena_budget is None:
+    _, left_out, gains = _auto_choice(graph, arena_budget)
+    if not left_out:
         return None
-    skipped = per_channel_fc_layers(graph, "auto") - per_channel_fc_layers(graph, "auto", arena_budget)
-    if not skipped:
-        return None
-    layers = [n for n in _fc_layers(graph) if n.name in skipped]
-    gains = _gains(layers)
-    return {"layers": [n.name for n in layers],
-            "weight_sqnr_gain_db": [round(min(gains.values()), 2), round(max(gains.values()), 2)],
-            "arena_bytes": sum(_multiplier_bytes(n) for n in layers)}
+    kept = [gains[n.name] for n in left_out]
+    return {"layers": [n.name for n in left_out],
+            "weight_sqnr_gain_db": [round(min(kept), 2), round(max(kept), 2)],
+            "arena_bytes": sum(_multiplier_bytes(n) for n in left_out)}
 
 
 def tflm_arena_budget(graph: Graph) -> int:

@@ -134,6 +134,13 @@ def values_per_sample(graph: Graph) -> int:
     return sum(int(np.prod(v.shape)) for n in graph.nodes for v in n.outputs if v.shape)
 
 
+def samples_within(graph: Graph, values: int, at_least: int, at_most: int | None = None) -> int:
+    """How many samples' activations fit in `values` (what simulating them costs), kept
+    within [at_least, at_most]."""
+    count = max(at_least, values // max(values_per_sample(graph), 1))
+    return count if at_most is None else min(at_most, count)
+
+
 def spread_indices(total: int, count: int) -> list[int]:
     """`count` sample indices spread evenly over `total` (deterministic subsampling)."""
     if count >= total:
@@ -223,16 +230,15 @@ OBSERVE_BATCH = 8
 def _observe_all(obs: dict, batch: list[dict], watches=()) -> None:
     for name in obs:
         arrs = [acts[name] for acts in batch if name in acts]
-        o = obs[name]
-        if arrs and not (o.keeps_histogram or o.moments or any(name in w.names for w in watches)):
+        o, watchers = obs[name], [w for w in watches if name in w.names]
+        if arrs and not (o.keeps_histogram or o.moments or watchers):
             for a in arrs:  # extremes only: no need to stack (a copy) first
                 o.observe(a)
         elif arrs:
             stacked = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
             o.observe(stacked)
-            for w in watches:
-                if name in w.names:
-                    w.watch(name, stacked)
+            for w in watchers:
+                w.watch(name, stacked)
 
 
 def _run_and_tap(runner: FloatRunner, feed: dict, index: int, tap) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .blas import one_blas_thread
 from .calibration import (FloatRunner, choose_ranges, collect_statistics, iterate_samples, load_samples,
-                          minmax_tensors, sample_count, spread_indices, values_per_sample)
+                          minmax_tensors, sample_count, samples_within, spread_indices)
 from .errors import CalibrationError
 from .ir import Graph
 from .moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
@@ -37,7 +37,7 @@ BIAS_CORRECTION_MIN_SAMPLES = 32
 
 
 def bias_correction_samples(graph: Graph) -> int:
-    return max(BIAS_CORRECTION_MIN_SAMPLES, BIAS_CORRECTION_ELEMENTS // max(values_per_sample(graph), 1))
+    return samples_within(graph, BIAS_CORRECTION_ELEMENTS, BIAS_CORRECTION_MIN_SAMPLES)
 
 
 DATA_FREE_WARNING = ("qcc: warning: DATA-FREE quantization (no --calib): activation ranges are estimated "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import FloatRunner, values_per_sample
+from .calibration import FloatRunner, samples_within
 from .interpreter import INT_KERNELS, Interpreter
 from .ir import Graph
 
@@ -32,7 +32,7 @@ REPORT_MIN_SAMPLES = 4
 
 def report_samples(graph: Graph) -> int:
     """How many calibration samples the per-layer report runs for `graph`."""
-    return int(min(REPORT_SAMPLES, max(REPORT_MIN_SAMPLES, REPORT_VALUES // max(values_per_sample(graph), 1))))
+    return samples_within(graph, REPORT_VALUES, REPORT_MIN_SAMPLES, REPORT_SAMPLES)
 
 
 class _Acc:
@@ -198,6 +198,7 @@ def fc_tradeoff(summary: dict) -> str | None:
 
 def report_markdown(name: str, summary: dict, layers: list[dict], png_name: str) -> str:
     lines = [f"# Quantization report: {name}", ""]
+    tradeoff = fc_tradeoff(summary)
     if summary.get("data_free"):
         lines += ["**DATA-FREE MODE: no calibration data was given.** Activation ranges come from "
                   "BatchNorm statistics (mean ± k·std propagated through the layers), not from data; "
@@ -206,7 +207,7 @@ def report_markdown(name: str, summary: dict, layers: list[dict], png_name: str)
               f"({summary.get('file') or 'no file'})",
               f"- weights: {summary.get('weights')}; cross-layer equalization: {summary.get('cle')}; "
               f"bias correction: {summary.get('bias_correction')}",
-              *([f"- {fc_tradeoff(summary)}"] if fc_tradeoff(summary) else []),
+              *([f"- {tradeoff}"] if tradeoff else []),
               f"- per-layer SQNR measured on {summary.get('report_samples', 0)} samples: integer "
               "reference (dequantized) vs float, per tensor; red bars are the five worst", "",
               f"![per-layer SQNR (dB), gridlines every 10 dB]({png_name})", "",

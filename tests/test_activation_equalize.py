@@ -86,8 +86,8 @@ def test_float_function_and_integer_weights_unchanged():
 
 def test_digits_dwsep_gains_precision_where_it_equalizes():
     """On the shipped depthwise-separable model the equalized tensor gets better per-layer SQNR
-    (measured +0.55 dB) and no layer after it gets worse (+0.1 to +1.3 dB); switching it off
-    restores the old numbers."""
+    (measured +0.55 dB) and no layer after it gets worse (+0.1 to +1.3 dB); off, the summary
+    says nothing was equalized."""
     model, calib = MODELS / "digits_dwsep.onnx", str(MODELS / "digits_calib.npy")
     reports = {}
     for on in (True, False):

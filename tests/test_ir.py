@@ -93,3 +93,18 @@ def test_copy_is_deep():
     h.nodes[0].attrs["group"] = 1
     assert "group" not in conv.attrs
     h.verify()
+
+
+def test_fake_quantize_equals_the_integer_round_trip():
+    """Bias correction's fast path must give dequantize(quantize(x)) bit for bit, per tensor and
+    per channel, including values that clip and values exactly halfway between steps."""
+    rng = np.random.default_rng(11)
+    x = (rng.normal(0, 3, (4, 3, 5, 5))).astype(np.float32)
+    x[0, 0, 0, :3] = [40.0, -40.0, 0.25]  # clipped both ways; 0.25 / 0.5 = a half step
+    for q in (QuantParams(np.float32(0.5), np.int32(3)),
+              QuantParams(np.array([0.02, 0.1, 0.5], np.float32), np.zeros(3, np.int32), axis=1),
+              QuantParams(np.float32(0.01), np.int32(-7), dtype=np.int16)):
+        want = q.dequantize(q.quantize(x))
+        got = q.fake_quantize(x)
+        assert got.dtype == np.float32 and np.array_equal(got, want)
+        assert np.count_nonzero(want != x) > 0  # the round trip does change values
