@@ -78,8 +78,8 @@ def float_outputs(onnx_path: Path, x: np.ndarray) -> np.ndarray:
 
 def qcc_quantize(onnx_path: Path, calib_file: str | None, **fields):
     """(int8 graph, summary, seconds) through the same steps as compile_model."""
-    from qcompiler.onnx_frontend import load_model
-    from qcompiler.pipeline import CompileOptions, optimize, pass_list, quantize
+    from qcompiler.frontend.onnx_import import load_model
+    from qcompiler.driver.pipeline import CompileOptions, optimize, pass_list, quantize
     opts = CompileOptions(calib=calib_file, **fields)
     t = time.perf_counter()
     graph = load_model(onnx_path, opts.input_shapes)
@@ -89,7 +89,7 @@ def qcc_quantize(onnx_path: Path, calib_file: str | None, **fields):
 
 
 def int8_outputs(q, x: np.ndarray) -> np.ndarray:
-    from qcompiler.interpreter import INT_KERNELS, Interpreter
+    from qcompiler.interp import INT_KERNELS, Interpreter
     interp, vin, vout = Interpreter(q, INT_KERNELS), q.inputs[0], q.outputs[0]
     outs = [interp.run({vin.name: vin.quant.quantize(x[i:i + 1])})[vout.name] for i in range(len(x))]
     return vout.quant.dequantize(np.concatenate(outs))
@@ -124,7 +124,7 @@ def ort_quantize(onnx_path: Path, calib: np.ndarray, method: str, workdir: Path)
 
 
 def tflite_outputs(path: Path, x: np.ndarray) -> np.ndarray:
-    from qcompiler.runtimes import TflmRunner
+    from qcompiler.backends.tflite.runtime import TflmRunner
     run = TflmRunner(path.read_bytes())
     qi = run.interp.get_input_details(0)["quantization_parameters"]
     qo = run.interp.get_output_details(0)["quantization_parameters"]
@@ -200,8 +200,8 @@ def hwm():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
-from qcompiler.onnx_frontend import load_model
-from qcompiler.pipeline import COMMON_PIPELINE, CompileOptions, optimize, quantize
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.driver.pipeline import COMMON_PIPELINE, CompileOptions, optimize, quantize
 g = optimize(load_model({model!r}), COMMON_PIPELINE)[0]
 base = hwm()
 quantize(g, {calib!r}, CompileOptions(calib={calib!r}))
@@ -249,7 +249,7 @@ def compile_times(workdir: Path, repeats: int = 5) -> dict:
     """Best of `repeats` for each, interleaved, in this process (imports already done)."""
     import shutil
 
-    from qcompiler.pipeline import CompileOptions, compile_model
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
     calib = mlperf_data("vww", "calib")
     np.save(workdir / "vww_time_calib.npy", calib)
     onnx_path = SHARED / "vww_96_float.onnx"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 CHILD = """
 import sys
-from qcompiler.runtimes import TflmRunner
+from qcompiler.backends.tflite.runtime import TflmRunner
 run = TflmRunner(open(sys.argv[1], "rb").read())
 run(run.zero_inputs())
 """

@@ -19,9 +19,9 @@ def _sqnr(ref, got):
 
 def measure(name, onnx_path, calib, evals, workdir: Path) -> dict:
     from qcompiler.backends.ncnn.check import NcnnRunner, float_reference
-    from qcompiler.pipeline import CompileOptions, compile_model
-    from qcompiler.serialize import load_graph
-    from qcompiler.verify import verify_outdir
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
+    from qcompiler.ir.serialize import load_graph
+    from qcompiler.driver.verify import verify_outdir
     np.save(workdir / "calib.npy", calib)
     np.save(workdir / "eval.npy", evals)
     out = workdir / f"{name}_ncnn"

@@ -21,7 +21,7 @@ from bench.instructions import tflm_invoke_instructions
 
 
 def _runners(data: bytes):
-    from qcompiler.runtimes import LiteRTRunner, TflmRunner
+    from qcompiler.backends.tflite.runtime import LiteRTRunner, TflmRunner
     tflm = TflmRunner(data)
     feeds = tflm.zero_inputs()
     return (lambda: tflm(feeds)), (lambda r=LiteRTRunner(data): r(feeds))
@@ -29,7 +29,7 @@ def _runners(data: bytes):
 
 def measure(name, onnx_path, calib, official: Path | None, workdir: Path) -> dict:
     from qcompiler.backends.tflite.memory import min_arena
-    from qcompiler.pipeline import CompileOptions, compile_model
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
     np.save(workdir / "calib.npy", calib)
     out = workdir / name
     compile_model(onnx_path, out, CompileOptions(calib=str(workdir / "calib.npy")))

@@ -15,8 +15,8 @@ def measure(name, onnx_path, calib, evals, workdir: Path) -> dict:
     import onnxruntime as ort
 
     from qcompiler.backends.tvm.build import load_vm, run_vm
-    from qcompiler.pipeline import CompileOptions, compile_model
-    from qcompiler.runtimes import LiteRTRunner
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
+    from qcompiler.backends.tflite.runtime import LiteRTRunner
     np.save(workdir / "calib.npy", calib)
     opts = dict(calib=str(workdir / "calib.npy"))
     tvm_out = compile_model(onnx_path, workdir / f"{name}_tvm", CompileOptions(target="tvm", **opts))

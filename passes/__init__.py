@@ -1,7 +1,9 @@
-"""Built-in graph passes; importing this package registers them all by name."""
-from . import (  # noqa: F401
+"""Built-in graph passes (`Graph -> Graph`, registered by name); importing this package
+registers them all. The pass infrastructure itself lives in `qcompiler.ir.pass_manager` and is
+re-exported here for user pipelines."""
+from qcompiler.ir.pass_manager import PASSES, PassContext, PassManager, register_pass
+from qcompiler.passes import (  # noqa: F401  (each module registers its passes)
     canonicalize,
-    bias_correction,
     dead_code,
     decompose_lrn,
     equalize,
@@ -13,3 +15,5 @@ from . import (  # noqa: F401
     normalize_gemm,
     simplify,
 )
+
+__all__ = ["PASSES", "PassContext", "PassManager", "register_pass"]

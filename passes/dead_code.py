@@ -15,7 +15,7 @@ import networkx as nx
 
 from qcompiler.errors import QccError
 from qcompiler.ir import Graph
-from qcompiler.pass_manager import PassContext, register_pass
+from qcompiler.ir.pass_manager import PassContext, register_pass
 
 NO_OP = {"Identity", "Dropout"}
 

@@ -22,7 +22,7 @@ alpha < 0 (z could reach 0 or below, where Rsqrt is undefined).
 Quantization: every new tensor is an ordinary activation and gets its range from calibration.
 The Conv's int32 bias is bias / (s_s * w_s) with w_s = alpha/size/127, which overflows when the
 squares' scale s_s is small; so %s carries meta["range_floor"], the least upper range bound
-that keeps that bias near 2^29 at most (see passes/quantize.py). Raising s_s that far costs nothing:
+that keeps that bias near 2^29 at most (see qcompiler/quant/quantize.py). Raising s_s that far costs nothing:
 one step of %s then moves z by at most size * 2^-29 * 127 * bias, far below one step of %z.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 
 from qcompiler.errors import UnsupportedOpError
 from qcompiler.ir import Graph, Node
-from qcompiler.pass_manager import PassContext, register_pass
+from qcompiler.ir.pass_manager import PassContext, register_pass
 
 DEPTHS = (1, 2, 3)           # Rsqrt chain depth d gives z^((-1/2)^d)
 MAX_FACTORS = 4

@@ -28,9 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node, Value
-from qcompiler.pass_manager import PassContext, register_pass
+from qcompiler.ir.pass_manager import PassContext, register_pass
 
-from .common import replace_constant
+from qcompiler.ir.rewrite import replace_constant
 
 SCALE_COMMUTING = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"}
 FLATTENING = {"Flatten", "Reshape"}

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node, Value
-from qcompiler.pass_manager import PassContext, register_pass
+from qcompiler.ir.pass_manager import PassContext, register_pass
 
-from .common import set_weight_and_bias
+from qcompiler.ir.rewrite import set_weight_and_bias
 
 
 def _const_operand(node: Node) -> tuple[Value, Value] | None:

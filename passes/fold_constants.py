@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompiler.interpreter import FLOAT_KERNELS, _load_tables
+from qcompiler.interp import FLOAT_KERNELS
 from qcompiler.ir import Graph, Node
-from qcompiler.pass_manager import PassContext, register_pass
+from qcompiler.ir.pass_manager import PassContext, register_pass
 
 # ops whose result is not a pure function of their inputs
 NOT_FOLDABLE = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"}
@@ -29,7 +29,6 @@ def _shape_of(node: Node) -> np.ndarray | None:
 
 @register_pass("fold_constants", "evaluate constant subgraphs and Shape of static tensors")
 def fold_constants(graph: Graph, ctx: PassContext) -> bool:
-    _load_tables()
     changed = False
     for node in list(graph.nodes):
         if node.op in NOT_FOLDABLE or node.op not in FLOAT_KERNELS:

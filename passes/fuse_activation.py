@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node
-from qcompiler.pass_manager import PassContext, register_pass
+from qcompiler.ir.pass_manager import PassContext, register_pass
 
 FUSIBLE_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul"}
 

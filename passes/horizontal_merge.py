@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from qcompiler.ir import Graph, Node
-from qcompiler.pass_manager import PassContext, register_pass
+from qcompiler.ir.pass_manager import PassContext, register_pass
 
 Veto = Callable[[list[Node], dict], "str | None"]
 DEFAULT_MAX_RANGE_RATIO = 4.0
@@ -77,7 +77,7 @@ def _sibling_groups(graph: Graph) -> list[list[Node]]:
 
 def _observed_ranges(graph: Graph, groups, feeds) -> dict:
     """Float min/max of the candidate branch outputs over the given samples."""
-    from qcompiler.interpreter import FLOAT_KERNELS, Interpreter
+    from qcompiler.interp import FLOAT_KERNELS, Interpreter
     wanted = {n.outputs[0].name for g in groups for n in g}
     ranges: dict = {}
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph
-from qcompiler.pass_manager import PassContext, register_pass
+from qcompiler.ir.pass_manager import PassContext, register_pass
 
-from .common import set_weight_and_bias
+from qcompiler.ir.rewrite import set_weight_and_bias
 
 
 def _canonical(graph: Graph, node, w: np.ndarray, bias: np.ndarray | None) -> None:

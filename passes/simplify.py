@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node
-from qcompiler.pass_manager import PassContext, register_pass
+from qcompiler.ir.pass_manager import PassContext, register_pass
 
 RESHAPE_LIKE = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 

@@ -5,9 +5,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from qcompiler.interpreter import run_float
-from qcompiler.onnx_frontend import load_model
-from qcompiler.pass_manager import PassContext, PassManager
+from qcompiler.interp import run_float
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.ir.pass_manager import PassContext, PassManager
 
 RNG = np.random.default_rng(1234)
 

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from conftest import MODELS
-from qcompiler.calibration import FloatRunner
-from qcompiler.interpreter import FLOAT_KERNELS, INT_KERNELS, Interpreter
+from qcompiler.quant.calibration import FloatRunner
+from qcompiler.interp import FLOAT_KERNELS, INT_KERNELS, Interpreter
 from qcompiler.ir import Graph
-from qcompiler.onnx_frontend import load_model
-from qcompiler.passes.activation_equalize import (MAX_GAIN, ChannelExtremes, channel_gains, equalizable_pairs,
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.quant.act_eq import (MAX_GAIN, ChannelExtremes, channel_gains, equalizable_pairs,
                                                   equalize_activations)
-from qcompiler.passes.quantize import quantize_graph
-from qcompiler.pipeline import CompileOptions, optimize, pass_list, quantize
+from qcompiler.quant.quantize import quantize_graph
+from qcompiler.driver.pipeline import CompileOptions, optimize, pass_list, quantize
 from test_equalize import _conv
 
 
@@ -128,7 +128,7 @@ def test_cli_switch(tmp_path):
     import sys
     for flag, expect in (([], 1), (["--no-act-eq"], None)):
         out = tmp_path / f"out{len(flag)}"
-        proc = subprocess.run([sys.executable, "-m", "qcompiler.cli", str(MODELS / "digits_dwsep.onnx"),
+        proc = subprocess.run([sys.executable, "-m", "qcompiler", str(MODELS / "digits_dwsep.onnx"),
                                "--target", "tflm", "--calib", str(MODELS / "digits_calib.npy"), "-o", str(out),
                                *flag], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr

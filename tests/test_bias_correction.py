@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompiler.interpreter import INT_KERNELS, Interpreter
+from qcompiler.interp import INT_KERNELS, Interpreter
 from qcompiler.ir import Graph
-from qcompiler.moments import Moments
-from qcompiler.passes.bias_correction import analytic_bias_correction, empirical_bias_correction
-from qcompiler.passes.quantize import quantize_graph
+from qcompiler.quant.moments import Moments
+from qcompiler.quant.bias_correction import analytic_bias_correction, empirical_bias_correction
+from qcompiler.quant.quantize import quantize_graph
 
 STEP = 0.01  # per-tensor weight step (max |w| = 1.27)
 
@@ -86,11 +86,11 @@ def test_input_sums_tapped_from_calibration_give_the_same_correction():
     """The float side of bias correction from calibration's own pass (LayerInputSums) equals a
     separate float pass over the same samples, bit for bit, on a real conv net."""
     from conftest import MODELS
-    from qcompiler.calibration import (FloatRunner, choose_ranges, collect_statistics, iterate_samples,
+    from qcompiler.quant.calibration import (FloatRunner, choose_ranges, collect_statistics, iterate_samples,
                                        load_samples, spread_indices)
-    from qcompiler.onnx_frontend import load_model
-    from qcompiler.passes.bias_correction import LayerInputSums
-    from qcompiler.pipeline import COMMON_PIPELINE, optimize
+    from qcompiler.frontend.onnx_import import load_model
+    from qcompiler.quant.bias_correction import LayerInputSums
+    from qcompiler.driver.pipeline import COMMON_PIPELINE, optimize
     g = optimize(load_model(MODELS / "digits_dwsep.onnx"), COMMON_PIPELINE)[0]
     samples = load_samples(MODELS / "digits_calib.npy", g)
     indices = spread_indices(60, 13)

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 
 from conftest import MODELS
-from qcompiler.calibration import (FloatRunner, calibrate, choose_ranges, collect_statistics, iterate_samples,
+from qcompiler.quant.calibration import (FloatRunner, calibrate, choose_ranges, collect_statistics, iterate_samples,
                                    load_samples, minmax_tensors, tensor_roles)
 from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
-from qcompiler.moments import clipped_gaussian_moments, data_free_ranges
-from qcompiler.observers import (HistogramObserver, kl_range, kl_threshold, minmax_range, mse_range,
+from qcompiler.quant.moments import clipped_gaussian_moments, data_free_ranges
+from qcompiler.quant.observers import (HistogramObserver, kl_range, kl_threshold, minmax_range, mse_range,
                                  percentile_range, select_range)
-from qcompiler.onnx_frontend import load_model
-from qcompiler.pipeline import COMMON_PIPELINE, optimize
-from qcompiler.quant_math import choose_activation_params
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.driver.pipeline import COMMON_PIPELINE, optimize
+from qcompiler.numerics.fixed_point import choose_activation_params
 
 
 def observe(values, chunks=10) -> HistogramObserver:
@@ -64,7 +64,7 @@ def test_batched_observation_gives_the_same_histogram():
 
 
 def test_collect_statistics_batches_without_changing_results(monkeypatch):
-    import qcompiler.calibration as calibration
+    import qcompiler.quant.calibration as calibration
     g = _digits("digits_dwsep")
     samples = load_samples(MODELS / "digits_calib.npy", g)
     batched, n, _ = collect_statistics(g, iterate_samples(samples, g, 37))
@@ -254,8 +254,8 @@ def test_first_layer_keeps_min_max_and_deeper_layers_clip(tmp_path):
 
 def test_first_layer_rule_is_for_the_int8_tflite_scheme_only():
     """Measured on digits_dwsep under ncnn: clipped 41.32 dB, min-max 36.17 dB."""
-    from qcompiler.pipeline import CompileOptions
-    from qcompiler.ptq import run_ptq
+    from qcompiler.driver.pipeline import CompileOptions
+    from qcompiler.quant.ptq import run_ptq
     g = _digits("digits_dwsep")
     first = next(n for n, r in tensor_roles(g).items() if r == "first")
     calib = str(MODELS / "digits_calib.npy")
@@ -331,8 +331,8 @@ def test_quantization_numerics_use_one_blas_thread_even_if_numpy_came_first(monk
     products round differently (MLPerf IC: 71 bias entries differ); run_ptq limits it to one."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    import qcompiler.ptq as ptq
-    from qcompiler.pipeline import CompileOptions
+    import qcompiler.quant.ptq as ptq
+    from qcompiler.driver.pipeline import CompileOptions
     seen = []
     real = ptq.choose_ranges
 

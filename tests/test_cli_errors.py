@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import MODELS
 
-QCC = [sys.executable, "-m", "qcompiler.cli"]
+QCC = [sys.executable, "-m", "qcompiler"]
 
 
 def run_qcc(*args):

@@ -11,10 +11,10 @@ from onnx import helper, numpy_helper
 
 from onnx_builders import assert_matches_onnxruntime, ops, run_passes, save_model
 from qcompiler.errors import UnsupportedOpError
-from qcompiler.interpreter import FLOAT_KERNELS, INT_KERNELS, Interpreter, run_float
+from qcompiler.interp import FLOAT_KERNELS, INT_KERNELS, Interpreter, run_float
 from qcompiler.passes.decompose_lrn import band_weight, rsqrt_factors
-from qcompiler.onnx_frontend import load_model
-from qcompiler.pipeline import DEFAULT_PIPELINES, CompileOptions, compile_model, optimize
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.driver.pipeline import DEFAULT_PIPELINES, CompileOptions, compile_model, optimize
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 DECOMPOSED = ["Mul", "Conv", "Rsqrt", "Rsqrt", "Mul", "Mul", "Mul"]
@@ -153,7 +153,7 @@ QUALITY = [(1e-4, 0.5, 35.5), (1.0, 0.5, 32.0), (10.0, 0.5, 22.5), (1e-4, 0.02, 
 
 @pytest.mark.parametrize("alpha,weight_scale,min_db", QUALITY)
 def test_int8_bit_exact_in_tflm_and_sqnr(tmp_path, alpha, weight_scale, min_db):
-    from qcompiler.verify import verify_outdir
+    from qcompiler.driver.verify import verify_outdir
     pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
     import onnxruntime as ort
     path = conv_relu_lrn(tmp_path, alpha, weight_scale)
@@ -175,7 +175,7 @@ def test_int8_bit_exact_in_tflm_and_sqnr(tmp_path, alpha, weight_scale, min_db):
 
 def test_int8_bit_exact_in_tvm(tmp_path):
     pytest.importorskip("tvm")
-    from qcompiler.verify import verify_outdir
+    from qcompiler.driver.verify import verify_outdir
     path = conv_relu_lrn(tmp_path, 1.0)
     np.save(tmp_path / "calib.npy", np.random.default_rng(1).normal(0, 1, (8, 3, 16, 16)).astype(np.float32))
     compile_model(path, tmp_path / "out", CompileOptions(target="tvm", calib=str(tmp_path / "calib.npy")))

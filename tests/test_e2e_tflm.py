@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import MLPERF_MODELS, MODELS, SAMPLE_MODELS, SHARED, mlperf_data, require_shared
-from qcompiler.pipeline import CompileOptions, compile_model
-from qcompiler.verify import verify_outdir
+from qcompiler.driver.pipeline import CompileOptions, compile_model
+from qcompiler.driver.verify import verify_outdir
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,9 @@ def test_compile_is_deterministic(tmp_path):
 
 def test_sample_accuracy_survives_quantization(compiled_samples):
     """int8 top-1 accuracy on the labelled evaluation set stays within 2 points of float."""
-    from qcompiler.interpreter import FLOAT_KERNELS, INT_KERNELS, Interpreter
-    from qcompiler.serialize import load_graph
-    from qcompiler.onnx_frontend import load_model
+    from qcompiler.interp import FLOAT_KERNELS, INT_KERNELS, Interpreter
+    from qcompiler.ir.serialize import load_graph
+    from qcompiler.frontend.onnx_import import load_model
     x = np.load(MODELS / "digits_eval.npy")
     labels = np.load(MODELS / "digits_eval_labels.npy")
     for name, d in compiled_samples.items():
@@ -114,7 +114,7 @@ def test_mlperf_tflm_bit_exact(model, tmp_path):
 
 def _invokes_with(model: bytes, arena: int) -> bool:
     """Builds and invokes (zeros in) with exactly `arena` bytes, in this process."""
-    from qcompiler.runtimes import TflmRunner
+    from qcompiler.backends.tflite.runtime import TflmRunner
     runner = TflmRunner(model, arena)
     return len(runner(runner.zero_inputs())) > 0
 

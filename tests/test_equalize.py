@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import MODELS, SHARED, mlperf_data
-from qcompiler.interpreter import FLOAT_KERNELS, INT_KERNELS, Interpreter
+from qcompiler.interp import FLOAT_KERNELS, INT_KERNELS, Interpreter
 from qcompiler.ir import Graph
-from qcompiler.onnx_frontend import load_model
-from qcompiler.pass_manager import PassContext, PassManager
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.ir.pass_manager import PassContext, PassManager
 from qcompiler.passes.equalize import equalize, find_pairs
-from qcompiler.pipeline import COMMON_PIPELINE, CompileOptions, optimize, quantize
+from qcompiler.driver.pipeline import COMMON_PIPELINE, CompileOptions, optimize, quantize
 
 
 def _conv(g, x, w, b, act="RELU", group=1, pads=(0, 0, 0, 0)):

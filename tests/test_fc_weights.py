@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from qcompiler.ir import Graph
-from qcompiler.passes.fc_weights import (BYTES_PER_CHANNEL, activation_peak_bytes, kept_per_tensor_for_arena,
+from qcompiler.quant.fc_weights import (BYTES_PER_CHANNEL, activation_peak_bytes, kept_per_tensor_for_arena,
                                          per_channel_fc_layers, weight_sqnr_db)
-from qcompiler.quant_report import fc_tradeoff
+from qcompiler.quant.report import fc_tradeoff
 
 
 def _two_layer(rows_a: np.ndarray, rows_b: np.ndarray, batch: int = 1) -> Graph:

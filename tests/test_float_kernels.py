@@ -12,10 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 ort = pytest.importorskip("onnxruntime")
 
-from qcompiler.interpreter import FLOAT_KERNELS, _load_tables  # noqa: E402
-from qcompiler.onnx_attrs import attrs_from_onnx  # noqa: E402
-
-_load_tables()
+from qcompiler.interp import FLOAT_KERNELS  # noqa: E402
+from qcompiler.frontend.onnx_attrs import attrs_from_onnx  # noqa: E402
 RNG = np.random.default_rng(1234)
 F32 = np.float32
 
@@ -499,7 +497,7 @@ def test_erf_without_scipy(monkeypatch):
     import math
     import sys
 
-    from qcompiler import float_kernels
+    from qcompiler.interp.float_kernels import core as float_kernels
     monkeypatch.setitem(sys.modules, "scipy.special", None)  # force the polynomial fallback
     x = np.linspace(-5, 5, 2001)
     err = np.abs(float_kernels._erf(x) - np.array([math.erf(v) for v in x])).max()

@@ -8,9 +8,9 @@ import onnx
 import pytest
 
 from conftest import MLPERF_MODELS, MODELS, SAMPLE_MODELS, SHARED, mlperf_data, require_shared
-from qcompiler.interpreter import run_float
-from qcompiler.onnx_frontend import load_model
-from qcompiler.pipeline import DEFAULT_PIPELINES, optimize
+from qcompiler.interp import run_float
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.driver.pipeline import DEFAULT_PIPELINES, optimize
 
 ort = pytest.importorskip("onnxruntime")
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"

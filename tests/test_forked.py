@@ -6,10 +6,10 @@ import os
 import numpy as np
 
 from conftest import MODELS
-from qcompiler import forked
-from qcompiler.forked import Forked
-from qcompiler.pipeline import CompileOptions, compile_model, optimize, pass_list, quantize
-from qcompiler.onnx_frontend import load_model
+from qcompiler.util import forked
+from qcompiler.util.forked import Forked
+from qcompiler.driver.pipeline import CompileOptions, compile_model, optimize, pass_list, quantize
+from qcompiler.frontend.onnx_import import load_model
 
 
 def test_result_comes_from_the_child():

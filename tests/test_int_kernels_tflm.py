@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qcompiler import quant_math as qm
-from qcompiler.interpreter import run_int
+from qcompiler.numerics import fixed_point as qm
+from qcompiler.interp import run_int
 from qcompiler.ir import Graph, QuantParams
 
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
@@ -622,7 +622,7 @@ def test_add_sub_parameter_precision(seed, op, opcode):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_hard_swish_multiplier_precision(seed):
     """HARD_SWISH: hires_scale / out_scale in double (the source writes float)."""
-    from qcompiler.int_kernels_act import hard_swish_values
+    from qcompiler.interp.int_kernels.act import hard_swish_values
     rng = np.random.default_rng(seed)
     for _ in range(20000):
         si, so = rand_scale(rng, -2.5, -0.5), rand_scale(rng, -2.5, -0.5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qcompiler.memory_planner import Buffer, best_plan, lower_bound, plan
+from qcompiler.ir.memory import Buffer, best_plan, lower_bound, plan
 
 
 def test_greedy_exact_offsets():

@@ -17,10 +17,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import MLPERF_MODELS, MODELS, SAMPLE_MODELS, SHARED, mlperf_data, require_shared
-from qcompiler.calibration import calibrate, iterate_samples
+from qcompiler.quant.calibration import calibrate, iterate_samples
 from qcompiler.errors import UnsupportedOpError
-from qcompiler.onnx_frontend import load_model
-from qcompiler.pipeline import Compilation, CompileOptions, compile_model, optimize, pass_list
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.driver.pipeline import Compilation, CompileOptions, compile_model, optimize, pass_list
 
 ncnn = pytest.importorskip("ncnn")
 ort = pytest.importorskip("onnxruntime")
@@ -346,7 +346,7 @@ def test_mlperf_int8_full_eval(tmp_path_factory, name):
 
 def test_ncnn_target_needs_no_tflite_int8_kernels(tmp_path):
     """ncnn quantizes with its own scheme: an op without a TFLite int8 kernel (Exp) still compiles."""
-    from qcompiler.verify import verify_outdir
+    from qcompiler.driver.verify import verify_outdir
     w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 1, 3, 3)).astype(np.float32) * 0.3, "w")
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c"], ["r"]), helper.make_node("Exp", ["r"], ["y"])]

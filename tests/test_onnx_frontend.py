@@ -8,10 +8,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import MODELS, SAMPLE_MODELS
 from qcompiler.errors import QccError, UnsupportedOpError
-from qcompiler.interpreter import run_float
-from qcompiler.onnx_export import graph_to_onnx
-from qcompiler.onnx_frontend import load_model, parse_input_shapes
-from qcompiler.pipeline import DEFAULT_PIPELINES, optimize
+from qcompiler.interp import run_float
+from qcompiler.frontend.onnx_export import graph_to_onnx
+from qcompiler.frontend.onnx_import import load_model, parse_input_shapes
+from qcompiler.driver.pipeline import DEFAULT_PIPELINES, optimize
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -10,9 +10,9 @@ import pytest
 
 from conftest import MLPERF_MODELS, MODELS, ROOT, SAMPLE_MODELS, SHARED
 from qcompiler.errors import GraphError, QccError
-from qcompiler.onnx_frontend import load_model
-from qcompiler.pass_manager import PASSES, PassContext, PassManager, register_pass
-from qcompiler.pipeline import DEFAULT_PIPELINES
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.ir.pass_manager import PASSES, PassContext, PassManager, register_pass
+from qcompiler.driver.pipeline import DEFAULT_PIPELINES
 
 
 @register_pass("test_break_graph", "test only: leaves a dangling input")
@@ -46,7 +46,7 @@ def test_records_node_counts_and_dump(tmp_path):
 
 def test_cli_dump_after_and_disable_pass(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "qcompiler.cli", str(MODELS / "digits_cnn.onnx"), "--calib",
+    proc = subprocess.run([sys.executable, "-m", "qcompiler", str(MODELS / "digits_cnn.onnx"), "--calib",
                            str(MODELS / "digits_calib.npy"), "-o", str(out), "--dump-after", "fold_batchnorm",
                            "--dump-dir", str(tmp_path / "dumps"), "--disable-pass", "fuse_activation"],
                           capture_output=True, text=True)
@@ -58,7 +58,7 @@ def test_cli_dump_after_and_disable_pass(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert "fuse_activation" not in [p["name"] for p in report["passes"]]
     assert "--disable-pass fuse_activation" in report["generated_by"]
-    explain = subprocess.run([sys.executable, "-m", "qcompiler.cli", str(MODELS / "digits_cnn.onnx"), "--explain"],
+    explain = subprocess.run([sys.executable, "-m", "qcompiler", str(MODELS / "digits_cnn.onnx"), "--explain"],
                              capture_output=True, text=True)
     assert explain.returncode == 0 and "fold_batchnorm" in explain.stdout
 

@@ -9,10 +9,10 @@ import pytest
 
 from conftest import MODELS
 from qcompiler.errors import CalibrationError
-from qcompiler.interpreter import FLOAT_KERNELS, INT_KERNELS, Interpreter
-from qcompiler.onnx_frontend import load_model
-from qcompiler.pipeline import COMMON_PIPELINE, CompileOptions, compile_model, optimize, quantize
-from qcompiler.quant_report import REPORT_SAMPLES, png_bytes, sqnr_chart, worst_layers, write_report_files
+from qcompiler.interp import FLOAT_KERNELS, INT_KERNELS, Interpreter
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.driver.pipeline import COMMON_PIPELINE, CompileOptions, compile_model, optimize, quantize
+from qcompiler.quant.report import REPORT_SAMPLES, png_bytes, sqnr_chart, worst_layers, write_report_files
 
 CALIB = str(MODELS / "digits_calib.npy")
 
@@ -145,7 +145,7 @@ def test_bad_percentile_is_a_clear_error(tmp_path):
 
 
 def test_report_samples_follow_the_value_budget(resnet, monkeypatch):
-    import qcompiler.quant_report as quant_report
+    import qcompiler.quant.report as quant_report
     g, _, _ = resnet
     per_sample = sum(int(np.prod(v.shape)) for n in g.nodes for v in n.outputs if v.shape)
     assert quant_report.report_samples(g) == REPORT_SAMPLES  # a digits net is far below the budget

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qcompiler import quant_math as qm
+from qcompiler.numerics import fixed_point as qm
 from qcompiler.errors import GraphError
-from qcompiler.interpreter import run_int
+from qcompiler.interp import run_int
 from qcompiler.ir import Graph
 
 pytest.importorskip("tflite_micro.python.tflite_micro.runtime")

@@ -16,8 +16,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from qcompiler.errors import BackendError, GraphError, UnsupportedOpError
-from qcompiler.pipeline import CompileOptions, compile_model
-from qcompiler.verify import verify_outdir
+from qcompiler.driver.pipeline import CompileOptions, compile_model
+from qcompiler.driver.verify import verify_outdir
 
 pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 SAMPLES = 6
@@ -244,8 +244,8 @@ def test_prelu(tmp_path):
 @pytest.fixture
 def clip_shares_params(monkeypatch):
     """A standalone Clip must keep its input's int8 parameters (RELU6, MINIMUM and MAXIMUM
-    copy raw values). Until passes/quantize.py lists Clip in SAME_PARAMS, add it here."""
-    from qcompiler.passes import quantize
+    copy raw values). Until qcompiler/quant/quantize.py lists Clip in SAME_PARAMS, add it here."""
+    from qcompiler.quant import quantize
     monkeypatch.setattr(quantize, "SAME_PARAMS", quantize.SAME_PARAMS | {"Clip"})
 
 
@@ -494,7 +494,7 @@ def test_global_max_pool_lowering_in_tflm():
     from qcompiler.backends.tflite.flatbuffer import write_model
     from qcompiler.backends.tflite.lower import lower
     from qcompiler.ir import Graph, QuantParams
-    from qcompiler.runtimes import TflmRunner
+    from qcompiler.backends.tflite.runtime import TflmRunner
     g = Graph("g")
     x = g.add_input("x", np.int8, (2, 3, 5, 7))
     y, = g.add_node("GlobalMaxPool", [x]).outputs

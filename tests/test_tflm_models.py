@@ -21,8 +21,8 @@ import pytest
 
 from conftest import MLPERF_MODELS, MODELS, SAMPLE_MODELS, SHARED, mlperf_data, require_shared
 from qcompiler.errors import UnsupportedOpError
-from qcompiler.pipeline import CompileOptions, compile_model
-from qcompiler.verify import verify_outdir
+from qcompiler.driver.pipeline import CompileOptions, compile_model
+from qcompiler.driver.verify import verify_outdir
 
 pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -53,7 +53,7 @@ def _runnable_zoo_model(name: str, tmp_path: Path) -> Path:
     canonicalize pass turns into Add).
 
     The zoo's weights are constants, so all 1000 logits are equal: TFLM's int8 SOFTMAX
-    would be undefined there, and the quantizer writes int16 instead (passes/wide_softmax.py).
+    would be undefined there, and the quantizer writes int16 instead (qcompiler/quant/wide_softmax.py).
     """
     return LIGHT / f"{name}.onnx"
 

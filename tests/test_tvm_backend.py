@@ -1,6 +1,6 @@
 """TVM backend: integer-only Relax module, built for llvm, bit-exact with the integer reference.
 
-Covers the fixed-point primitives (against quant_math), every lowering on a
+Covers the fixed-point primitives (against fixed_point), every lowering on a
 many-branch random graph (against the reference kernels), the sample and MLPerf
 Tiny models end to end (compile -> .so -> Relax VM -> bit-exact), the no-float
 walk of the Relax IR and of the TIR after legalization, the TVMScript file
@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from conftest import MLPERF_MODELS, MODELS, SAMPLE_MODELS, SHARED, mlperf_data, require_shared
-from qcompiler import quant_math as qm
+from qcompiler.numerics import fixed_point as qm
 from qcompiler.errors import MissingDependencyError, UnsupportedOpError
-from qcompiler.interpreter import run_int
+from qcompiler.interp import run_int
 from qcompiler.ir import Graph, QuantParams
-from qcompiler.pipeline import CompileOptions, compile_model
-from qcompiler.serialize import load_graph
-from qcompiler.verify import verify_outdir
+from qcompiler.driver.pipeline import CompileOptions, compile_model
+from qcompiler.ir.serialize import load_graph
+from qcompiler.driver.verify import verify_outdir
 
 tvm = pytest.importorskip("tvm")
 from tvm import relax  # noqa: E402
@@ -47,9 +47,9 @@ def _run_module(mod, arrays):
     return run_vm(relax.VirtualMachine(ex, tvm.cpu()), arrays)
 
 
-# ---- fixed-point primitives against quant_math -------------------------------------------
+# ---- fixed-point primitives against fixed_point -------------------------------------------
 
-def test_intmath_primitives_match_quant_math():
+def test_intmath_primitives_match_fixed_point():
     n = 4096
     a = RNG.integers(qm.INT32_MIN, qm.INT32_MAX + 1, n)
     b = RNG.integers(qm.INT32_MIN, qm.INT32_MAX + 1, n)

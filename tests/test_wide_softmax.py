@@ -20,14 +20,14 @@ from onnx import helper, numpy_helper
 from conftest import MODELS
 from onnx_builders import save_model
 from qcompiler.errors import BackendError, QuantizationError
-from qcompiler.int_kernels_softmax import (OUTPUTS, SOFTMAX16_OUTPUT, WIDE_SOFTMAX_ATTR,
+from qcompiler.interp.int_kernels.softmax import (OUTPUTS, SOFTMAX16_OUTPUT, WIDE_SOFTMAX_ATTR,
                                            int16_input_params, requantize_values, softmax_int8_rows,
                                            softmax_int16_rows)
-from qcompiler.interpreter import run_int
+from qcompiler.interp import run_int
 from qcompiler.ir import Graph, QuantParams
-from qcompiler.passes.wide_softmax import expand_wide_softmax, mark_wide_softmax
-from qcompiler.pipeline import CompileOptions, compile_model
-from qcompiler.verify import verify_outdir
+from qcompiler.quant.wide_softmax import expand_wide_softmax, mark_wide_softmax
+from qcompiler.driver.pipeline import CompileOptions, compile_model
+from qcompiler.driver.verify import verify_outdir
 
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 fb = pytest.importorskip("qcompiler.backends.tflite.flatbuffer")

@@ -15,11 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 from qcompiler.errors import QccError
-from qcompiler.serialize import save_graph
+from qcompiler.ir.serialize import save_graph
 
-from . import quant
-from .lower import lower_graph
-from .model import bin_bytes, blob_names, param_text
+from qcompiler.backends.ncnn import quant
+from qcompiler.backends.ncnn.lower import lower_graph
+from qcompiler.backends.ncnn.model import bin_bytes, blob_names, param_text
 
 TARGETS = ("ncnn",)
 PRECISIONS = ("int8", "fp32")
@@ -72,6 +72,6 @@ def verify(outdir: Path, report: dict, samples, limit: int | None = None, **kw) 
     Keywords (see `check.verify_ncnn`): fp16, threads, fma, probe. `qcc verify --no-litert`
     passes the TFLite-only `with_litert`, which means nothing here.
     """
-    from .check import verify_ncnn
+    from qcompiler.backends.ncnn.check import verify_ncnn
     kw.pop("with_litert", None)
     return verify_ncnn(Path(outdir), report, samples, limit, **kw)

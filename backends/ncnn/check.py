@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from qcompiler.calibration import iterate_samples
+from qcompiler.quant.calibration import iterate_samples
 from qcompiler.errors import BackendError
-from qcompiler.serialize import load_graph
+from qcompiler.ir.serialize import load_graph
 
-from .simulate import X86_FMA_LAYERS, NcnnScheme, plan_from_report
+from qcompiler.backends.ncnn.simulate import X86_FMA_LAYERS, NcnnScheme, plan_from_report
 
 INT8_MIN_WITHIN_STEP = 0.999
 FP32_MAX_REL_ERR = 1e-4
@@ -91,7 +91,7 @@ def runtime_multipliers(ncnn_report: dict, fp16: bool = False) -> dict:
     """
     import tempfile
 
-    from .model import TAG_INT8, Layer, Weight, bin_bytes, param_text
+    from qcompiler.backends.ncnn.model import TAG_INT8, Layer, Weight, bin_bytes, param_text
     dw = {name: info for name, info in ncnn_report.get("int8_layers", {}).items()
           if info["type"] == "ConvolutionDepthWise"}
     if not dw:
@@ -127,9 +127,9 @@ def float_reference(graph):
     try:
         import onnxruntime as ort
     except ImportError:
-        from qcompiler.interpreter import run_float
+        from qcompiler.interp import run_float
         return lambda feed: run_float(graph, feed)
-    from qcompiler.onnx_export import graph_to_onnx
+    from qcompiler.frontend.onnx_export import graph_to_onnx
     sess = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), providers=["CPUExecutionProvider"])
     names = [v.name for v in graph.outputs]
     return lambda feed: dict(zip(names, sess.run(names, {k: np.asarray(v, np.float32) for k, v in feed.items()})))

@@ -15,8 +15,8 @@ import numpy as np
 from qcompiler.errors import UnsupportedOpError
 from qcompiler.ir import Graph, Node, Value
 
-from . import quant
-from .model import Layer, Weight, check_model, insert_splits, sanitize
+from qcompiler.backends.ncnn import quant
+from qcompiler.backends.ncnn.model import Layer, Weight, check_model, insert_splits, sanitize
 
 
 class Unsupported(Exception):
@@ -151,7 +151,7 @@ def lower_graph(graph: Graph, precision: str = "int8", ranges: dict | None = Non
 
     Raises one UnsupportedOpError naming every node ncnn cannot run.
     """
-    from .ops import CONVERTERS
+    from qcompiler.backends.ncnn.ops import CONVERTERS
 
     if precision not in ("int8", "fp32"):
         raise ValueError(f"ncnn precision must be int8 or fp32, not {precision!r}")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompiler.float_kernels_nn import WindowGeometry, attr, ints, opset
+from qcompiler.interp.float_kernels.nn import WindowGeometry, attr, ints, opset
 
-from . import quant
-from .lower import Blob, Lowering, Unsupported, ncnn_dims, shape_params
-from .model import TAG_FP32, TAG_INT8, Layer, Weight
-from .resize import interp_params
+from qcompiler.backends.ncnn import quant
+from qcompiler.backends.ncnn.lower import Blob, Lowering, Unsupported, ncnn_dims, shape_params
+from qcompiler.backends.ncnn.model import TAG_FP32, TAG_INT8, Layer, Weight
+from qcompiler.backends.ncnn.resize import interp_params
 
 CONVERTERS: dict = {}
 F32 = np.float32

@@ -42,8 +42,7 @@ FORMULAS = {1: _nearest, 2: _linear}
 
 def _onnx_positions(node, inputs, shape, axis) -> np.ndarray:
     """Where the ONNX Resize reads from along `axis`: resize a ramp of source indices."""
-    from qcompiler.interpreter import FLOAT_KERNELS, _load_tables
-    _load_tables()
+    from qcompiler.interp import FLOAT_KERNELS
     ramp = np.arange(shape[axis], dtype=np.float32).reshape([-1 if a == axis else 1 for a in range(4)])
     x = np.ascontiguousarray(np.broadcast_to(ramp, shape))
     y = FLOAT_KERNELS[node.op](node, [x] + inputs)[0]
@@ -54,7 +53,7 @@ def _onnx_positions(node, inputs, shape, axis) -> np.ndarray:
 
 def interp_params(node) -> dict:
     """Interp params for a Resize node, or Unsupported (from .lower) saying why not."""
-    from .lower import Unsupported
+    from qcompiler.backends.ncnn.lower import Unsupported
     x, out = node.input(0), node.outputs[0]
     if x.shape is None or len(x.shape) != 4 or out.shape is None or out.shape[:2] != x.shape[:2]:
         raise Unsupported("only spatial resizing of an NCHW tensor")

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompiler.interpreter import FLOAT_KERNELS, FUSED_ACTIVATION_RANGES, Interpreter, _load_tables
+from qcompiler.interp import FLOAT_KERNELS, Interpreter
+from qcompiler.ir.activation import FUSED_ACTIVATION_RANGES
 from qcompiler.ir import Graph
 
-from . import quant
+from qcompiler.backends.ncnn import quant
 
 F32 = np.float32
 X86_FMA_LAYERS = ("Convolution",)
@@ -59,7 +60,6 @@ class NcnnScheme:
 
     def __init__(self, graph: Graph, plan: dict, fma: tuple[str, ...] = X86_FMA_LAYERS,
                  multipliers: dict | None = None):
-        _load_tables()
         self.plan = plan
         self.fma = fma
         self.multipliers = multipliers or {}  # {node name: per-group multipliers} measured in ncnn

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 
 from qcompiler.ir import Graph
-from qcompiler.memory_planner import Buffer, plan
+from qcompiler.ir.memory import Buffer, plan
 
-from .c_bundle import write_c_bundle
-from .flatbuffer import TflModel, write_model
-from .lower import check_supported, lower
-from .memory import plan_arena
+from qcompiler.backends.tflite.c_bundle import write_c_bundle
+from qcompiler.backends.tflite.flatbuffer import TflModel, write_model
+from qcompiler.backends.tflite.lower import check_supported, lower
+from qcompiler.backends.tflite.memory import plan_arena
 
 # check_supported(graph): every op without a TFLite lowering in one error, callable before calibration
 __all__ = ["TARGETS", "arena_estimate", "check_supported", "emit", "verify"]
@@ -166,11 +166,11 @@ def verify(outdir: Path, report: dict, samples, limit: int | None = None, with_l
     with the reference fed TFLM's own quantization of them; float outputs are
     compared with the dequantized reference outputs.
     """
-    from qcompiler.calibration import iterate_samples
-    from qcompiler.interpreter import INT_KERNELS, Interpreter
-    from qcompiler.runtimes import LiteRTRunner, TflmRunner
-    from qcompiler.serialize import load_graph
-    from qcompiler.verify import LsbDiff, float_view
+    from qcompiler.quant.calibration import iterate_samples
+    from qcompiler.interp import INT_KERNELS, Interpreter
+    from qcompiler.backends.tflite.runtime import LiteRTRunner, TflmRunner
+    from qcompiler.ir.serialize import load_graph
+    from qcompiler.driver.verify import LsbDiff, float_view
 
     outdir = Path(outdir)
     graph = load_graph(outdir / report["ir_file"])

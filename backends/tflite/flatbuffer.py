@@ -25,7 +25,7 @@ import flatbuffers
 import numpy as np
 from tflite.TensorType import TensorType
 
-from . import options as opt
+from qcompiler.backends.tflite import options as opt
 
 SCHEMA_VERSION = 3
 FILE_IDENTIFIER = b"TFL3"

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from qcompiler.errors import BackendError, require_ops
 from qcompiler.ir import Graph, Value
 
-from . import lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape
-from .flatbuffer import TflModel, TflTensor
-from .lower_core import (LOWERINGS, NWC, LoweringContext, default_perm, identity, layout_name,
+from qcompiler.backends.tflite import lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape
+from qcompiler.backends.tflite.flatbuffer import TflModel, TflTensor
+from qcompiler.backends.tflite.lower_core import (LOWERINGS, NWC, LoweringContext, default_perm, identity, layout_name,
                          permute, quant_kw)
 
 # importing these fills LOWERINGS (each registers its ops with @lowering)

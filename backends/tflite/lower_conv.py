@@ -13,7 +13,7 @@ import numpy as np
 from qcompiler.errors import BackendError
 from qcompiler.ir import Node, Value
 
-from .lower_core import NHWC, NWC, LoweringContext, fused, lowering, permute
+from qcompiler.backends.tflite.lower_core import NHWC, NWC, LoweringContext, fused, lowering, permute
 
 
 # ---- window geometry (shared with pooling) -------------------------------------------

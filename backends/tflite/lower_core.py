@@ -24,7 +24,7 @@ import numpy as np
 from qcompiler.errors import BackendError
 from qcompiler.ir import Graph, Node, Value
 
-from .flatbuffer import TflOperator, TflTensor
+from qcompiler.backends.tflite.flatbuffer import TflOperator, TflTensor
 
 NHWC = (0, 2, 3, 1)
 NWC = (0, 2, 1)

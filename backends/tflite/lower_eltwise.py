@@ -13,10 +13,10 @@ import math
 import numpy as np
 
 from qcompiler.errors import BackendError
-from qcompiler.int_kernels_softmax import refuse_unexpanded
+from qcompiler.interp.int_kernels.softmax import refuse_unexpanded
 from qcompiler.ir import Node
 
-from .lower_core import LoweringContext, fused, lowering, nonunit_order, permute
+from qcompiler.backends.tflite.lower_core import LoweringContext, fused, lowering, nonunit_order, permute
 
 BINARY = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL"}
 UNARY = {"Relu": "RELU", "Sigmoid": "LOGISTIC", "Tanh": "TANH", "HardSwish": "HARD_SWISH", "Rsqrt": "RSQRT"}
@@ -57,7 +57,7 @@ def lower_identity(ctx: LoweringContext, node: Node):
 
 def clip_bounds(node: Node) -> tuple[float | None, float | None]:
     """(min, max) exactly as the integer reference reads them (None = unbounded)."""
-    from qcompiler.int_kernels_act import _clip_bound
+    from qcompiler.interp.int_kernels.act import _clip_bound
     data = [None] * len(node.inputs)
     for i, v in enumerate(node.inputs[1:], 1):
         if v is not None:
@@ -72,7 +72,7 @@ def clip_bounds(node: Node) -> tuple[float | None, float | None]:
 
 def _int8_bounds(node: Node, lo, hi) -> tuple[int, int]:
     """The reference's raw clamp range [qlo, qhi] for a same-parameter Clip."""
-    from qcompiler.int_kernels_act import _float_to_quantized
+    from qcompiler.interp.int_kernels.act import _float_to_quantized
     q = node.inputs[0].quant
     s, z = np.float32(q.scale[0]), int(q.zero_point[0])
     qlo = z if lo == 0.0 else (-128 if lo is None else _float_to_quantized(lo, s, z))

@@ -15,8 +15,8 @@ import numpy as np
 from qcompiler.errors import BackendError, GraphError
 from qcompiler.ir import Node
 
-from .lower_conv import explicit_pad, onnx_pads, strided_slice, tfl_window, window_ends
-from .lower_core import NHWC, LoweringContext, fused, lowering
+from qcompiler.backends.tflite.lower_conv import explicit_pad, onnx_pads, strided_slice, tfl_window, window_ends
+from qcompiler.backends.tflite.lower_core import NHWC, LoweringContext, fused, lowering
 
 
 def _clipped(size: int, starts, k: int) -> list[tuple[int, int]]:
@@ -144,7 +144,7 @@ def lower_reduce_mean(ctx: LoweringContext, node: Node):
 
 @lowering("Resize")
 def lower_resize(ctx: LoweringContext, node: Node):
-    from qcompiler.int_kernels_pool import _resize_mode  # the oracle's own mode table
+    from qcompiler.interp.int_kernels.pool import _resize_mode  # the oracle's own mode table
     x, y = node.inputs[0], node.outputs[0]
     if len(x.shape) != 4 or tuple(y.shape[:2]) != tuple(x.shape[:2]):
         raise BackendError(f"node {node.name}: Resize lowers to TFLite for 4-D inputs resized in H, W")

@@ -2,14 +2,14 @@
 
 The quantizer emits Requantize around a Softmax over more than 511 classes, which it
 routes through int16 (int16 -> int8 after it, int8 -> int16 before it on the widest
-path; passes/wide_softmax.py). It is elementwise: the output keeps the input's layout.
+path; qcompiler/quant/wide_softmax.py). It is elementwise: the output keeps the input's layout.
 """
 from __future__ import annotations
 
 from qcompiler.errors import BackendError
 from qcompiler.ir import Node
 
-from .lower_core import LoweringContext, lowering
+from qcompiler.backends.tflite.lower_core import LoweringContext, lowering
 
 INTEGER_TYPES = ("int8", "int16")
 

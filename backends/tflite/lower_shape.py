@@ -20,9 +20,9 @@ import numpy as np
 from qcompiler.errors import BackendError
 from qcompiler.ir import Node, Value
 
-from .lower_conv import strided_slice
-from .lower_core import (LoweringContext, identity, lowering, permute, reshape_perm, same_order)
-from .lower_pool import const_list
+from qcompiler.backends.tflite.lower_conv import strided_slice
+from qcompiler.backends.tflite.lower_core import (LoweringContext, identity, lowering, permute, reshape_perm, same_order)
+from qcompiler.backends.tflite.lower_pool import const_list
 
 
 def _emit_reshape(ctx: LoweringContext, src: int, y: Value, perm) -> None:

@@ -21,9 +21,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from qcompiler.memory_planner import Buffer, best_plan, plan
+from qcompiler.ir.memory import Buffer, best_plan, plan
 
-from .flatbuffer import TflModel
+from qcompiler.backends.tflite.flatbuffer import TflModel
 
 ALIASING_OPS = {"RESHAPE", "SQUEEZE"}
 OFFLINE_METADATA = "OfflineMemoryAllocation"
@@ -104,7 +104,7 @@ def _runs_with(model_bytes: bytes, arena: int) -> bool:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 2)  # TFLM explains each failed try on stderr; the parent needs no noise
             os.dup2(devnull, 1)
-            from qcompiler.runtimes import TflmRunner
+            from qcompiler.backends.tflite.runtime import TflmRunner
             TflmRunner(model_bytes, arena)  # raises when the tensors do not fit
             code = 0
         except BaseException:
@@ -136,7 +136,7 @@ def min_arena(model_bytes: bytes, hint: int | None = None, granularity: int = 16
 
 def recorded_arena(model_bytes: bytes) -> int:
     """Arena bytes TFLM's recording allocator reports after one invoke (16-byte multiple)."""
-    from qcompiler.runtimes import tflm_allocations
+    from qcompiler.backends.tflite.runtime import tflm_allocations
     return -(-tflm_allocations(model_bytes)["total"] // 16) * 16
 
 
@@ -163,7 +163,7 @@ def plan_arena(model: TflModel) -> tuple[TflModel, dict, bytes]:
     the arena size is an estimate.
     """
 
-    from .flatbuffer import write_model
+    from qcompiler.backends.tflite.flatbuffer import write_model
 
     offsets, head, strategy = offline_plan(model)
     greedy = online_head_estimate(model)

@@ -38,7 +38,7 @@ def _require_tvm():
 def check_supported(graph) -> None:
     """Every op without a TVM lowering in one error (the pipeline calls it before calibration)."""
     _require_tvm()
-    from .lower import check_supported as check
+    from qcompiler.backends.tvm.lower import check_supported as check
     check(graph)
 
 
@@ -66,9 +66,9 @@ def _io_info(values) -> list[dict]:
 def emit(comp, outdir: Path) -> dict:
     """Lower, check integer-only, build and write `<name>.so/.py/_params.npz`; report entries."""
     tvm = _require_tvm()
-    from .build import (build, float_dtypes, legalize, parse_target, relax_op_counts, script_text,
+    from qcompiler.backends.tvm.build import (build, float_dtypes, legalize, parse_target, relax_op_counts, script_text,
                         write_params)
-    from .lower import bind_params, lower_graph
+    from qcompiler.backends.tvm.lower import bind_params, lower_graph
 
     graph, name, target = comp.quant_graph, comp.name, tvm_target(comp.options)
     try:
@@ -112,12 +112,12 @@ def verify(outdir: Path, report: dict, samples, limit: int | None = None, **kw) 
     are accepted and ignored.
     """
     _require_tvm()
-    from qcompiler.calibration import iterate_samples
-    from qcompiler.interpreter import INT_KERNELS, Interpreter
-    from qcompiler.serialize import load_graph
-    from qcompiler.verify import LsbDiff, float_view, quantize_feed
+    from qcompiler.quant.calibration import iterate_samples
+    from qcompiler.interp import INT_KERNELS, Interpreter
+    from qcompiler.ir.serialize import load_graph
+    from qcompiler.driver.verify import LsbDiff, float_view, quantize_feed
 
-    from .build import load_vm, run_vm
+    from qcompiler.backends.tvm.build import load_vm, run_vm
 
     outdir = Path(outdir)
     graph = load_graph(outdir / report["ir_file"])

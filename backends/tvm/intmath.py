@@ -1,4 +1,4 @@
-"""Integer fixed-point arithmetic emitted as Relax ops: the Relax mirror of `quant_math`.
+"""Integer fixed-point arithmetic emitted as Relax ops: the Relax mirror of `fixed_point`.
 
 Every helper takes and returns int64 Relax tensors that hold int32 values (the
 C++ kernels' int32 intermediates), so products of two int32 values never
@@ -17,7 +17,7 @@ import re
 import numpy as np
 from tvm import relax
 
-from qcompiler.quant_math import INT32_MAX, INT32_MIN
+from qcompiler.numerics.fixed_point import INT32_MAX, INT32_MIN
 
 R = relax.op
 
@@ -105,7 +105,7 @@ class RelaxEmitter:
     def select(self, cond, a, b):
         return self.emit(R.where(cond, self.const(a), self.const(b)))
 
-    # ---- gemmlowp primitives (quant_math equivalents) ----------------------------
+    # ---- gemmlowp primitives (fixed_point equivalents) ----------------------------
     def sign_mask(self, x):
         """-1 where x < 0, else 0 (arithmetic shift of the int64 sign bit)."""
         return self.emit(R.right_shift(x, self.const(63)))
@@ -116,7 +116,7 @@ class RelaxEmitter:
         return self.emit(R.right_shift(self.emit(R.add(x, bias)), self.const(bits)))
 
     def srdhm(self, a, b, name: str = "m"):
-        """SaturatingRoundingDoublingHighMul of int32 values (quant_math.saturating_...).
+        """SaturatingRoundingDoublingHighMul of int32 values (fixed_point.saturating_...).
 
         gemmlowp adds 2^30 (ab >= 0) or 1 - 2^30 (ab < 0) and truncates the division by
         2^31 toward zero; for negative ab that is floor((ab + 1 - 2^30 + 2^31 - 1) / 2^31),

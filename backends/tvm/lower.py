@@ -19,12 +19,12 @@ import tvm
 from tvm import relax
 
 from qcompiler.errors import BackendError, require_ops
-from qcompiler.int_kernels_util import require_same_quant
+from qcompiler.interp.int_kernels.util import require_same_quant
 from qcompiler.ir import Graph, Node, Value
 
-from .intmath import RelaxEmitter, dtype_of, shape_of
-from .lower_ops import COMPUTE_LOWERINGS
-from .lower_softmax import SOFTMAX_LOWERINGS
+from qcompiler.backends.tvm.intmath import RelaxEmitter, dtype_of, shape_of
+from qcompiler.backends.tvm.lower_ops import COMPUTE_LOWERINGS
+from qcompiler.backends.tvm.lower_softmax import SOFTMAX_LOWERINGS
 
 R = relax.op
 

@@ -1,10 +1,10 @@
 """Lowerings of the compute ops: quantized IR node -> integer-only Relax ops.
 
 Each function `fn(lw, node) -> [relax expr]` reproduces the integer reference
-kernel of the same op (qcompiler/int_kernels_*.py) with integer tensor ops:
+kernel of the same op (qcompiler/interp/int_kernels/*.py) with integer tensor ops:
 int8 data, int16 zero-point-offset operands, int32 accumulation, int64
 fixed-point requantization (intmath.RelaxEmitter), clamp, cast to int8.
-Parameters (multipliers, shifts, tables) come from the same quant_math
+Parameters (multipliers, shifts, tables) come from the same fixed_point
 functions the reference calls, so both sides use identical constants.
 """
 from __future__ import annotations
@@ -12,16 +12,16 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from qcompiler import int_kernels  # noqa: F401 - registers the reference kernels (tables below)
-from qcompiler import quant_math as qm
+from qcompiler.interp import int_kernels  # noqa: F401 - registers the reference kernels (tables below)
+from qcompiler.numerics import fixed_point as qm
 from qcompiler.errors import BackendError
-from qcompiler.int_kernels_pool import _out_size  # the reference's pooled-size rule, shared
-from qcompiler.int_kernels_rsqrt import rsqrt_table
-from qcompiler.int_kernels_util import (multipliers_for_channels, out_range, qparams,
+from qcompiler.interp.int_kernels.pool import _out_size  # the reference's pooled-size rule, shared
+from qcompiler.interp.int_kernels.rsqrt import rsqrt_table
+from qcompiler.interp.int_kernels.util import (multipliers_for_channels, out_range, qparams,
                                         require_same_quant, scale_zp)
-from qcompiler.interpreter import INT_KERNELS
+from qcompiler.interp import INT_KERNELS
 
-from .intmath import shape_of
+from qcompiler.backends.tvm.intmath import shape_of
 
 R = relax.op
 
@@ -48,7 +48,7 @@ def _offset(lw, x, zero_point: int):
 
 
 def _channel_params(real, channels, shape):
-    """Per-channel (multiplier, shift) from quant_math, shaped to broadcast on the channel axis."""
+    """Per-channel (multiplier, shift) from fixed_point, shaped to broadcast on the channel axis."""
     mult, shift = multipliers_for_channels(real, channels)
     return mult.reshape(shape), shift.reshape(shape)
 
@@ -281,7 +281,7 @@ def unary_table(lw, node):
 
 
 def rsqrt(lw, node):
-    """Rsqrt by the reference's own 256-entry table (int_kernels_rsqrt.rsqrt_table)."""
+    """Rsqrt by the reference's own 256-entry table (interp.int_kernels.rsqrt.rsqrt_table)."""
     em = lw.em
     index = em.emit(R.add(em.cast(lw.value(node.inputs[0]), "int32"), em.const(128, "int32")))
     return [em.emit(R.take(em.array(rsqrt_table(node), f"{node.name}_table"), index, axis=0, mode="clip"))]

@@ -1,7 +1,7 @@
-"""Softmax (int8 / int16) and Requantize as integer Relax ops (qcompiler/int_kernels_softmax).
+"""Softmax (int8 / int16) and Requantize as integer Relax ops (qcompiler/interp/int_kernels/softmax.py).
 
 int8 input, int8 or int16 output (TFLM reference, gemmlowp path): exp of max - x = d in
-0..255 from a 256-entry table built with quant_math, the integer sum, GetReciprocal, a
+0..255 from a 256-entry table built with fixed_point, the integer sum, GetReciprocal, a
 rounding shift by bits_over_unit + 31 - output_bits. int16 input (SoftmaxInt16):
 
     diff = x - max(row);  scaled = MBQM(diff);  exp = lut(sat16(scaled + 32767))
@@ -17,13 +17,13 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from qcompiler import quant_math as qm
+from qcompiler.numerics import fixed_point as qm
 from qcompiler.errors import BackendError
-from qcompiler.int_kernels_softmax import (OUTPUTS, SOFTMAX16_OUTPUT, reduced_axes, refuse_unexpanded,
+from qcompiler.interp.int_kernels.softmax import (OUTPUTS, SOFTMAX16_OUTPUT, reduced_axes, refuse_unexpanded,
                                            softmax16_params, softmax_exp_terms, softmax_luts)
-from qcompiler.int_kernels_util import qparams, scale_zp
+from qcompiler.interp.int_kernels.util import qparams, scale_zp
 
-from .intmath import shape_of
+from qcompiler.backends.tvm.intmath import shape_of
 
 R = relax.op
 _I16_MIN, _I16_MAX = -32768, 32767

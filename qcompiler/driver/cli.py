@@ -1,0 +1,212 @@
+"""The `qcc` command line.
+
+    qcc MODEL.onnx --target tflm -o OUTDIR --calib FILE   compile
+    qcc inspect MODEL.onnx                                ops, shapes, parameters
+    qcc verify OUTDIR --data FILE                         runtime vs integer reference
+    qcc passes                                            list registered passes
+
+User mistakes end with one line on stderr and a non-zero exit code (the
+QccError subclass decides which); only internal bugs print a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections import Counter
+
+import numpy as np
+
+from qcompiler.errors import QccError
+
+SUBCOMMANDS = ("inspect", "verify", "passes")
+
+
+def _compile_parser() -> argparse.ArgumentParser:
+    from qcompiler.driver.pipeline import TARGETS
+    p = argparse.ArgumentParser(prog="qcc", description="Compile a float ONNX model to a verified int8 model. "
+                                f"Other commands: {', '.join(SUBCOMMANDS)} (qcc COMMAND -h).")
+    p.add_argument("model", help="float ONNX model")
+    p.add_argument("--target", default="tflm", choices=TARGETS)
+    p.add_argument("-o", "--output", help="output directory (default: ./<model name>_<target>)")
+    p.add_argument("--calib", help=".npy (one input, samples on axis 0) or .npz keyed by input name")
+    p.add_argument("--calib-method", default="percentile", choices=["minmax", "percentile", "kl", "mse"],
+                   help="range rule for hidden activations (graph inputs and logits always use min-max)")
+    p.add_argument("--percentile", type=float, default=99.99, help="with --calib-method percentile")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor weights for every Conv/Gemm")
+    p.add_argument("--cle", action=argparse.BooleanOptionalAction, default=False,
+                   help="cross-layer equalization (+ high-bias absorption from BN statistics)")
+    p.add_argument("--act-eq", action=argparse.BooleanOptionalAction, default=True,
+                   help="activation equalization: scale conv output channels feeding a depthwise conv to "
+                        "the full int8 range (with --calib; float function and integer weights unchanged)")
+    p.add_argument("--bias-correction", default="auto", choices=["auto", "off", "empirical", "analytic"],
+                   help="auto: empirical with --calib, analytic without")
+    p.add_argument("--input-range", metavar="LO,HI",
+                   help="value range of every float input; required without --calib (data-free mode)")
+    p.add_argument("--max-calib-samples", type=int)
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="fix dynamic input dims (batch defaults to 1); repeatable")
+    p.add_argument("--passes", help="comma-separated pass pipeline replacing the target's default")
+    p.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
+                   help="drop a pass from the pipeline (repeatable or comma-separated)")
+    p.add_argument("--outputs", help="comma-separated tensor names to keep as graph outputs; the rest is pruned")
+    p.add_argument("--dump-after", action="append", default=[], metavar="PASS",
+                   help="write the IR (text + ONNX) after this pass into --dump-dir (repeatable)")
+    p.add_argument("--dump-dir", help="where --dump-after writes (default: the current directory)")
+    p.add_argument("--explain", action="store_true", help="print the pass pipeline this target runs and exit")
+    fc = p.add_mutually_exclusive_group()
+    fc.add_argument("--per-tensor-fc", action="store_true",
+                    help="per-tensor FULLY_CONNECTED weights everywhere (the TFLite spec's form; least arena)")
+    fc.add_argument("--per-channel-fc", action="store_true",
+                    help="per-channel FULLY_CONNECTED weights everywhere (TFLM keeps 8 arena bytes per output "
+                         "channel); default: per channel only for layers where it gains >= 3 dB weight SQNR")
+    p.add_argument("--name", help="base name of the emitted files (default: model file stem)")
+    p.add_argument("--tvm-target", default="llvm",
+                   help="TVM target: a kind name (llvm) or a JSON dict, e.g. '{\"kind\":\"llvm\",\"mcpu\":\"skylake\"}'")
+    p.add_argument("--ncnn-precision", default="int8", choices=["int8", "fp32"], help="target ncnn")
+    p.add_argument("--io", default="int8", choices=["int8", "float"],
+                   help="targets tflm/tflite: int8 graph inputs/outputs (default; the C header has "
+                        "quantize/dequantize helpers) or float32 ones converted inside the model")
+    p.add_argument("--input-dtype", default="int8", choices=["int8", "uint8"],
+                   help="targets tflm/tflite with --io int8: uint8 inputs (e.g. camera pixels), "
+                        "same scale, zero point + 128, converted to int8 inside the model")
+    return p
+
+
+def cmd_compile(argv: list[str]) -> int:
+    from pathlib import Path
+
+    from qcompiler.frontend.onnx_import import parse_input_shapes
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
+    from qcompiler.quant.report import fc_tradeoff
+
+    a = _compile_parser().parse_args(argv)
+    split = lambda items: tuple(x for item in items for x in item.split(",") if x)  # noqa: E731
+    try:
+        input_range = tuple(float(v) for v in a.input_range.split(",")) if a.input_range else None
+    except ValueError:
+        raise QccError(f"bad --input-range {a.input_range!r}: expected LO,HI e.g. 0,1") from None
+    opts = CompileOptions(calib_method=a.calib_method, percentile=a.percentile, per_tensor=a.per_tensor,
+                          cle=a.cle, act_eq=a.act_eq, bias_correction=a.bias_correction, input_range=input_range,
+                          disable_passes=split(a.disable_pass), outputs=split([a.outputs or ""]),
+                          dump_after=split(a.dump_after), dump_dir=a.dump_dir,
+                          target=a.target, calib=a.calib,
+                          max_calib_samples=a.max_calib_samples,
+                          input_shapes=parse_input_shapes(";".join(a.input_shape)),
+                          passes=tuple(a.passes.split(",")) if a.passes else None,
+                          per_channel_fc=_fc_mode(a), name=a.name, tvm_target=a.tvm_target,
+                          ncnn_precision=a.ncnn_precision, io=a.io, input_dtype=a.input_dtype)
+    if a.target not in ("tflm", "tflite") and (a.io != "int8" or a.input_dtype != "int8"):
+        raise QccError(f"--io / --input-dtype apply to targets tflm and tflite, not {a.target}")
+    if a.io == "float" and a.input_dtype != "int8":
+        raise QccError("--input-dtype uint8 needs --io int8 (with --io float the input is float32)")
+    if a.explain:
+        from qcompiler.ir.pass_manager import PASSES
+        from qcompiler.driver.pipeline import pass_list
+        print(f"qcc: target {a.target} runs these passes:")
+        for i, name in enumerate(pass_list(opts), 1):
+            print(f"  {i:2}. {name:22} {PASSES[name].description}")
+        print("  then: calibrate -> quantize (int8) -> backend " + a.target)
+        return 0
+    out = a.output or f"{Path(a.model).stem}_{a.target}"
+    res = compile_model(a.model, out, opts)
+    r = res.report
+    print(f"qcc: wrote {len(r['files'])} files to {out}: {', '.join(r['files'])}")
+    if "ops" in r:
+        print(f"qcc: {r['nodes']['onnx']} ONNX nodes -> {sum(r['ops'].values())} {a.target} ops "
+              f"({', '.join(f'{k} x{v}' for k, v in r['ops'].items())})")
+    worst = r.get("calibration", {}).get("worst_layers", [])
+    if worst:
+        print("qcc: lowest per-layer SQNR (int8 reference vs float): " + ", ".join(
+            f"{w['tensor']} ({w['op']}) {w['sqnr_db']:.1f} dB" for w in worst))
+    tradeoff = fc_tradeoff(r.get("calibration", {}))
+    if tradeoff:
+        print(f"qcc: {tradeoff}")
+    if "arena" in r:
+        kind = "measured" if r["arena"].get("arena_source", "").startswith("measured") else "estimated"
+        print(f"qcc: flash {r['flash_bytes']} bytes, tensor arena {r['arena']['arena_bytes']} bytes ({kind})")
+    return 0
+
+
+def cmd_inspect(argv: list[str]) -> int:
+    from qcompiler.frontend.onnx_import import load_onnx, parse_input_shapes, onnx_to_graph
+    from qcompiler.errors import UnsupportedOpError
+
+    p = argparse.ArgumentParser(prog="qcc inspect", description="Show a model's ops, shapes and parameters.")
+    p.add_argument("model")
+    p.add_argument("--input-shape", action="append", default=[])
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    a = p.parse_args(argv)
+    model = load_onnx(a.model)
+    ops = Counter(n.op_type for n in model.graph.node)
+    info = {"model": a.model, "opset": max((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")),
+                                           default=None),
+            "ops": dict(sorted(ops.items())), "unsupported_ops": []}
+    try:
+        from pathlib import Path
+        g = onnx_to_graph(model, Path(a.model).stem, parse_input_shapes(";".join(a.input_shape)))
+        info["inputs"] = {v.name: [v.dtype.name, list(v.shape)] for v in g.inputs}
+        info["outputs"] = {v.name: [v.dtype.name, list(v.shape)] for v in g.outputs}
+        info["parameters"] = int(sum(v.size for v in g.constants() if np.issubdtype(v.dtype, np.floating)))
+        from qcompiler.interp import INT_KERNELS
+        info["not_quantizable_yet"] = sorted({n.op for n in g.nodes if n.op not in INT_KERNELS})
+    except UnsupportedOpError as e:
+        info["unsupported_ops"] = e.problems
+    if a.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for k, v in info.items():
+            print(f"{k:>20}: {v}")
+    return 3 if info["unsupported_ops"] else 0
+
+
+def cmd_verify(argv: list[str]) -> int:
+    from qcompiler.driver.verify import verify_outdir
+
+    p = argparse.ArgumentParser(prog="qcc verify",
+                                description="Run an artifact in its runtime and in the integer reference.")
+    p.add_argument("outdir")
+    p.add_argument("--data", required=True, help="evaluation inputs (.npy / .npz, float)")
+    p.add_argument("--limit", type=int, help="use at most this many samples")
+    p.add_argument("--no-litert", action="store_true", help="skip the LiteRT comparison (TFLite targets)")
+    a = p.parse_args(argv)
+    kw = {"with_litert": False} if a.no_litert else {}
+    result = verify_outdir(a.outdir, a.data, a.limit, **kw)
+    print(json.dumps(result, indent=2))
+    return 0 if result["ok"] else 9
+
+
+def cmd_passes(argv: list[str]) -> int:
+    from qcompiler.passes import PASSES
+    for name in sorted(PASSES):
+        print(f"{name:24} {PASSES[name].description}")
+    return 0
+
+
+def _fc_mode(a) -> bool | str:
+    return False if a.per_tensor_fc else (True if a.per_channel_fc else "auto")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    handlers = {"inspect": cmd_inspect, "verify": cmd_verify, "passes": cmd_passes}
+    try:
+        if argv and argv[0] in handlers:
+            return handlers[argv[0]](argv[1:])
+        return cmd_compile(argv)
+    except QccError as e:
+        print(f"qcc: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("qcc: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("qcc: internal error (a bug in qcc, not in your input): please report it with the "
+              "traceback above", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""CompileOptions: every knob of one compilation, frozen, unknown names rejected."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Every knob of one compilation; unknown names are rejected by the dataclass."""
+
+    target: str = "tflm"
+    calib: str | None = None
+    calib_method: str = "percentile"
+    max_calib_samples: int | None = None
+    percentile: float = 99.99           # --calib-method percentile
+    per_tensor: bool = False            # every weight per tensor (conv and FC)
+    cle: bool = False                   # cross-layer equalization (+ high-bias absorption)
+    act_eq: bool = True                 # activation equalization into depthwise convs (needs --calib)
+    bias_correction: str = "auto"       # auto | off | empirical | analytic (auto: empirical with data)
+    input_range: tuple | None = None    # (lo, hi) of every float input; needed without --calib
+    input_shapes: dict = field(default_factory=dict)
+    passes: tuple[str, ...] | None = None
+    per_channel_fc: bool | str = "auto"  # True | False | "auto" (per channel where it gains >= 3 dB)
+    name: str | None = None
+    tvm_target: str = "llvm"
+    disable_passes: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    dump_after: tuple[str, ...] = ()
+    dump_dir: str | None = None
+    ncnn_precision: str = "int8"
+    io: str = "int8"            # TFLite graph I/O: "int8" or "float" (QUANTIZE/DEQUANTIZE inside)
+    input_dtype: str = "int8"   # TFLite input tensor type with io="int8": "int8" or "uint8"
+
+    def describe(self) -> str:
+        """The options as a command-line-like string (goes into every generated file)."""
+        parts = [f"--target {self.target}"]
+        if self.calib:
+            parts.append(f"--calib {Path(self.calib).name}")
+        parts.append(f"--calib-method {self.calib_method}")
+        if self.calib_method == "percentile":
+            parts.append(f"--percentile {self.percentile:g}")
+        if self.max_calib_samples:
+            parts.append(f"--max-calib-samples {self.max_calib_samples}")
+        from qcompiler.quant.ptq import resolved_bias_correction, resolved_cle
+        if self.per_tensor:
+            parts.append("--per-tensor")
+        parts.append("--cle" if resolved_cle(self) else "--no-cle")
+        if not self.act_eq:
+            parts.append("--no-act-eq")
+        parts.append(f"--bias-correction {resolved_bias_correction(self)}")
+        if self.input_range is not None:
+            parts.append(f"--input-range {self.input_range[0]:g},{self.input_range[1]:g}")
+        for k, v in sorted(self.input_shapes.items()):
+            parts.append(f"--input-shape {k}={','.join(map(str, v))}")
+        if self.passes is not None:
+            parts.append(f"--passes {','.join(self.passes)}")
+        if self.disable_passes:
+            parts.append(f"--disable-pass {','.join(self.disable_passes)}")
+        if self.outputs:
+            parts.append(f"--outputs {','.join(self.outputs)}")
+        if self.per_channel_fc != "auto":
+            parts.append("--per-channel-fc" if self.per_channel_fc else "--per-tensor-fc")
+        if self.target == "tvm":
+            parts.append(f"--tvm-target {self.tvm_target}")
+        if self.target == "ncnn":
+            parts.append(f"--ncnn-precision {self.ncnn_precision}")
+        if self.io != "int8":
+            parts.append(f"--io {self.io}")
+        if self.input_dtype != "int8":
+            parts.append(f"--input-dtype {self.input_dtype}")
+        return " ".join(parts)

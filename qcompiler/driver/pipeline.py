@@ -1,0 +1,213 @@
+"""The compile pipeline: ONNX -> IR -> passes -> calibrate -> int8 IR -> backend.
+
+Artifacts are written to a temporary sibling directory and moved into place
+only when everything succeeded, so a failure never leaves partial output.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qcompiler.quant.calibration import iterate_samples, load_samples
+from qcompiler.errors import QccError
+from qcompiler.driver.options import CompileOptions
+from qcompiler.ir import Graph
+from qcompiler.frontend.onnx_import import load_model
+from qcompiler.ir.pass_manager import PassContext, PassManager
+from qcompiler.ir.serialize import save_graph
+
+COMMON_PIPELINE = ["select_outputs", "fold_constants", "canonicalize", "eliminate_identity", "dead_code", "simplify",
+                   "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation", "horizontal_merge",
+                   "dead_code"]
+MERGE_VETO_SAMPLES = 16  # calibration samples the horizontal-merge veto looks at
+# target -> backend module (under qcompiler.backends) with `emit(Compilation, outdir) -> dict`
+# and `verify(outdir, report, samples, limit) -> dict`
+BACKENDS = {"tflm": "tflite", "tflite": "tflite", "tvm": "tvm", "ncnn": "ncnn"}
+# TFLite Micro and TVM have no LRN: decompose_lrn rewrites it into Mul / Conv / Rsqrt first
+# (ncnn keeps the op; its backend reports it unsupported)
+LRN_DECOMPOSED = COMMON_PIPELINE[:3] + ["decompose_lrn"] + COMMON_PIPELINE[3:]
+DEFAULT_PIPELINES = {target: COMMON_PIPELINE if target == "ncnn" else LRN_DECOMPOSED for target in BACKENDS}
+TARGETS = tuple(BACKENDS)
+OWN_INT8_SCHEME = {"ncnn"}  # targets that need only calibrated ranges, not qcc's TFLite-scheme int8 IR
+
+
+def default_pipeline(target: str) -> list[str]:
+    """The pass pipeline `target` runs by default (a fresh list: extend it freely)."""
+    if target not in DEFAULT_PIPELINES:
+        raise QccError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    return list(DEFAULT_PIPELINES[target])
+
+
+def backend_module(target: str):
+    """Import the backend for `target`, with a clear message if its extra is missing."""
+    import importlib
+
+    from qcompiler.errors import MissingDependencyError
+    if target not in BACKENDS:
+        raise QccError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    try:
+        return importlib.import_module(f"qcompiler.backends.{BACKENDS[target]}")
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("qcompiler.backends"):
+            raise QccError(f"target {target!r} is not available in this build of qcc") from None
+        raise MissingDependencyError(f"target {target!r} needs the Python package {e.name!r}: "
+                                     f"pip install 'qcompiler[{BACKENDS[target]}]'") from None
+
+
+@dataclass
+class Compilation:
+    """Everything a backend may use: both graphs, the calibrated ranges, options, names."""
+
+    float_graph: Graph
+    quant_graph: Graph
+    ranges: dict
+    options: "CompileOptions"
+    name: str
+    header: str  # "from <model> (sha256 ...) with <options>": first line of generated files
+
+
+@dataclass
+class CompileResult:
+    outdir: Path
+    float_graph: Graph
+    quant_graph: Graph
+    report: dict
+    pass_records: list = field(default_factory=list)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pass_list(options: "CompileOptions") -> list[str]:
+    """The pipeline a compilation runs: the target's default or --passes, minus --disable-pass."""
+    from qcompiler.passes import PASSES
+    passes = list(options.passes) if options.passes is not None else list(DEFAULT_PIPELINES[options.target])
+    unknown = [p for p in options.disable_passes if p not in PASSES]
+    if unknown:
+        raise QccError(f"--disable-pass names unknown pass(es) {unknown}; see `qcc passes`")
+    return [p for p in passes if p not in options.disable_passes]
+
+
+def _dumper(dump_dir: str | None):
+    def dump(pass_name: str, graph: Graph) -> None:
+        from qcompiler.frontend.onnx_export import graph_to_onnx
+        d = Path(dump_dir or ".")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{graph.name}.after_{pass_name}.txt").write_text(graph.dump() + "\n")
+        import onnx
+        onnx.save(graph_to_onnx(graph), str(d / f"{graph.name}.after_{pass_name}.onnx"))
+    return dump
+
+
+def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" = None) -> tuple[Graph, list]:
+    """Run `passes` over `graph` (in place) with verification after each; returns the pass records."""
+    opts = {}
+    dump_after: set[str] = set()
+    dump = None
+    if options is not None:
+        opts["outputs"] = list(options.outputs)
+        if options.calib and "horizontal_merge" in passes:
+            samples = load_samples(options.calib, graph)
+            opts["calibration_feeds"] = list(iterate_samples(samples, graph, MERGE_VETO_SAMPLES))
+        dump_after = set(options.dump_after)
+        dump = _dumper(options.dump_dir)
+    pm = PassManager(passes, dump_after=dump_after, dump=dump)
+    ctx = PassContext(options=opts)
+    pm.run(graph, ctx)
+    graph.meta["pass_log"] = list(ctx.log)
+    return graph, pm.records
+
+
+def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
+             int8: bool = True, defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
+    """(int8 graph, calibration summary, ranges); see qcompiler/quant/ptq.py for the steps.
+
+    `calib_path` None means data-free mode (needs options.input_range). The
+    summary holds "layers" (per-tensor report) and "worst_layers" (five lowest SQNR).
+    With CLE on, `graph` is equalized in place (float function unchanged).
+    Softmaxes over more than 511 classes, marked by the quantizer, become explicit int16
+    nodes here (after bias correction, which pairs float and quantized nodes one to one).
+    """
+    from qcompiler.quant.wide_softmax import expand_wide_softmax
+    from qcompiler.quant.ptq import run_ptq
+    qgraph, summary, ranges = run_ptq(graph, calib_path, options, int8=int8, defer_report=defer_report)
+    if qgraph is not None:
+        expand_wide_softmax(qgraph)
+    return qgraph, summary, ranges
+
+
+def _publish(tmp: Path, outdir: Path) -> None:
+    if not outdir.exists():
+        os.replace(tmp, outdir)
+        return
+    if not outdir.is_dir():
+        raise QccError(f"output path {outdir} exists and is not a directory")
+    for f in sorted(tmp.iterdir()):
+        os.replace(f, outdir / f.name)
+    tmp.rmdir()
+
+
+def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
+                  options: CompileOptions = CompileOptions()) -> CompileResult:
+    """Compile one ONNX model for `options.target` into `outdir`."""
+    backend = backend_module(options.target)
+    model_path, outdir = Path(model_path), Path(outdir)
+    graph = load_model(model_path, options.input_shapes)
+    name = options.name or graph.name
+    nodes_in = len(graph.nodes)
+    graph, records = optimize(graph, pass_list(options), options)
+    precheck = getattr(backend, "check_supported", None)
+    if precheck is not None:  # report every op the target cannot run before the (slow) calibration
+        precheck(graph)
+    # ncnn quantizes with its own symmetric scheme from the float graph and the ranges
+    int8_ir = options.target not in OWN_INT8_SCHEME
+    from qcompiler.quant.ptq import cancel_report, finish_report
+    # no calib: data-free; the per-layer report overlaps with the backend (finish_report below)
+    qgraph, calib_summary, ranges = quantize(graph, options.calib, options, int8=int8_ir, defer_report=True)
+    tmp = None
+    try:
+        header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe()}"
+        comp = Compilation(graph, qgraph, ranges, options, name, header)
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.qcc-", dir=outdir.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
+        backend_report = backend.emit(comp, tmp)
+        if qgraph is not None:
+            save_graph(qgraph, tmp / f"{name}.qir")
+        from qcompiler.quant.report import write_report_files
+        finish_report(calib_summary)
+        layers = calib_summary.pop("layers", [])
+        report_files = write_report_files(tmp, name, calib_summary, layers) if layers else []
+        report = {
+            "generated_by": f"generated by qcc {header}",
+            "name": name, "target": options.target, "source_model": model_path.name,
+            "passes": [{"name": r.name, "changed": r.changed, "nodes_before": r.nodes_before,
+                        "nodes_after": r.nodes_after} for r in records],
+            "nodes": {"onnx": nodes_in, "optimized": len(graph.nodes)},
+            "pass_log": graph.meta.get("pass_log", []),
+            "calibration": calib_summary,
+            "ir_file": f"{name}.qir" if qgraph is not None else backend_report["ir_file"],
+            "layers": layers,
+            **backend_report,
+        }
+        report["files"] = sorted(report["files"] + [f"{name}.qir"] * (qgraph is not None) + ["report.json"]
+                                 + report_files)
+        (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        _publish(tmp, outdir)
+    finally:
+        cancel_report(calib_summary)  # only still pending when something above failed
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return CompileResult(outdir, graph, qgraph, report, records)

@@ -1,0 +1,86 @@
+"""IR -> ONNX (float graphs): a valid model that onnxruntime can run.
+
+qcc-specific attributes and ops are expanded back into standard ONNX: a
+`fused_activation` becomes a separate Relu / Clip node after its producer, an
+`Rsqrt` node Sqrt + Reciprocal.
+Used for dumping the IR after a pass and for running calibration in
+onnxruntime.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from qcompiler.errors import GraphError
+from qcompiler.ir import Graph, Node
+
+EXPORT_OPSET = 13
+_CLIPS = {"RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
+
+
+def _attr_value(v):
+    if isinstance(v, np.ndarray):
+        return numpy_helper.from_array(v)
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def _value_info(v):
+    elem = helper.np_dtype_to_tensor_dtype(v.dtype)
+    return helper.make_tensor_value_info(v.name, elem, list(v.shape) if v.shape is not None else None)
+
+
+def _rsqrt_protos(n: Node, ins: list, outs: list) -> list[onnx.NodeProto]:
+    mid = f"{outs[0]}__sqrt"
+    return [helper.make_node("Sqrt", ins, [mid], name=f"{n.name}__sqrt"),
+            helper.make_node("Reciprocal", [mid], outs, name=n.name)]
+
+
+# qcc ops that ONNX lacks (from passes such as decompose_lrn) -> the ONNX nodes computing them
+QCC_OPS = {"Rsqrt": _rsqrt_protos}
+
+
+def _node_protos(graph: Graph, n: Node, initializers: list, opset: int) -> list[onnx.NodeProto]:
+    attrs = {k: _attr_value(v) for k, v in n.attrs.items() if k != "fused_activation"}
+    ins = [v.name if v is not None else "" for v in n.inputs]
+    outs = [v.name for v in n.outputs]
+    if n.op in QCC_OPS:
+        return QCC_OPS[n.op](n, ins, outs)
+    act = n.attrs.get("fused_activation", "NONE")
+    if act == "NONE":
+        return [helper.make_node(n.op, ins, outs, name=n.name, **attrs)]
+    pre = f"{outs[0]}__pre_{act.lower()}"
+    nodes = [helper.make_node(n.op, ins, [pre] + outs[1:], name=n.name, **attrs)]
+    if act == "RELU":
+        nodes.append(helper.make_node("Relu", [pre], [outs[0]], name=f"{n.name}__relu"))
+    else:
+        lo, hi = _CLIPS[act]
+        if opset < 11:  # Clip bounds were attributes before opset 11
+            nodes.append(helper.make_node("Clip", [pre], [outs[0]], name=f"{n.name}__clip", min=lo, max=hi))
+            return nodes
+        names = [f"{n.name}__clip_min", f"{n.name}__clip_max"]
+        initializers += [numpy_helper.from_array(np.array(lo, np.float32), names[0]),
+                         numpy_helper.from_array(np.array(hi, np.float32), names[1])]
+        nodes.append(helper.make_node("Clip", [pre] + names, [outs[0]], name=f"{n.name}__clip"))
+    return nodes
+
+
+def graph_to_onnx(graph: Graph, opset: int | None = None) -> onnx.ModelProto:
+    """Export a float graph; the model passes onnx.checker."""
+    if graph.meta.get("quantized"):
+        raise GraphError("graph_to_onnx exports float graphs; quantized graphs go to a backend")
+    opset = opset or max(int(graph.meta.get("opset", EXPORT_OPSET)), 7)
+    initializers = [numpy_helper.from_array(np.asarray(v.data), v.name) for v in graph.constants()]
+    nodes = []
+    for n in graph.nodes:
+        nodes += _node_protos(graph, n, initializers, opset)
+    inner = [v for n in graph.nodes for v in n.outputs if v not in graph.outputs and v.shape is not None]
+    g = helper.make_graph(nodes, graph.name, [_value_info(v) for v in graph.inputs],
+                          [_value_info(v) for v in graph.outputs], initializers,
+                          value_info=[_value_info(v) for v in inner])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="qcc")
+    model.ir_version = min(model.ir_version, 8)  # loadable by older onnxruntime builds
+    onnx.checker.check_model(model)
+    return model

@@ -1,0 +1,22 @@
+"""Integer reference kernels: the oracle every backend must match bit for bit.
+
+Each kernel reproduces TensorFlow Lite Micro's reference int8 kernel for the op
+it stands for, on the quantized IR (ONNX op names and attributes, NCHW data,
+QuantParams on the values). The kernels live in sibling modules by family and
+register themselves with `@int_kernel` on import; the shared fixed-point maths
+is in `qcompiler.numerics`. `tests/test_int_kernels_tflm.py` checks every kernel against
+the tflite-micro interpreter on random inputs and quantization parameters.
+
+    conv     Conv (grouped, depthwise), Gemm, ConvTranspose
+    eltwise  Add, Sub, Mul, PRelu
+    pool     MaxPool, AveragePool, GlobalAveragePool, ReduceMean, Resize
+    act      Sigmoid, Tanh, Relu, Clip, LeakyRelu, HardSwish
+    softmax  Softmax (int8, int16, and the wide paths for > 511 classes), Requantize
+    rsqrt    Rsqrt
+    shape    Reshape, Flatten, Squeeze, Unsqueeze, Identity, Transpose, Concat, Pad,
+             Slice, Split
+"""
+from qcompiler.interp.int_kernels.registry import INT_KERNELS, int_kernel
+from qcompiler.interp.int_kernels import act, conv, eltwise, pool, rsqrt, shape, softmax  # noqa: F401
+
+__all__ = ["INT_KERNELS", "int_kernel"]

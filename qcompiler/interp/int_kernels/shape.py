@@ -1,0 +1,134 @@
+"""Data-movement kernels: values are copied unchanged, so quantization must match.
+
+TFLM RESHAPE / SQUEEZE / TRANSPOSE / CONCATENATION / PAD / STRIDED_SLICE / SPLIT copy raw
+int8 values (CONCATENATION and PAD check the parameters, the others assume them).
+PAD fills with the output zero point; PADV2 with an int8 constant (same parameters).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qcompiler.interp.float_kernels import shape as layout
+from qcompiler.errors import GraphError
+from qcompiler.interp.int_kernels.registry import int_kernel
+from qcompiler.interp.int_kernels.util import attr_str, const_ints
+
+
+def _check_same(node, in_indices=(0,)):
+    """Refuse differing parameters between the given inputs and every output."""
+    outs = [v.quant for v in node.outputs if v.quant is not None]
+    for i in in_indices:
+        v = node.inputs[i] if i < len(node.inputs) else None
+        if v is None or v.quant is None:
+            continue
+        for q in outs:
+            if not (np.array_equal(v.quant.scale, q.scale)
+                    and np.array_equal(v.quant.zero_point, q.zero_point)):
+                raise GraphError(f"node {node.name} ({node.op}): input {v.name} {v.quant!r} and "
+                                 f"output {q!r} must share quantization parameters (TFLM copies "
+                                 "raw values); fix the quantizer")
+
+
+def _reshape_to(node, x, shape):
+    out = node.outputs[0].shape
+    return x.reshape(out if out is not None else shape)
+
+
+@int_kernel("Reshape")
+def reshape(node, inputs):
+    _check_same(node)
+    x = inputs[0]
+    shape = const_ints(node, 1, inputs, "shape")
+    if shape is not None and not int(node.attrs.get("allowzero", 0)):
+        shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
+    return [_reshape_to(node, x, shape)]
+
+
+@int_kernel("Flatten")
+def flatten(node, inputs):
+    _check_same(node)
+    x = inputs[0]
+    axis = int(node.attrs.get("axis", 1)) % max(x.ndim, 1) if x.ndim else 0
+    return [x.reshape(int(np.prod(x.shape[:axis])), -1)]
+
+
+@int_kernel("Identity")
+def identity(node, inputs):
+    _check_same(node)
+    return [inputs[0]]
+
+
+def _copying(move):
+    """An int kernel for a pure layout op: shared parameters checked, values moved like `move`
+    (the float kernel: the same index arithmetic on any dtype)."""
+    def kernel(node, inputs):
+        _check_same(node)
+        return move(node, inputs)
+    return kernel
+
+
+for _op, _move in (("Squeeze", layout.squeeze), ("Unsqueeze", layout.unsqueeze), ("Transpose", layout.transpose)):
+    int_kernel(_op)(_copying(_move))
+
+
+@int_kernel("Concat")
+def concat(node, inputs):
+    _check_same(node, range(len(inputs)))
+    return [np.concatenate(inputs, axis=int(node.attrs["axis"]))]
+
+
+@int_kernel("Pad")
+def pad(node, inputs):
+    _check_same(node)
+    x = inputs[0]
+    mode = attr_str(node, "mode", "constant")
+    if mode != "constant":
+        raise GraphError(f"node {node.name} (Pad): mode {mode!r} is not supported (constant only)")
+    pads = const_ints(node, 1, inputs, "pads")
+    axes = const_ints(node, 3, inputs, None)
+    q = node.outputs[0].quant or node.inputs[0].quant
+    fill = int(q.zero_point[0]) if q is not None else 0
+    value = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+    if value is not None and np.asarray(value).size:
+        value = np.asarray(value).reshape(-1)[:1]
+        if np.issubdtype(value.dtype, np.floating):  # a float pad value: quantize it
+            value = q.quantize(value) if q is not None else value
+        fill = int(value[0])   # TFLM PADV2 with an int8 constant at the output parameters
+    axes = list(range(x.ndim)) if axes is None else [a % x.ndim for a in axes]
+    k = len(axes)
+    width = [(0, 0)] * x.ndim
+    for i, a in enumerate(axes):
+        width[a] = (pads[i], pads[i + k])
+    crop = tuple(slice(max(-b, 0), x.shape[a] - max(-e, 0)) for a, (b, e) in enumerate(width))
+    x = x[crop]
+    width = [(max(b, 0), max(e, 0)) for b, e in width]
+    return [np.pad(x, width, mode="constant", constant_values=fill).astype(x.dtype)]
+
+
+@int_kernel("Slice")
+def slice_(node, inputs):
+    _check_same(node)
+    x = inputs[0]
+    starts = const_ints(node, 1, inputs, "starts")
+    ends = const_ints(node, 2, inputs, "ends")
+    axes = const_ints(node, 3, inputs, "axes") or list(range(len(starts)))
+    steps = const_ints(node, 4, inputs, None) or [1] * len(starts)
+    index = [slice(None)] * x.ndim
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        index[a % x.ndim] = slice(s, e, st)
+    return [np.ascontiguousarray(x[tuple(index)])]
+
+
+@int_kernel("Split")
+def split(node, inputs):
+    _check_same(node)
+    x = inputs[0]
+    axis = int(node.attrs.get("axis", 0)) % x.ndim
+    sizes = const_ints(node, 1, inputs, "split")
+    n = len(node.outputs)
+    if not sizes:
+        chunk = -(-x.shape[axis] // n)
+        sizes = [min(chunk, x.shape[axis] - i * chunk) for i in range(n)]
+    if sum(sizes) != x.shape[axis]:
+        raise GraphError(f"node {node.name} (Split): sizes {sizes} do not sum to {x.shape[axis]}")
+    return list(np.split(x, np.cumsum(sizes)[:-1], axis=axis))

@@ -1,0 +1,1 @@
+"""Integer arithmetic shared by the reference kernels and every backend (bit-exact with TFLM)."""

@@ -1,0 +1,362 @@
+"""Calibration: data loading, streaming statistics of every activation, range choice.
+
+Data: a `.npy` file for a one-input model (first axis = samples) or a `.npz`
+keyed by input name. `.npy` files are memory-mapped (for shape and dtype) and
+read one sample at a time with file reads, so neither the data nor the
+statistics (fixed-size histograms, see `observers.py`) grow memory with the
+number of samples.
+
+The float forward passes run in onnxruntime on the exported IR (every
+activation made a graph output) when it is installed, else in the numpy
+interpreter; both see the same float graph.
+
+Range rules per tensor (`choose_ranges`):
+- graph inputs: min-max (an input range is a property of the data format:
+  clipping pixels or features only loses information);
+- tensors feeding Softmax / graph outputs ("logits"): min-max as well, since
+  clipping the largest logit changes the argmax;
+- outputs of the first weighted layer (Conv / Gemm / MatMul reading a graph
+  input, possibly through layout-only ops): min-max too, for the asymmetric int8
+  (TFLite) scheme (`first_layer=True`). Their error reaches every later layer,
+  and what a percentile clips there is the strongest response to the input
+  (edges, loud frames), not an accumulation outlier. Under ncnn's symmetric
+  activations (half the steps for a ReLU output) the clip is worth more and the
+  rule is off; the measurements behind both are in README "Defaults";
+- everything else: the chosen method (minmax | percentile | kl | mse).
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import zipfile
+from collections import deque
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from qcompiler.errors import CalibrationError
+from qcompiler.interp import FLOAT_KERNELS, Interpreter
+from qcompiler.ir import Graph
+from qcompiler.quant.observers import HistogramObserver, select_range
+
+METHODS = ("minmax", "percentile", "kl", "mse")
+FIXED_RANGE_OPS = {"Softmax", "Sigmoid", "Tanh", "ArgMax"}
+FIRST_LAYER_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Identity"}
+_CHUNK = 64  # samples per chunk when checking a memory-mapped file for NaN/Inf
+
+
+def rows(arr: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """arr[start:stop]. A memory-mapped file is read with plain file reads instead, so that no
+    pages stay mapped: the resident size then does not grow with the file (1000 VWW samples
+    are 110 MB)."""
+    if isinstance(arr, np.memmap) and arr.filename and arr.flags.c_contiguous:
+        stop = min(stop, arr.shape[0])
+        per_row = int(np.prod(arr.shape[1:], dtype=np.int64))
+        with open(arr.filename, "rb") as f:
+            f.seek(arr.offset + start * per_row * arr.dtype.itemsize)
+            data = np.fromfile(f, arr.dtype, count=max(stop - start, 0) * per_row)
+        return data.reshape((max(stop - start, 0),) + tuple(arr.shape[1:]))
+    return arr[start:stop]
+
+
+def _check_array(arr: np.ndarray, v, path: Path) -> np.ndarray:
+    """Arrays hold samples along axis 0: [N, *input.shape[1:]]."""
+    want = tuple(v.shape[1:])
+    if arr.ndim != len(v.shape) or tuple(arr.shape[1:]) != want:
+        raise CalibrationError(f"calibration file {path}: input {v.name!r} needs an array of shape "
+                               f"[N, {', '.join(map(str, want))}], got {list(arr.shape)}")
+    if arr.shape[0] < v.shape[0]:
+        raise CalibrationError(f"calibration file {path} holds {arr.shape[0]} samples for input "
+                               f"{v.name!r}; at least {v.shape[0]} needed")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise CalibrationError(f"calibration file {path}: input {v.name!r} has dtype {arr.dtype}, "
+                               "expected real numbers")
+    arr = arr.astype(v.dtype, copy=False)  # no copy (and memory map kept) when the dtype matches
+    if np.issubdtype(arr.dtype, np.floating):
+        # chunked, so a memory-mapped file is never materialised as a whole
+        for i in range(0, arr.shape[0], _CHUNK):
+            if not np.all(np.isfinite(rows(arr, i, i + _CHUNK))):
+                raise CalibrationError(f"calibration file {path}: input {v.name!r} contains NaN or Inf")
+    return arr
+
+
+def load_samples(path: str | os.PathLike, graph: Graph) -> dict[str, np.ndarray]:
+    """Load and check a calibration/evaluation file: {input name: array [N, ...]}.
+
+    `.npy` arrays stay memory-mapped when their dtype is the input's.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CalibrationError(f"calibration file {path} does not exist")
+    try:
+        data = np.load(path, allow_pickle=False, mmap_mode="r" if path.suffix == ".npy" else None)
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise CalibrationError(f"{path} is not a readable .npy/.npz file ({e})") from None
+    if isinstance(data, np.ndarray):
+        if len(graph.inputs) != 1:
+            raise CalibrationError(f"{path} is a single array but the model has {len(graph.inputs)} "
+                                   f"inputs {[v.name for v in graph.inputs]}: use an .npz keyed by input name")
+        arrays = {graph.inputs[0].name: data}
+    else:
+        arrays = {k: data[k] for k in data.files}
+        missing = [v.name for v in graph.inputs if v.name not in arrays]
+        if missing:
+            raise CalibrationError(f"{path} has no array for input(s) {missing} (keys: {sorted(arrays)})")
+    out = {v.name: _check_array(arrays[v.name], v, path) for v in graph.inputs}
+    counts = {k: a.shape[0] for k, a in out.items()}
+    if len(set(counts.values())) > 1:
+        raise CalibrationError(f"{path}: inputs have different sample counts {counts}")
+    return out
+
+
+def sample_count(samples: dict[str, np.ndarray], graph: Graph, limit: int | None = None) -> int:
+    """Number of feeds `iterate_samples` yields."""
+    n = next(iter(samples.values())).shape[0] // graph.inputs[0].shape[0]
+    return n if limit is None else min(n, limit)
+
+
+def iterate_samples(samples: dict[str, np.ndarray], graph: Graph, limit: int | None = None,
+                    indices: Iterable[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """Yield one feed dict per sample, batch dimension restored to the model's."""
+    batch = graph.inputs[0].shape[0]
+    if indices is None:
+        indices = range(sample_count(samples, graph, limit))
+    for i in indices:
+        yield {v.name: np.ascontiguousarray(rows(samples[v.name], i * batch, (i + 1) * batch), dtype=v.dtype)
+               for v in graph.inputs}
+
+
+def values_per_sample(graph: Graph) -> int:
+    """Activation values one sample produces (every node output): what simulating it costs."""
+    return sum(int(np.prod(v.shape)) for n in graph.nodes for v in n.outputs if v.shape)
+
+
+def samples_within(graph: Graph, values: int, at_least: int, at_most: int | None = None) -> int:
+    """How many samples' activations fit in `values` (what simulating them costs), kept
+    within [at_least, at_most]."""
+    count = max(at_least, values // max(values_per_sample(graph), 1))
+    return count if at_most is None else min(at_most, count)
+
+
+def spread_indices(total: int, count: int) -> list[int]:
+    """`count` sample indices spread evenly over `total` (deterministic subsampling)."""
+    if count >= total:
+        return list(range(total))
+    return sorted({int(i) for i in np.linspace(0, total - 1, count).round()})
+
+
+class _Progress:
+    """A one-line progress counter on stderr, only when stderr is a terminal."""
+
+    def __init__(self, what: str, total: int | None):
+        self.what, self.total = what, total
+        self.on = sys.stderr.isatty()
+
+    def step(self, i: int) -> None:
+        if self.on and (i % 8 == 0 or i == self.total):
+            of = f"/{self.total}" if self.total else ""
+            sys.stderr.write(f"\rqcc: {self.what} {i}{of}")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.on:
+            sys.stderr.write("\r" + " " * 60 + "\r")
+            sys.stderr.flush()
+
+
+def float_activations(graph: Graph) -> list[str]:
+    """Names of the float tensors calibration observes, in a stable order."""
+    names = [v.name for v in graph.inputs if np.issubdtype(v.dtype, np.floating)]
+    for n in graph.nodes:
+        names += [v.name for v in n.outputs if np.issubdtype(v.dtype, np.floating)]
+    return list(dict.fromkeys(names))
+
+
+class FloatRunner:
+    """Runs the float graph and returns every float activation, in onnxruntime if possible."""
+
+    def __init__(self, graph: Graph, prefer_onnxruntime: bool = True):
+        self.graph = graph
+        self.names = float_activations(graph)
+        self.engine = "interpreter"
+        self._session = None
+        if prefer_onnxruntime:
+            self._session = self._make_session()
+        if self._session is None:
+            self._interp = Interpreter(graph, FLOAT_KERNELS)
+
+    def _make_session(self):
+        try:
+            import onnxruntime as ort
+            from onnx import helper
+
+            from qcompiler.frontend.onnx_export import graph_to_onnx
+            model = graph_to_onnx(self.graph)
+            outs = {o.name for o in model.graph.output}
+            by_name = {v.name: v for v in self.graph.values()}
+            for name in self.names:
+                v = by_name[name]
+                if name not in outs and v.producer is not None:
+                    model.graph.output.append(helper.make_tensor_value_info(
+                        name, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape) if v.shape else None))
+            opts = ort.SessionOptions()
+            # one thread: results must not depend on the machine's core count (deterministic ranges)
+            opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            self._out_names = [o.name for o in sess.get_outputs()]
+            self.engine = "onnxruntime"
+            return sess
+        except Exception:  # not installed or cannot run this graph: the interpreter always can
+            return None
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._session is not None:
+            res = dict(zip(self._out_names, self._session.run(self._out_names, feed)))
+            res.update(feed)
+            return {k: res[k] for k in self.names if k in res}
+        return {**feed, **self._interp.run(feed, keep=self.names)}
+
+
+# samples per observer update after the first one: the histograms come out the same (the first
+# sample alone fixes the bin width, later ones only add counts and widen the window, and the
+# window's growth depends on the union of the values only), with an eighth of the numpy calls
+OBSERVE_BATCH = 8
+
+
+def _observe_all(obs: dict, batch: list[dict], watches=()) -> None:
+    for name in obs:
+        arrs = [acts[name] for acts in batch if name in acts]
+        o, watchers = obs[name], [w for w in watches if name in w.names]
+        if arrs and not (o.keeps_histogram or o.moments or watchers):
+            for a in arrs:  # extremes only: no need to stack (a copy) first
+                o.observe(a)
+        elif arrs:
+            stacked = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+            o.observe(stacked)
+            for w in watchers:
+                w.watch(name, stacked)
+
+
+def _run_and_tap(runner: FloatRunner, feed: dict, index: int, tap) -> dict:
+    # runs in the one forward-pass thread, so taps see the samples in order (and their numpy
+    # work overlaps with the observers in the calling thread)
+    acts = runner.run(feed)
+    if tap is not None:
+        tap(index, acts)
+    return acts
+
+
+def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], total: int | None = None,
+                       runner: FloatRunner | None = None,
+                       tap: Callable[[int, dict], None] | None = None, watches=(),
+                       range_only: Iterable[str] = (),
+                       ) -> tuple[dict[str, HistogramObserver], int, str]:
+    """Observe every float activation over `feeds`: ({name: observer}, sample count, engine).
+
+    Tensors in `range_only` keep only their extremes (no histogram): for those whose range
+    will be min-max anyway (`minmax_tensors`), which saves most of the observers' work.
+
+    For statistics a later step would otherwise need another float pass for:
+    `tap(index, activations)` sees every sample's float activations, in order; each of
+    `watches` (objects with `names` and `watch(name, array)`) sees its tensors in batches
+    of samples stacked on axis 0, in order, next to the observers.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    runner = runner or FloatRunner(graph)
+    inputs = {v.name for v in graph.inputs}
+    range_only = set(range_only)
+    obs = {name: HistogramObserver(moments=name in inputs, histogram=name not in range_only)
+           for name in runner.names}
+    progress = _Progress("calibrating", total)
+    count = 0
+    # forward passes run up to OBSERVE_BATCH samples ahead of the observers (onnxruntime releases
+    # the GIL); observations still happen in sample order, so results are unchanged
+    batch: list[dict] = []
+    pending: deque = deque()
+    submitted = 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for feed in itertools.chain(feeds, [None]):
+            if feed is not None:
+                pending.append(pool.submit(_run_and_tap, runner, feed, submitted, tap))
+                submitted += 1
+            while pending and (feed is None or len(pending) > OBSERVE_BATCH):
+                acts = pending.popleft().result()
+                batch.append(acts)
+                count += 1
+                if count == 1 or len(batch) == OBSERVE_BATCH:
+                    _observe_all(obs, batch, watches)
+                    batch = []
+                progress.step(count)
+        _observe_all(obs, batch, watches)
+    progress.done()
+    if count == 0:
+        raise CalibrationError("calibration needs at least one sample")
+    for name, o in obs.items():
+        if not (np.isfinite(o.min) and np.isfinite(o.max)):
+            raise CalibrationError(f"activation {name} reached a non-finite value during calibration "
+                                   f"(range {o.min}..{o.max}); check the model's weights and the data")
+    return obs, count, runner.engine
+
+
+def tensor_roles(graph: Graph) -> dict[str, str]:
+    """"input", "logits" (feeds Softmax/Sigmoid/... or is a graph output), "first"
+    (output of a weighted layer fed by a graph input) or "hidden"."""
+    roles = {v.name: "input" for v in graph.inputs}
+    for v in graph.outputs:
+        roles.setdefault(v.name, "logits")
+    for n in graph.nodes:
+        if n.op in FIXED_RANGE_OPS and n.inputs and n.inputs[0] is not None:
+            roles.setdefault(n.inputs[0].name, "logits")
+    raw = {v.name for v in graph.inputs}  # graph inputs, maybe re-laid-out
+    for n in graph.nodes:  # kept in topological order (Graph.verify)
+        data = n.inputs[0] if n.inputs else None
+        if data is None or data.name not in raw:
+            continue
+        if n.op in LAYOUT_OPS:
+            raw.update(v.name for v in n.outputs)
+        elif n.op in FIRST_LAYER_OPS:
+            for v in n.outputs:
+                roles.setdefault(v.name, "first")
+    return roles
+
+
+def minmax_tensors(graph: Graph, method: str, also: Iterable[str] = (), first_layer: bool = True) -> set[str]:
+    """Tensors whose range `choose_ranges(..., also, first_layer)` takes as the observed
+    min-max (their observers need no histogram)."""
+    roles = tensor_roles(graph)
+    names = {v.name for v in graph.values()}
+    if method == "minmax":
+        return names
+    fixed = {"input", "logits", "first"} if first_layer else {"input", "logits"}
+    return {n for n in names if roles.get(n) in fixed} | set(also)
+
+
+def choose_ranges(graph: Graph, observers: dict[str, HistogramObserver], method: str,
+                  percentile: float = 99.99, also: Iterable[str] = (),
+                  first_layer: bool = True) -> dict[str, tuple[float, float]]:
+    """{tensor name: (lo, hi)} from the observers, per the rules in the module docstring;
+    tensors in `also` get min-max as well (a later step sets their range); `first_layer`:
+    the first weighted layer's outputs too (the asymmetric int8 scheme)."""
+    if method not in METHODS:
+        raise CalibrationError(f"calibration method {method!r} is not available "
+                               f"(choose {', '.join(METHODS)})")
+    minmax = minmax_tensors(graph, method, also, first_layer)
+    ranges = {}
+    for name, o in observers.items():
+        rule = "minmax" if name in minmax else method
+        ranges[name] = select_range(o, rule, percentile)
+    return ranges
+
+
+def calibrate(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], method: str = "minmax",
+              percentile: float = 99.99) -> dict[str, tuple[float, float]]:
+    """Run the float graph over `feeds` and return {value name: (lo, hi)}."""
+    if method not in METHODS:
+        choose_ranges(graph, {}, method)  # raises the clear error before any work
+    obs, _, _ = collect_statistics(graph, feeds, range_only=minmax_tensors(graph, method))
+    return choose_ranges(graph, obs, method, percentile)

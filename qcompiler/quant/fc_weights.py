@@ -1,0 +1,113 @@
+"""Which FULLY_CONNECTED (Gemm) weights get per-channel scales.
+
+Per-channel FC weights keep more accuracy where the rows of a weight matrix differ
+in range (a folded BatchNorm makes them differ by up to 200x: MLPerf AD), but
+TFLite Micro stores a 32-bit multiplier and a 32-bit shift per output channel of
+such a layer in its arena, and the scales make the flatbuffer larger.
+
+"auto" therefore picks per channel only for layers where it raises the weight
+SQNR by at least FC_PER_CHANNEL_GAIN_DB and, with an arena budget (the TFLM
+targets), only while the multipliers of the chosen layers (largest gain first)
+fit in ARENA_SHARE of the model's activation memory: a model whose activations
+need 768 bytes (AD) should not spend 13 KB on requantization multipliers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qcompiler.ir import Graph, Node
+from qcompiler.ir.memory import Buffer, lower_bound
+from qcompiler.numerics.fixed_point import symmetric_weight_scales
+
+FC_PER_CHANNEL_GAIN_DB = 3.0  # measured gains: MLPerf AD layers 4.8-14 dB, KWS/IC/VWW heads 0-2.9 dB
+BYTES_PER_CHANNEL = 8  # TFLM: int32 multiplier + int32 shift per output channel
+# 5 %: MLPerf AD's activations peak at 768 bytes; at 10 % its 8-channel bottleneck layer
+# would go per channel for +64 arena bytes and +0.18 dB output SQNR (measured), i.e. more
+# arena than the official int8 file for a gain nobody would notice.
+ARENA_SHARE = 0.05
+
+
+def weight_sqnr_db(w: np.ndarray, axis: int | None) -> float:
+    """SQNR of w against its symmetric int8 quantization (per tensor when axis is None)."""
+    scales = symmetric_weight_scales(w, axis).astype(np.float64)
+    shape = [1] * w.ndim
+    if axis is not None:
+        shape[axis] = -1
+    s = scales.reshape(shape)
+    err = w.astype(np.float64) - np.clip(np.round(w / s), -127, 127) * s
+    return float(10 * np.log10(max(float(np.sum(np.square(w, dtype=np.float64))), 1e-30)
+                               / max(float(np.sum(err * err)), 1e-30)))
+
+
+def activation_peak_bytes(graph: Graph) -> int:
+    """Largest number of int8 activation bytes alive at once (no plan can use less)."""
+    index = {id(n): i + 1 for i, n in enumerate(graph.nodes)}
+    buffers = []
+    for v in graph.values():
+        if v.is_constant or not v.shape:
+            continue
+        first = index.get(id(v.producer), 0) if v.producer is not None else 0
+        last = max([index[id(c)] for c in v.consumers] + [first])
+        if v in graph.outputs:
+            last = len(graph.nodes) + 1
+        buffers.append(Buffer(v.name, int(np.prod(v.shape)), first, last))
+    return lower_bound(buffers)
+
+
+def _fc_layers(graph: Graph) -> list[Node]:
+    return [n for n in graph.nodes if n.op == "Gemm" and n.input(1) is not None and n.input(1).is_constant]
+
+
+def _gains(layers: list[Node]) -> dict[str, float]:
+    """Weight SQNR gained by per-channel over per-tensor scales, per layer (dB)."""
+    return {n.name: weight_sqnr_db(n.input(1).data, 0) - weight_sqnr_db(n.input(1).data, None) for n in layers}
+
+
+def _multiplier_bytes(node: Node) -> int:
+    return BYTES_PER_CHANNEL * int(node.input(1).data.shape[0])
+
+
+def _auto_choice(graph: Graph, arena_budget: int | None) -> tuple[set[str], list[Node], dict[str, float]]:
+    """"auto": (chosen layer names, layers worth it but left out for the budget, gains)."""
+    layers = _fc_layers(graph)
+    gains = _gains(layers)
+    chosen, over_budget, spent = set(), [], 0
+    for n in sorted(layers, key=lambda n: -gains[n.name]):
+        cost = _multiplier_bytes(n)
+        if gains[n.name] < FC_PER_CHANNEL_GAIN_DB:
+            break
+        if arena_budget is not None and spent + cost > arena_budget:
+            over_budget.append(n)
+            continue
+        chosen.add(n.name)
+        spent += cost
+    return chosen, [n for n in layers if n in over_budget], gains
+
+
+def per_channel_fc_layers(graph: Graph, mode: bool | str, arena_budget: int | None = None) -> set[str]:
+    """Names of the Gemm nodes whose weights are quantized per output channel.
+
+    mode True / False: all / none; "auto": see the module docstring (`arena_budget` in
+    bytes, None for targets without an arena).
+    """
+    if mode != "auto":
+        return {n.name for n in _fc_layers(graph)} if mode else set()
+    return _auto_choice(graph, arena_budget)[0]
+
+
+def kept_per_tensor_for_arena(graph: Graph, arena_budget: int | None) -> dict | None:
+    """What "auto" gave up to stay within `arena_budget`: the layers that would gain
+    >= FC_PER_CHANNEL_GAIN_DB per channel but stay per tensor, their weight-SQNR gains and
+    the arena bytes `--per-channel-fc` would add for them (None when nothing was given up)."""
+    _, left_out, gains = _auto_choice(graph, arena_budget)
+    if not left_out:
+        return None
+    kept = [gains[n.name] for n in left_out]
+    return {"layers": [n.name for n in left_out],
+            "weight_sqnr_gain_db": [round(min(kept), 2), round(max(kept), 2)],
+            "arena_bytes": sum(_multiplier_bytes(n) for n in left_out)}
+
+
+def tflm_arena_budget(graph: Graph) -> int:
+    """Bytes of per-channel multipliers allowed on TFLM: ARENA_SHARE of the activation peak."""
+    return int(ARENA_SHARE * activation_peak_bytes(graph))

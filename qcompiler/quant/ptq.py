@@ -1,0 +1,302 @@
+"""Post-training quantization flow behind `pipeline.quantize()`.
+
+    equalize (CLE)  ->  ranges: calibrate | data-free  ->  quantize_graph
+        ->  bias correction  ->  per-layer report
+
+Each step is a function elsewhere (passes/equalize.py, calibration.py,
+moments.py, qcompiler/quant/quantize.py, qcompiler/quant/bias_correction.py, quant_report.py);
+this module picks the settings and records what was done in the summary that
+goes into report.json.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from qcompiler.util.blas import one_blas_thread
+from qcompiler.quant.calibration import (FloatRunner, choose_ranges, collect_statistics, iterate_samples, load_samples,
+                          minmax_tensors, sample_count, samples_within, spread_indices)
+from qcompiler.errors import CalibrationError
+from qcompiler.ir import Graph
+from qcompiler.quant.moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
+from qcompiler.quant.fc_weights import ARENA_SHARE, FC_PER_CHANNEL_GAIN_DB
+from qcompiler.quant.report import layer_report, parameters_only, report_samples, worst_layers
+
+BIAS_CORRECTION_MODES = ("off", "empirical", "analytic")
+FC_WEIGHTS = {True: "per-channel", False: "per-channel (conv), per-tensor (fc)",
+              "auto": f"per-channel (conv), fc per-channel where it gains >= {FC_PER_CHANNEL_GAIN_DB:g} dB weight "
+                      f"SQNR (on TFLM: within {100 * ARENA_SHARE:g}% of the activation memory)"}
+ARENA_TARGETS = ("tflm", "tflite")  # per-channel FC multipliers live in TFLM's arena
+# Empirical bias correction simulates the quantized network on a fixed budget of activation
+# values (its cost): VWW gets 32 samples, smaller models more (digits: all 200; with 32 digits_dwsep
+# lost 1.5 dB to the noisier mean estimate), never fewer than BIAS_CORRECTION_MIN_SAMPLES.
+BIAS_CORRECTION_ELEMENTS = 7_500_000
+BIAS_CORRECTION_MIN_SAMPLES = 32
+
+
+def bias_correction_samples(graph: Graph) -> int:
+    return samples_within(graph, BIAS_CORRECTION_ELEMENTS, BIAS_CORRECTION_MIN_SAMPLES)
+
+
+DATA_FREE_WARNING = ("qcc: warning: DATA-FREE quantization (no --calib): activation ranges are estimated "
+                     "from BatchNorm statistics, not measured on data; expect lower accuracy than with "
+                     "calibration samples")
+
+
+def resolved_cle(options) -> bool:
+    """--cle / --no-cle (default off: with bias correction on, CLE did not pay on the MLPerf models)."""
+    return bool(options.cle)
+
+
+def resolved_bias_correction(options) -> str:
+    """--bias-correction, or by default: empirical with calibration data, else analytic."""
+    mode = options.bias_correction
+    if mode == "auto":
+        return "empirical" if options.calib else "analytic"
+    if mode not in BIAS_CORRECTION_MODES:
+        raise CalibrationError(f"--bias-correction {mode!r}: choose one of auto, {', '.join(BIAS_CORRECTION_MODES)}")
+    if mode == "empirical" and not options.calib:
+        raise CalibrationError("--bias-correction empirical needs calibration data (--calib FILE); "
+                               "use --bias-correction analytic in data-free mode")
+    return mode
+
+
+def _check_options(options) -> None:
+    from qcompiler.quant.calibration import METHODS
+    if options.calib_method not in METHODS:
+        raise CalibrationError(f"calibration method {options.calib_method!r} is not available "
+                               f"(choose {', '.join(METHODS)})")
+    if not 50.0 < float(options.percentile) <= 100.0:
+        raise CalibrationError(f"--percentile {options.percentile}: give a value in (50, 100], e.g. 99.99")
+
+
+def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float]]:
+    if options.input_range is None:
+        return {}
+    lo, hi = (float(x) for x in options.input_range)
+    if not lo < hi:
+        raise CalibrationError(f"--input-range {lo},{hi}: the low end must be below the high end")
+    return {v.name: (lo, hi) for v in graph.inputs}
+
+
+def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner, bc: str,
+                act_eq: bool, int8: bool):
+    """Ranges from data, plus what later steps need: the samples, input moments and what the
+    same float pass collected for them (`_taps`: {"input_sums": ..., "extremes": ...}, both optional).
+    int8: ranges for the TFLite int8 scheme (else a target's own scheme, e.g. ncnn)."""
+    samples = load_samples(calib_path, graph)
+    total = sample_count(samples, graph, options.max_calib_samples)
+    taps = _taps(graph, total, bc, act_eq)
+    sums, extremes = taps.get("input_sums"), taps.get("extremes")
+    # tensors activation equalization will rescale get their range from the scaled per-channel
+    # extremes later (min-max until then): they need no histogram either
+    equalized = extremes.names if extremes else set()
+    obs, count, engine = collect_statistics(graph, iterate_samples(samples, graph, options.max_calib_samples),
+                                            total, runner, tap=sums.add if sums is not None else None,
+                                            watches=[extremes] if extremes else [],
+                                            range_only=minmax_tensors(graph, options.calib_method, equalized, int8))
+    ranges = choose_ranges(graph, obs, options.calib_method, options.percentile, also=equalized, first_layer=int8)
+    ranges.update(_input_range_override(graph, options))
+    moments = {}
+    for v in graph.inputs:
+        o, c = obs[v.name], int(v.shape[1]) if len(v.shape) >= 2 else 1
+        moments[v.name] = Moments(np.full(c, o.mean), np.full(c, o.std ** 2), support=(o.min, o.max),
+                                  source="input")
+    summary.update({"file": Path(calib_path).name, "samples": count, "engine": engine})
+    return ranges, samples, total, moments, taps
+
+
+def _data_free(graph: Graph, options, summary: dict):
+    inputs = _input_range_override(graph, options)
+    if not inputs:
+        raise CalibrationError("no calibration data: pass --calib FILE (.npy with samples on axis 0, or .npz "
+                               "keyed by input name), or, for data-free quantization from BatchNorm "
+                               "statistics, the input value range with --input-range LO,HI")
+    ranges, sources = data_free_estimate(graph, inputs)
+    print(DATA_FREE_WARNING, file=sys.stderr)
+    summary.update({"file": None, "samples": 0, "data_free": True, "sigmas": DATA_FREE_SIGMAS,
+                    "statistics_from": sources,
+                    "warning": "DATA-FREE: ranges from BatchNorm statistics, nothing was measured"})
+    return ranges
+
+
+def _taps(graph: Graph, total: int, bc: str, act_eq: bool) -> dict:
+    """What calibration's float pass also collects: bias correction's float side, and the
+    per-channel extremes activation equalization needs."""
+    from qcompiler.quant.act_eq import ChannelExtremes, equalizable_pairs
+    from qcompiler.quant.bias_correction import LayerInputSums
+    taps: dict = {}
+    if bc == "empirical":
+        taps["input_sums"] = LayerInputSums(graph, _bias_correction_indices(graph, total))
+    pairs = equalizable_pairs(graph) if act_eq else []
+    if pairs:
+        taps["extremes"] = ChannelExtremes(a.outputs[0].name for a, _ in pairs)
+    return taps
+
+
+def _equalize_activations(graph: Graph, extremes, ranges: dict, input_sums) -> dict:
+    """Rescale the equalizable pairs in place and keep ranges and bias-correction sums in step;
+    returns {tensor: channel gains}."""
+    from qcompiler.quant.act_eq import equalize_activations
+    done = equalize_activations(graph, extremes)
+    values = {v.name: v for v in graph.values()}
+    for name, (gain, rng) in done.items():
+        ranges[name] = rng
+        if input_sums is not None:
+            input_sums.scale_input(values[name].consumers[0].name, gain)
+    return {name: gain for name, (gain, _) in done.items()}
+
+
+class _ScaledRunner:
+    """The float session of the graph before activation equalization, with the equalized
+    tensors multiplied by their channel gains: the activations of the equalized graph (up to
+    float rounding), without building a second session."""
+
+    def __init__(self, runner: FloatRunner, gains: dict[str, np.ndarray]):
+        self.runner, self.gains = runner, gains
+        self.engine, self.names = runner.engine, runner.names
+
+    def run(self, feed: dict) -> dict:
+        acts = self.runner.run(feed)
+        for name, gain in self.gains.items():
+            x = acts[name]
+            acts[name] = x * gain.reshape((1, -1) + (1,) * (x.ndim - 2)).astype(x.dtype)
+        return acts
+
+
+def _bias_correction_indices(graph: Graph, total: int) -> list[int]:
+    return spread_indices(total, bias_correction_samples(graph))
+
+
+def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int, moments,
+                    runner: FloatRunner | None, input_sums=None) -> dict:
+    from qcompiler.quant.bias_correction import analytic_bias_correction, empirical_bias_correction
+    if mode == "empirical":
+        feeds = list(iterate_samples(samples, graph, indices=_bias_correction_indices(graph, total)))
+        return {**empirical_bias_correction(graph, qgraph, feeds, runner, input_sums), "samples": len(feeds)}
+    _, post = propagate(graph, {}, moments)
+    return analytic_bias_correction(graph, qgraph, post)
+
+
+@one_blas_thread()
+def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
+            defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
+    """Quantize `graph` per `options`: (int8 graph, summary for report.json, ranges).
+
+    With CLE on, `graph` is equalized in place (its float function is unchanged),
+    so the float graph, the ranges and the int8 graph describe the same tensors.
+    With int8=False (targets with their own integer scheme, e.g. ncnn) only the ranges are
+    computed: no TFLite-scheme int8 graph, bias correction or per-layer report (returns None).
+    With defer_report, the per-layer report is computed in the background: call
+    `finish_report(summary)` (or `cancel_report`) before reading summary["layers"].
+    """
+    from qcompiler.passes.equalize import equalize
+    from qcompiler.quant.fc_weights import kept_per_tensor_for_arena, tflm_arena_budget
+    from qcompiler.quant.quantize import check_finite, check_quantizable, quantize_graph
+    check_finite(graph)  # fail on bad weights and unsupported ops before the (slow) calibration
+    if int8:
+        check_quantizable(graph)
+    _check_options(options)
+    cle, bc = resolved_cle(options), resolved_bias_correction(options)
+    summary: dict = {"method": options.calib_method,
+                     "weights": "per-tensor" if options.per_tensor else
+                     FC_WEIGHTS[options.per_channel_fc],
+                     "cle": equalize(graph) if cle else "off", "bias_correction": bc}
+    if options.calib_method == "percentile":
+        summary["percentile"] = options.percentile
+    samples, total, moments, runner, input_sums = None, 0, {}, None, None
+    if calib_path is not None:
+        runner = FloatRunner(graph)  # one float session for calibration, bias correction and the report
+        act_eq = int8 and options.act_eq and not options.per_tensor
+        ranges, samples, total, moments, taps = _calibrated(graph, calib_path, options, summary, runner, bc, act_eq,
+                                                                int8)
+        input_sums = taps.get("input_sums")
+        if "extremes" in taps:
+            gains = _equalize_activations(graph, taps["extremes"], ranges, input_sums)
+            summary["activation_equalization"] = {
+                "tensors": len(gains), "max_gain": float(max((g.max() for g in gains.values()), default=1.0))}
+            if gains:  # the float graph changed (not its function): its activations are the old ones, scaled
+                runner = _ScaledRunner(runner, gains)
+    else:
+        ranges = _data_free(graph, options, summary)
+        moments = {v.name: _uniform(v, r) for v in graph.inputs for r in [ranges[v.name]]}
+    summary["input_ranges"] = {v.name: list(ranges[v.name]) for v in graph.inputs}
+    if not int8:
+        summary["bias_correction"] = "not applicable (the target quantizes with its own scheme)"
+        return None, summary, ranges
+    budget = tflm_arena_budget(graph) if getattr(options, "target", None) in ARENA_TARGETS else None
+    qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc, per_tensor=options.per_tensor,
+                            fc_arena_budget=budget)
+    summary["fc_arena_budget_bytes"] = budget
+    if options.per_channel_fc == "auto" and not options.per_tensor:
+        given_up = kept_per_tensor_for_arena(graph, budget)
+        if given_up:
+            summary["fc_kept_per_tensor_for_arena"] = given_up
+    summary["fc_per_channel"] = [n.name for n in qgraph.nodes
+                                 if n.op == "Gemm" and n.input(1) is not None and n.input(1).quant is not None
+                                 and n.input(1).quant.axis is not None]
+    if bc != "off":
+        summary["bias_correction"] = _correct_biases(graph, qgraph, bc, samples, total, moments, runner,
+                                                     input_sums)
+    _add_layer_report(graph, qgraph, samples, total, summary, runner, defer=defer_report)
+    return qgraph, summary, ranges
+
+
+class _Replay:
+    """A float runner that hands back activations computed earlier, in order."""
+
+    def __init__(self, acts: list[dict]):
+        self.acts = iter(acts)
+
+    def run(self, feed: dict) -> dict:
+        return next(self.acts)
+
+
+def _add_layer_report(graph: Graph, qgraph: Graph, samples, total: int, summary: dict,
+                      runner: FloatRunner | None, defer: bool = False) -> None:
+    """summary["layers"]: per-tensor report (measured when there are samples); "worst_layers": 5 lowest.
+
+    defer: the integer side runs in a forked child (`finish_report` collects it), so that it
+    overlaps with the backend's work; the float activations are computed here first.
+    """
+    if samples is None:
+        _set_report(summary, parameters_only(qgraph), 0)
+        return
+    feeds = list(iterate_samples(samples, graph, indices=spread_indices(total, report_samples(graph))))
+    acts = [runner.run(f) for f in feeds]
+
+    def job():
+        return layer_report(graph, qgraph, feeds, _Replay(acts))
+    if defer:
+        from qcompiler.util.forked import Forked
+        summary["_pending_report"] = Forked(job)
+    else:
+        _set_report(summary, *job())
+
+
+@one_blas_thread()
+def finish_report(summary: dict) -> None:
+    """Wait for a deferred per-layer report and put it into `summary`."""
+    pending = summary.pop("_pending_report", None)
+    if pending is not None:
+        _set_report(summary, *pending.result())
+
+
+def cancel_report(summary: dict) -> None:
+    pending = summary.pop("_pending_report", None)
+    if pending is not None:
+        pending.cancel()
+
+
+def _set_report(summary: dict, layers: list, samples: int) -> None:
+    summary["layers"], summary["report_samples"] = layers, samples
+    summary["worst_layers"] = [{"tensor": e["tensor"], "op": e["op"], "sqnr_db": e["sqnr_db"]}
+                               for e in worst_layers(layers)]
+
+
+def _uniform(v, r) -> Moments:
+    c = int(v.shape[1]) if len(v.shape) >= 2 else 1
+    lo, hi = r
+    return Moments(np.full(c, (lo + hi) / 2), np.full(c, (hi - lo) ** 2 / 12), support=(lo, hi), source="input")

@@ -1,0 +1,218 @@
+"""Float IR -> int8 IR following the TFLite int8 quantization specification.
+
+- activations: int8 asymmetric per-tensor, parameters from calibrated ranges;
+- ops that must not rescale (pooling, reshape, concat, pad, transpose, ...) share
+  one parameter set across inputs and outputs: values are grouped with a
+  union-find and each group gets the union of its members' ranges;
+- fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0); a Softmax
+  over more than 511 classes is marked for a wider TFLM path (qcompiler/quant/wide_softmax.py);
+- range constraints from the graph: inputs of Rsqrt start at 0 (TFLM's int8 RSQRT refuses
+  inputs below the zero point), and a value's meta["range_floor"] is the least upper end its
+  range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32);
+- Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
+  Gemm weights: `per_channel_fc` True -> per output channel, False -> per tensor (the
+  spec's FULLY_CONNECTED), "auto" -> per channel only where it buys accuracy and, on
+  TFLM, fits the arena budget (qcompiler/quant/fc_weights.py);
+  every weight per tensor with `per_tensor` (what older runtimes / DSPs need);
+- bias int32 at scale in_scale * w_scale[c];
+- other constant operands (Add/Mul by a constant) int8 per tensor.
+
+The quantized graph keeps ONNX op names, attributes and layout; integer kernels
+and backends read `Value.quant`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from qcompiler.errors import QuantizationError, require_ops
+from qcompiler.ir import Graph, QuantParams, Value
+from qcompiler.quant.fc_weights import per_channel_fc_layers
+from qcompiler.quant.wide_softmax import mark_wide_softmax
+from qcompiler.numerics.fixed_point import choose_activation_params, symmetric_weight_scales
+
+# ops whose outputs must carry exactly their (first) input's parameters
+SAME_PARAMS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten",
+               "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice", "Split", "Identity", "Dropout",
+               "Concat", "Resize", "Upsample"}
+FIXED_OUTPUT = {"Softmax": (1.0 / 256, -128), "Sigmoid": (1.0 / 256, -128), "Tanh": (1.0 / 128, 0)}
+# input index -> role, for ops with constant weights
+WEIGHTED = {"Conv": 0, "Gemm": 0, "ConvTranspose": 1}  # value = weight channel axis (per-channel)
+SHAPE_INPUTS = {"Reshape": {1}, "Pad": {1, 2}, "Slice": {1, 2, 3, 4}, "Split": {1}, "Squeeze": {1},
+                "Unsqueeze": {1}, "ReduceMean": {1}, "Resize": {1, 2, 3}, "Upsample": {1}, "Clip": set()}
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent: dict[int, int] = {}
+
+    def find(self, k: int) -> int:
+        self.parent.setdefault(k, k)
+        while self.parent[k] != k:
+            self.parent[k] = self.parent[self.parent[k]]
+            k = self.parent[k]
+        return k
+
+    def union(self, a: int, b: int) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def check_finite(graph: Graph) -> None:
+    for v in graph.constants():
+        if np.issubdtype(v.data.dtype, np.floating) and not np.all(np.isfinite(v.data)):
+            users = ", ".join(f"{n.name} ({n.op})" for n in v.consumers) or "no node"
+            raise QuantizationError(f"constant {v.name} (used by {users}) contains NaN or Inf values")
+
+
+def _activation_values(graph: Graph) -> list[Value]:
+    return [v for v in graph.values() if not v.is_constant and np.issubdtype(v.dtype, np.floating)]
+
+
+def _groups(graph: Graph) -> _UnionFind:
+    uf = _UnionFind()
+    for n in graph.nodes:
+        if n.op in SAME_PARAMS:
+            members = [n.inputs[0]] + list(n.outputs)
+            if n.op == "Concat":
+                members += [v for v in n.inputs if v is not None and not v.is_constant]
+            for v in members[1:]:
+                uf.union(id(v), id(members[0]))
+    return uf
+
+
+NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero point
+
+
+def constrained_range(v: Value, lo: float, hi: float) -> tuple[float, float]:
+    """The calibrated range of `v` with the graph's constraints (see the module docstring)."""
+    if any(c.op in NONNEGATIVE_INPUT for c in v.consumers):
+        lo = max(lo, 0.0)
+    return lo, max(hi, float(v.meta.get("range_floor", hi)))
+
+
+def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]]) -> None:
+    acts = _activation_values(graph)
+    uf = _groups(graph)
+    fixed: dict[int, tuple[float, int, str]] = {}
+    span: dict[int, tuple[float, float]] = {}
+    for n in graph.nodes:
+        if n.op in FIXED_OUTPUT:
+            root = uf.find(id(n.outputs[0]))
+            scale, zp = FIXED_OUTPUT[n.op]
+            if root in fixed and fixed[root][:2] != (scale, zp):
+                raise QuantizationError(f"node {n.name} ({n.op}) needs output parameters {scale}, {zp} "
+                                        f"but shares them with {fixed[root][2]}")
+            fixed[root] = (scale, zp, n.name)
+    for v in acts:
+        if v.name not in ranges:
+            raise QuantizationError(f"no calibration range for tensor {v.name} "
+                                    f"(produced by {v.producer.name if v.producer else 'graph input'})")
+        lo, hi = constrained_range(v, *ranges[v.name])
+        root = uf.find(id(v))
+        plo, phi = span.get(root, (lo, hi))
+        span[root] = (min(lo, plo), max(hi, phi))
+    for v in acts:
+        root = uf.find(id(v))
+        if root in fixed:
+            scale, zp, _ = fixed[root]
+        else:
+            scale, zp = choose_activation_params(*span[root])
+        v.quant = QuantParams(np.float32(scale), zp)
+        v.dtype = np.dtype(np.int8)
+
+
+# the int32 bias must fit with room to spare (bias correction may double it): a weight scale
+# never goes below |bias| / (input scale * BIAS_HEADROOM), like the TFLite converter's bias
+# adjustment. Matters for channels whose weights are ~0 but whose bias is not (a constant
+# channel; VWW has two with |w| ~ 1e-29): their tiny weight scale made the bias saturate at
+# 2^31 - 1 and the channel output 0 instead of relu(bias).
+BIAS_HEADROOM = 2.0 ** 30
+
+
+def bias_safe_scales(scales: np.ndarray, bias: np.ndarray | None, in_scale: float) -> np.ndarray:
+    """`scales` raised where bias / (in_scale * scale) would leave the int32 headroom."""
+    if bias is None:
+        return scales
+    need = np.abs(bias.astype(np.float64)) / (float(in_scale) * BIAS_HEADROOM)
+    if scales.size == 1:
+        need = np.array([need.max(initial=0.0)])
+    return np.maximum(scales.astype(np.float64), need).astype(np.float32)
+
+
+def _quantize_weight(graph: Graph, w: Value, axis: int | None, bias: Value | None = None,
+                     in_q: QuantParams | None = None) -> Value:
+    scales = symmetric_weight_scales(w.data, axis)
+    if bias is not None and in_q is not None:
+        scales = bias_safe_scales(scales, bias.data, float(in_q.scale[0]))
+    q = QuantParams(scales, np.zeros_like(scales, dtype=np.int32), axis=axis)
+    data = q.quantize(w.data)
+    data = np.clip(data, -127, 127).astype(np.int8)
+    out = graph.add_constant(f"{w.name}_q", data)
+    out.quant = q
+    return out
+
+
+def quantize_bias(graph: Graph, b: Value, in_q: QuantParams, w_q: QuantParams,
+                  data: np.ndarray | None = None) -> Value:
+    """int32 bias constant at scale in_scale * w_scale[c] (`data` overrides b's float values).
+
+    Per-tensor weights give a per-tensor bias, as the TFLite converter writes
+    it (LiteRT's XNNPACK delegate refuses a per-tensor filter with a per-axis bias).
+    """
+    data = b.data if data is None else data
+    bias_scale = (np.float32(in_q.scale[0]) * w_q.scale).astype(np.float32)
+    q = np.round(data.astype(np.float64) / bias_scale.astype(np.float64))
+    q = np.clip(q, -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
+    out = graph.add_constant(f"{b.name}_q", q)
+    axis = 0 if bias_scale.size > 1 else None
+    out.quant = QuantParams(bias_scale, np.zeros(bias_scale.shape, np.int32), axis=axis, dtype=np.int32)
+    return out
+
+
+def _quantize_operand(graph: Graph, c: Value) -> Value:
+    scale, zp = choose_activation_params(float(np.min(c.data)), float(np.max(c.data)))
+    q = QuantParams(scale, zp)
+    out = graph.add_constant(f"{c.name}_q", q.quantize(c.data))
+    out.quant = q
+    return out
+
+
+def quantize_weights(graph: Graph, per_channel_fc: bool | str = False, per_tensor: bool = False,
+                     fc_arena_budget: int | None = None) -> None:
+    fc_channelwise = per_channel_fc_layers(graph, per_channel_fc, fc_arena_budget)
+    for n in graph.nodes:
+        if n.op in WEIGHTED and n.input(1) is not None and n.input(1).is_constant:
+            axis = WEIGHTED[n.op]
+            if per_tensor or (n.op == "Gemm" and n.name not in fc_channelwise):
+                axis = None
+            wq = _quantize_weight(graph, n.input(1), axis, n.input(2), n.inputs[0].quant)
+            n.set_input(1, wq)
+            if n.input(2) is not None:
+                n.set_input(2, quantize_bias(graph, n.input(2), n.inputs[0].quant, wq.quant))
+            continue
+        skip = SHAPE_INPUTS.get(n.op, set())
+        for i, c in enumerate(n.inputs):
+            if c is None or not c.is_constant or i in skip:
+                continue
+            if np.issubdtype(c.data.dtype, np.floating):
+                n.set_input(i, _quantize_operand(graph, c))
+
+
+def check_quantizable(graph: Graph) -> None:
+    from qcompiler.interp import INT_KERNELS
+    require_ops(graph.nodes, INT_KERNELS, "the model (int8 quantization)")
+
+
+def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool | str = False,
+                   per_tensor: bool = False, fc_arena_budget: int | None = None) -> Graph:
+    """Return an int8 copy of the float `graph` using calibrated `ranges`."""
+    check_finite(graph)
+    check_quantizable(graph)
+    q = graph.copy()
+    float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}
+    assign_activation_params(q, ranges)
+    mark_wide_softmax(q)
+    quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor, fc_arena_budget=fc_arena_budget)
+    q.meta["float_io"] = float_io
+    q.meta["quantized"] = True
+    q.verify()
+    return q

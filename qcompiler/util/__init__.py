@@ -1,0 +1,1 @@
+"""Small helpers with no qcompiler dependencies (BLAS thread limits, forked workers)."""
