@@ -201,7 +201,8 @@ def hwm():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
 from qcompiler.frontend.onnx_import import load_model
-from qcompiler.driver.pipeline import COMMON_PIPELINE, CompileOptions, optimize, quantize
+from qcompiler.driver.pipeline import CompileOptions, optimize, quantize
+from qcompiler.passes import COMMON_PIPELINE
 g = optimize(load_model({model!r}), COMMON_PIPELINE)[0]
 base = hwm()
 quantize(g, {calib!r}, CompileOptions(calib={calib!r}))

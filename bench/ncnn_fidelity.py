@@ -18,7 +18,8 @@ def _sqnr(ref, got):
 
 
 def measure(name, onnx_path, calib, evals, workdir: Path) -> dict:
-    from qcompiler.backends.ncnn.check import NcnnRunner, float_reference
+    from qcompiler.backends.ncnn.check import NcnnRunner
+    from qcompiler.quant.calibration import float_reference
     from qcompiler.driver.pipeline import CompileOptions, compile_model
     from qcompiler.ir.serialize import load_graph
     from qcompiler.driver.verify import verify_outdir
@@ -38,12 +39,12 @@ def measure(name, onnx_path, calib, evals, workdir: Path) -> dict:
         refs.append(reference(feed)[outp.name])
         gots.append(runner(feed)[outp.name])
     ref, got = np.concatenate(refs), np.concatenate(gots)
-    o = next(iter(res["outputs"].values()))
+    o = next(iter(res["ncnn"]["outputs"].values()))
     return {"model": name, "sqnr_db": _sqnr(ref, got),
             "top1_agreement": float(np.mean(ref.reshape(len(evals), -1).argmax(-1)
                                             == got.reshape(len(evals), -1).argmax(-1))),
-            "within_one_step": o["vs_simulation"]["within_one_step"],
-            "max_diff_steps": o["vs_simulation"]["max_diff_steps"], "verify_ok": res["ok"]}
+            "within_one_step": o["within_one_step"],
+            "max_diff_steps": o["max_diff_steps"], "verify_ok": res["ok"]}
 
 
 def run(quick: bool = False):

@@ -16,4 +16,12 @@ from qcompiler.passes import (  # noqa: F401  (each module registers its passes)
     simplify,
 )
 
-__all__ = ["PASSES", "PassContext", "PassManager", "register_pass"]
+__all__ = ["PASSES", "PassContext", "PassManager", "register_pass", "COMMON_PIPELINE", "LRN_DECOMPOSED_PIPELINE"]
+
+# The float-graph clean-up every target starts from (backends name their default pipeline).
+COMMON_PIPELINE = ("select_outputs", "fold_constants", "canonicalize", "eliminate_identity", "dead_code",
+                   "simplify", "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation",
+                   "horizontal_merge", "dead_code")
+# For runtimes without an LRN kernel (TFLite Micro, the integer reference): decompose_lrn
+# rewrites LRN into Mul / Conv / Rsqrt right after constant folding and canonicalization.
+LRN_DECOMPOSED_PIPELINE = COMMON_PIPELINE[:3] + ("decompose_lrn",) + COMMON_PIPELINE[3:]

@@ -90,7 +90,8 @@ def test_input_sums_tapped_from_calibration_give_the_same_correction():
                                        load_samples, spread_indices)
     from qcompiler.frontend.onnx_import import load_model
     from qcompiler.quant.bias_correction import LayerInputSums
-    from qcompiler.driver.pipeline import COMMON_PIPELINE, optimize
+    from qcompiler.driver.pipeline import optimize
+    from qcompiler.passes import COMMON_PIPELINE
     g = optimize(load_model(MODELS / "digits_dwsep.onnx"), COMMON_PIPELINE)[0]
     samples = load_samples(MODELS / "digits_calib.npy", g)
     indices = spread_indices(60, 13)

@@ -15,7 +15,9 @@ from qcompiler.quant.moments import clipped_gaussian_moments, data_free_ranges
 from qcompiler.quant.observers import (HistogramObserver, kl_range, kl_threshold, minmax_range, mse_range,
                                  percentile_range, select_range)
 from qcompiler.frontend.onnx_import import load_model
-from qcompiler.driver.pipeline import COMMON_PIPELINE, optimize
+from qcompiler.driver.pipeline import optimize
+from qcompiler.passes import COMMON_PIPELINE
+from qcompiler.quant.scheme import IO_ROLES
 from qcompiler.numerics.fixed_point import choose_activation_params
 
 
@@ -249,19 +251,20 @@ def test_first_layer_keeps_min_max_and_deeper_layers_clip(tmp_path):
     assert ranges[first] == (obs[first].min, obs[first].max)
     assert ranges[second] == percentile_range(obs[second]) and ranges[second][1] < 0.9 * obs[second].max
     # a target with its own (symmetric) scheme, e.g. ncnn, clips the first layer like the rest
-    assert choose_ranges(g, obs, "percentile", first_layer=False)[first] == percentile_range(obs[first])
+    assert choose_ranges(g, obs, "percentile", minmax_roles=IO_ROLES)[first] == percentile_range(obs[first])
 
 
 def test_first_layer_rule_is_for_the_int8_tflite_scheme_only():
     """Measured on digits_dwsep under ncnn: clipped 41.32 dB, min-max 36.17 dB."""
     from qcompiler.driver.pipeline import CompileOptions
+    from qcompiler.backends.ncnn import NCNN_INT8
     from qcompiler.quant.ptq import run_ptq
     g = _digits("digits_dwsep")
     first = next(n for n, r in tensor_roles(g).items() if r == "first")
     calib = str(MODELS / "digits_calib.npy")
     opts = CompileOptions(calib=calib, bias_correction="off")
     _, _, tflite = run_ptq(g, calib, opts)
-    _, _, ncnn = run_ptq(_digits("digits_dwsep"), calib, opts, int8=False)
+    _, _, ncnn = run_ptq(_digits("digits_dwsep"), calib, opts, scheme=NCNN_INT8)
     assert ncnn[first][1] < 0.95 * tflite[first][1]
 
 

@@ -14,7 +14,7 @@ from qcompiler.errors import UnsupportedOpError
 from qcompiler.interp import FLOAT_KERNELS, INT_KERNELS, Interpreter, run_float
 from qcompiler.passes.decompose_lrn import band_weight, rsqrt_factors
 from qcompiler.frontend.onnx_import import load_model
-from qcompiler.driver.pipeline import DEFAULT_PIPELINES, CompileOptions, compile_model, optimize
+from qcompiler.driver.pipeline import CompileOptions, compile_model, default_pipeline, optimize
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 DECOMPOSED = ["Mul", "Conv", "Rsqrt", "Rsqrt", "Mul", "Mul", "Mul"]
@@ -97,8 +97,8 @@ def test_unsupported_parameters_are_listed_together(tmp_path):
 
 
 def test_ncnn_pipeline_keeps_lrn():
-    assert "decompose_lrn" in DEFAULT_PIPELINES["tflm"] and "decompose_lrn" in DEFAULT_PIPELINES["tvm"]
-    assert "decompose_lrn" not in DEFAULT_PIPELINES["ncnn"]
+    assert "decompose_lrn" in default_pipeline("tflm") and "decompose_lrn" in default_pipeline("tvm")
+    assert "decompose_lrn" not in default_pipeline("ncnn")
 
 
 @pytest.mark.parametrize("name", ["light_bvlc_alexnet", "light_inception_v1", "light_zfnet512"])
@@ -110,7 +110,7 @@ def test_zoo_lrn_models_float(name):
     assert len(lrn_outputs) == 2
     x = {g.inputs[0].name: np.random.default_rng(0).normal(size=g.inputs[0].shape).astype(np.float32)}
     ref = Interpreter(g, FLOAT_KERNELS).run(x, keep=lrn_outputs)
-    opt, _ = optimize(g.copy(), DEFAULT_PIPELINES["tflm"])
+    opt, _ = optimize(g.copy(), default_pipeline("tflm"))
     assert "LRN" not in ops(opt) and ops(opt).count("Rsqrt") == 4
     got = Interpreter(opt, FLOAT_KERNELS).run(x, keep=lrn_outputs)
     for k in lrn_outputs:

@@ -13,7 +13,8 @@ from qcompiler.ir import Graph
 from qcompiler.frontend.onnx_import import load_model
 from qcompiler.ir.pass_manager import PassContext, PassManager
 from qcompiler.passes.equalize import equalize, find_pairs
-from qcompiler.driver.pipeline import COMMON_PIPELINE, CompileOptions, optimize, quantize
+from qcompiler.driver.pipeline import CompileOptions, optimize, quantize
+from qcompiler.passes import COMMON_PIPELINE
 
 
 def _conv(g, x, w, b, act="RELU", group=1, pads=(0, 0, 0, 0)):

@@ -5,8 +5,17 @@ import numpy as np
 import pytest
 
 from qcompiler.ir import Graph
-from qcompiler.quant.fc_weights import (BYTES_PER_CHANNEL, activation_peak_bytes, kept_per_tensor_for_arena,
-                                         per_channel_fc_layers, weight_sqnr_db)
+from qcompiler.quant.fc_weights import (activation_peak_bytes, kept_per_tensor_for_arena, per_channel_fc_layers,
+                                         weight_sqnr_db)
+from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
+
+BYTES_PER_CHANNEL = 8  # as TFLM: an int32 multiplier and an int32 shift
+
+
+def with_budget(g, budget: int) -> QuantScheme:
+    """A scheme whose per-channel parameters take RAM, with exactly `budget` bytes allowed for g."""
+    share = (budget + 0.5) / activation_peak_bytes(g)
+    return QuantScheme("test", per_channel_param_bytes=BYTES_PER_CHANNEL, per_channel_param_share=share)
 from qcompiler.quant.report import fc_tradeoff
 
 
@@ -38,25 +47,25 @@ def test_weight_sqnr_gain_of_uneven_rows():
 
 def test_auto_picks_per_channel_only_where_rows_differ():
     g = _two_layer(*_layers())
-    assert per_channel_fc_layers(g, "auto") == {"a"}
-    assert per_channel_fc_layers(g, True) == {"a", "b"}
-    assert per_channel_fc_layers(g, False) == set()
+    assert per_channel_fc_layers(g, "auto", TFLITE_INT8) == {"a"}
+    assert per_channel_fc_layers(g, True, TFLITE_INT8) == {"a", "b"}
+    assert per_channel_fc_layers(g, False, TFLITE_INT8) == set()
 
 
 def test_arena_budget_limits_per_channel_layers():
     g = _two_layer(*_layers())
     cost = BYTES_PER_CHANNEL * 8
-    assert per_channel_fc_layers(g, "auto", arena_budget=cost) == {"a"}
-    assert per_channel_fc_layers(g, "auto", arena_budget=cost - 1) == set()
+    assert per_channel_fc_layers(g, "auto", with_budget(g, cost)) == {"a"}
+    assert per_channel_fc_layers(g, "auto", with_budget(g, cost - 1)) == set()
 
 
 def test_what_the_arena_budget_gave_up_is_reported():
     """The user is told which layers stayed per tensor for the arena and what switching costs."""
     g = _two_layer(*_layers())
     cost = BYTES_PER_CHANNEL * 8
-    assert kept_per_tensor_for_arena(g, arena_budget=cost) is None  # nothing given up
-    assert kept_per_tensor_for_arena(g, arena_budget=None) is None  # no arena, nothing to give up
-    kept = kept_per_tensor_for_arena(g, arena_budget=cost - 1)
+    assert kept_per_tensor_for_arena(g, with_budget(g, cost)) is None  # nothing given up
+    assert kept_per_tensor_for_arena(g, TFLITE_INT8) is None  # no RAM budget, nothing to give up
+    kept = kept_per_tensor_for_arena(g, with_budget(g, cost - 1))
     gain = weight_sqnr_db(_layers()[0], 0) - weight_sqnr_db(_layers()[0], None)
     assert kept == {"layers": ["a"], "weight_sqnr_gain_db": [round(gain, 2)] * 2, "arena_bytes": cost}
     line = fc_tradeoff({"fc_kept_per_tensor_for_arena": kept})

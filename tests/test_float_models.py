@@ -10,7 +10,7 @@ import pytest
 from conftest import MLPERF_MODELS, MODELS, SAMPLE_MODELS, SHARED, mlperf_data, require_shared
 from qcompiler.interp import run_float
 from qcompiler.frontend.onnx_import import load_model
-from qcompiler.driver.pipeline import DEFAULT_PIPELINES, optimize
+from qcompiler.driver.pipeline import default_pipeline, optimize
 
 ort = pytest.importorskip("onnxruntime")
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
@@ -33,7 +33,7 @@ def _check(path: Path, inputs: list[np.ndarray], optimized: bool = True):
     refs = [sess.run(None, feeds) for feeds in feeds_list]
     _assert_close(g, feeds_list, refs, path.name)
     if optimized:
-        opt, _ = optimize(g, DEFAULT_PIPELINES["tflm"])
+        opt, _ = optimize(g, default_pipeline("tflm"))
         assert not any(n.op == "BatchNormalization" for n in opt.nodes)
         _assert_close(opt, feeds_list, refs, f"{path.name} optimized")
 

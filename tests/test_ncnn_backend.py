@@ -25,7 +25,8 @@ from qcompiler.driver.pipeline import Compilation, CompileOptions, compile_model
 ncnn = pytest.importorskip("ncnn")
 ort = pytest.importorskip("onnxruntime")
 
-from qcompiler.backends.ncnn import emit, verify  # noqa: E402
+from qcompiler.backends.ncnn import NcnnOptions, emit  # noqa: E402
+from qcompiler.driver.verify import verify_report  # noqa: E402
 from qcompiler.backends.ncnn.check import INT8_MIN_WITHIN_STEP, NcnnRunner  # noqa: E402
 from qcompiler.backends.ncnn.lower import lower_graph  # noqa: E402
 from qcompiler.backends.ncnn.model import TAG_FP32, TAG_INT8, _parse_ncnn_float, format_float  # noqa: E402
@@ -36,7 +37,7 @@ FP32_REL_TOL = 1e-4
 
 # ---- helpers -------------------------------------------------------------------
 def compile_ncnn(model, outdir, precision, calib, **kw):
-    opts = CompileOptions(target="ncnn", calib=str(calib), ncnn_precision=precision, **kw)
+    opts = CompileOptions(target="ncnn", calib=str(calib), target_options={"ncnn_precision": precision}, **kw)
     return compile_model(model, outdir, opts)
 
 
@@ -56,12 +57,16 @@ def ort_vs_ncnn(model_path, outdir, report, data: np.ndarray, limit: int) -> flo
     return worst / scale
 
 
+def verify(outdir, report, samples, limit=None, **kw) -> dict:
+    """qcc verify's loop on an emitted directory, with samples in memory."""
+    return verify_report(outdir, {"target": "ncnn", **report}, samples, limit, **kw)
+
+
 def check_int8(result: dict) -> None:
     assert result["ok"], result
-    for name, o in result["outputs"].items():
-        sim = o["vs_simulation"]
+    for name, sim in result["ncnn"]["outputs"].items():
         assert sim["within_one_step"] >= INT8_MIN_WITHIN_STEP, (name, sim)
-        sqnr = o["vs_float"]["sqnr_db"]  # None when equal
+        sqnr = result["fidelity"]["ncnn"][name]["sqnr_db"]  # None when equal
         print(f"{name}: max diff {sim['max_abs_diff']:.3g} ({sim['max_diff_steps']:.3g} step), "
               f"{sim['within_one_step']:.2%} within one step; SQNR vs float {sqnr} dB")
 
@@ -190,14 +195,14 @@ def test_sample_int8_matches_simulation(samples_out, name):
     result = verify(d, report, {"input": np.load(MODELS / "digits_eval.npy")})
     assert result["samples"] == 300
     check_int8(result)
-    assert result["outputs"]["output"]["vs_float"]["sqnr_db"] > 25
+    assert result["fidelity"]["ncnn"]["output"]["sqnr_db"] > 25
 
 
 def test_portable_simulation_is_close(samples_out):
     """Without ncnn's measured depthwise multipliers the simulation is the reference C++ arithmetic."""
     d, report = samples_out("digits_dwsep", "int8")
     result = verify(d, report, {"input": np.load(MODELS / "digits_eval.npy")}, probe=False, fma=())
-    sim = result["outputs"]["output"]["vs_simulation"]
+    sim = result["ncnn"]["outputs"]["output"]
     assert sim["within_one_step"] >= 0.99 and sim["max_diff_steps"] < 8, sim
 
 
@@ -265,12 +270,13 @@ def _compile_direct(model: onnx.ModelProto, outdir, precision: str, n: int = 8):
     outdir.mkdir(parents=True, exist_ok=True)
     path = outdir / "m.onnx"
     onnx.save(model, str(path))
-    opts = CompileOptions(target="ncnn", ncnn_precision=precision)
+    opts = CompileOptions(target="ncnn", target_options={"ncnn_precision": precision})
     graph, _ = optimize(load_model(path), pass_list(opts), opts)
     rng = np.random.default_rng(0)
     feeds = {v.name: rng.standard_normal((n,) + tuple(v.shape[1:])).astype(np.float32) for v in graph.inputs}
     ranges = calibrate(graph, iterate_samples(feeds, graph))
-    return emit(Compilation(graph, None, ranges, opts, "m", "test"), outdir), feeds, path
+    comp = Compilation(graph, None, ranges, opts, NcnnOptions(precision), "m", "test")
+    return emit(comp, outdir), feeds, path
 
 
 @pytest.mark.parametrize("case", sorted(SYNTHETIC))
@@ -341,7 +347,7 @@ def test_mlperf_int8_full_eval(tmp_path_factory, name):
     d, report, data = _mlperf(tmp_path_factory, name, "int8", None)
     result = verify(d, report, {report["ncnn"]["inputs"][0]["name"]: data})
     check_int8(result)
-    assert all((o["vs_float"]["sqnr_db"] or 99) > 10 for o in result["outputs"].values())
+    assert all((o["sqnr_db"] or 99) > 10 for o in result["fidelity"]["ncnn"].values())
 
 
 def test_ncnn_target_needs_no_tflite_int8_kernels(tmp_path):

@@ -11,7 +11,7 @@ from qcompiler.errors import QccError, UnsupportedOpError
 from qcompiler.interp import run_float
 from qcompiler.frontend.onnx_export import graph_to_onnx
 from qcompiler.frontend.onnx_import import load_model, parse_input_shapes
-from qcompiler.driver.pipeline import DEFAULT_PIPELINES, optimize
+from qcompiler.driver.pipeline import default_pipeline, optimize
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -94,7 +94,7 @@ def test_all_unsupported_ops_in_one_error(tmp_path):
 @pytest.mark.parametrize("name", SAMPLE_MODELS)
 def test_export_round_trip_runs_in_onnxruntime(name):
     g = load_model(MODELS / f"{name}.onnx")
-    g, _ = optimize(g, DEFAULT_PIPELINES["tflm"])  # includes fused activations to expand
+    g, _ = optimize(g, default_pipeline("tflm"))  # includes fused activations to expand
     model = graph_to_onnx(g)
     x = np.load(MODELS / "digits_eval.npy")[:4]
     sess = ort.InferenceSession(model.SerializeToString())

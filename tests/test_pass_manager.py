@@ -12,7 +12,7 @@ from conftest import MLPERF_MODELS, MODELS, ROOT, SAMPLE_MODELS, SHARED
 from qcompiler.errors import GraphError, QccError
 from qcompiler.frontend.onnx_import import load_model
 from qcompiler.ir.pass_manager import PASSES, PassContext, PassManager, register_pass
-from qcompiler.driver.pipeline import DEFAULT_PIPELINES
+from qcompiler.driver.pipeline import default_pipeline
 
 
 @register_pass("test_break_graph", "test only: leaves a dangling input")
@@ -36,7 +36,7 @@ def test_failure_names_the_pass_and_what_ran_before():
 def test_records_node_counts_and_dump(tmp_path):
     g = load_model(MODELS / "digits_cnn.onnx")
     dumps = {}
-    pm = PassManager(DEFAULT_PIPELINES["tflm"], dump_after={"fold_batchnorm"},
+    pm = PassManager(default_pipeline("tflm"), dump_after={"fold_batchnorm"},
                      dump=lambda name, graph: dumps.setdefault(name, graph.dump()))
     pm.run(g, PassContext())
     bn = next(r for r in pm.records if r.name == "fold_batchnorm")
@@ -88,9 +88,9 @@ def _models():
 @pytest.mark.parametrize("path", _models(), ids=lambda p: p.stem)
 def test_default_pipeline_is_idempotent(path):
     g = load_model(path)
-    PassManager(DEFAULT_PIPELINES["tflm"]).run(g, PassContext())
+    PassManager(default_pipeline("tflm")).run(g, PassContext())
     first = g.dump()
-    pm = PassManager(DEFAULT_PIPELINES["tflm"])
+    pm = PassManager(default_pipeline("tflm"))
     pm.run(g, PassContext())
     assert not any(r.changed for r in pm.records), [r.name for r in pm.records if r.changed]
     assert g.dump() == first

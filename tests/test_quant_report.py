@@ -11,7 +11,8 @@ from conftest import MODELS
 from qcompiler.errors import CalibrationError
 from qcompiler.interp import FLOAT_KERNELS, INT_KERNELS, Interpreter
 from qcompiler.frontend.onnx_import import load_model
-from qcompiler.driver.pipeline import COMMON_PIPELINE, CompileOptions, compile_model, optimize, quantize
+from qcompiler.driver.pipeline import CompileOptions, compile_model, optimize, quantize
+from qcompiler.passes import COMMON_PIPELINE
 from qcompiler.quant.report import REPORT_SAMPLES, png_bytes, sqnr_chart, worst_layers, write_report_files
 
 CALIB = str(MODELS / "digits_calib.npy")

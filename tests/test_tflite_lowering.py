@@ -15,7 +15,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from qcompiler.errors import BackendError, GraphError, UnsupportedOpError
+from qcompiler.errors import QccError, BackendError, GraphError, UnsupportedOpError
 from qcompiler.driver.pipeline import CompileOptions, compile_model
 from qcompiler.driver.verify import verify_outdir
 
@@ -457,14 +457,14 @@ def _small_cnn():
 
 def test_io_float(tmp_path):
     net, y = _small_cnn()
-    report = compile_verify(tmp_path, net, y, ["QUANTIZE", "DEQUANTIZE"], io="float")
+    report = compile_verify(tmp_path, net, y, ["QUANTIZE", "DEQUANTIZE"], target_options={"io": "float"})
     assert report["io"] == {"mode": "float", "input_dtype": "int8"}
     assert report["inputs"][0]["dtype"] == "float32" and report["outputs"][0]["dtype"] == "float32"
 
 
 def test_io_uint8_input(tmp_path):
     net, y = _small_cnn()
-    report = compile_verify(tmp_path, net, y, ["QUANTIZE"], input_dtype="uint8")
+    report = compile_verify(tmp_path, net, y, ["QUANTIZE"], target_options={"input_dtype": "uint8"})
     inp = report["inputs"][0]
     assert inp["dtype"] == "uint8" and report["outputs"][0]["dtype"] == "int8"
     q = inp["zero_point"] - 128  # same scale, zero point shifted by 128
@@ -484,9 +484,11 @@ def test_float_io_quantizes_ties_like_tflm():
 def test_uint8_with_float_io_is_refused(tmp_path):
     net, y = _small_cnn()
     net.save(tmp_path / "m.onnx", y)
-    with pytest.raises(BackendError, match="uint8"):
+    with pytest.raises(QccError, match="uint8"):
         compile_model(tmp_path / "m.onnx", tmp_path / "out",
-                      CompileOptions(calib=str(calib_file(tmp_path, net)), io="float", input_dtype="uint8"))
+                      CompileOptions(calib=str(calib_file(tmp_path, net)),
+                                     target_options={"io": "float", "input_dtype": "uint8"}))
+    assert not (tmp_path / "out").exists()
 
 
 def test_global_max_pool_lowering_in_tflm():

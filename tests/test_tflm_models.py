@@ -113,7 +113,7 @@ IO_MODES = {"int8": {}, "float": {"io": "float"}}
 def test_sample_model_io_modes(name, io, tmp_path):
     out = tmp_path / "out"
     compile_model(MODELS / f"{name}.onnx", out,
-                  CompileOptions(calib=str(MODELS / "digits_calib.npy"), **IO_MODES[io]))
+                  CompileOptions(calib=str(MODELS / "digits_calib.npy"), target_options=IO_MODES[io]))
     report = _check_bit_exact(out, MODELS / "digits_eval.npy", 300, with_litert=False)
     assert "TRANSPOSE" not in report["ops"], report["ops"]
     assert report["io"]["mode"] == io
@@ -140,7 +140,7 @@ def test_mlperf_model_io_modes(model, io, tmp_path):
     calib, evaln = _mlperf_files(model, tmp_path)
     out = tmp_path / "out"
     compile_model(SHARED / f"{model}.onnx", out,
-                  CompileOptions(calib=str(calib), max_calib_samples=64, **IO_MODES[io]))
+                  CompileOptions(calib=str(calib), max_calib_samples=64, target_options=IO_MODES[io]))
     report = _check_bit_exact(out, evaln, MLPERF_SAMPLES)
     assert "TRANSPOSE" not in report["ops"], report["ops"]
     if io == "float":
@@ -154,7 +154,8 @@ def test_camera_models_take_raw_pixels_as_uint8(model, tmp_path):
     calib, evaln = _mlperf_files(model, tmp_path)
     out = tmp_path / "out"
     compile_model(SHARED / f"{model}.onnx", out,
-                  CompileOptions(calib=str(calib), max_calib_samples=64, input_dtype="uint8"))
+                  CompileOptions(calib=str(calib), max_calib_samples=64,
+                                 target_options={"input_dtype": "uint8"}))
     report = _check_bit_exact(out, evaln, MLPERF_SAMPLES, with_litert=False)
     inp = report["inputs"][0]
     assert inp["dtype"] == "uint8" and inp["zero_point"] == 0
@@ -234,7 +235,7 @@ def test_example_compiles_against_tflm_declarations(options, tmp_path):
         (stub / rel).write_text(text)
     out = tmp_path / "digits_cnn"
     compile_model(MODELS / "digits_cnn.onnx", out,
-                  CompileOptions(calib=str(MODELS / "digits_calib.npy"), **options))
+                  CompileOptions(calib=str(MODELS / "digits_calib.npy"), target_options=options))
     cmd = ["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", f"-I{stub}", f"-I{out}",
            str(EXAMPLE)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -12,17 +12,41 @@ float IR is kept as `<name>.float.qir` for `qcc verify` (simulation + reference)
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from qcompiler.errors import QccError
 from qcompiler.ir.serialize import save_graph
+from qcompiler.passes import COMMON_PIPELINE
+from qcompiler.quant.scheme import IO_ROLES, QuantScheme
 
+from qcompiler.backends.base import Backend, option
 from qcompiler.backends.ncnn import quant
 from qcompiler.backends.ncnn.lower import lower_graph
 from qcompiler.backends.ncnn.model import bin_bytes, blob_names, param_text
 
-TARGETS = ("ncnn",)
 PRECISIONS = ("int8", "fp32")
+
+# ncnn quantizes by itself (symmetric int8 activations, per-channel weights) from the
+# calibrated ranges; its symmetric steps make clipping the first layer's outliers pay, so
+# only inputs and logits keep their min-max range.
+NCNN_INT8 = QuantScheme("ncnn-int8", integer_ir=False, symmetric_activations=True, minmax_roles=IO_ROLES,
+                        activation_equalization=False)
+
+
+@dataclass(frozen=True)
+class NcnnOptions:
+    """Precision of the exported layers."""
+
+    ncnn_precision: str = option("int8", "--ncnn-precision", "int8 Convolution/InnerProduct layers "
+                                 "(ncnn's int8 scheme) or plain fp32 weights", PRECISIONS)
+
+    def __post_init__(self):
+        if self.ncnn_precision not in PRECISIONS:
+            raise QccError(f"--ncnn-precision must be one of {', '.join(PRECISIONS)}, not {self.ncnn_precision!r}")
+
+    def describe(self) -> list[str]:
+        return [f"--ncnn-precision {self.ncnn_precision}"]
 
 
 def _output_steps(io: dict, ranges: dict) -> None:
@@ -35,9 +59,7 @@ def _output_steps(io: dict, ranges: dict) -> None:
 
 def emit(comp, outdir: Path) -> dict:
     """Write `<name>.param`, `<name>.bin` and `<name>.float.qir` into outdir; return report entries."""
-    precision = getattr(comp.options, "ncnn_precision", "int8")
-    if precision not in PRECISIONS:
-        raise QccError(f"--ncnn-precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    precision = comp.target_options.ncnn_precision
     layers, io = lower_graph(comp.float_graph, precision, comp.ranges)
     _output_steps(io, comp.ranges)
     name = comp.name
@@ -66,12 +88,36 @@ def emit(comp, outdir: Path) -> dict:
     }
 
 
-def verify(outdir: Path, report: dict, samples, limit: int | None = None, **kw) -> dict:
-    """Run ncnn on the samples; compare with the ncnn-scheme simulation and the float reference.
+class NcnnBackend(Backend):
+    """ncnn .param/.bin, int8 in ncnn's own scheme (or fp32), checked against qcc's simulation."""
 
-    Keywords (see `check.verify_ncnn`): fp16, threads, fma, probe. `qcc verify --no-litert`
-    passes the TFLite-only `with_litert`, which means nothing here.
-    """
-    from qcompiler.backends.ncnn.check import verify_ncnn
-    kw.pop("with_litert", None)
-    return verify_ncnn(Path(outdir), report, samples, limit, **kw)
+    name = "ncnn"
+    description = "ncnn .param/.bin (int8 Convolution/ConvolutionDepthWise/InnerProduct or fp32)"
+    extra = "ncnn"
+    options_class = NcnnOptions
+    scheme = NCNN_INT8
+    default_passes = tuple(COMMON_PIPELINE)  # ncnn has an LRN layer (not lowered yet)
+
+    def check_supported(self, graph) -> None:
+        """Every node ncnn cannot run, in one error: a trial lowering (fp32, no ranges needed)."""
+        lower_graph(graph, "fp32", {})
+
+    def supported_ops(self) -> set[str]:
+        from qcompiler.backends.ncnn.ops import CONVERTERS
+        return set(CONVERTERS)
+
+    def emit(self, comp, outdir: Path) -> dict:
+        return emit(comp, outdir)
+
+    def load(self, outdir: Path, report: dict, **verify_options):
+        from qcompiler.backends.ncnn.check import load
+        return load(Path(outdir), report, **verify_options)
+
+    def expected(self, art, feed: dict) -> dict:
+        return art.state["oracle"](feed)
+
+    def run(self, art, feed: dict, runtime: str) -> dict:
+        return art.state["runner"](feed)
+
+
+NCNN = NcnnBackend()

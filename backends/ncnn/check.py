@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qcompiler.quant.calibration import iterate_samples
+from qcompiler.quant.calibration import float_reference
 from qcompiler.errors import BackendError
 from qcompiler.ir.serialize import load_graph
 
@@ -122,19 +122,6 @@ def runtime_multipliers(ncnn_report: dict, fp16: bool = False) -> dict:
     return out
 
 
-def float_reference(graph):
-    """Float outputs of the optimized IR: onnxruntime when installed, else the float interpreter."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        from qcompiler.interp import run_float
-        return lambda feed: run_float(graph, feed)
-    from qcompiler.frontend.onnx_export import graph_to_onnx
-    sess = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [v.name for v in graph.outputs]
-    return lambda feed: dict(zip(names, sess.run(names, {k: np.asarray(v, np.float32) for k, v in feed.items()})))
-
-
 class Diff:
     """Running comparison of one output: max |diff|, SQNR, share within `step`."""
 
@@ -175,41 +162,56 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def verify_ncnn(outdir: Path, report: dict, samples: dict, limit: int | None = None,
-                fp16: bool = False, threads: int = 1, fma: tuple[str, ...] = X86_FMA_LAYERS,
-                probe: bool = True) -> dict:
-    """Run ncnn over `samples`; int8 vs the simulation (+ float), fp32 vs the float reference.
+class ToleranceCheck:
+    """ncnn against its oracle, per output: int8 within one int8 step of the simulation for
+    at least INT8_MIN_WITHIN_STEP of the elements; fp32 within FP32_MAX_REL_ERR of the float
+    reference (relative to the output's largest magnitude)."""
 
-    probe=True simulates with the depthwise multipliers measured in ncnn
+    def __init__(self, steps: dict[str, float | None], int8: bool):
+        self.int8 = int8
+        self.diffs = {name: Diff(step if int8 else None) for name, step in steps.items()}
+
+    def add(self, output: str, expected: np.ndarray, got: np.ndarray) -> None:
+        self.diffs[output].add(expected, got)
+
+    def _passes(self, s: dict) -> bool:
+        if self.int8:
+            return s["within_one_step"] >= INT8_MIN_WITHIN_STEP
+        return s["max_rel_diff"] <= FP32_MAX_REL_ERR
+
+    @property
+    def ok(self) -> bool:
+        return all(self._passes(d.summary()) for d in self.diffs.values())
+
+    def summary(self) -> dict:
+        tolerance = (f">= {INT8_MIN_WITHIN_STEP:.1%} of output elements within one int8 step of the simulation"
+                     if self.int8 else f"max |diff| <= {FP32_MAX_REL_ERR:g} x max |reference| per output")
+        return {"tolerance": tolerance, "outputs": {k: d.summary() for k, d in self.diffs.items()}, "ok": self.ok}
+
+
+def load(outdir: Path, report: dict, fp16: bool = False, threads: int = 1,
+         fma: tuple[str, ...] = X86_FMA_LAYERS, probe: bool = True, with_litert: bool = True):
+    """The emitted model in ncnn; int8 against the ncnn-scheme simulation, fp32 against the
+    float reference. probe=True simulates with the depthwise multipliers measured in ncnn
     (`runtime_multipliers`); probe=False with the exact ones of ncnn's reference code.
-    """
+    (`with_litert`, a TFLite verify option, means nothing here.)"""
+    from qcompiler.backends.base import Artifact, Check
     nr = report["ncnn"]
     graph = load_graph(outdir / nr["float_ir_file"])
     runner = NcnnRunner(outdir, nr, fp16=fp16, threads=threads)
     reference = float_reference(graph)
     int8 = nr["precision"] == "int8"
-    mults = runtime_multipliers(nr, fp16) if int8 and probe else {}
-    sim = NcnnScheme(graph, plan_from_report(nr), fma=fma, multipliers=mults) if int8 else None
-    vs_float = {o["name"]: Diff() for o in nr["outputs"]}
-    vs_sim = {o["name"]: Diff(o.get("int8_step")) for o in nr["outputs"]} if int8 else {}
-    count = 0
-    with _one_blas_thread():
-        for feed in iterate_samples(samples, graph, limit):
-            got = runner(feed)
-            ref = reference(feed)
-            simulated = sim.run(feed) if sim is not None else {}
-            for name in vs_float:
-                vs_float[name].add(ref[name], got[name])
-                if name in vs_sim:
-                    vs_sim[name].add(simulated[name], got[name])
-            count += 1
-    outputs = {name: {"vs_float": vs_float[name].summary(),
-                      **({"vs_simulation": vs_sim[name].summary()} if int8 else {})} for name in vs_float}
     if int8:
-        ok = all(o["vs_simulation"]["within_one_step"] >= INT8_MIN_WITHIN_STEP for o in outputs.values())
-        tolerance = f">= {INT8_MIN_WITHIN_STEP:.1%} of output elements within one int8 step of the simulation"
+        mults = runtime_multipliers(nr, fp16) if probe else {}
+        sim = NcnnScheme(graph, plan_from_report(nr), fma=fma, multipliers=mults)
+
+        def oracle(feed):
+            with _one_blas_thread():
+                return sim.run(feed)
     else:
-        ok = all(o["vs_float"]["max_rel_diff"] <= FP32_MAX_REL_ERR for o in outputs.values())
-        tolerance = f"max |diff| <= {FP32_MAX_REL_ERR:g} x max |reference| per output"
-    return {"samples": count, "precision": nr["precision"], "oracle": "ncnn-scheme simulation" if int8
-            else "float reference (optimized IR)", "tolerance": tolerance, "outputs": outputs, "ok": ok}
+        oracle = reference
+    steps = {o["name"]: o.get("int8_step") for o in nr["outputs"]}
+    check = Check("ncnn", lambda: ToleranceCheck(steps, int8))
+    return Artifact(outdir, report, graph, "ncnn-scheme simulation" if int8 else "float reference (optimized IR)",
+                    [check], info={"precision": nr["precision"]}, float_graph=graph,
+                    state={"runner": runner, "oracle": oracle})

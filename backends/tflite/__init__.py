@@ -1,22 +1,26 @@
-"""TFLite / TFLite Micro backend: int8 .tflite flatbuffer plus the TFLM firmware bundle."""
+"""The TFLite backends: `tflm` (int8 .tflite + the TFLite Micro C bundle) and `tflite` (the
+.tflite alone), verified in the tflite-micro interpreter bit for bit (LiteRT reported)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from qcompiler.errors import QccError
+from qcompiler.interp import INT_KERNELS, Interpreter
 from qcompiler.ir import Graph
 from qcompiler.ir.memory import Buffer, plan
+from qcompiler.ir.serialize import load_graph
+from qcompiler.numerics.compare import FloatDiff, LsbDiff
+from qcompiler.passes import LRN_DECOMPOSED_PIPELINE
+from qcompiler.quant.scheme import TFLITE_INT8
 
+from qcompiler.backends.base import Artifact, Backend, Check, option
 from qcompiler.backends.tflite.c_bundle import write_c_bundle
-from qcompiler.backends.tflite.flatbuffer import TflModel, write_model
-from qcompiler.backends.tflite.lower import check_supported, lower
+from qcompiler.backends.tflite.flatbuffer import TflModel
+from qcompiler.backends.tflite.lower import INPUT_DTYPES, IO_MODES, LOWERINGS, check_supported, lower
 from qcompiler.backends.tflite.memory import plan_arena
-
-# check_supported(graph): every op without a TFLite lowering in one error, callable before calibration
-__all__ = ["TARGETS", "arena_estimate", "check_supported", "emit", "verify"]
-
-TARGETS = ("tflm", "tflite")
 # TFLM keeps per-tensor runtime structs and per-op data (e.g. per-channel multipliers) in the arena
 TFLM_BYTES_PER_TENSOR = 64
 TFLM_BYTES_PER_CHANNEL = 8
@@ -62,15 +66,32 @@ def _io_info(model: TflModel, indices) -> list[dict]:
     return out
 
 
-def io_options(options) -> dict:
-    """The I/O mode of a compilation (report.json's "io"; `verify` reads it back)."""
-    return {"mode": getattr(options, "io", "int8"), "input_dtype": getattr(options, "input_dtype", "int8")}
+@dataclass(frozen=True)
+class TfliteOptions:
+    """Graph I/O of the .tflite (targets tflm and tflite)."""
+
+    io: str = option("int8", "--io", "int8 graph inputs/outputs (the C header has quantize/dequantize "
+                     "helpers) or float32 ones converted inside the model", IO_MODES)
+    input_dtype: str = option("int8", "--input-dtype", "with --io int8: uint8 inputs (e.g. camera pixels), "
+                              "same scale, zero point + 128, converted to int8 inside the model", INPUT_DTYPES)
+
+    def __post_init__(self):
+        if self.io not in IO_MODES:
+            raise QccError(f"--io {self.io!r}: choose one of {', '.join(IO_MODES)}")
+        if self.input_dtype not in INPUT_DTYPES:
+            raise QccError(f"--input-dtype {self.input_dtype!r}: choose one of {', '.join(INPUT_DTYPES)}")
+        if self.io == "float" and self.input_dtype != "int8":
+            raise QccError("--input-dtype uint8 needs --io int8 (with --io float the input is float32)")
+
+    def describe(self) -> list[str]:
+        return ([f"--io {self.io}"] if self.io != "int8" else []) + \
+            ([f"--input-dtype {self.input_dtype}"] if self.input_dtype != "int8" else [])
 
 
-def emit(comp, outdir: Path) -> dict:
-    """Write `<name>.tflite` (and for tflm the C bundle) into outdir; return report entries."""
-    graph, name, header, target = comp.quant_graph, comp.name, comp.header, comp.options.target
-    io = io_options(comp.options)
+def emit(comp, outdir: Path, c_bundle: bool) -> dict:
+    """Write `<name>.tflite` (and with c_bundle the TFLM C files) into outdir; return report entries."""
+    graph, name, header = comp.quant_graph, comp.name, comp.header
+    io = {"mode": comp.target_options.io, "input_dtype": comp.target_options.input_dtype}
     lowered = lower(graph, description=f"qcc: {header}", io=io["mode"], input_dtype=io["input_dtype"])
     model, arena, data = plan_arena(lowered.model)
     if arena["arena_bytes"] is None:  # tflite-micro not installed: no measurement possible
@@ -78,7 +99,7 @@ def emit(comp, outdir: Path) -> dict:
     (outdir / f"{name}.tflite").write_bytes(data)
     files = [f"{name}.tflite"]
     opcodes = [op.opcode for op in model.operators]
-    if target == "tflm":
+    if c_bundle:
         paths = write_c_bundle(outdir, name, data, header, _io_info(model, model.inputs),
                                _io_info(model, model.outputs), opcodes, arena["arena_bytes"])
         files += [p.name for p in paths]
@@ -119,28 +140,6 @@ def tflm_quantize(x: np.ndarray, q) -> np.ndarray:
     return np.clip(v + int(q.zero_point[0]), q.qmin, q.qmax).astype(q.dtype)
 
 
-class FloatDiff:
-    """Float output differences (io float): exact equality required, LSBs for reading."""
-
-    def __init__(self):
-        self.max_abs = 0.0
-        self.max_lsb = 0
-        self.mismatched = 0
-        self.total = 0
-
-    def add(self, ref: np.ndarray, got: np.ndarray, scale: float) -> None:
-        d = np.abs(ref.astype(np.float64) - got.astype(np.float64))
-        self.max_abs = max(self.max_abs, float(d.max(initial=0.0)))
-        self.max_lsb = max(self.max_lsb, int(np.round(d.max(initial=0.0) / scale)))
-        self.mismatched += int(np.count_nonzero(ref != got))
-        self.total += d.size
-
-    def summary(self) -> dict:
-        return {"max_abs_diff": self.max_abs, "max_abs_diff_lsb": self.max_lsb,
-                "mismatched_elements": self.mismatched, "elements": self.total,
-                "bit_exact": self.mismatched == 0}
-
-
 def _runtime_feed(graph: Graph, feed: dict, io: dict, layouts: dict):
     """(int8 feed for the reference, input arrays for the runtime) of one float sample."""
     qfeed, rt_in = {}, []
@@ -158,44 +157,81 @@ def _runtime_feed(graph: Graph, feed: dict, io: dict, layouts: dict):
     return qfeed, rt_in
 
 
-def verify(outdir: Path, report: dict, samples, limit: int | None = None, with_litert: bool = True) -> dict:
-    """TFLM vs the integer reference (bit-exact required); LiteRT's difference reported.
+def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argsort(perm))
 
-    Feeds and compares in the model's I/O mode (report["io"]): int8 / uint8
-    inputs quantized from the float samples, or the float samples themselves
-    with the reference fed TFLM's own quantization of them; float outputs are
-    compared with the dequantized reference outputs.
-    """
-    from qcompiler.quant.calibration import iterate_samples
-    from qcompiler.interp import INT_KERNELS, Interpreter
-    from qcompiler.backends.tflite.runtime import LiteRTRunner, TflmRunner
-    from qcompiler.ir.serialize import load_graph
-    from qcompiler.driver.verify import LsbDiff, float_view
 
-    outdir = Path(outdir)
-    graph = load_graph(outdir / report["ir_file"])
-    io = report.get("io") or {"mode": "int8", "input_dtype": "int8"}
-    layouts = report.get("io_layout", {})
-    model = (outdir / f"{report['name']}.tflite").read_bytes()
-    reference = Interpreter(graph, INT_KERNELS)
-    runners = {"tflm": TflmRunner(model)}
-    if with_litert:
-        runners["litert"] = LiteRTRunner(model)
-    as_float = io["mode"] == "float"
-    diffs = {k: FloatDiff() if as_float else LsbDiff() for k in runners}
-    count = 0
-    for feed in iterate_samples(samples, float_view(graph), limit):  # float samples stay float
-        qfeed, rt_in = _runtime_feed(graph, feed, io, layouts)
-        ref = reference.run(qfeed)
-        for key, runner in runners.items():
-            for v, got in zip(graph.outputs, runner(rt_in)):
-                r = to_layout(ref[v.name], layouts.get(v.name))
-                if as_float:
-                    diffs[key].add(v.quant.dequantize(r), got.reshape(r.shape), float(v.quant.scale[0]))
-                else:
-                    diffs[key].add(r, got.reshape(r.shape))
-        count += 1
-    result = {"samples": count, "io": io, "oracle": "qcc integer reference interpreter",
-              **{k: d.summary() for k, d in diffs.items()}}
-    result["ok"] = result["tflm"]["bit_exact"]
-    return result
+def from_layout(arr: np.ndarray, layout: str | None) -> np.ndarray:
+    """A TFLite I/O array back in the ONNX order (the inverse of `to_layout`)."""
+    if layout in (None, "same"):
+        return arr
+    perm = LAYOUT_PERMS.get(layout) or tuple(int(c) for c in layout[len("perm"):])
+    return np.ascontiguousarray(arr.transpose(_inverse(perm)))
+
+
+class TfliteBackend(Backend):
+    """int8 .tflite for TFLite Micro (with the C bundle) or LiteRT (without)."""
+
+    extra = "tflite"
+    options_class = TfliteOptions
+    default_passes = tuple(LRN_DECOMPOSED_PIPELINE)
+
+    def __init__(self, name: str, c_bundle: bool, description: str):
+        self.name, self.c_bundle, self.description = name, c_bundle, description
+        # TFLM keeps an int32 multiplier and an int32 shift per output channel in its arena
+        self.scheme = replace(TFLITE_INT8, per_channel_param_bytes=TFLM_BYTES_PER_CHANNEL)
+
+    def check_supported(self, graph) -> None:
+        check_supported(graph)
+
+    def supported_ops(self) -> set[str]:
+        return set(LOWERINGS)
+
+    def emit(self, comp, outdir: Path) -> dict:
+        return emit(comp, outdir, self.c_bundle)
+
+    def load(self, outdir: Path, report: dict, with_litert: bool = True) -> Artifact:
+        """TFLM (bit-exact required) and LiteRT (difference reported) vs the integer reference.
+
+        Feeds and compares in the model's I/O mode (report["io"]): int8 / uint8 inputs
+        quantized from the float samples, or the float samples themselves with the
+        reference fed TFLM's own quantization of them; float outputs are compared with
+        the dequantized reference outputs."""
+        from qcompiler.backends.tflite.runtime import LiteRTRunner, TflmRunner
+        outdir = Path(outdir)
+        graph = load_graph(outdir / report["ir_file"])
+        io = report.get("io") or {"mode": "int8", "input_dtype": "int8"}
+        model = (outdir / f"{report['name']}.tflite").read_bytes()
+        runners = {"tflm": TflmRunner(model)}
+        if with_litert:
+            runners["litert"] = LiteRTRunner(model)
+        if io["mode"] == "float":
+            steps = {v.name: float(v.quant.scale[0]) for v in graph.outputs}
+            compare = lambda: FloatDiff(steps)  # noqa: E731
+        else:
+            compare = LsbDiff
+        checks = [Check("tflm", compare), *([Check("litert", compare, required=False)] if with_litert else [])]
+        return Artifact(outdir, report, graph, "qcc integer reference interpreter", checks, info={"io": io},
+                        state={"runners": runners, "io": io, "layouts": report.get("io_layout", {}),
+                               "reference": Interpreter(graph, INT_KERNELS)})
+
+    def expected(self, art: Artifact, feed: dict) -> dict:
+        qfeed, _ = _runtime_feed(art.graph, feed, art.state["io"], art.state["layouts"])
+        ref = art.state["reference"].run(qfeed)
+        if art.state["io"]["mode"] == "float":
+            return {v.name: v.quant.dequantize(ref[v.name]) for v in art.graph.outputs}
+        return {v.name: ref[v.name] for v in art.graph.outputs}
+
+    def run(self, art: Artifact, feed: dict, runtime: str) -> dict:
+        _, rt_in = _runtime_feed(art.graph, feed, art.state["io"], art.state["layouts"])
+        outs = art.state["runners"][runtime](rt_in)
+        result = {}
+        for v, got in zip(art.graph.outputs, outs):
+            layout = art.state["layouts"].get(v.name)
+            shape = to_layout(np.zeros(v.shape, np.int8), layout).shape
+            result[v.name] = from_layout(got.reshape(shape), layout)
+        return result
+
+
+TFLM = TfliteBackend("tflm", True, "int8 .tflite + C arrays/headers for TensorFlow Lite Micro")
+TFLITE = TfliteBackend("tflite", False, "int8 .tflite for LiteRT / TFLite")

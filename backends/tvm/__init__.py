@@ -16,12 +16,28 @@ TVM is imported lazily so that a missing install gives a MissingDependencyError.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from qcompiler.errors import BackendError, MissingDependencyError
+from qcompiler.passes import LRN_DECOMPOSED_PIPELINE
+from qcompiler.quant.scheme import TFLITE_INT8
 
-TARGETS = ("tvm",)
+from qcompiler.backends.base import Artifact, Backend, Check, option
+
 DEFAULT_TVM_TARGET = "llvm"
+
+
+@dataclass(frozen=True)
+class TvmOptions:
+    """The TVM target the module is built for."""
+
+    tvm_target: str = option(DEFAULT_TVM_TARGET, "--tvm-target",
+                             "TVM target: a kind name (llvm) or a JSON dict, e.g. "
+                             "'{\"kind\":\"llvm\",\"mcpu\":\"skylake\"}'")
+
+    def describe(self) -> list[str]:
+        return [f"--tvm-target {self.tvm_target}"]
 
 
 def _require_tvm():
@@ -35,22 +51,10 @@ def _require_tvm():
     return tvm
 
 
-def check_supported(graph) -> None:
-    """Every op without a TVM lowering in one error (the pipeline calls it before calibration)."""
-    _require_tvm()
-    from qcompiler.backends.tvm.lower import check_supported as check
-    check(graph)
-
-
 def _why(e: Exception) -> str:
     """An exception as one line (TVM errors carry multi-line tracebacks)."""
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {first}"
-
-
-def tvm_target(options) -> str:
-    """The TVM target string: CompileOptions.tvm_target when the field exists, else llvm."""
-    return getattr(options, "tvm_target", None) or DEFAULT_TVM_TARGET
 
 
 def _io_info(values) -> list[dict]:
@@ -70,7 +74,7 @@ def emit(comp, outdir: Path) -> dict:
                         write_params)
     from qcompiler.backends.tvm.lower import bind_params, lower_graph
 
-    graph, name, target = comp.quant_graph, comp.name, tvm_target(comp.options)
+    graph, name, target = comp.quant_graph, comp.name, comp.target_options.tvm_target
     try:
         parse_target(target)
     except Exception as e:  # noqa: BLE001 - TVM's parser raises several types
@@ -105,40 +109,68 @@ def emit(comp, outdir: Path) -> dict:
     }
 
 
-def verify(outdir: Path, report: dict, samples, limit: int | None = None, **kw) -> dict:
-    """The .so in the Relax VM vs the integer reference interpreter: bit-exact required.
+class TvmBackend(Backend):
+    """Integer-only Relax module built with llvm, run in the Relax VM."""
 
-    Options of other backends' verify (e.g. `with_litert` from `qcc verify --no-litert`)
-    are accepted and ignored.
-    """
-    _require_tvm()
-    from qcompiler.quant.calibration import iterate_samples
-    from qcompiler.interp import INT_KERNELS, Interpreter
-    from qcompiler.ir.serialize import load_graph
-    from qcompiler.driver.verify import LsbDiff, float_view, quantize_feed
+    name = "tvm"
+    description = "integer-only Relax module (.so) built with TVM"
+    extra = "tvm"
+    options_class = TvmOptions
+    scheme = TFLITE_INT8  # TVM keeps no per-channel parameters in RAM
+    default_passes = tuple(LRN_DECOMPOSED_PIPELINE)
 
-    from qcompiler.backends.tvm.build import load_vm, run_vm
+    def check_supported(self, graph) -> None:
+        """Every op without a TVM lowering in one error (the pipeline calls it before calibration)."""
+        _require_tvm()
+        from qcompiler.backends.tvm.lower import check_supported as check
+        check(graph)
 
-    outdir = Path(outdir)
-    graph = load_graph(outdir / report["ir_file"])
-    try:
-        vm = load_vm(outdir / f"{report['name']}.so")
-    except Exception as e:  # noqa: BLE001 - e.g. a .so built for another --tvm-target
-        raise BackendError(f"cannot load {report['name']}.so (built for {report.get('tvm_target')}) "
-                           f"on this host: {_why(e)}") from e
-    reference = Interpreter(graph, INT_KERNELS)
-    diff, count = LsbDiff(), 0
-    for feed in iterate_samples(samples, float_view(graph), limit):  # float samples stay float
-        qfeed = quantize_feed(graph, feed)
-        ref = reference.run(qfeed)
-        got = run_vm(vm, [qfeed[v.name] for v in graph.inputs])
-        for v, g in zip(graph.outputs, got, strict=True):
-            r = ref[v.name]
-            if g.shape != r.shape or g.dtype != r.dtype:
+    def supported_ops(self) -> set[str]:
+        from qcompiler.backends.tvm.lower import LOWERINGS
+        return set(LOWERINGS)
+
+    def emit(self, comp, outdir: Path) -> dict:
+        return emit(comp, outdir)
+
+    def load(self, outdir: Path, report: dict, **_) -> Artifact:
+        """The .so in the Relax VM vs the integer reference interpreter: bit-exact required."""
+        _require_tvm()
+        from qcompiler.interp import INT_KERNELS, Interpreter
+        from qcompiler.ir.serialize import load_graph
+        from qcompiler.numerics.compare import LsbDiff
+
+        from qcompiler.backends.tvm.build import load_vm
+        outdir = Path(outdir)
+        graph = load_graph(outdir / report["ir_file"])
+        try:
+            vm = load_vm(outdir / f"{report['name']}.so")
+        except Exception as e:  # noqa: BLE001 - e.g. a .so built for another --tvm-target
+            raise BackendError(f"cannot load {report['name']}.so (built for {report.get('tvm_target')}) "
+                               f"on this host: {_why(e)}") from e
+        return Artifact(outdir, report, graph, "qcc integer reference interpreter", [Check("tvm", LsbDiff)],
+                        state={"vm": vm, "reference": Interpreter(graph, INT_KERNELS)})
+
+    def expected(self, art: Artifact, feed: dict) -> dict:
+        ref = art.state["reference"].run(_quantize_feed(art.graph, feed))
+        return {v.name: ref[v.name] for v in art.graph.outputs}
+
+    def run(self, art: Artifact, feed: dict, runtime: str) -> dict:
+        from qcompiler.backends.tvm.build import run_vm
+        qfeed = _quantize_feed(art.graph, feed)
+        got = run_vm(art.state["vm"], [qfeed[v.name] for v in art.graph.inputs])
+        out = {}
+        for v, g in zip(art.graph.outputs, got, strict=True):
+            if g.shape != v.shape or g.dtype != v.dtype:
                 raise BackendError(f"TVM output {v.name}: {g.dtype}{list(g.shape)}, reference "
-                                   f"{r.dtype}{list(r.shape)}")
-            diff.add(r, g)
-        count += 1
-    summary = diff.summary()
-    return {"samples": count, "oracle": "qcc integer reference interpreter", "tvm": summary,
-            "ok": summary["bit_exact"] and count > 0}
+                                   f"{v.dtype}{list(v.shape)}")
+            out[v.name] = g
+        return out
+
+
+def _quantize_feed(graph, feed: dict) -> dict:
+    """Float samples -> integer graph inputs with the inputs' quantization parameters."""
+    import numpy as np
+    return {v.name: v.quant.quantize(np.asarray(feed[v.name], np.float32)) for v in graph.inputs}
+
+
+TVM = TvmBackend()

@@ -23,8 +23,26 @@ from qcompiler.errors import QccError
 SUBCOMMANDS = ("inspect", "verify", "passes")
 
 
+def _target_option_flags() -> dict[str, tuple[str, object, list[str]]]:
+    """{flag: (field name, dataclass field, targets having it)} over every loadable backend."""
+    from dataclasses import fields
+
+    from qcompiler.backends import registry
+    flags: dict[str, tuple[str, object, list[str]]] = {}
+    for target in registry.names():
+        try:
+            backend = registry.get(target)
+        except QccError:  # its module cannot load here: it has no options to offer
+            continue
+        for f in fields(backend.options_class):
+            flag = f.metadata["flag"]
+            flags.setdefault(flag, (f.name, f, []))[2].append(target)
+    return flags
+
+
 def _compile_parser() -> argparse.ArgumentParser:
-    from qcompiler.driver.pipeline import TARGETS
+    from qcompiler.driver.pipeline import targets
+    TARGETS = targets()
     p = argparse.ArgumentParser(prog="qcc", description="Compile a float ONNX model to a verified int8 model. "
                                 f"Other commands: {', '.join(SUBCOMMANDS)} (qcc COMMAND -h).")
     p.add_argument("model", help="float ONNX model")
@@ -62,15 +80,10 @@ def _compile_parser() -> argparse.ArgumentParser:
                     help="per-channel FULLY_CONNECTED weights everywhere (TFLM keeps 8 arena bytes per output "
                          "channel); default: per channel only for layers where it gains >= 3 dB weight SQNR")
     p.add_argument("--name", help="base name of the emitted files (default: model file stem)")
-    p.add_argument("--tvm-target", default="llvm",
-                   help="TVM target: a kind name (llvm) or a JSON dict, e.g. '{\"kind\":\"llvm\",\"mcpu\":\"skylake\"}'")
-    p.add_argument("--ncnn-precision", default="int8", choices=["int8", "fp32"], help="target ncnn")
-    p.add_argument("--io", default="int8", choices=["int8", "float"],
-                   help="targets tflm/tflite: int8 graph inputs/outputs (default; the C header has "
-                        "quantize/dequantize helpers) or float32 ones converted inside the model")
-    p.add_argument("--input-dtype", default="int8", choices=["int8", "uint8"],
-                   help="targets tflm/tflite with --io int8: uint8 inputs (e.g. camera pixels), "
-                        "same scale, zero point + 128, converted to int8 inside the model")
+    for flag, (name, f, owners) in _target_option_flags().items():
+        p.add_argument(flag, dest=f"target_option_{name}", default=None, choices=f.metadata["choices"],
+                       metavar=None if f.metadata["choices"] else name.upper(),
+                       help=f"{f.metadata['help']} (target {', '.join(owners)}; default {f.default})")
     return p
 
 
@@ -95,12 +108,7 @@ def cmd_compile(argv: list[str]) -> int:
                           max_calib_samples=a.max_calib_samples,
                           input_shapes=parse_input_shapes(";".join(a.input_shape)),
                           passes=tuple(a.passes.split(",")) if a.passes else None,
-                          per_channel_fc=_fc_mode(a), name=a.name, tvm_target=a.tvm_target,
-                          ncnn_precision=a.ncnn_precision, io=a.io, input_dtype=a.input_dtype)
-    if a.target not in ("tflm", "tflite") and (a.io != "int8" or a.input_dtype != "int8"):
-        raise QccError(f"--io / --input-dtype apply to targets tflm and tflite, not {a.target}")
-    if a.io == "float" and a.input_dtype != "int8":
-        raise QccError("--input-dtype uint8 needs --io int8 (with --io float the input is float32)")
+                          per_channel_fc=_fc_mode(a), name=a.name, target_options=_given_target_options(a))
     if a.explain:
         from qcompiler.ir.pass_manager import PASSES
         from qcompiler.driver.pipeline import pass_list
@@ -182,6 +190,20 @@ def cmd_passes(argv: list[str]) -> int:
     for name in sorted(PASSES):
         print(f"{name:24} {PASSES[name].description}")
     return 0
+
+
+def _given_target_options(a) -> dict:
+    """The target options given on the command line; one meant for another target is an error."""
+    given = {}
+    for flag, (name, _, owners) in _target_option_flags().items():
+        value = getattr(a, f"target_option_{name}")
+        if value is None:
+            continue
+        if a.target not in owners:
+            raise QccError(f"{flag} applies to target{'s' if len(owners) > 1 else ''} "
+                           f"{' and '.join(owners)}, not {a.target}")
+        given[name] = value
+    return given
 
 
 def _fc_mode(a) -> bool | str:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from qcompiler.quant.calibration import source_name
 
 
 @dataclass(frozen=True)
@@ -10,7 +11,7 @@ class CompileOptions:
     """Every knob of one compilation; unknown names are rejected by the dataclass."""
 
     target: str = "tflm"
-    calib: str | None = None
+    calib: object = None               # a .npy/.npz path, an array, or {input name: array}
     calib_method: str = "percentile"
     max_calib_samples: int | None = None
     percentile: float = 99.99           # --calib-method percentile
@@ -23,20 +24,20 @@ class CompileOptions:
     passes: tuple[str, ...] | None = None
     per_channel_fc: bool | str = "auto"  # True | False | "auto" (per channel where it gains >= 3 dB)
     name: str | None = None
-    tvm_target: str = "llvm"
     disable_passes: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     dump_after: tuple[str, ...] = ()
     dump_dir: str | None = None
-    ncnn_precision: str = "int8"
-    io: str = "int8"            # TFLite graph I/O: "int8" or "float" (QUANTIZE/DEQUANTIZE inside)
-    input_dtype: str = "int8"   # TFLite input tensor type with io="int8": "int8" or "uint8"
+    # the target's own options by field name, e.g. {"io": "float"} for tflm or
+    # {"tvm_target": "llvm"} for tvm; checked against the backend's options dataclass
+    target_options: dict = field(default_factory=dict)
 
-    def describe(self) -> str:
-        """The options as a command-line-like string (goes into every generated file)."""
+    def describe(self, target_options=None) -> str:
+        """The options as a command-line-like string (goes into every generated file);
+        `target_options`: the backend's resolved options dataclass (adds its flags)."""
         parts = [f"--target {self.target}"]
-        if self.calib:
-            parts.append(f"--calib {Path(self.calib).name}")
+        if self.calib is not None:
+            parts.append(f"--calib {source_name(self.calib)}")
         parts.append(f"--calib-method {self.calib_method}")
         if self.calib_method == "percentile":
             parts.append(f"--percentile {self.percentile:g}")
@@ -61,12 +62,6 @@ class CompileOptions:
             parts.append(f"--outputs {','.join(self.outputs)}")
         if self.per_channel_fc != "auto":
             parts.append("--per-channel-fc" if self.per_channel_fc else "--per-tensor-fc")
-        if self.target == "tvm":
-            parts.append(f"--tvm-target {self.tvm_target}")
-        if self.target == "ncnn":
-            parts.append(f"--ncnn-precision {self.ncnn_precision}")
-        if self.io != "int8":
-            parts.append(f"--io {self.io}")
-        if self.input_dtype != "int8":
-            parts.append(f"--input-dtype {self.input_dtype}")
+        if target_options is not None:
+            parts += target_options.describe()
         return " ".join(parts)

@@ -13,62 +13,34 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qcompiler.quant.calibration import iterate_samples, load_samples
-from qcompiler.errors import QccError
+from qcompiler.backends import registry
+from qcompiler.backends.base import Compilation, make_options
 from qcompiler.driver.options import CompileOptions
-from qcompiler.ir import Graph
+from qcompiler.errors import QccError
 from qcompiler.frontend.onnx_import import load_model
-from qcompiler.ir.pass_manager import PassContext, PassManager
+from qcompiler.ir import Graph
 from qcompiler.ir.serialize import save_graph
+from qcompiler.passes import PassContext, PassManager
+from qcompiler.quant.calibration import iterate_samples, load_samples
+from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
+from qcompiler.util.blas import one_blas_thread
 
-COMMON_PIPELINE = ["select_outputs", "fold_constants", "canonicalize", "eliminate_identity", "dead_code", "simplify",
-                   "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation", "horizontal_merge",
-                   "dead_code"]
 MERGE_VETO_SAMPLES = 16  # calibration samples the horizontal-merge veto looks at
-# target -> backend module (under qcompiler.backends) with `emit(Compilation, outdir) -> dict`
-# and `verify(outdir, report, samples, limit) -> dict`
-BACKENDS = {"tflm": "tflite", "tflite": "tflite", "tvm": "tvm", "ncnn": "ncnn"}
-# TFLite Micro and TVM have no LRN: decompose_lrn rewrites it into Mul / Conv / Rsqrt first
-# (ncnn keeps the op; its backend reports it unsupported)
-LRN_DECOMPOSED = COMMON_PIPELINE[:3] + ["decompose_lrn"] + COMMON_PIPELINE[3:]
-DEFAULT_PIPELINES = {target: COMMON_PIPELINE if target == "ncnn" else LRN_DECOMPOSED for target in BACKENDS}
-TARGETS = tuple(BACKENDS)
-OWN_INT8_SCHEME = {"ncnn"}  # targets that need only calibrated ranges, not qcc's TFLite-scheme int8 IR
+
+
+def targets() -> tuple[str, ...]:
+    """The registered target names (`--target` choices)."""
+    return registry.names()
 
 
 def default_pipeline(target: str) -> list[str]:
     """The pass pipeline `target` runs by default (a fresh list: extend it freely)."""
-    if target not in DEFAULT_PIPELINES:
-        raise QccError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    return list(DEFAULT_PIPELINES[target])
+    return list(registry.get(target).default_passes)
 
 
-def backend_module(target: str):
-    """Import the backend for `target`, with a clear message if its extra is missing."""
-    import importlib
-
-    from qcompiler.errors import MissingDependencyError
-    if target not in BACKENDS:
-        raise QccError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
-    try:
-        return importlib.import_module(f"qcompiler.backends.{BACKENDS[target]}")
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("qcompiler.backends"):
-            raise QccError(f"target {target!r} is not available in this build of qcc") from None
-        raise MissingDependencyError(f"target {target!r} needs the Python package {e.name!r}: "
-                                     f"pip install 'qcompiler[{BACKENDS[target]}]'") from None
-
-
-@dataclass
-class Compilation:
-    """Everything a backend may use: both graphs, the calibrated ranges, options, names."""
-
-    float_graph: Graph
-    quant_graph: Graph
-    ranges: dict
-    options: "CompileOptions"
-    name: str
-    header: str  # "from <model> (sha256 ...) with <options>": first line of generated files
+def target_options(backend, options: CompileOptions):
+    """The backend's options dataclass built from `options.target_options`."""
+    return make_options(backend.options_class, dict(options.target_options), backend.name)
 
 
 @dataclass
@@ -91,7 +63,7 @@ def _sha256(path: Path) -> str:
 def pass_list(options: "CompileOptions") -> list[str]:
     """The pipeline a compilation runs: the target's default or --passes, minus --disable-pass."""
     from qcompiler.passes import PASSES
-    passes = list(options.passes) if options.passes is not None else list(DEFAULT_PIPELINES[options.target])
+    passes = list(options.passes) if options.passes is not None else default_pipeline(options.target)
     unknown = [p for p in options.disable_passes if p not in PASSES]
     if unknown:
         raise QccError(f"--disable-pass names unknown pass(es) {unknown}; see `qcc passes`")
@@ -116,7 +88,7 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
     dump = None
     if options is not None:
         opts["outputs"] = list(options.outputs)
-        if options.calib and "horizontal_merge" in passes:
+        if options.calib is not None and "horizontal_merge" in passes:
             samples = load_samples(options.calib, graph)
             opts["calibration_feeds"] = list(iterate_samples(samples, graph, MERGE_VETO_SAMPLES))
         dump_after = set(options.dump_after)
@@ -129,7 +101,7 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
 
 
 def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
-             int8: bool = True, defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
+             scheme: QuantScheme = TFLITE_INT8, defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
     """(int8 graph, calibration summary, ranges); see qcompiler/quant/ptq.py for the steps.
 
     `calib_path` None means data-free mode (needs options.input_range). The
@@ -140,7 +112,7 @@ def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
     """
     from qcompiler.quant.wide_softmax import expand_wide_softmax
     from qcompiler.quant.ptq import run_ptq
-    qgraph, summary, ranges = run_ptq(graph, calib_path, options, int8=int8, defer_report=defer_report)
+    qgraph, summary, ranges = run_ptq(graph, calib_path, options, scheme=scheme, defer_report=defer_report)
     if qgraph is not None:
         expand_wide_softmax(qgraph)
     return qgraph, summary, ranges
@@ -157,27 +129,26 @@ def _publish(tmp: Path, outdir: Path) -> None:
     tmp.rmdir()
 
 
+@one_blas_thread()
 def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
                   options: CompileOptions = CompileOptions()) -> CompileResult:
     """Compile one ONNX model for `options.target` into `outdir`."""
-    backend = backend_module(options.target)
+    backend = registry.get(options.target)
+    topts = target_options(backend, options)
     model_path, outdir = Path(model_path), Path(outdir)
     graph = load_model(model_path, options.input_shapes)
     name = options.name or graph.name
     nodes_in = len(graph.nodes)
     graph, records = optimize(graph, pass_list(options), options)
-    precheck = getattr(backend, "check_supported", None)
-    if precheck is not None:  # report every op the target cannot run before the (slow) calibration
-        precheck(graph)
-    # ncnn quantizes with its own symmetric scheme from the float graph and the ranges
-    int8_ir = options.target not in OWN_INT8_SCHEME
+    backend.check_supported(graph)  # every op the target cannot run, before the (slow) calibration
     from qcompiler.quant.ptq import cancel_report, finish_report
     # no calib: data-free; the per-layer report overlaps with the backend (finish_report below)
-    qgraph, calib_summary, ranges = quantize(graph, options.calib, options, int8=int8_ir, defer_report=True)
+    qgraph, calib_summary, ranges = quantize(graph, options.calib, options, scheme=backend.scheme,
+                                             defer_report=True)
     tmp = None
     try:
-        header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe()}"
-        comp = Compilation(graph, qgraph, ranges, options, name, header)
+        header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe(topts)}"
+        comp = Compilation(graph, qgraph, ranges, options, topts, name, header)
         outdir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.qcc-", dir=outdir.parent))
         umask = os.umask(0)

@@ -1,11 +1,10 @@
-"""`qcc verify`: run an emitted artifact in its real runtime and in the integer reference.
+"""`qcc verify`: run an emitted artifact in its real runtime and compare it with the oracle.
 
-The integer reference interpreter (on the quantized IR saved next to the
-artifact) is the oracle. Each backend module implements
-`verify(outdir, report, samples, limit, ...) -> dict` with an `ok` entry; this
-module holds the shared pieces and the TFLite one: TFLite Micro must match the
-reference bit for bit; LiteRT is run too and its largest difference is
-reported, not required to be zero (its optimized kernels round differently).
+One loop for every backend (the Backend protocol, `qcompiler.backends.base`): the backend
+loads the output directory into an `Artifact`, says which runtimes to run and how each is
+compared (`Artifact.checks`), computes the oracle's outputs (`expected`: the integer
+reference interpreter on the quantized IR saved next to the artifact, or ncnn's scheme
+simulation) and runs the runtimes (`run`). Required checks decide the result.
 """
 from __future__ import annotations
 
@@ -14,14 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from qcompiler.quant.calibration import load_samples
+from qcompiler.backends import registry
 from qcompiler.errors import QccError
-from qcompiler.ir.serialize import load_graph
-
-
-def quantize_feed(graph, feed: dict) -> dict:
-    """Float samples -> int8 graph inputs with the inputs' quantization parameters."""
-    return {v.name: v.quant.quantize(feed[v.name].astype(np.float32)) for v in graph.inputs}
+from qcompiler.numerics.compare import Fidelity
+from qcompiler.quant.calibration import float_reference, iterate_samples, load_samples, source_name
 
 
 def float_view(graph):
@@ -32,35 +27,49 @@ def float_view(graph):
     return view
 
 
-class LsbDiff:
-    """Accumulates integer output differences over samples."""
-
-    def __init__(self):
-        self.max_lsb = 0
-        self.mismatched = 0
-        self.total = 0
-
-    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
-        d = np.abs(ref.astype(np.int64) - got.astype(np.int64))
-        self.max_lsb = max(self.max_lsb, int(d.max(initial=0)))
-        self.mismatched += int(np.count_nonzero(d))
-        self.total += d.size
-
-    def summary(self) -> dict:
-        return {"max_abs_diff_lsb": self.max_lsb, "mismatched_elements": self.mismatched,
-                "elements": self.total, "bit_exact": self.mismatched == 0}
-
-
-def verify_outdir(outdir: str | Path, data: str | Path, limit: int | None = None, **kw) -> dict:
-    """Load the output directory's report and IR, then run its backend's verification."""
-    from qcompiler.driver.pipeline import backend_module
-
-    outdir = Path(outdir)
+def read_report(outdir: Path) -> dict:
     report_path = outdir / "report.json"
     if not report_path.is_file():
         raise QccError(f"{outdir} has no report.json: is it a qcc output directory?")
-    report = json.loads(report_path.read_text())
-    graph = load_graph(outdir / report["ir_file"])
-    samples = load_samples(data, float_view(graph))
-    result = backend_module(report["target"]).verify(outdir, report, samples, limit, **kw)
-    return {"outdir": str(outdir), "target": report["target"], "data": Path(data).name, **result}
+    return json.loads(report_path.read_text())
+
+
+def verify_outdir(outdir: str | Path, data, limit: int | None = None, **verify_options) -> dict:
+    """Compare the artifact in `outdir` with its oracle on the samples in `data` (a .npy/.npz
+    file, an array, or a dict of arrays keyed by input name).
+
+    `verify_options` go to the backend's `load` (e.g. with_litert=False for TFLite,
+    fp16 / threads / probe for ncnn). The result has one entry per runtime (its
+    comparator's summary), "fidelity" against the float model when the output directory
+    keeps it, and "ok" (every required check passed on at least one sample).
+    """
+    outdir = Path(outdir)
+    return verify_report(outdir, read_report(outdir), data, limit, **verify_options)
+
+
+def verify_report(outdir: Path, report: dict, data, limit: int | None = None, **verify_options) -> dict:
+    """`verify_outdir` with the report already read (`report["target"]` names the backend)."""
+    backend = registry.get(report["target"])
+    art = backend.load(outdir, report, **verify_options)
+    view = float_view(art.graph)
+    samples = load_samples(data, view)
+    comparators = {c.runtime: c.comparator() for c in art.checks}
+    reference = float_reference(art.float_graph) if art.float_graph is not None else None
+    fidelity = {c.runtime: Fidelity() for c in art.checks} if reference is not None else {}
+    count = 0
+    for feed in iterate_samples(samples, view, limit):  # float samples stay float
+        want = backend.expected(art, feed)
+        ref = reference(feed) if reference is not None else None
+        for check in art.checks:
+            got = backend.run(art, feed, check.runtime)
+            for name, expected in want.items():
+                comparators[check.runtime].add(name, expected, got[name])
+                if ref is not None:
+                    fidelity[check.runtime].add(name, ref[name], backend.to_float(art, name, got[name]))
+        count += 1
+    result = {"outdir": str(outdir), "target": report["target"], "data": source_name(data), "samples": count,
+              **art.info, "oracle": art.oracle, **{k: c.summary() for k, c in comparators.items()}}
+    if fidelity:
+        result["fidelity"] = {k: f.summary() for k, f in fidelity.items()}
+    result["ok"] = count > 0 and all(comparators[c.runtime].ok for c in art.checks if c.required)
+    return result

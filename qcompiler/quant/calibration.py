@@ -17,7 +17,7 @@ Range rules per tensor (`choose_ranges`):
   clipping the largest logit changes the argmax;
 - outputs of the first weighted layer (Conv / Gemm / MatMul reading a graph
   input, possibly through layout-only ops): min-max too, for the asymmetric int8
-  (TFLite) scheme (`first_layer=True`). Their error reaches every later layer,
+  (TFLite) scheme (the scheme's `minmax_roles` include "first"). Their error reaches every later layer,
   and what a percentile clips there is the strongest response to the input
   (edges, loud frames), not an accumulation outlier. Under ncnn's symmetric
   activations (half the steps for a ReLU output) the clip is worth more and the
@@ -32,13 +32,14 @@ import sys
 import zipfile
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
 from qcompiler.errors import CalibrationError
 from qcompiler.interp import FLOAT_KERNELS, Interpreter
 from qcompiler.ir import Graph
+from qcompiler.quant.scheme import TFLITE_INT8
 from qcompiler.quant.observers import HistogramObserver, select_range
 
 METHODS = ("minmax", "percentile", "kl", "mse")
@@ -83,25 +84,45 @@ def _check_array(arr: np.ndarray, v, path: Path) -> np.ndarray:
     return arr
 
 
-def load_samples(path: str | os.PathLike, graph: Graph) -> dict[str, np.ndarray]:
-    """Load and check a calibration/evaluation file: {input name: array [N, ...]}.
+SampleSource = "str | os.PathLike | np.ndarray | Mapping[str, np.ndarray]"
 
-    `.npy` arrays stay memory-mapped when their dtype is the input's.
+
+def source_name(source) -> str:
+    """How a sample source is named in messages and reports: the file name, or "<array>"."""
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    return "<arrays>" if isinstance(source, Mapping) else "<array>"
+
+
+def load_samples(source, graph: Graph) -> dict[str, np.ndarray]:
+    """Load and check calibration/evaluation samples: {input name: array [N, ...]}.
+
+    `source` is a file (`.npy` for a one-input model, samples on axis 0, or `.npz` keyed
+    by input name), an array, or a dict of arrays keyed by input name. `.npy` arrays stay
+    memory-mapped when their dtype is the input's.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CalibrationError(f"calibration file {path} does not exist")
-    try:
-        data = np.load(path, allow_pickle=False, mmap_mode="r" if path.suffix == ".npy" else None)
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise CalibrationError(f"{path} is not a readable .npy/.npz file ({e})") from None
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise CalibrationError(f"calibration file {path} does not exist")
+        try:
+            data = np.load(path, allow_pickle=False, mmap_mode="r" if path.suffix == ".npy" else None)
+        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            raise CalibrationError(f"{path} is not a readable .npy/.npz file ({e})") from None
+        if not isinstance(data, np.ndarray):
+            data = {k: data[k] for k in data.files}
+    elif isinstance(source, (np.ndarray, Mapping)):
+        path, data = Path(source_name(source)), source
+    else:
+        raise CalibrationError(f"calibration data must be a .npy/.npz file, an array or a dict of arrays, "
+                               f"not {type(source).__name__}")
     if isinstance(data, np.ndarray):
         if len(graph.inputs) != 1:
             raise CalibrationError(f"{path} is a single array but the model has {len(graph.inputs)} "
                                    f"inputs {[v.name for v in graph.inputs]}: use an .npz keyed by input name")
         arrays = {graph.inputs[0].name: data}
     else:
-        arrays = {k: data[k] for k in data.files}
+        arrays = {k: np.asarray(a) for k, a in data.items()}
         missing = [v.name for v in graph.inputs if v.name not in arrays]
         if missing:
             raise CalibrationError(f"{path} has no array for input(s) {missing} (keys: {sorted(arrays)})")
@@ -221,6 +242,19 @@ class FloatRunner:
         return {**feed, **self._interp.run(feed, keep=self.names)}
 
 
+def float_reference(graph):
+    """Float outputs of the optimized IR: onnxruntime when installed, else the float interpreter."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        interp = Interpreter(graph, FLOAT_KERNELS)
+        return interp.run
+    from qcompiler.frontend.onnx_export import graph_to_onnx
+    sess = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [v.name for v in graph.outputs]
+    return lambda feed: dict(zip(names, sess.run(names, {k: np.asarray(v, np.float32) for k, v in feed.items()})))
+
+
 # samples per observer update after the first one: the histograms come out the same (the first
 # sample alone fixes the bin width, later ones only add counts and widen the window, and the
 # window's growth depends on the union of the values only), with an eighth of the numpy calls
@@ -325,27 +359,28 @@ def tensor_roles(graph: Graph) -> dict[str, str]:
     return roles
 
 
-def minmax_tensors(graph: Graph, method: str, also: Iterable[str] = (), first_layer: bool = True) -> set[str]:
-    """Tensors whose range `choose_ranges(..., also, first_layer)` takes as the observed
+def minmax_tensors(graph: Graph, method: str, also: Iterable[str] = (),
+                   minmax_roles: Iterable[str] = TFLITE_INT8.minmax_roles) -> set[str]:
+    """Tensors whose range `choose_ranges(..., also, minmax_roles)` takes as the observed
     min-max (their observers need no histogram)."""
     roles = tensor_roles(graph)
     names = {v.name for v in graph.values()}
     if method == "minmax":
         return names
-    fixed = {"input", "logits", "first"} if first_layer else {"input", "logits"}
+    fixed = set(minmax_roles)
     return {n for n in names if roles.get(n) in fixed} | set(also)
 
 
 def choose_ranges(graph: Graph, observers: dict[str, HistogramObserver], method: str,
                   percentile: float = 99.99, also: Iterable[str] = (),
-                  first_layer: bool = True) -> dict[str, tuple[float, float]]:
+                  minmax_roles: Iterable[str] = TFLITE_INT8.minmax_roles) -> dict[str, tuple[float, float]]:
     """{tensor name: (lo, hi)} from the observers, per the rules in the module docstring;
-    tensors in `also` get min-max as well (a later step sets their range); `first_layer`:
-    the first weighted layer's outputs too (the asymmetric int8 scheme)."""
+    tensors in `also` get min-max as well (a later step sets their range), and so do the
+    tensors whose role (`tensor_roles`) is one of the scheme's `minmax_roles`."""
     if method not in METHODS:
         raise CalibrationError(f"calibration method {method!r} is not available "
                                f"(choose {', '.join(METHODS)})")
-    minmax = minmax_tensors(graph, method, also, first_layer)
+    minmax = minmax_tensors(graph, method, also, minmax_roles)
     ranges = {}
     for name, o in observers.items():
         rule = "minmax" if name in minmax else method

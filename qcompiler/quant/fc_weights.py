@@ -2,14 +2,15 @@
 
 Per-channel FC weights keep more accuracy where the rows of a weight matrix differ
 in range (a folded BatchNorm makes them differ by up to 200x: MLPerf AD), but
-TFLite Micro stores a 32-bit multiplier and a 32-bit shift per output channel of
-such a layer in its arena, and the scales make the flatbuffer larger.
+some runtimes keep per-channel parameters in RAM next to the activations (the scheme's
+`per_channel_param_bytes`: TFLite Micro stores a 32-bit multiplier and a 32-bit shift
+per output channel in its arena), and the scales make the model file larger.
 
 "auto" therefore picks per channel only for layers where it raises the weight
-SQNR by at least FC_PER_CHANNEL_GAIN_DB and, with an arena budget (the TFLM
-targets), only while the multipliers of the chosen layers (largest gain first)
-fit in ARENA_SHARE of the model's activation memory: a model whose activations
-need 768 bytes (AD) should not spend 13 KB on requantization multipliers.
+SQNR by at least FC_PER_CHANNEL_GAIN_DB and, with a RAM budget (schemes whose
+per-channel parameters take RAM), only while the parameters of the chosen layers
+(largest gain first) fit in the scheme's share of the model's activation memory: a
+model whose activations need 768 bytes (AD) should not spend 13 KB on multipliers.
 """
 from __future__ import annotations
 
@@ -18,13 +19,12 @@ import numpy as np
 from qcompiler.ir import Graph, Node
 from qcompiler.ir.memory import Buffer, lower_bound
 from qcompiler.numerics.fixed_point import symmetric_weight_scales
+from qcompiler.quant.scheme import QuantScheme
 
 FC_PER_CHANNEL_GAIN_DB = 3.0  # measured gains: MLPerf AD layers 4.8-14 dB, KWS/IC/VWW heads 0-2.9 dB
-BYTES_PER_CHANNEL = 8  # TFLM: int32 multiplier + int32 shift per output channel
-# 5 %: MLPerf AD's activations peak at 768 bytes; at 10 % its 8-channel bottleneck layer
-# would go per channel for +64 arena bytes and +0.18 dB output SQNR (measured), i.e. more
-# arena than the official int8 file for a gain nobody would notice.
-ARENA_SHARE = 0.05
+# The scheme's share (TFLite int8: 5 %): MLPerf AD's activations peak at 768 bytes; at 10 %
+# its 8-channel bottleneck layer would go per channel for +64 arena bytes and +0.18 dB output
+# SQNR (measured), i.e. more arena than the official int8 file for a gain nobody would notice.
 
 
 def weight_sqnr_db(w: np.ndarray, axis: int | None) -> float:
@@ -63,17 +63,18 @@ def _gains(layers: list[Node]) -> dict[str, float]:
     return {n.name: weight_sqnr_db(n.input(1).data, 0) - weight_sqnr_db(n.input(1).data, None) for n in layers}
 
 
-def _multiplier_bytes(node: Node) -> int:
-    return BYTES_PER_CHANNEL * int(node.input(1).data.shape[0])
+def _multiplier_bytes(node: Node, bytes_per_channel: int) -> int:
+    return bytes_per_channel * int(node.input(1).data.shape[0])
 
 
-def _auto_choice(graph: Graph, arena_budget: int | None) -> tuple[set[str], list[Node], dict[str, float]]:
+def _auto_choice(graph: Graph, scheme: QuantScheme) -> tuple[set[str], list[Node], dict[str, float]]:
     """"auto": (chosen layer names, layers worth it but left out for the budget, gains)."""
     layers = _fc_layers(graph)
     gains = _gains(layers)
+    arena_budget = ram_budget(graph, scheme)
     chosen, over_budget, spent = set(), [], 0
     for n in sorted(layers, key=lambda n: -gains[n.name]):
-        cost = _multiplier_bytes(n)
+        cost = _multiplier_bytes(n, scheme.per_channel_param_bytes)
         if gains[n.name] < FC_PER_CHANNEL_GAIN_DB:
             break
         if arena_budget is not None and spent + cost > arena_budget:
@@ -84,30 +85,32 @@ def _auto_choice(graph: Graph, arena_budget: int | None) -> tuple[set[str], list
     return chosen, [n for n in layers if n in over_budget], gains
 
 
-def per_channel_fc_layers(graph: Graph, mode: bool | str, arena_budget: int | None = None) -> set[str]:
+def per_channel_fc_layers(graph: Graph, mode: bool | str, scheme: QuantScheme) -> set[str]:
     """Names of the Gemm nodes whose weights are quantized per output channel.
 
-    mode True / False: all / none; "auto": see the module docstring (`arena_budget` in
-    bytes, None for targets without an arena).
+    mode True / False: all / none; "auto": see the module docstring.
     """
     if mode != "auto":
         return {n.name for n in _fc_layers(graph)} if mode else set()
-    return _auto_choice(graph, arena_budget)[0]
+    return _auto_choice(graph, scheme)[0]
 
 
-def kept_per_tensor_for_arena(graph: Graph, arena_budget: int | None) -> dict | None:
+def kept_per_tensor_for_arena(graph: Graph, scheme: QuantScheme) -> dict | None:
     """What "auto" gave up to stay within `arena_budget`: the layers that would gain
     >= FC_PER_CHANNEL_GAIN_DB per channel but stay per tensor, their weight-SQNR gains and
     the arena bytes `--per-channel-fc` would add for them (None when nothing was given up)."""
-    _, left_out, gains = _auto_choice(graph, arena_budget)
+    _, left_out, gains = _auto_choice(graph, scheme)
     if not left_out:
         return None
     kept = [gains[n.name] for n in left_out]
     return {"layers": [n.name for n in left_out],
             "weight_sqnr_gain_db": [round(min(kept), 2), round(max(kept), 2)],
-            "arena_bytes": sum(_multiplier_bytes(n) for n in left_out)}
+            "arena_bytes": sum(_multiplier_bytes(n, scheme.per_channel_param_bytes) for n in left_out)}
 
 
-def tflm_arena_budget(graph: Graph) -> int:
-    """Bytes of per-channel multipliers allowed on TFLM: ARENA_SHARE of the activation peak."""
-    return int(ARENA_SHARE * activation_peak_bytes(graph))
+def ram_budget(graph: Graph, scheme: QuantScheme) -> int | None:
+    """Bytes of per-channel parameters the scheme allows in RAM (its share of the activation
+    peak), or None when its per-channel parameters take no RAM."""
+    if not scheme.per_channel_param_bytes:
+        return None
+    return int(scheme.per_channel_param_share * activation_peak_bytes(graph))

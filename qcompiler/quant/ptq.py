@@ -16,19 +16,20 @@ from pathlib import Path
 import numpy as np
 
 from qcompiler.util.blas import one_blas_thread
-from qcompiler.quant.calibration import (FloatRunner, choose_ranges, collect_statistics, iterate_samples, load_samples,
+from qcompiler.quant.calibration import (FloatRunner, source_name, choose_ranges, collect_statistics, iterate_samples, load_samples,
                           minmax_tensors, sample_count, samples_within, spread_indices)
 from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
 from qcompiler.quant.moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
-from qcompiler.quant.fc_weights import ARENA_SHARE, FC_PER_CHANNEL_GAIN_DB
+from qcompiler.quant.fc_weights import FC_PER_CHANNEL_GAIN_DB
+from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.report import layer_report, parameters_only, report_samples, worst_layers
 
 BIAS_CORRECTION_MODES = ("off", "empirical", "analytic")
 FC_WEIGHTS = {True: "per-channel", False: "per-channel (conv), per-tensor (fc)",
               "auto": f"per-channel (conv), fc per-channel where it gains >= {FC_PER_CHANNEL_GAIN_DB:g} dB weight "
-                      f"SQNR (on TFLM: within {100 * ARENA_SHARE:g}% of the activation memory)"}
-ARENA_TARGETS = ("tflm", "tflite")  # per-channel FC multipliers live in TFLM's arena
+                      f"SQNR (on TFLM: within {100 * TFLITE_INT8.per_channel_param_share:g}% of the activation "
+                      "memory)"}
 # Empirical bias correction simulates the quantized network on a fixed budget of activation
 # values (its cost): VWW gets 32 samples, smaller models more (digits: all 200; with 32 digits_dwsep
 # lost 1.5 dB to the noisier mean estimate), never fewer than BIAS_CORRECTION_MIN_SAMPLES.
@@ -54,10 +55,10 @@ def resolved_bias_correction(options) -> str:
     """--bias-correction, or by default: empirical with calibration data, else analytic."""
     mode = options.bias_correction
     if mode == "auto":
-        return "empirical" if options.calib else "analytic"
+        return "empirical" if options.calib is not None else "analytic"
     if mode not in BIAS_CORRECTION_MODES:
         raise CalibrationError(f"--bias-correction {mode!r}: choose one of auto, {', '.join(BIAS_CORRECTION_MODES)}")
-    if mode == "empirical" and not options.calib:
+    if mode == "empirical" and options.calib is None:
         raise CalibrationError("--bias-correction empirical needs calibration data (--calib FILE); "
                                "use --bias-correction analytic in data-free mode")
     return mode
@@ -82,10 +83,9 @@ def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float
 
 
 def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner, bc: str,
-                act_eq: bool, int8: bool):
+                act_eq: bool, scheme: QuantScheme):
     """Ranges from data, plus what later steps need: the samples, input moments and what the
-    same float pass collected for them (`_taps`: {"input_sums": ..., "extremes": ...}, both optional).
-    int8: ranges for the TFLite int8 scheme (else a target's own scheme, e.g. ncnn)."""
+    same float pass collected for them (`_taps`: {"input_sums": ..., "extremes": ...}, both optional)."""
     samples = load_samples(calib_path, graph)
     total = sample_count(samples, graph, options.max_calib_samples)
     taps = _taps(graph, total, bc, act_eq)
@@ -96,15 +96,17 @@ def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: F
     obs, count, engine = collect_statistics(graph, iterate_samples(samples, graph, options.max_calib_samples),
                                             total, runner, tap=sums.add if sums is not None else None,
                                             watches=[extremes] if extremes else [],
-                                            range_only=minmax_tensors(graph, options.calib_method, equalized, int8))
-    ranges = choose_ranges(graph, obs, options.calib_method, options.percentile, also=equalized, first_layer=int8)
+                                            range_only=minmax_tensors(graph, options.calib_method, equalized,
+                                                                       scheme.minmax_roles))
+    ranges = choose_ranges(graph, obs, options.calib_method, options.percentile, also=equalized,
+                           minmax_roles=scheme.minmax_roles)
     ranges.update(_input_range_override(graph, options))
     moments = {}
     for v in graph.inputs:
         o, c = obs[v.name], int(v.shape[1]) if len(v.shape) >= 2 else 1
         moments[v.name] = Moments(np.full(c, o.mean), np.full(c, o.std ** 2), support=(o.min, o.max),
                                   source="input")
-    summary.update({"file": Path(calib_path).name, "samples": count, "engine": engine})
+    summary.update({"file": source_name(calib_path), "samples": count, "engine": engine})
     return ranges, samples, total, moments, taps
 
 
@@ -181,22 +183,22 @@ def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int,
 
 
 @one_blas_thread()
-def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
+def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme = TFLITE_INT8,
             defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
     """Quantize `graph` per `options`: (int8 graph, summary for report.json, ranges).
 
     With CLE on, `graph` is equalized in place (its float function is unchanged),
     so the float graph, the ranges and the int8 graph describe the same tensors.
-    With int8=False (targets with their own integer scheme, e.g. ncnn) only the ranges are
-    computed: no TFLite-scheme int8 graph, bias correction or per-layer report (returns None).
+    Schemes without an integer IR (`scheme.integer_ir` False: the backend quantizes, e.g. ncnn)
+    get only the ranges: no integer graph, bias correction or per-layer report (returns None).
     With defer_report, the per-layer report is computed in the background: call
     `finish_report(summary)` (or `cancel_report`) before reading summary["layers"].
     """
     from qcompiler.passes.equalize import equalize
-    from qcompiler.quant.fc_weights import kept_per_tensor_for_arena, tflm_arena_budget
+    from qcompiler.quant.fc_weights import kept_per_tensor_for_arena, ram_budget
     from qcompiler.quant.quantize import check_finite, check_quantizable, quantize_graph
     check_finite(graph)  # fail on bad weights and unsupported ops before the (slow) calibration
-    if int8:
+    if scheme.integer_ir:
         check_quantizable(graph)
     _check_options(options)
     cle, bc = resolved_cle(options), resolved_bias_correction(options)
@@ -209,9 +211,9 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
     samples, total, moments, runner, input_sums = None, 0, {}, None, None
     if calib_path is not None:
         runner = FloatRunner(graph)  # one float session for calibration, bias correction and the report
-        act_eq = int8 and options.act_eq and not options.per_tensor
+        act_eq = scheme.activation_equalization and options.act_eq and not options.per_tensor
         ranges, samples, total, moments, taps = _calibrated(graph, calib_path, options, summary, runner, bc, act_eq,
-                                                                int8)
+                                                            scheme)
         input_sums = taps.get("input_sums")
         if "extremes" in taps:
             gains = _equalize_activations(graph, taps["extremes"], ranges, input_sums)
@@ -223,15 +225,14 @@ def run_ptq(graph: Graph, calib_path: str | None, options, int8: bool = True,
         ranges = _data_free(graph, options, summary)
         moments = {v.name: _uniform(v, r) for v in graph.inputs for r in [ranges[v.name]]}
     summary["input_ranges"] = {v.name: list(ranges[v.name]) for v in graph.inputs}
-    if not int8:
+    if not scheme.integer_ir:
         summary["bias_correction"] = "not applicable (the target quantizes with its own scheme)"
         return None, summary, ranges
-    budget = tflm_arena_budget(graph) if getattr(options, "target", None) in ARENA_TARGETS else None
     qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc, per_tensor=options.per_tensor,
-                            fc_arena_budget=budget)
-    summary["fc_arena_budget_bytes"] = budget
+                            scheme=scheme)
+    summary["fc_arena_budget_bytes"] = ram_budget(graph, scheme)
     if options.per_channel_fc == "auto" and not options.per_tensor:
-        given_up = kept_per_tensor_for_arena(graph, budget)
+        given_up = kept_per_tensor_for_arena(graph, scheme)
         if given_up:
             summary["fc_kept_per_tensor_for_arena"] = given_up
     summary["fc_per_channel"] = [n.name for n in qgraph.nodes

@@ -27,6 +27,7 @@ import numpy as np
 from qcompiler.errors import QuantizationError, require_ops
 from qcompiler.ir import Graph, QuantParams, Value
 from qcompiler.quant.fc_weights import per_channel_fc_layers
+from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.wide_softmax import mark_wide_softmax
 from qcompiler.numerics.fixed_point import choose_activation_params, symmetric_weight_scales
 
@@ -177,8 +178,8 @@ def _quantize_operand(graph: Graph, c: Value) -> Value:
 
 
 def quantize_weights(graph: Graph, per_channel_fc: bool | str = False, per_tensor: bool = False,
-                     fc_arena_budget: int | None = None) -> None:
-    fc_channelwise = per_channel_fc_layers(graph, per_channel_fc, fc_arena_budget)
+                     scheme: QuantScheme = TFLITE_INT8) -> None:
+    fc_channelwise = per_channel_fc_layers(graph, per_channel_fc, scheme)
     for n in graph.nodes:
         if n.op in WEIGHTED and n.input(1) is not None and n.input(1).is_constant:
             axis = WEIGHTED[n.op]
@@ -203,15 +204,15 @@ def check_quantizable(graph: Graph) -> None:
 
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool | str = False,
-                   per_tensor: bool = False, fc_arena_budget: int | None = None) -> Graph:
-    """Return an int8 copy of the float `graph` using calibrated `ranges`."""
+                   per_tensor: bool = False, scheme: QuantScheme = TFLITE_INT8) -> Graph:
+    """Return an integer copy of the float `graph` using calibrated `ranges`, in `scheme`."""
     check_finite(graph)
     check_quantizable(graph)
     q = graph.copy()
     float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}
     assign_activation_params(q, ranges)
     mark_wide_softmax(q)
-    quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor, fc_arena_budget=fc_arena_budget)
+    quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor, scheme=scheme)
     q.meta["float_io"] = float_io
     q.meta["quantized"] = True
     q.verify()

@@ -1,0 +1,55 @@
+"""QuantScheme: what differs between the integer schemes runtimes execute.
+
+A backend names the scheme its runtime runs; everything in `qcompiler.quant` reads the
+scheme instead of asking which target it compiles for.
+
+    TFLITE_INT8   the TFLite int8 specification: asymmetric int8 activations, symmetric
+                  int8 weights (per output channel for convolutions), int32 biases; qcc
+                  builds the integer IR and its reference interpreter is the oracle.
+    (ncnn's symmetric scheme is defined by its backend: qcc only calibrates ranges there.)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Range rules: tensor roles (see calibration.tensor_roles) whose range is the observed
+# min-max whatever --calib-method says.
+IO_ROLES = frozenset({"input", "logits"})
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """One integer scheme.
+
+    integer_ir: qcc builds the integer IR (quantize_graph, bias correction, the per-layer
+        report); False when the backend quantizes by itself from the calibrated ranges.
+    symmetric_activations: activation ranges are symmetric around zero (zero point 0).
+    minmax_roles: tensor roles that keep their min-max range; the TFLite scheme adds the
+        first weighted layer's outputs ("first"): its asymmetric int8 gives a ReLU output
+        all 256 steps, so clipping its outliers buys less than it costs downstream.
+    activation_equalization: per-channel gains between a conv and the depthwise conv it
+        feeds are allowed (they need per-channel weights on both).
+    per_channel_param_bytes: runtime RAM the runtime keeps per output channel of a layer
+        with per-channel weights, next to the activations (TFLM: an int32 multiplier and an
+        int32 shift in its arena); 0 when they live in flash or cost nothing.
+    per_channel_param_share: share of the activation memory such parameters may take
+        before fully connected layers fall back to per-tensor weights (FC weights "auto").
+    """
+
+    name: str
+    integer_ir: bool = True
+    activation_bits: int = 8
+    symmetric_activations: bool = False
+    weight_bits: int = 8
+    minmax_roles: frozenset = IO_ROLES | {"first"}
+    activation_equalization: bool = True
+    per_channel_param_bytes: int = 0
+    per_channel_param_share: float = 0.05
+
+    @property
+    def weight_qmax(self) -> int:
+        """Symmetric weight range [-qmax, qmax] (int8: 127, as TFLite requires)."""
+        return (1 << (self.weight_bits - 1)) - 1
+
+
+TFLITE_INT8 = QuantScheme("tflite-int8")
