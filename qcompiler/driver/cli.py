@@ -81,7 +81,8 @@ def _compile_parser() -> argparse.ArgumentParser:
                          "channel); default: per channel only for layers where it gains >= 3 dB weight SQNR")
     p.add_argument("--name", help="base name of the emitted files (default: model file stem)")
     for flag, (name, f, owners) in _target_option_flags().items():
-        p.add_argument(flag, dest=f"target_option_{name}", default=None, choices=f.metadata["choices"],
+        kind = type(f.default) if isinstance(f.default, (int, float)) and not isinstance(f.default, bool) else str
+        p.add_argument(flag, dest=f"target_option_{name}", default=None, choices=f.metadata["choices"], type=kind,
                        metavar=None if f.metadata["choices"] else name.upper(),
                        help=f"{f.metadata['help']} (target {', '.join(owners)}; default {f.default})")
     return p
