@@ -139,11 +139,18 @@ def cmd_compile(argv: list[str]) -> int:
 
 
 def cmd_inspect(argv: list[str]) -> int:
-    from qcompiler.frontend.onnx_import import load_onnx, parse_input_shapes, onnx_to_graph
-    from qcompiler.errors import UnsupportedOpError
+    from pathlib import Path
 
-    p = argparse.ArgumentParser(prog="qcc inspect", description="Show a model's ops, shapes and parameters.")
+    from qcompiler.backends import registry
+    from qcompiler.driver.pipeline import CompileOptions, default_pipeline, optimize, target_support
+    from qcompiler.errors import UnsupportedOpError
+    from qcompiler.frontend.onnx_import import load_onnx, onnx_to_graph, parse_input_shapes
+
+    p = argparse.ArgumentParser(prog="qcc inspect", description="Show a model's ops, shapes and parameters, and "
+                                "which ops each target (or --target) cannot compile.")
     p.add_argument("model")
+    p.add_argument("--target", choices=registry.names(), help="check this target only (default: every target "
+                   "whose backend is installed)")
     p.add_argument("--input-shape", action="append", default=[])
     p.add_argument("--json", action="store_true", help="machine-readable output")
     a = p.parse_args(argv)
@@ -152,21 +159,39 @@ def cmd_inspect(argv: list[str]) -> int:
     info = {"model": a.model, "opset": max((i.version for i in model.opset_import if i.domain in ("", "ai.onnx")),
                                            default=None),
             "ops": dict(sorted(ops.items())), "unsupported_ops": []}
+    shapes = parse_input_shapes(";".join(a.input_shape))
     try:
-        from pathlib import Path
-        g = onnx_to_graph(model, Path(a.model).stem, parse_input_shapes(";".join(a.input_shape)))
+        g = onnx_to_graph(model, Path(a.model).stem, shapes)
+    except UnsupportedOpError as e:
+        info["unsupported_ops"] = e.problems
+    else:
         info["inputs"] = {v.name: [v.dtype.name, list(v.shape)] for v in g.inputs}
         info["outputs"] = {v.name: [v.dtype.name, list(v.shape)] for v in g.outputs}
         info["parameters"] = int(sum(v.size for v in g.constants() if np.issubdtype(v.dtype, np.floating)))
-        from qcompiler.interp import INT_KERNELS
-        info["not_quantizable_yet"] = sorted({n.op for n in g.nodes if n.op not in INT_KERNELS})
-    except UnsupportedOpError as e:
-        info["unsupported_ops"] = e.problems
+        info["targets"] = {}
+        for target in [a.target] if a.target else registry.names():
+            try:
+                backend = registry.get(target)
+                graph = optimize(onnx_to_graph(model, Path(a.model).stem, shapes), default_pipeline(target),
+                                 CompileOptions(target=target))[0]
+                problems = target_support(graph, backend)
+            except QccError as e:  # e.g. the target's runtime is not installed
+                if a.target:
+                    raise
+                info["targets"][target] = f"not checked: {e}"
+                continue
+            info["targets"][target] = problems or "supported"
+            if a.target:
+                info["unsupported_ops"] = problems
     if a.json:
         print(json.dumps(info, indent=2))
     else:
         for k, v in info.items():
-            print(f"{k:>20}: {v}")
+            if k == "targets":
+                for target, problems in v.items():
+                    print(f"{'target ' + target:>20}: {problems if isinstance(problems, str) else '; '.join(problems)}")
+            else:
+                print(f"{k:>20}: {v}")
     return 3 if info["unsupported_ops"] else 0
 
 

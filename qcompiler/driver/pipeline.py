@@ -100,6 +100,22 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
     return graph, pm.records
 
 
+def target_support(graph: Graph, backend) -> list[str]:
+    """Every op problem compiling the optimized `graph` for `backend` would report: ops the
+    backend cannot lower and, for schemes with an integer IR, ops without an integer
+    reference kernel (`qcc inspect --target` prints them before any calibration)."""
+    from qcompiler.errors import UnsupportedOpError
+    from qcompiler.quant.quantize import check_quantizable
+    checks = [backend.check_supported] + ([check_quantizable] if backend.scheme.integer_ir else [])
+    problems: list[str] = []
+    for check in checks:
+        try:
+            check(graph)
+        except UnsupportedOpError as e:
+            problems += [p for p in e.problems if p not in problems]
+    return problems
+
+
 def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
              scheme: QuantScheme = TFLITE_INT8, defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
     """(int8 graph, calibration summary, ranges); see qcompiler/quant/ptq.py for the steps.
