@@ -207,7 +207,9 @@ class FloatRunner:
         if prefer_onnxruntime:
             self._session = self._make_session()
         if self._session is None:
-            self._interp = Interpreter(graph, FLOAT_KERNELS)
+            # a snapshot, like the session: later in-place edits of `graph` (activation
+            # equalization rescales constants) must not change what this runner computes
+            self._interp = Interpreter(graph.copy(), FLOAT_KERNELS)
 
     def _make_session(self):
         try:
