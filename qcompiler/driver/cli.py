@@ -272,6 +272,8 @@ def cmd_verify(argv: list[str]) -> int:
     kw = {"with_litert": False} if a.no_litert else {}
     result = verify_outdir(a.outdir, a.data, a.limit, **kw)
     print(json.dumps(result, indent=2))
+    for warning in result["warnings"]:
+        print(f"qcc: warning: {warning}", file=sys.stderr)
     return 0 if result["ok"] else 9
 
 

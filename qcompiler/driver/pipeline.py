@@ -171,8 +171,13 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
         backend_report = backend.emit(comp, tmp)
+        ir_files = {"float_ir_file": f"{name}.float.qir"}  # the float model: qcc verify's fidelity
+        save_graph(graph, tmp / ir_files["float_ir_file"])
         if qgraph is not None:
-            save_graph(qgraph, tmp / f"{name}.qir")
+            ir_files["ir_file"] = f"{name}.qir"  # the integer IR: the oracle
+            save_graph(qgraph, tmp / ir_files["ir_file"])
+        else:  # the backend's own scheme: its checks start from the float graph
+            ir_files["ir_file"] = ir_files["float_ir_file"]
         from qcompiler.quant.report import write_report_files
         finish_report(calib_summary)
         layers = calib_summary.pop("layers", [])
@@ -185,12 +190,11 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
             "nodes": {"onnx": nodes_in, "optimized": len(graph.nodes)},
             "pass_log": graph.meta.get("pass_log", []),
             "calibration": calib_summary,
-            "ir_file": f"{name}.qir" if qgraph is not None else backend_report["ir_file"],
+            **ir_files,
             "layers": layers,
             **backend_report,
         }
-        report["files"] = sorted(report["files"] + [f"{name}.qir"] * (qgraph is not None) + ["report.json"]
-                                 + report_files)
+        report["files"] = sorted(set(report["files"]) | set(ir_files.values()) | {"report.json"} | set(report_files))
         (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         _publish(tmp, outdir)
     finally:
