@@ -294,6 +294,7 @@ def make_samples(key: str, split: str, n: int | None = None, start: int = 0) -> 
     """Samples start..start+n-1 of a split: (float32 array [n, ...input shape without batch], metas)."""
     m = MODELS[key]
     n = (m.n_calib if split == "calib" else m.n_eval) if n is None else n
+    im.require_libs()
     xs, metas = [], []
     for i in range(start, start + n):
         x, meta = m.scene(sample_rng(key, split, i), split)

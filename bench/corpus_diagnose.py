@@ -35,6 +35,7 @@ from bench import corpus_post as post  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 QCC = [sys.executable, "-m", "qcompiler.cli"]
 TARGETS = ("tflm", "tvm", "ncnn")
+QCC_EXTRA: list[str] = []
 TFLM_EVAL = 50  # TFLite Micro's reference kernels take seconds per sample on the larger models
 # ORT calibration keeps every tensor of every sample in memory: feed it in chunks of this many
 # samples (its histograms merge across chunks; MinMax: CalibMaxIntermediateOutputs)
@@ -222,7 +223,7 @@ def tflm_outputs(tflite: Path, x: np.ndarray, names: list[str]) -> dict[str, np.
 def qcc_try(model: Path, key: str, target: str, workdir: Path, extra=(), fidelity=None) -> dict:
     out = workdir / f"{model.stem}_{target}"
     cmd = QCC + [str(model), "--target", target, "--calib", str(corpus.data_path(key, "calib")),
-                 "-o", str(out)] + corpus.qcc_args(key) + list(extra)
+                 "-o", str(out)] + corpus.qcc_args(key) + QCC_EXTRA + list(extra)
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=3600)
     res = {"rc": r.returncode, "seconds": round(time.perf_counter() - t, 1)}
@@ -245,24 +246,33 @@ def qcc_try(model: Path, key: str, target: str, workdir: Path, extra=(), fidelit
     res["verify_rc"] = v.returncode
     try:
         rep = json.loads(v.stdout[v.stdout.index("{"):])
-        res["verify"] = {"ok": rep.get("ok"), "outputs": {
-            o: {k: {kk: vv for kk, vv in d.items() if kk in ("sqnr_db", "within_one_step", "max_diff_steps",
-                                                               "bit_exact", "mismatched_elements", "max_abs_diff_lsb")}
-                for k, d in od.items() if isinstance(d, dict)} for o, od in rep.get("outputs", {}).items()}}
+        res["verify"] = {k: d for k, d in rep.items() if k not in ("outdir", "data", "target", "io")}
     except ValueError:
         res["verify"] = _last_error(v.stderr + v.stdout)
     return res
 
 
-def probe_rewrite(src: Path, dst: Path, cut_at: str | None = None) -> list[str]:
+def probe_rewrite(src: Path, dst: Path, cut_at: str | None = None, input_shape=None) -> list[str]:
     """Diagnostic-only rewrites (Div by constant -> Mul; HardSigmoid -> Mul/Add/Clip; the graph
     cut at tensor `cut_at`): what was done."""
     import onnx
     from onnx import helper, numpy_helper
     if cut_at:
         m = onnx.load(str(src))
-        onnx.utils.extract_model(str(src), str(dst), [i.name for i in m.graph.input if i.name not in
-                                                      {t.name for t in m.graph.initializer}], [cut_at])
+        inp = m.graph.input[0]
+        for d, v in zip(inp.type.tensor_type.shape.dim, input_shape):
+            d.Clear()
+            d.dim_value = v
+        m = onnx.shape_inference.infer_shapes(m)
+        cut = onnx.utils.Extractor(m).extract_model([inp.name], [cut_at])
+        if not cut.graph.output[0].type.tensor_type.HasField("shape"):  # computed by Shape/Gather: run it
+            onnx.save(cut, str(dst))
+            y = next(iter(run_ort(dst, np.zeros(tuple(input_shape), np.float32)).values()))
+            out = cut.graph.output[0]
+            for v in y.shape[1:]:
+                out.type.tensor_type.shape.dim.add().dim_value = v
+            del cut.graph.value_info[:]
+        onnx.save(cut, str(dst))
         src = dst
     m = onnx.load(str(src))
     g = m.graph
@@ -306,7 +316,8 @@ class _Reader:
         return next(self.it, None)
 
 
-def ort_qdq(model: Path, calib: np.ndarray, method: str, workdir: Path, chunk: int | None) -> tuple[Path, float]:
+def ort_qdq(model: Path, calib: np.ndarray, method: str, workdir: Path, chunk: int | None,
+            input_shape=None) -> tuple[Path, float]:
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization import calibrate as cal
@@ -316,10 +327,22 @@ def ort_qdq(model: Path, calib: np.ndarray, method: str, workdir: Path, chunk: i
         import onnx
         from onnx import version_converter
         m = onnx.load(str(model))
+        changed = False
+        dims = m.graph.input[0].type.tensor_type.shape.dim
+        if input_shape and any(not d.dim_value for d in dims):
+            # fixed as qcc's --input-shape does: ORT's symbolic shape inference stops on nudenet's dims
+            for d, v in zip(dims, input_shape):
+                d.Clear()
+                d.dim_value = v
+            del m.graph.value_info[:]
+            changed = True
         if max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) < 13:
             # per-channel DequantizeLinear (its axis attribute) needs opset 13; ORT does not upgrade
-            model = workdir / f"{model.stem}_opset13.onnx"
-            onnx.save(version_converter.convert_version(m, 13), str(model))
+            m = version_converter.convert_version(m, 13)
+            changed = True
+        if changed:
+            model = workdir / f"{model.stem}_fixed.onnx"
+            onnx.save(m, str(model))
         quant_pre_process(str(model), str(pre))
     name = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0].name
     out = workdir / f"{model.stem}_{method}.onnx"
@@ -334,6 +357,8 @@ def ort_qdq(model: Path, calib: np.ndarray, method: str, workdir: Path, chunk: i
 
     if chunk:
         cal.HistogramCalibrater.collect_data = chunked
+        while len(calib) % chunk == 0:  # ORT's MinMax raises "No data is collected" when the last flush empties it
+            chunk += 1
     t = time.perf_counter()
     try:
         quantize_static(str(pre), str(out), _Reader(name, calib), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -352,7 +377,8 @@ def diagnose(key: str, workdir: Path, skip_qcc: bool, skip_ort: bool, methods) -
     model = corpus.model_path(key)
     calib, _ = corpus.load_data(key, "calib")
     evals, metas = corpus.load_data(key, "eval")
-    res = {"model": key, "facts": onnx_facts(model), "patterns": patterns(model), "input_shape_arg": corpus.MODELS[key].input_shape_arg,
+    res = {"model": key, "facts": onnx_facts(model), "patterns": patterns(model), "qcc_extra_args": list(QCC_EXTRA),
+           "input_shape_arg": corpus.MODELS[key].input_shape_arg,
            "calib": len(calib), "eval": len(evals)}
     t = time.perf_counter()
     ref = run_ort(model, evals)
@@ -365,7 +391,7 @@ def diagnose(key: str, workdir: Path, skip_qcc: bool, skip_ort: bool, methods) -
         res["qcc"] = {t_: qcc_try(model, key, t_, workdir, fidelity=(ref, metas, ref_task)) for t_ in TARGETS}
         log("qcc", {t_: r.get("error", "ok")[:200] for t_, r in res["qcc"].items()})
         probe = workdir / f"{key}_probe.onnx"
-        done = probe_rewrite(model, probe, PROBE_CUT.get(key))
+        done = probe_rewrite(model, probe, PROBE_CUT.get(key), corpus.MODELS[key].input_shape)
         if done:
             res["probe_rewrites"] = done
             # only the targets whose first error is one the probe removes
@@ -377,7 +403,7 @@ def diagnose(key: str, workdir: Path, skip_qcc: bool, skip_ort: bool, methods) -
     if not skip_ort:
         res["ort"] = {}
         for m in methods:
-            q, secs = ort_qdq(model, calib, m, workdir, ORT_CHUNK.get(key))
+            q, secs = ort_qdq(model, calib, m, workdir, ORT_CHUNK.get(key), corpus.MODELS[key].input_shape)
             out = run_ort(q, evals)
             out_task = task(key, out, metas)
             n = min(TFLM_EVAL, len(metas))
@@ -434,7 +460,11 @@ def main(argv=None) -> int:
     p.add_argument("--skip-ort", action="store_true")
     p.add_argument("--methods", default="MinMax,Entropy,Percentile")
     p.add_argument("--json", default=str(ROOT / "bench" / "corpus_diagnosis.json"))
+    p.add_argument("--tflm-eval", type=int, default=TFLM_EVAL, help="evaluation samples run in TFLite Micro")
+    p.add_argument("--qcc-args", default="", help="extra qcc arguments, e.g. '--max-calib-samples 16'")
     a = p.parse_args(argv)
+    globals()["TFLM_EVAL"] = a.tflm_eval
+    QCC_EXTRA[:] = a.qcc_args.split()
     results = []
     with tempfile.TemporaryDirectory(prefix="qcc_corpus_") as tmp:
         for key in a.keys or list(corpus.MODELS):

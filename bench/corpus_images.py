@@ -37,13 +37,12 @@ class ImageLibsMissing(ImportError):
     """scikit-image, Pillow or OpenCV (opencv-python-headless) is not installed."""
 
 
-def _libs():
-    try:
-        import cv2  # noqa: F401
-        import skimage.data  # noqa: F401
-        from PIL import Image  # noqa: F401
-    except ImportError as e:
-        raise ImageLibsMissing(f"the corpus data needs scikit-image, Pillow and opencv-python-headless: {e}") from e
+def require_libs():
+    from importlib.util import find_spec
+    missing = [pkg for mod, pkg in (("cv2", "opencv-python-headless"), ("skimage", "scikit-image"), ("PIL", "Pillow"))
+               if find_spec(mod) is None]
+    if missing:
+        raise ImageLibsMissing(f"the corpus data needs {', '.join(missing)} (pip install {' '.join(missing)})")
 
 
 # ---- sources ---------------------------------------------------------------------------------
@@ -51,7 +50,7 @@ def _libs():
 @lru_cache(maxsize=None)
 def photo(name: str) -> np.ndarray:
     """RGB uint8 version of a bundled scikit-image photo (gray ones stacked, RGBA on white)."""
-    _libs()
+    require_libs()
     import skimage.data as d
     if name.startswith("motorcycle_"):
         left, right, _ = d.stereo_motorcycle()
@@ -70,7 +69,7 @@ def photo(name: str) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _faces() -> np.ndarray:
-    _libs()
+    require_libs()
     import skimage.data as d
     return (d.lfw_subset()[:100] * 255).round().astype(np.uint8)
 
