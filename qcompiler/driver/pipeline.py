@@ -21,7 +21,7 @@ from qcompiler.frontend.onnx_import import load_model
 from qcompiler.ir import Graph
 from qcompiler.ir.serialize import save_graph
 from qcompiler.passes import PassContext, PassManager
-from qcompiler.quant.calibration import iterate_samples, load_samples
+from qcompiler.quant.calibration import FloatRunner, iterate_samples, load_samples
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.util.blas import one_blas_thread
 
@@ -91,6 +91,7 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
         if options.calib is not None and "horizontal_merge" in passes:
             samples = load_samples(options.calib, graph)
             opts["calibration_feeds"] = list(iterate_samples(samples, graph, MERGE_VETO_SAMPLES))
+            opts["float_runner"] = FloatRunner
         dump_after = set(options.dump_after)
         dump = _dumper(options.dump_dir)
     pm = PassManager(passes, dump_after=dump_after, dump=dump)
