@@ -155,6 +155,17 @@ def values_per_sample(graph: Graph) -> int:
     return sum(int(np.prod(v.shape)) for n in graph.nodes for v in n.outputs if v.shape)
 
 
+# Float activation bytes one step may hold at once (calibration's samples in flight, the
+# per-layer report's samples): a big model gets fewer samples per step, not more memory.
+# (A 416x416 detector has 147 MB of activations per sample: calibration held 17 of them.)
+ACTIVATION_BYTES = 512 << 20
+
+
+def samples_in_memory(graph: Graph) -> int:
+    """How many samples' float activations fit in ACTIVATION_BYTES (at least 1)."""
+    return max(1, ACTIVATION_BYTES // (4 * max(values_per_sample(graph), 1)))
+
+
 def samples_within(graph: Graph, values: int, at_least: int, at_most: int | None = None) -> int:
     """How many samples' activations fit in `values` (what simulating them costs), kept
     within [at_least, at_most]."""
@@ -310,8 +321,10 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
            for name in runner.names}
     progress = _Progress("calibrating", total)
     count = 0
-    # forward passes run up to OBSERVE_BATCH samples ahead of the observers (onnxruntime releases
-    # the GIL); observations still happen in sample order, so results are unchanged
+    # forward passes run up to `ahead` samples ahead of the observers (onnxruntime releases
+    # the GIL); observations still happen in sample order, so results are unchanged. At most
+    # 2 x `ahead` samples' activations are held at once (pending + batch).
+    ahead = max(1, min(OBSERVE_BATCH, samples_in_memory(graph) // 2))
     batch: list[dict] = []
     pending: deque = deque()
     submitted = 0
@@ -320,11 +333,11 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
             if feed is not None:
                 pending.append(pool.submit(_run_and_tap, runner, feed, submitted, tap))
                 submitted += 1
-            while pending and (feed is None or len(pending) > OBSERVE_BATCH):
+            while pending and (feed is None or len(pending) > ahead):
                 acts = pending.popleft().result()
                 batch.append(acts)
                 count += 1
-                if count == 1 or len(batch) == OBSERVE_BATCH:
+                if count == 1 or len(batch) == ahead:
                     _observe_all(obs, batch, watches)
                     batch = []
                 progress.step(count)
