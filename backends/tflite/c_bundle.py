@@ -148,7 +148,7 @@ def _io_header(ident: str, kind: str, index: int, io: dict) -> str:
     macro = f"{ident.upper()}_{kind.upper()}{index}"
     func = f"{ident}_{kind}{index}"
     shape = tuple(int(d) for d in io["shape"])
-    name = str(io["name"]).replace("*/", "* /")
+    name = _comment_safe(str(io["name"]))
     out = [
         f"/* {kind} {index}: \"{name}\", {io['dtype']} {list(shape)}{_LAYOUT_NOTES.get(io.get('layout'), '')} */",
         f"#define {macro}_RANK {len(shape)}",
@@ -205,9 +205,14 @@ static inline float {ident}_dequantize(int32_t q, float scale, int32_t zero_poin
 """
 
 
+def _comment_safe(text: str) -> str:
+    """Text that cannot end or nest a C block comment, or open a trigraph (names come from users)."""
+    return text.replace("*/", "* /").replace("/*", "/ *").replace("??", "? ?")
+
+
 def _comment(text: str, width: int = 88) -> str:
     """A C block comment wrapped to `width` columns."""
-    lines = textwrap.wrap(text.replace("*/", "* /"), width - 3)
+    lines = textwrap.wrap(_comment_safe(text), width - 3)
     return "/* " + "\n * ".join(lines) + " */\n"
 
 

@@ -86,6 +86,8 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="range rule for hidden activations (graph inputs and logits always use min-max)")
     g.add_argument("--percentile", type=float, default=99.99, help="with --calib-method percentile")
     g.add_argument("--max-calib-samples", type=int, help="use at most this many calibration samples")
+    g.add_argument("--max-memory", type=int, default=4096, metavar="MB",
+                   help="largest array a calibration file or a graph input may make qcc allocate")
     g.add_argument("--input-range", metavar="LO,HI",
                    help="value range of every float input; required without --calib (data-free mode)")
 
@@ -148,14 +150,18 @@ def cmd_compile(argv: list[str]) -> int:
     split = lambda items: tuple(x for item in items for x in item.split(",") if x)  # noqa: E731
     try:
         input_range = tuple(float(v) for v in a.input_range.split(",")) if a.input_range else None
+        if input_range is not None and (len(input_range) != 2 or not all(map(np.isfinite, input_range))):
+            raise ValueError
     except ValueError:
         raise QccError(f"bad --input-range {a.input_range!r}: expected LO,HI e.g. 0,1") from None
+    if a.max_memory <= 0:
+        raise QccError(f"--max-memory {a.max_memory}: give a positive number of MB")
     opts = CompileOptions(calib_method=a.calib_method, percentile=a.percentile, per_tensor=a.per_tensor,
                           cle=a.cle, act_eq=a.act_eq, bias_correction=a.bias_correction, input_range=input_range,
                           disable_passes=split(a.disable_pass), outputs=split([a.outputs or ""]),
                           dump_after=split(a.dump_after), dump_dir=a.dump_dir,
                           target=a.target, calib=a.calib,
-                          max_calib_samples=a.max_calib_samples,
+                          max_calib_samples=a.max_calib_samples, max_memory_mb=a.max_memory,
                           input_shapes=parse_input_shapes(";".join(a.input_shape)),
                           passes=tuple(a.passes.split(",")) if a.passes else None,
                           per_channel_fc=_fc_mode(a), name=a.name, target_options=_given_target_options(a))

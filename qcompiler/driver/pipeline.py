@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
     if options is not None:
         opts["outputs"] = list(options.outputs)
         if options.calib is not None and "horizontal_merge" in passes:
-            samples = load_samples(options.calib, graph)
+            samples = load_samples(options.calib, graph, options.max_memory_mb << 20)
             opts["calibration_feeds"] = list(iterate_samples(samples, graph, MERGE_VETO_SAMPLES))
             opts["float_runner"] = FloatRunner
         dump_after = set(options.dump_after)
@@ -135,15 +136,58 @@ def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
     return qgraph, summary, ranges
 
 
-def _publish(tmp: Path, outdir: Path) -> None:
-    if not outdir.exists():
-        os.replace(tmp, outdir)
-        return
-    if not outdir.is_dir():
+def file_stem(name: str) -> str:
+    """The base name of every emitted file: `name` sanitized like an identifier (letters,
+    digits, _; at most 64 characters), so that no --name can place a file outside -o."""
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", str(name)).strip("_")[:64].strip("_")
+    if not stem:
+        raise QccError(f"--name {name!r} leaves no usable file name: use letters, digits and _")
+    return stem
+
+
+def _check_output(outdir: Path) -> None:
+    """Fail before any work if `outdir` cannot become the output directory."""
+    try:
+        dangling = outdir.is_symlink() and not outdir.exists()
+        not_a_dir = outdir.exists() and not outdir.is_dir()
+    except OSError as e:  # e.g. a name longer than the file system allows
+        raise QccError(f"output path {str(outdir)[:80]}...: {e.strerror or e}") from None
+    if dangling:
+        raise QccError(f"output path {outdir} is a dangling symbolic link")
+    if not_a_dir:
         raise QccError(f"output path {outdir} exists and is not a directory")
-    for f in sorted(tmp.iterdir()):
-        os.replace(f, outdir / f.name)
-    tmp.rmdir()
+
+
+def _staging_dir(outdir: Path) -> Path:
+    """An empty private folder beside `outdir` (same file system, so publishing is renames)."""
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".qcc-", dir=outdir.parent))
+    except OSError as e:
+        raise QccError(f"cannot create the output directory {outdir}: {e.strerror or e}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
+    return tmp
+
+
+def _publish(tmp: Path, outdir: Path) -> None:
+    """Move the finished files into `outdir`; anything in the way is found before a file moves."""
+    _check_output(outdir)
+    try:
+        if not outdir.exists():
+            os.replace(tmp, outdir)
+            return
+        blocked = [f.name for f in sorted(tmp.iterdir())
+                   if (outdir / f.name).exists() and (outdir / f.name).is_dir()]
+        if blocked:
+            raise QccError(f"{outdir} holds folder(s) named like output files: {', '.join(blocked)}; "
+                           "move them or choose another -o")
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, outdir / f.name)
+        tmp.rmdir()
+    except OSError as e:
+        raise QccError(f"cannot write the output directory {outdir}: {e.strerror or e}") from None
 
 
 @one_blas_thread()
@@ -153,8 +197,9 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     backend = registry.get(options.target)
     topts = target_options(backend, options)
     model_path, outdir = Path(model_path), Path(outdir)
+    _check_output(outdir)
     graph = load_model(model_path, options.input_shapes)
-    name = options.name or graph.name
+    name = file_stem(options.name or graph.name)
     nodes_in = len(graph.nodes)
     graph, records = optimize(graph, pass_list(options), options)
     backend.check_supported(graph)  # every op the target cannot run, before the (slow) calibration
@@ -166,11 +211,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     try:
         header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe(topts)}"
         comp = Compilation(graph, qgraph, ranges, options, topts, name, header)
-        outdir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.qcc-", dir=outdir.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
+        tmp = _staging_dir(outdir)
         backend_report = backend.emit(comp, tmp)
         ir_files = {"float_ir_file": f"{name}.float.qir"}  # the float model: qcc verify's fidelity
         save_graph(graph, tmp / ir_files["float_ir_file"])

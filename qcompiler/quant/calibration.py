@@ -94,23 +94,75 @@ def source_name(source) -> str:
     return "<arrays>" if isinstance(source, Mapping) else "<array>"
 
 
-def load_samples(source, graph: Graph) -> dict[str, np.ndarray]:
+DEFAULT_MAX_BYTES = 4096 << 20  # largest array a calibration file may make qcc allocate (--max-memory)
+
+
+def _npz_member_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an .npz member from its .npy header, without reading the data."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with zf.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in readers:
+            raise ValueError(f"unsupported .npy format version {version} in member {member!r}")
+        shape, _, dtype = readers[version](f)
+    return tuple(shape), np.dtype(dtype)
+
+
+def _read_sample_file(path: Path, names: list[str], max_bytes: int):
+    """An .npy (memory-mapped, never read whole) or the needed members of an .npz, each checked
+    (numeric dtype, size within `max_bytes`) before anything is allocated."""
+    if not path.is_file():
+        raise CalibrationError(f"calibration file {path} does not exist")
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                members = {m[:-4]: m for m in zf.namelist() if m.endswith(".npy")}
+                missing = [name for name in names if name not in members]
+                if missing:
+                    raise CalibrationError(f"{path} has no array for input(s) {missing} (keys: {sorted(members)})")
+                data = {}
+                for name in names:  # other members are never read
+                    shape, dtype = _npz_member_header(zf, members[name])
+                    _check_header(path, name, shape, dtype, max_bytes)
+                    with zf.open(members[name]) as f:
+                        data[name] = np.lib.format.read_array(f, allow_pickle=False)
+                return data
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+        _check_header(path, None, arr.shape, arr.dtype, None)
+        return arr
+    except CalibrationError:
+        raise
+    except Exception as e:  # any malformed file: numpy, zipfile and the OS raise many types
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "allow_pickle" in first or "pickle" in first.lower():
+            first = "not in .npy format: numpy would read it as pickled Python objects, which qcc never loads"
+        raise CalibrationError(f"{path} is not a readable .npy/.npz file of numbers ({first})") from None
+
+
+def _check_header(path: Path, member: str | None, shape, dtype: np.dtype, max_bytes: int | None) -> None:
+    where = f"{path}" + (f" member {member!r}" if member else "")
+    if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise CalibrationError(f"{where} has dtype {dtype}; calibration data must be numbers "
+                               "(Python objects are never loaded)")
+    if any(int(d) < 0 for d in shape):
+        raise CalibrationError(f"{where} declares a negative dimension {tuple(shape)}")
+    size = int(np.prod([int(d) for d in shape], dtype=object)) * dtype.itemsize
+    if max_bytes is not None and size > max_bytes:
+        raise CalibrationError(f"{where} declares {size / 2**30:.1f} GiB ({tuple(shape)} {dtype}), over the "
+                               f"{max_bytes / 2**30:.1f} GiB limit (--max-memory)")
+
+
+def load_samples(source, graph: Graph, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
     """Load and check calibration/evaluation samples: {input name: array [N, ...]}.
 
     `source` is a file (`.npy` for a one-input model, samples on axis 0, or `.npz` keyed
     by input name), an array, or a dict of arrays keyed by input name. `.npy` arrays stay
-    memory-mapped when their dtype is the input's.
+    memory-mapped when their dtype is the input's; of an `.npz` only the members named like
+    inputs are read, each after its header is checked against `max_bytes`.
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
-            raise CalibrationError(f"calibration file {path} does not exist")
-        try:
-            data = np.load(path, allow_pickle=False, mmap_mode="r" if path.suffix == ".npy" else None)
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
-            raise CalibrationError(f"{path} is not a readable .npy/.npz file ({e})") from None
-        if not isinstance(data, np.ndarray):
-            data = {k: data[k] for k in data.files}
+        data = _read_sample_file(path, [v.name for v in graph.inputs], max_bytes)
     elif isinstance(source, (np.ndarray, Mapping)):
         path, data = Path(source_name(source)), source
     else:

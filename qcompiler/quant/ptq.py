@@ -96,7 +96,7 @@ def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: F
                 act_eq: bool, scheme: QuantScheme):
     """Ranges from data, plus what later steps need: the samples, input moments and what the
     same float pass collected for them (`_taps`: {"input_sums": ..., "extremes": ...}, both optional)."""
-    samples = load_samples(calib_path, graph)
+    samples = load_samples(calib_path, graph, options.max_memory_mb << 20)
     total = sample_count(samples, graph, options.max_calib_samples)
     taps = _taps(graph, total, bc, act_eq)
     sums, extremes = taps.get("input_sums"), taps.get("extremes")
