@@ -4,9 +4,12 @@
 then the nodes in order; each with its predecessors' indices). `graph_svg` places them:
 
 - rank of a node = 1 + the largest rank of its predecessors (inputs: 0), one row per rank;
-- within a row, nodes sorted by the mean position of their predecessors (one top-down
+- an edge spanning several ranks passes each of them as a narrow virtual item (Sugiyama's
+  dummy nodes), so a skip connection runs beside the nodes it skips, not through them;
+- within a row, items sorted by the mean position of their predecessors (one top-down
   barycenter sweep; ties keep graph order), which keeps chains straight and branches apart;
-- rows wrap into side-by-side columns of at most ROWS_PER_COLUMN ranks;
+- rows wrap into side-by-side columns of at most ROWS_PER_COLUMN ranks (an edge into the
+  next column runs down the gap between them);
 - above MAX_NODES nodes, chains (a node whose single predecessor has it as single
   successor) are drawn as one box naming how many nodes it holds, colored by their worst SQNR.
 """
