@@ -193,7 +193,7 @@ def _print_summary(r: dict, out: str, target: str, verbose: bool) -> None:
     worst = r.get("calibration", {}).get("worst_layers", [])
     if worst:
         w = worst[0]
-        report = " (report.md, report.json)" if "report.md" in r["files"] else ""
+        report = " (report.html, report.md, report.json)" if "report.html" in r["files"] else ""
         print(f"qcc: lowest per-layer SQNR {w['sqnr_db']:.1f} dB at {_short(w['tensor'])} ({w['op']}){report}")
     tradeoff = fc_tradeoff(r.get("calibration", {}))
     if tradeoff:
