@@ -22,6 +22,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from qcompiler.errors import BackendError
+
 from qcompiler.ir.memory import Buffer, best_plan, plan
 
 from qcompiler.backends.tflite.flatbuffer import TflModel
@@ -159,9 +161,16 @@ def min_arena(model_bytes: bytes, hint: int | None = None, granularity: int = 16
 
 
 def recorded_arena(model_bytes: bytes) -> int:
-    """Arena bytes TFLM's recording allocator reports (16-byte multiple)."""
+    """Arena bytes TFLM's recording allocator reports (16-byte multiple), measured in a forked
+    child: a model TFLM refuses (its C++ can abort or divide by zero) becomes a clear error."""
     from qcompiler.backends.tflite.runtime import tflm_allocations
-    return -(-tflm_allocations(model_bytes)["total"] // 16) * 16
+    from qcompiler.util.forked import ChildFailed, isolated
+    try:
+        total = isolated(lambda: tflm_allocations(model_bytes)["total"])
+    except ChildFailed as e:
+        raise BackendError(f"TFLite Micro cannot allocate the emitted model ({e}); this is a qcc bug "
+                           "unless the model itself is malformed") from None
+    return -(-total // 16) * 16
 
 
 def needed_arena(model_bytes: bytes, recorded: int | None = None) -> int:

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import traceback
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -318,6 +319,10 @@ USAGE = """usage: qcc MODEL.onnx [--target {targets}] [--calib FILE] [-o OUTDIR]
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     handlers = {"inspect": cmd_inspect, "verify": cmd_verify, "passes": cmd_passes}
+    # numpy's overflow / invalid-value warnings: every result that matters is checked for finite
+    # values and reported with the tensor's name, so the raw warnings are only noise here
+    warnings.simplefilter("ignore", RuntimeWarning)
+    np.seterr(all="ignore")
     try:
         if not argv:
             from qcompiler.backends import registry
