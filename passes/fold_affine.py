@@ -102,7 +102,7 @@ def _fold_before(graph: Graph, op: Node) -> bool:
         b = b + (w * vec.reshape(shape)).sum(axis=tuple(range(1, w.ndim)))
     set_weight_and_bias(graph, conv, w, b)
     conv.set_input(0, x)
-    graph.remove_node(op)
+    graph.erase_node(op)
     return True
 
 

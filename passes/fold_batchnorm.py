@@ -60,14 +60,9 @@ def _to_scale_shift(graph: Graph, bn: Node, params) -> None:
     cshape = (-1,) + (1,) * (rank - 2)
     s = graph.add_constant(f"{bn.name}_scale", scale.astype(np.float32).reshape(cshape))
     t = graph.add_constant(f"{bn.name}_shift", shift.astype(np.float32).reshape(cshape))
-    idx = graph.nodes.index(bn)
-    mul = graph.add_node("Mul", [x, s], 1, name=f"{bn.name}_mul", index=idx)
-    mid = mul.outputs[0]
-    mid.dtype, mid.shape = x.dtype, x.shape
-    graph.nodes.remove(bn)
-    out = bn.outputs[0]
-    bn._detach()
-    add = graph.add_node("Add", [mid, t], [out], name=f"{bn.name}_add", index=idx + 1)
+    mul = graph.insert_before(bn, "Mul", [x, s], name=f"{bn.name}_mul")
+    add = graph.insert_before(bn, "Add", [mul.outputs[0], t], name=f"{bn.name}_add")
+    graph.replace_node(bn, add)  # the Add writes the BN's output (its unused extra outputs go)
     add.meta["bn"] = {"gamma": gamma, "beta": beta, "mean": mean, "var": var, "eps": eps}
 
 
