@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node
+from qcompiler.ir.activation import has_activation
 from qcompiler.ir.pass_manager import PassContext, register_pass
 
 from qcompiler.ir.rewrite import set_weight_and_bias
@@ -79,7 +80,7 @@ def fold_batchnorm(graph: Graph, ctx: PassContext) -> bool:
         p = x.producer
         foldable = (p is not None and _channel_axis_of_weight(p) is not None and p.input(1).is_constant
                     and len(x.consumers) == 1 and x not in graph.outputs
-                    and not p.attrs.get("fused_activation")
+                    and not has_activation(p)
                     and (p.input(2) is None or p.input(2).is_constant))
         if foldable:
             _fold_into(graph, p, bn, params)

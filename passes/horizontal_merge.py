@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from qcompiler.ir import Graph, Node
+from qcompiler.ir.activation import clamp_of
 from qcompiler.ir.pass_manager import PassContext, register_pass
 
 Veto = Callable[[list[Node], dict], "str | None"]
@@ -36,7 +37,7 @@ def _key(node: Node):
     w = node.input(1)
     if w is None or not w.is_constant or (node.input(2) is not None and not node.input(2).is_constant):
         return None
-    act = node.attrs.get("fused_activation", "NONE")
+    act = clamp_of(node)
     if node.op == "Conv" and node.attrs.get("group", 1) == 1:
         a = node.attrs
         return ("Conv", w.data.shape[1:], tuple(a.get("strides", ())), tuple(a.get("pads", ())),

@@ -138,18 +138,17 @@ def quantize_scalar(value: float, scale, zero_point: int) -> int:
     return int(zero_point) + int(tmp)
 
 
-def activation_range(activation: str, scale, zero_point: int, qmin: int = -128,
+def activation_range(clamp: tuple[float, float] | None, scale, zero_point: int, qmin: int = -128,
                      qmax: int = 127) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for a fused activation name (TFLite enum names)."""
+    """CalculateActivationRangeQuantized for a fused clamp (lo, hi) in float units (±inf or
+    None: unbounded): [max(qmin, Quantize(lo)), min(qmax, Quantize(hi))]. TFLite's RELU,
+    RELU6 and RELU_N1_TO_1 are the clamps (0, inf), (0, 6) and (-1, 1)."""
     lo, hi = qmin, qmax
-    if activation in ("RELU", "RELU6", "RELU_N1_TO_1"):
-        floor_value = -1.0 if activation == "RELU_N1_TO_1" else 0.0
-        lo = max(qmin, quantize_scalar(floor_value, scale, zero_point))
-    if activation in ("RELU6", "RELU_N1_TO_1"):
-        ceil_value = 6.0 if activation == "RELU6" else 1.0
-        hi = min(qmax, quantize_scalar(ceil_value, scale, zero_point))
-    elif activation not in ("NONE", "RELU", None):
-        raise ValueError(f"unknown fused activation {activation!r}")
+    if clamp is not None:
+        if clamp[0] is not None and math.isfinite(clamp[0]):
+            lo = max(qmin, quantize_scalar(clamp[0], scale, zero_point))
+        if clamp[1] is not None and math.isfinite(clamp[1]):
+            hi = min(qmax, quantize_scalar(clamp[1], scale, zero_point))
     return lo, hi
 
 

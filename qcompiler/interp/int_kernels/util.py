@@ -8,6 +8,7 @@ import numpy as np
 from qcompiler.numerics import fixed_point as qm
 from qcompiler.errors import GraphError
 from qcompiler.ir import Node, QuantParams
+from qcompiler.ir.activation import clamp_of
 
 
 def qparams(node: Node, index: int, output: bool = False) -> QuantParams:
@@ -32,11 +33,10 @@ def scale_zp(node: Node, index: int, output: bool = False) -> tuple[np.float32, 
     return np.float32(q.scale[0]), int(q.zero_point[0])
 
 
-def out_range(node: Node, activation: str | None = None) -> tuple[int, int]:
-    """Clamp range of output 0 for the node's fused activation (default NONE)."""
+def out_range(node: Node) -> tuple[int, int]:
+    """Integer range of output 0: the full range, narrowed to the node's fused clamp."""
     q = qparams(node, 0, output=True)
-    act = activation if activation is not None else node.attrs.get("fused_activation", "NONE")
-    return qm.activation_range(act or "NONE", q.scale[0], int(q.zero_point[0]), q.qmin, q.qmax)
+    return qm.activation_range(clamp_of(node), q.scale[0], int(q.zero_point[0]), q.qmin, q.qmax)
 
 
 def require_same_quant(node: Node, in_index: int = 0, out_index: int = 0) -> None:
