@@ -9,7 +9,7 @@ from onnx import helper
 
 from qcompiler.errors import GraphError, QccError
 from qcompiler.frontend.onnx_attrs import attrs_from_onnx
-from qcompiler.interp import FLOAT_KERNELS
+from qcompiler.interp import FLOAT_KERNELS, INT_KERNELS
 from qcompiler.ir import Graph, QuantParams
 from qcompiler.ir.shapes import RULES, Type, infer_node
 
@@ -47,8 +47,8 @@ def test_rule_matches_the_float_kernel(case):
         assert t.dtype is None or np.dtype(t.dtype) == arr.dtype, f"output {k}: {t.dtype} vs {arr.dtype}"
 
 
-def test_every_float_kernel_op_has_a_rule():
-    assert sorted(set(FLOAT_KERNELS) - set(RULES)) == []
+def test_every_interpreter_op_has_a_rule():
+    assert sorted((set(FLOAT_KERNELS) | set(INT_KERNELS)) - set(RULES)) == []
 
 
 def _conv_graph(declared):

@@ -128,6 +128,7 @@ def load_graph(path: str | Path) -> Graph:
         node.meta.update(n.get("meta", {}))
         if "fused_activation" in node.attrs and doc["format"] == _FORMAT_1:
             set_clamp(node, *_FORMAT_1_ACTIVATIONS[node.attrs.pop("fused_activation")])
+            node.attrs = dict(sorted(node.attrs.items()))  # as a format-2 file lists them
     g.inputs = [values[i] for i in doc["inputs"]]
     g.outputs = [values[i] for i in doc["outputs"]]
     g.verify()
