@@ -201,14 +201,19 @@ def test_replace_node_refusals():
     g, x, relu, neg = chain()
     busy = g.insert_before(relu, "Abs", [x], name="busy")
     g.add_node("Exp", [busy.outputs[0]], name="reader", index=2)
-    with pytest.raises(GraphError, match=r"cannot hand over the outputs of node busy \(Abs\): its output "
-                                         r"busy_out is still used by reader"):
+    with pytest.raises(GraphError, match=r"cannot replace node relu \(Relu\) by busy \(Abs\): the new node's "
+                                         r"own output busy_out is still used by reader"):
         g.replace_node(relu, busy)
     split = g.insert_before(relu, "Split", [x], outputs=2, attrs={"axis": 1}, name="split")
     with pytest.raises(GraphError, match=r"cannot replace node relu \(Relu\) by split \(Split\): 2 outputs for 1"):
         g.replace_node(relu, split)
     with pytest.raises(GraphError, match=r"cannot replace node relu \(Relu\): 2 values for 1 outputs"):
         g.replace_node(relu, list(split.outputs))
+    pair = g.insert_before(relu, "Split", [x], outputs=2, attrs={"axis": 1}, name="pair")
+    g.add_node("Exp", [pair.outputs[1]], name="second_reader", index=g.nodes.index(pair) + 1)
+    with pytest.raises(GraphError, match=r"cannot replace node pair \(Split\) by lone \(Abs\): the output the "
+                                         r"new node does not produce, pair_out1 is still used by second_reader"):
+        g.replace_node(pair, g.insert_before(relu, "Abs", [x], name="lone"))
 
 
 def test_set_inputs_keeps_consumer_lists():

@@ -212,7 +212,8 @@ class Graph:
         replaced by one that keeps their tensors' names (see passes/horizontal_merge.py).
         """
         if not keep_outputs:
-            self._refuse_if_used(node, "erase")
+            for v in node.outputs:
+                self._refuse_if_used(v, node, f"cannot erase node {node.name} ({node.op}): its output")
         self._drop(node)
         outs = node.outputs
         for v in outs:
@@ -235,12 +236,13 @@ class Graph:
             After:  %y = Mul[m](%x, %x)
         """
         if isinstance(new, Node):
+            what = f"cannot replace node {old.name} ({old.op}) by {new.name} ({new.op})"
             if len(new.outputs) > len(old.outputs):
-                raise GraphError(f"cannot replace node {old.name} ({old.op}) by {new.name} ({new.op}): "
-                                 f"{len(new.outputs)} outputs for {len(old.outputs)}")
-            self._refuse_if_used(new, "hand over the outputs of")
+                raise GraphError(f"{what}: {len(new.outputs)} outputs for {len(old.outputs)}")
+            for v in new.outputs:
+                self._refuse_if_used(v, new, f"{what}: the new node's own output")
             for v in old.outputs[len(new.outputs):]:
-                self._refuse_value_used(old, v, "replace")
+                self._refuse_if_used(v, old, f"{what}: the output the new node does not produce,")
             taken = self.erase_node(old, keep_outputs=True)
             for i, (mine, theirs) in enumerate(zip(new.outputs, taken)):
                 mine.producer, theirs.producer = None, new
@@ -255,16 +257,12 @@ class Graph:
             self.replace_all_uses_with(v, w)
         self.erase_node(old)
 
-    def _refuse_if_used(self, node: Node, what: str) -> None:
-        for v in node.outputs:
-            self._refuse_value_used(node, v, what)
-
-    def _refuse_value_used(self, node: Node, v: Value, what: str) -> None:
-        users = list(dict.fromkeys(u.name for u in v.consumers if u is not node))
-        if users or any(o is v for o in self.outputs):
-            where = ", ".join(users) or "a graph output"
-            raise GraphError(f"cannot {what} node {node.name} ({node.op}): its output {v.name} "
-                             f"is still used by {where}")
+    def _refuse_if_used(self, v: Value, producer: Node, what: str) -> None:
+        users = list(dict.fromkeys(u.name for u in v.consumers if u is not producer))
+        if any(o is v for o in self.outputs):
+            users.append("a graph output")
+        if users:
+            raise GraphError(f"{what} {v.name} is still used by {', '.join(users)}")
 
     def _drop(self, node: Node) -> None:
         """Take a node out of `nodes` and out of its inputs' consumer lists."""
