@@ -37,7 +37,7 @@ def test_sample_model_bundle(compiled_samples, name):
     d = compiled_samples[name]
     files = sorted(p.name for p in d.iterdir())
     assert files == sorted([f"{name}.tflite", f"{name}_model_data.c", f"{name}_model_data.h",
-                            f"{name}_op_resolver.h", f"{name}.qir", "report.json", "report.md",
+                            f"{name}_op_resolver.h", f"{name}.qir", f"{name}.float.qir", "report.json", "report.md",
                             "layer_sqnr.png"])
     for f in files:
         if f.endswith((".c", ".h")):
@@ -137,3 +137,20 @@ def test_declared_arena_is_enough_and_tight(compiled_samples, name):
     import json
     report = json.loads((d / "report.json").read_text())
     assert report["arena"]["arena_bytes"] == arena and report["arena"]["arena_source"].startswith("measured")
+
+
+def test_verify_reports_fidelity_and_warns_about_wrong_scale(compiled_samples, tmp_path):
+    """Raw 0..255 data for a model calibrated on 0..1 stays bit-exact (the runtime and the
+    oracle agree on garbage), so verify also measures against the float model and warns."""
+    out = compiled_samples["digits_cnn"]
+    good = verify_outdir(out, MODELS / "digits_eval.npy", limit=50, with_litert=False)
+    assert good["fidelity"]["tflm"]["output"]["sqnr_db"] > 30 and good["warnings"] == []
+    assert good["fidelity"]["tflm"]["output"]["top1_agreement"] >= 0.98
+    raw = np.load(MODELS / "digits_eval.npy")[:50] * 255
+    bad = verify_outdir(out, raw, with_litert=False)
+    assert bad["ok"]  # bit-exact all the same
+    assert bad["inputs"]["input"]["clipped_fraction"] > 0.3
+    assert bad["fidelity"]["tflm"]["output"]["sqnr_db"] < 5
+    assert len(bad["warnings"]) == 1 and "outside the calibrated range" in bad["warnings"][0]
+    small = verify_outdir(out, raw / 255 / 255, with_litert=False)
+    assert len(small["warnings"]) == 1 and "under a tenth" in small["warnings"][0]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 
 import numpy as np
@@ -154,3 +155,19 @@ def test_report_samples_follow_the_value_budget(resnet, monkeypatch):
     assert quant_report.report_samples(g) == 5
     monkeypatch.setattr(quant_report, "REPORT_VALUES", 1)
     assert quant_report.report_samples(g) == quant_report.REPORT_MIN_SAMPLES
+
+
+def test_report_is_right_without_onnxruntime(tmp_path, monkeypatch):
+    """Activation-equalized layers: the numpy engine's float side once saw the equalized graph
+    and scaled it a second time (VWW's lowest layer read 0.6 dB instead of 21.6 dB)."""
+    opts = CompileOptions(calib=str(MODELS / "digits_calib.npy"))
+    with_ort = compile_model(MODELS / "digits_dwsep.onnx", tmp_path / "a", opts).report
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails: the interpreter runs
+    without = compile_model(MODELS / "digits_dwsep.onnx", tmp_path / "b", opts).report
+    assert with_ort["calibration"]["engine"] == "onnxruntime" and without["calibration"]["engine"] == "interpreter"
+    assert with_ort["calibration"]["activation_equalization"]["tensors"] > 0
+    a = {e["tensor"]: e["sqnr_db"] for e in with_ort["layers"]}
+    b = {e["tensor"]: e["sqnr_db"] for e in without["layers"]}
+    assert a.keys() == b.keys()
+    worst = max(abs(a[k] - b[k]) for k in a if a[k] is not None and b[k] is not None)
+    assert worst < 1.0, worst

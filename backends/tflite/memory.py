@@ -135,7 +135,7 @@ def min_arena(model_bytes: bytes, hint: int | None = None, granularity: int = 16
 
 
 def recorded_arena(model_bytes: bytes) -> int:
-    """Arena bytes TFLM's recording allocator reports after one invoke (16-byte multiple)."""
+    """Arena bytes TFLM's recording allocator reports (16-byte multiple)."""
     from qcompiler.backends.tflite.runtime import tflm_allocations
     return -(-tflm_allocations(model_bytes)["total"] // 16) * 16
 

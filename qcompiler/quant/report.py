@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qcompiler.quant.calibration import FloatRunner, samples_within
+from qcompiler.quant.calibration import FloatRunner, samples_in_memory, samples_within
 from qcompiler.interp import INT_KERNELS, Interpreter
 from qcompiler.ir import Graph
 
@@ -31,8 +31,9 @@ REPORT_MIN_SAMPLES = 4
 
 
 def report_samples(graph: Graph) -> int:
-    """How many calibration samples the per-layer report runs for `graph`."""
-    return samples_within(graph, REPORT_VALUES, REPORT_MIN_SAMPLES, REPORT_SAMPLES)
+    """How many calibration samples the per-layer report runs for `graph` (it holds every
+    activation of each of them at once: a big model gets fewer, see samples_in_memory)."""
+    return min(samples_within(graph, REPORT_VALUES, REPORT_MIN_SAMPLES, REPORT_SAMPLES), samples_in_memory(graph))
 
 
 class _Acc:
