@@ -146,3 +146,53 @@ def test_names_cannot_break_the_generated_c(tmp_path):
     cc = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-Wcomment", "-Wtrigraphs",
                          "-fsyntax-only", "-x", "c", str(header)], capture_output=True, text=True)
     assert cc.returncode == 0, cc.stderr
+
+
+def _with_extreme(tmp_path, ndim: int, value: float, index=None):
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(MODELS / "digits_cnn.onnx")
+    for init in m.graph.initializer:
+        a = numpy_helper.to_array(init).copy()
+        if a.ndim == ndim:
+            if index is None:
+                a[...] = value
+            else:
+                a.flat[index] = value
+            init.CopyFrom(numpy_helper.from_array(a, init.name))
+            break
+    onnx.save(m, tmp_path / "m.onnx")
+    return tmp_path / "m.onnx"
+
+
+@pytest.mark.parametrize("ndim,value,index", [(1, -3e38, None), (4, 3.4028e38, 15)])
+def test_extreme_weights_are_named_without_warnings(tmp_path, ndim, value, index):
+    """Finite extremes overflow BatchNorm folding and the histograms: a traceback, numpy
+    RuntimeWarnings, or (a bias of -3e38) a model that ran but computed garbage."""
+    proc = run_qcc(_with_extreme(tmp_path, ndim, value, index), "--calib", CALIB, "-o", tmp_path / "out")
+    assert_clean_failure(proc, "NaN or Inf")
+    assert "RuntimeWarning" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_extreme_calibration_value_is_named(tmp_path):
+    x = np.load(CALIB).copy()
+    x[0, 0, 0, 0] = -3e38
+    np.save(tmp_path / "c.npy", x)
+    proc = run_qcc(MODELS / "digits_cnn.onnx", "--calib", tmp_path / "c.npy", "-o", tmp_path / "out")
+    assert_clean_failure(proc, "activation input", "-3e+38")
+
+
+def test_native_crashes_are_isolated():
+    """TFLM's C++ aborted (SIGABRT) or divided by zero (SIGFPE) inside qcc's own process."""
+    import os
+    from qcompiler.util.forked import ChildFailed, isolated
+    assert isolated(lambda: 6 * 7) == 42
+
+    def crash():
+        os.write(2, b"kernel_util.cc:42 scale_diff / output_scale <= 0.02 was not true.\n")
+        os.abort()
+    with pytest.raises(ChildFailed, match="SIGABRT: kernel_util.cc:42 scale_diff"):
+        isolated(crash)
+    with pytest.raises(ChildFailed, match="ValueError: bad"):
+        isolated(lambda: (_ for _ in ()).throw(ValueError("bad")))

@@ -20,7 +20,7 @@ from qcompiler.backends.base import Artifact, Backend, Check, option
 from qcompiler.backends.tflite.c_bundle import write_c_bundle
 from qcompiler.backends.tflite.flatbuffer import TflModel
 from qcompiler.backends.tflite.lower import INPUT_DTYPES, IO_MODES, LOWERINGS, check_supported, lower
-from qcompiler.backends.tflite.memory import plan_arena
+from qcompiler.backends.tflite.memory import memory_plan, plan_arena
 # TFLM keeps per-tensor runtime structs and per-op data (e.g. per-channel multipliers) in the arena
 TFLM_BYTES_PER_TENSOR = 64
 TFLM_BYTES_PER_CHANNEL = 8
@@ -121,6 +121,7 @@ def emit(comp, outdir: Path, c_bundle: bool) -> dict:
         "tensors": len(model.tensors),
         "flash_bytes": len(data),
         "arena": arena,
+        "memory_plan": memory_plan(model, arena["offline_plan"]),
         "io": io,
         "io_layout": lowered.io_layouts,
         "inputs": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}

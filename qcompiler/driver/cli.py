@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import traceback
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -193,7 +194,7 @@ def _print_summary(r: dict, out: str, target: str, verbose: bool) -> None:
     worst = r.get("calibration", {}).get("worst_layers", [])
     if worst:
         w = worst[0]
-        report = " (report.md, report.json)" if "report.md" in r["files"] else ""
+        report = " (report.html, report.md, report.json)" if "report.html" in r["files"] else ""
         print(f"qcc: lowest per-layer SQNR {w['sqnr_db']:.1f} dB at {_short(w['tensor'])} ({w['op']}){report}")
     tradeoff = fc_tradeoff(r.get("calibration", {}))
     if tradeoff:
@@ -318,6 +319,10 @@ USAGE = """usage: qcc MODEL.onnx [--target {targets}] [--calib FILE] [-o OUTDIR]
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     handlers = {"inspect": cmd_inspect, "verify": cmd_verify, "passes": cmd_passes}
+    # numpy's overflow / invalid-value warnings: every result that matters is checked for finite
+    # values and reported with the tensor's name, so the raw warnings are only noise here
+    warnings.simplefilter("ignore", RuntimeWarning)
+    np.seterr(all="ignore")
     try:
         if not argv:
             from qcompiler.backends import registry

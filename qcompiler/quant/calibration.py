@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from qcompiler.errors import CalibrationError
+from qcompiler.errors import CalibrationError, ModelLoadError
 from qcompiler.interp import FLOAT_KERNELS, Interpreter
 from qcompiler.ir import Graph
 from qcompiler.quant.scheme import TFLITE_INT8
@@ -259,6 +259,9 @@ def float_activations(graph: Graph) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+ORT_ERRORS_ONLY = 3  # onnxruntime's warnings (coloured shape-merge notes) are not the user's business
+
+
 class FloatRunner:
     """Runs the float graph and returns every float activation, in onnxruntime if possible."""
 
@@ -289,6 +292,7 @@ class FloatRunner:
                     model.graph.output.append(helper.make_tensor_value_info(
                         name, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape) if v.shape else None))
             opts = ort.SessionOptions()
+            opts.log_severity_level = ORT_ERRORS_ONLY
             # one thread: results must not depend on the machine's core count (deterministic ranges)
             opts.intra_op_num_threads = opts.inter_op_num_threads = 1
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -301,7 +305,12 @@ class FloatRunner:
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._session is not None:
-            res = dict(zip(self._out_names, self._session.run(self._out_names, feed)))
+            try:
+                outs = self._session.run(self._out_names, feed)
+            except Exception as e:  # onnxruntime found the model invalid only now (e.g. a bad attribute)
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ModelLoadError(f"onnxruntime cannot run the model: {first}") from None
+            res = dict(zip(self._out_names, outs))
             res.update(feed)
             return {k: res[k] for k in self.names if k in res}
         return {**feed, **self._interp.run(feed, keep=self.names)}
@@ -313,7 +322,9 @@ def float_reference(graph):
         import onnxruntime as ort
 
         from qcompiler.frontend.onnx_export import graph_to_onnx
-        sess = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), providers=["CPUExecutionProvider"])
+        opts = ort.SessionOptions()
+        opts.log_severity_level = ORT_ERRORS_ONLY
+        sess = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception:  # not installed, or cannot run this graph: the interpreter always can
         return Interpreter(graph, FLOAT_KERNELS).run
     names = [v.name for v in graph.outputs]
@@ -326,7 +337,31 @@ def float_reference(graph):
 OBSERVE_BATCH = 8
 
 
+# activations beyond this magnitude (float32's largest is 3.4e38) cannot be quantized in any
+# useful way and overflow the histogram arithmetic: calibration stops, naming the tensor
+LARGEST_ACTIVATION = 1e30
+
+
 def _observe_all(obs: dict, batch: list[dict], watches=()) -> None:
+    with np.errstate(all="ignore"):
+        try:
+            _observe_batch(obs, batch, watches)
+        except (OverflowError, ValueError, FloatingPointError) as e:
+            bad = next((name for name in obs for acts in batch if name in acts
+                        and not np.all(np.abs(acts[name]) < LARGEST_ACTIVATION)), None)
+            if bad is None:
+                raise
+            raise CalibrationError(_extreme_message(bad, batch)) from e
+
+
+def _extreme_message(name: str, batch: list[dict]) -> str:
+    values = np.concatenate([np.asarray(a[name], np.float64).ravel() for a in batch if name in a])
+    return (f"activation {name} reaches {values[np.argmax(np.abs(np.nan_to_num(values, nan=np.inf)))]:.3g} during "
+            "calibration, beyond what int8 quantization can represent; check the model's weights and the "
+            "calibration data for extreme values")
+
+
+def _observe_batch(obs: dict, batch: list[dict], watches=()) -> None:
     for name in obs:
         arrs = [acts[name] for acts in batch if name in acts]
         o, watchers = obs[name], [w for w in watches if name in w.names]
@@ -401,6 +436,10 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
         if not (np.isfinite(o.min) and np.isfinite(o.max)):
             raise CalibrationError(f"activation {name} reached a non-finite value during calibration "
                                    f"(range {o.min}..{o.max}); check the model's weights and the data")
+        if max(abs(o.min), abs(o.max)) >= LARGEST_ACTIVATION:
+            raise CalibrationError(f"activation {name} reaches {max(abs(o.min), abs(o.max)):.3g} during "
+                                   "calibration, beyond what int8 quantization can represent; check the "
+                                   "model's weights and the calibration data for extreme values")
     return obs, count, runner.engine
 
 

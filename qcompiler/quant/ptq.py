@@ -265,7 +265,8 @@ class _Replay:
 
 def _add_layer_report(graph: Graph, qgraph: Graph, samples, total: int, summary: dict,
                       runner: FloatRunner | None, defer: bool = False) -> None:
-    """summary["layers"]: per-tensor report (measured when there are samples); "worst_layers": 5 lowest.
+    """summary["layers"]: per-tensor report (measured when there are samples); "worst_layers": 5 lowest;
+    "histograms": float and int8 histograms of the worst layers (for report.html).
 
     defer: the integer side runs in a forked child (`finish_report` collects it), so that it
     overlaps with the backend's work; the float activations are computed here first.
@@ -299,8 +300,9 @@ def cancel_report(summary: dict) -> None:
         pending.cancel()
 
 
-def _set_report(summary: dict, layers: list, samples: int) -> None:
+def _set_report(summary: dict, layers: list, samples: int, histograms: dict | None = None) -> None:
     summary["layers"], summary["report_samples"] = layers, samples
+    summary["histograms"] = histograms or {}
     summary["worst_layers"] = [{"tensor": e["tensor"], "op": e["op"], "sqnr_db": e["sqnr_db"]}
                                for e in worst_layers(layers)]
 

@@ -163,10 +163,10 @@ def quantize_bias(graph: Graph, b: Value, in_q: QuantParams, w_q: QuantParams,
     bias_scale = (np.float32(in_q.scale[0]) * w_q.scale).astype(np.float32)
     with np.errstate(all="ignore"):
         q = np.round(data.astype(np.float64) / bias_scale.astype(np.float64))
-    if not np.all(np.isfinite(q)):
+    if not np.all(np.isfinite(q)) or np.any(np.abs(q) > 2.0 ** 31):
         users = ", ".join(f"{n.name} ({n.op})" for n in b.consumers) or "no node"
-        raise QuantizationError(f"bias {b.name} (used by {users}) is not finite after quantization "
-                                f"(bias {data.min():.3g}..{data.max():.3g}, scale {bias_scale.min():.3g}); "
+        raise QuantizationError(f"bias {b.name} (used by {users}) does not fit an int32 at scale "
+                                f"{bias_scale.min():.3g} (bias {data.min():.3g}..{data.max():.3g}); "
                                 "check the layer's weights and input range for extreme values")
     q = np.clip(q, -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
     out = graph.add_constant(f"{b.name}_q", q)
