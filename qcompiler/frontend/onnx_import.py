@@ -3,9 +3,13 @@
 Loads a model (external data included), fixes dynamic input dims (batch defaults
 to 1, others from `input_shapes`), runs ONNX shape inference, converts
 initializers and Constant nodes to constant values, folds constant subgraphs
-(Shape/Gather/Concat chains feeding Reshape, ...), fills in any shape that
-inference left open by running the float interpreter once, and reports every
-unsupported op in one error.
+(Shape/Gather/Concat chains feeding Reshape, ...), gives every tensor the dtype and
+shape qcc's own shape inference (qcompiler/ir/shapes.py) computes — running the float
+interpreter once for what it cannot tell —, and reports every unsupported op in one error.
+
+Shapes the file itself declares (graph outputs, value_info) must agree with the computed
+ones: a contradiction is an error naming the tensor, not a silently wrong model. Shapes
+that only ONNX's shape inference filled in are hints and are replaced.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from onnx import numpy_helper, shape_inference
 
 from qcompiler.errors import ModelLoadError, QccError, UnsupportedOpError, require_ops
 from qcompiler.ir import Graph, Value
+from qcompiler.ir.shapes import Type, infer_node
 from qcompiler.frontend.onnx_attrs import attrs_from_onnx
 
 MIN_OPSET = 7  # light zoo models are opset 9; the brief asks for 11+ but older files load fine
@@ -132,6 +137,7 @@ def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
             raise UnsupportedOpError([f"{n.domain}.{n.op_type} (node {n.name or '?'})"])
     model = onnx.ModelProto.FromString(model.SerializeToString())  # we edit input dims
     _fix_input_dims(model, input_shapes or {})
+    declared = _value_infos(model)
     try:
         model = shape_inference.infer_shapes(model, data_prop=True)
     except Exception:
@@ -192,28 +198,41 @@ def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
     from qcompiler.passes.fold_constants import fold_constants
     from qcompiler.ir.pass_manager import PassContext
     fold_constants(g, PassContext())
-    infer_shapes_by_running(g)
     g.toposort()
+    settle_shapes(g, declared)
     g.verify()
     return g
 
 
-def infer_shapes_by_running(g: Graph) -> None:
-    """Fill dtype/shape of every activation by one float run on zeros (exact, if not cheap).
-
-    Also run when a pooling node uses ceil_mode: ONNX shape inference keeps windows that
-    start in the end padding, which onnxruntime (and every kernel here) drops.
-    """
-    if all(v.shape is not None for v in g.values()) and not any(n.attrs.get("ceil_mode") for n in g.nodes):
+def settle_shapes(g: Graph, declared: dict | None = None) -> None:
+    """Give every activation its computed dtype/shape: by shape inference, then by one float
+    run on zeros for what inference cannot tell (a shape computed from data). `declared`:
+    {tensor name: (dtype, shape)} the model file states, each checked against the result."""
+    declared = declared or {}
+    for n in g.nodes:
+        _settle(n, infer_node(n), declared)
+    if all(v.shape is not None for v in g.values()):
         return
     from qcompiler.interp import FLOAT_KERNELS, Interpreter
 
     def hook(node, outs):
-        for v, arr in zip(node.outputs, outs):
-            v.shape, v.dtype = tuple(arr.shape), arr.dtype
+        _settle(node, [Type(np.asarray(a).dtype, np.shape(a)) for a in outs], declared)
 
     feeds = {v.name: np.zeros(v.shape, v.dtype) for v in g.inputs}
     Interpreter(g, FLOAT_KERNELS, hook=hook).run(feeds)
+
+
+def _settle(node, types, declared: dict) -> None:
+    for v, t in zip(node.outputs, types):
+        if t is None or t.shape is None:
+            continue
+        dtype = v.dtype if t.dtype is None else np.dtype(t.dtype)
+        stated = declared.get(v.name)
+        if stated is not None and stated[1] is not None and (stated[1] != tuple(t.shape) or stated[0] != dtype):
+            raise ModelLoadError(f"tensor {v.name!r}: the model declares {stated[0].name}{list(stated[1])} but "
+                                 f"node {node.name} ({node.op}) computes {dtype.name}{list(t.shape)}; "
+                                 "fix or remove the declaration (graph output / value_info)")
+        v.shape, v.dtype = tuple(t.shape), dtype
 
 
 def load_model(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
