@@ -1380,6 +1380,8 @@ def short_path(path: str) -> str:
 def normalize(text: str, base: Path | None = None) -> str:
     if base is not None:
         text = text.replace(str(base), "<sandbox>")
+    text = re.sub(r"/\S*/(site|dist)-packages/", "", text)
+    text = text.replace(str(ROOT) + "/", "")
     text = re.sub(r"/tmp/\S+", "<tmp>", text)
     text = re.sub(r"0x[0-9a-fA-F]+", "0x_", text)
     text = re.sub(r"\d+(\.\d+)?(e[+-]?\d+)?", "N", text)
@@ -1436,8 +1438,23 @@ def stderr_noise(err: str, out: str) -> list[str]:
         issues.append("'allow_pickle' advice")
     foreign = [l for l in lines if not l.startswith(("qcc:", "usage:")) and not l.startswith(" ")]
     if foreign and not any(i.startswith("usage") for i in issues):
-        issues.append("foreign line: " + normalize(ANSI.sub("", foreign[0]))[:100])
+        issues.append(noise_kind(normalize(ANSI.sub("", foreign[0]))))
     return issues
+
+
+def noise_kind(line: str) -> str:
+    """A foreign stderr line -> what printed it (also applied to stored causes: idempotent)."""
+    m = re.search(r"\[([EWIV]):onnxruntime:[^\]]*?(\w+\.cc):N ([^\]]+)\]", line)
+    if m:
+        return f"onnxruntime log line [{m.group(1)}] {m.group(2)} {m.group(3)}"
+    m = re.search(r"tensorflow/lite/micro/\S*?(\w+\.cc):N (.{0,40})", line)
+    if m:
+        return f"TFLM log line {m.group(1)}: {m.group(2)}"
+    m = re.search(r"(\S+\.py):N: (\w+Warning): (.{0,50})", line)
+    if m:
+        return f"{m.group(2)} from {m.group(1)}: {m.group(3)}"
+    return line if line.startswith(("onnxruntime log", "TFLM log", "foreign line")) or "Warning from" in line \
+        else "foreign line: " + line[:100]
 
 
 def classify(case: Case, base: Path, run: dict, before: dict, after: dict, opts) -> dict:
@@ -1914,6 +1931,9 @@ def parse_args(argv=None):
     p.add_argument("--tmp", help="where sandboxes are made (default: the system temp folder)")
     p.add_argument("--list", action="store_true", help="print the cases' mutations without running qcc")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--summary-from", metavar="JSONL",
+                   help="only rewrite summary.md (in --out) from a cases.jsonl; with --wall-minutes")
+    p.add_argument("--wall-minutes", type=float, default=0.0, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -1951,6 +1971,18 @@ def main(argv=None) -> int:
     out = Path(opts.out) if opts.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
+    if opts.summary_from:
+        records = [json.loads(line) for line in open(opts.summary_from)]
+        for r in records:  # causes are re-normalized: the rules may have changed since the run
+            if r["class"] in ("unclear", "noisy"):
+                r["cause"] = "; ".join(noise_kind(normalize(p.replace("foreign line: ", "")))
+                                       if p.startswith("foreign line") else p for p in r["cause"].split("; "))
+            elif r["class"] != "ok":
+                r["cause"] = normalize(r["cause"])
+        opts.seed = records[0]["seed"]
+        summary = summarize(records, opts, opts.wall_minutes * 60)
+        (out / "summary.md" if out else Path("/dev/stdout")).write_text(summary)
+        return 0
     jsonl = open(out / "cases.jsonl", "w") if out else None
     t0 = time.monotonic()
 
