@@ -2,8 +2,7 @@
 
 18 cases on the sample models (30-40 s on a quiet machine): each mutates one input of `qcc`
 (ONNX bytes or fields, calibration file, CLI option, output path, external data) and must end as
-`ok`, `clean-error` or `noisy`. Classes this batch still hits on the current code are marked
-xfail(strict=True): when the fix lands the test XPASSes and fails, so the marker must go.
+`ok` or `clean-error`.
 Reproduce one case: python tools/fuzz.py --seed 15 --models digits --case N --keep DIR
 """
 from __future__ import annotations
@@ -21,14 +20,6 @@ _spec = importlib.util.spec_from_file_location("qcc_fuzz", ROOT / "tools" / "fuz
 fuzz = importlib.util.module_from_spec(_spec)
 sys.modules["qcc_fuzz"] = fuzz  # dataclasses look their module up by name
 _spec.loader.exec_module(fuzz)
-
-# class -> why it still fails (the seed-15 cases that hit it)
-KNOWN = {
-    "traceback": "issue 17: --name with a folder that does not exist (case 7) and an input dtype "
-                 "UNDEFINED (case 15) end in tracebacks",
-    "outside-write": "issue 17: --name ../../x writes x.qir and x.tflite two folders above -o (case 17)",
-}
-
 
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
@@ -53,9 +44,7 @@ def test_every_case_is_classified(batch):
     assert any(r["class"] == "ok" for r in batch)  # the harness itself compiles and checks models
 
 
-@pytest.mark.parametrize("cls", [
-    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=KNOWN[c])) if c in KNOWN else c
-    for c in fuzz.BAD_CLASSES])
+@pytest.mark.parametrize("cls", fuzz.BAD_CLASSES)
 def test_no_bad_class(batch, cls):
     hits = [r for r in batch if r["class"] == cls]
     assert not hits, "\n".join(f"case {r['case']}: {r['cause']} ({'; '.join(r['mutation'])}) -- "

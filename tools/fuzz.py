@@ -3,7 +3,7 @@
 
 Each case takes one sample or MLPerf Tiny model, applies ONE mutation (to the ONNX
 bytes, an ONNX protobuf field, the calibration file, a CLI option, the output path
-or external data), runs `python -m qcompiler.cli ...` in a fresh sandbox folder
+or external data), runs `python -m qcompiler ...` in a fresh sandbox folder
 (timeout + address-space limit), and classifies the run, worst first:
 
     outside-write   a file created or changed outside -o (the sandbox is snapshotted
@@ -1812,7 +1812,7 @@ def run_case(index: int, opts) -> dict:
         locked = materialize(case, base)
         before = snapshot(base)
         argv = [a.replace("{BASE}", str(base)) for a in case.argv]
-        run = run_limited([sys.executable, "-m", "qcompiler.cli", *argv], base / "w", child_env(base),
+        run = run_limited([sys.executable, "-m", "qcompiler", *argv], base / "w", child_env(base),
                           opts.timeout, opts.mem_bytes)
         after = snapshot(base)
         verdict = classify(case, base, run, before, after, opts)
@@ -1830,7 +1830,7 @@ def run_case(index: int, opts) -> dict:
                            for l in err_lines[-4:]],
            "repro": repro_command(opts, index, "/tmp/qccfuzz-case")}
     if keep:
-        print(f"sandbox kept in {base}; from {base / 'w'} run:\n  {sys.executable} -m qcompiler.cli "
+        print(f"sandbox kept in {base}; from {base / 'w'} run:\n  {sys.executable} -m qcompiler "
               + " ".join(__import__('shlex').quote(a) for a in argv))
     return rec
 

@@ -41,7 +41,7 @@ def parse_input_shapes(spec: str | None) -> dict[str, tuple[int, ...]]:
             if not sep or not name:
                 raise ValueError
             shapes[name] = tuple(int(d) for d in dims.split(","))
-            if any(d <= 0 for d in shapes[name]):
+            if any(not 0 < d < 2 ** 31 for d in shapes[name]):
                 raise ValueError
         except ValueError:
             raise QccError(f"bad --input-shape {item!r}: expected NAME=D0,D1,... with positive dims, "
@@ -103,8 +103,24 @@ def _fix_input_dims(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, .
                                f"({d.dim_param or '?'}); give it with --input-shape {inp.name}=...")
 
 
-def _onnx_dtype(elem_type: int) -> np.dtype:
-    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+def _onnx_dtype(elem_type: int, what: str = "a tensor") -> np.dtype:
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError, ValueError):
+        raise ModelLoadError(f"{what} has element type {elem_type}, which is not an ONNX tensor type "
+                             "numpy can hold") from None
+
+
+FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64))
+
+
+def _initializer(init: onnx.TensorProto) -> np.ndarray:
+    try:
+        return numpy_helper.to_array(init)
+    except Exception as e:  # noqa: BLE001 - onnx raises several types for data not matching dims/type
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelLoadError(f"initializer {init.name!r} (dims {list(init.dims)}, type {init.data_type}) "
+                             f"cannot be read: {first}") from None
 
 
 def _value_infos(model: onnx.ModelProto) -> dict[str, tuple[np.dtype, tuple[int, ...] | None]]:
@@ -116,7 +132,7 @@ def _value_infos(model: onnx.ModelProto) -> dict[str, tuple[np.dtype, tuple[int,
         shape = None
         if tt.HasField("shape") and all(d.dim_value > 0 for d in tt.shape.dim):
             shape = tuple(d.dim_value for d in tt.shape.dim)
-        infos[vi.name] = (_onnx_dtype(tt.elem_type), shape)
+        infos[vi.name] = (_onnx_dtype(tt.elem_type, f"tensor {vi.name!r}"), shape)
     return infos
 
 
@@ -126,8 +142,12 @@ def check_supported(graph: Graph) -> None:
     require_ops(graph.nodes, FLOAT_KERNELS)
 
 
+DEFAULT_MAX_INPUT_BYTES = 4096 << 20
+
+
 def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
-                  input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+                  input_shapes: dict[str, tuple[int, ...]] | None = None,
+                  max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Graph:
     """Convert a loaded ModelProto to a Graph with static shapes and folded constants."""
     opset = _opset(model)
     if opset < MIN_OPSET:
@@ -149,11 +169,23 @@ def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
     g.meta["producer"] = f"{model.producer_name} {model.producer_version}".strip()
     values: dict[str, Value] = {}
     for init in model.graph.initializer:
-        values[init.name] = g.add_constant(init.name, numpy_helper.to_array(init))
+        values[init.name] = g.add_constant(init.name, _initializer(init))
+    if not model.graph.output:
+        raise ModelLoadError(f"model {name} declares no graph outputs")
     for inp in model.graph.input:
         if inp.name in values:
             continue
+        if inp.name not in infos:
+            raise ModelLoadError(f"graph input {inp.name!r} has no tensor type")
         dtype, shape = infos[inp.name]
+        if dtype not in FLOAT_INPUTS:
+            raise UnsupportedOpError([f"graph input {inp.name!r} of type {dtype.name}: qcc compiles models "
+                                      "with float inputs"])
+        size = int(np.prod(shape, dtype=object)) * dtype.itemsize if shape else 0
+        if size > max_input_bytes:
+            raise ModelLoadError(f"graph input {inp.name!r} of shape {list(shape)} needs "
+                                 f"{size / 2**20:,.0f} MB, over the {max_input_bytes / 2**20:,.0f} MB limit "
+                                 "(--max-memory; fix dynamic dims with --input-shape)")
         values[inp.name] = g.add_input(inp.name, dtype, shape)
 
     for i, node in enumerate(model.graph.node):
@@ -235,7 +267,9 @@ def _settle(node, types, declared: dict) -> None:
         v.shape, v.dtype = tuple(t.shape), dtype
 
 
-def load_model(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
-    """Load an ONNX file into the IR (the usual entry point)."""
+def load_model(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
+               max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Graph:
+    """Load an ONNX file into the IR (the usual entry point); a graph input larger than
+    `max_input_bytes` is refused before anything is allocated."""
     model = load_onnx(path)
-    return onnx_to_graph(model, name=Path(path).stem, input_shapes=input_shapes)
+    return onnx_to_graph(model, name=Path(path).stem, input_shapes=input_shapes, max_input_bytes=max_input_bytes)

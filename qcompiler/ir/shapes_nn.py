@@ -16,6 +16,11 @@ def window_sizes(node, spatial, kernel, ceil_mode: bool = False) -> list[int]:
     dil = _ints(_attr(node, "dilations", [1] * nd))
     auto_pad = _attr(node, "auto_pad", "NOTSET")
     pads = _ints(_attr(node, "pads", [0] * 2 * nd)) if auto_pad == "NOTSET" else [0] * 2 * nd
+    # strides and dilations beyond 2^15 mean nothing for a real model and overflow runtimes' fields
+    for what, values, low, high in (("strides", strides, 1, 2 ** 15), ("dilations", dil, 1, 2 ** 15),
+                                    ("pads", pads, 0, 2 ** 31)):
+        if len(values) < (2 * nd if what == "pads" else nd) or any(not low <= v < high for v in values):
+            raise ValueError(f"{what} {values} out of range for a {nd}-D window (each in [{low}, {high}))")
     out = []
     for i, (n, s, k, d) in enumerate(zip(spatial, strides, kernel, dil)):
         ke = (k - 1) * d + 1
