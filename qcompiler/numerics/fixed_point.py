@@ -103,6 +103,20 @@ def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(scaled, multiplier), right)
 
 
+def multiply_by_quantized_multiplier_int64(x, multiplier, shift) -> np.ndarray:
+    """The int64-accumulator MultiplyByQuantizedMultiplier (16x8 CONV_2D / DEPTHWISE_CONV_2D /
+    FULLY_CONNECTED with int64 bias): the multiplier rounded to 16 bits, one rounding shift.
+
+        M16 = M < 0x7FFF0000 ? (M + 2^15) >> 16 : 0x7FFF
+        y   = int32((x * M16 + 2^(14 - shift)) >> (15 - shift))
+    """
+    m = np.asarray(multiplier, np.int64)
+    m16 = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - np.asarray(shift, np.int64)
+    y = (np.asarray(x, np.int64) * m16 + (np.int64(1) << (total - 1))) >> total
+    return _wrap_int32(y)
+
+
 def multiply_by_quantized_multiplier_smaller_than_one(x, multiplier, left_shift) -> np.ndarray:
     """MultiplyByQuantizedMultiplierSmallerThanOneExp (left_shift <= 0)."""
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier),

@@ -4,6 +4,8 @@
 LOGISTIC / TANH int8 (integer_ops/logistic.h, tanh.h): saturate beyond the input
 radius, else MultiplyByQuantizedMultiplier to Q4.27 and gemmlowp logistic / tanh,
 then a rounding shift to 1/256 (-128 offset) or 1/128.
+int16 (16x8, zero points 0): LOGISTIC / TANH interpolate a 256-entry sigmoid table
+(qops.act16); RELU, RELU6, MINIMUM / MAXIMUM and LEAKY_RELU are the int8 formulas on int16.
 RELU (activations.h): requantize with QuantizeMultiplier(in_s / out_s) and clamp at the
 output zero point (ratios in double: see fixed_point.scale_ratio). RELU6: a clamp of raw values to [zp, q(6)] (no rescale).
 Parameters: qcompiler.numerics.qops.act.
@@ -14,9 +16,10 @@ import numpy as np
 
 from qcompiler.numerics import fixed_point as qm
 from qcompiler.interp.int_kernels.registry import int_kernel
-from qcompiler.interp.int_kernels.util import as_int, to_int8
+from qcompiler.interp.int_kernels.util import as_int, to_int8, to_output
 from qcompiler.numerics.qops import (clip_params, hard_swish_params, leaky_relu_params, logistic_params,
                                      relu_params, tanh_params)
+from qcompiler.numerics.qops.act16 import Logistic16Params, logistic16_values, tanh16_values
 
 
 def _sigmoid_tanh(p, x, fn):
@@ -32,18 +35,24 @@ def _sigmoid_tanh(p, x, fn):
 
 @int_kernel("Sigmoid")
 def sigmoid(node, inputs):
-    return _sigmoid_tanh(logistic_params(node), inputs[0], qm.fixed_logistic)
+    p = logistic_params(node)
+    if isinstance(p, Logistic16Params):
+        return [logistic16_values(inputs[0], p)]
+    return _sigmoid_tanh(p, inputs[0], qm.fixed_logistic)
 
 
 @int_kernel("Tanh")
 def tanh(node, inputs):
-    return _sigmoid_tanh(tanh_params(node), inputs[0], qm.fixed_tanh)
+    p = tanh_params(node)
+    if isinstance(p, Logistic16Params):
+        return [tanh16_values(inputs[0], p)]
+    return _sigmoid_tanh(p, inputs[0], qm.fixed_tanh)
 
 
 def _relu(node, x):
     p = relu_params(node)
     y = qm.multiply_by_quantized_multiplier(as_int(x) - p.input_zero_point, p.multiplier, p.shift)
-    return to_int8(y + p.output_zero_point, p.act_min, p.act_max)
+    return to_output(node, y + p.output_zero_point, p.act_min, p.act_max)
 
 
 @int_kernel("Relu")
@@ -56,7 +65,7 @@ def clip(node, inputs):
     p = clip_params(node, inputs)
     if p.relu:
         return [_relu(node, inputs[0])]          # TFLM RELU (may rescale)
-    return [to_int8(as_int(inputs[0]), p.act_min, p.act_max)]  # RELU6 / MINIMUM / MAXIMUM: raw values
+    return [to_output(node, as_int(inputs[0]), p.act_min, p.act_max)]  # RELU6 / MINIMUM / MAXIMUM: raw values
 
 
 @int_kernel("LeakyRelu")
@@ -66,7 +75,7 @@ def leaky_relu(node, inputs):
     pos = qm.multiply_by_quantized_multiplier(xv, p.identity_multiplier, p.identity_shift)
     neg = qm.multiply_by_quantized_multiplier(xv, abs(p.alpha_multiplier), p.alpha_shift) \
         * (-1 if p.alpha_multiplier < 0 else 1)
-    return [to_int8(np.where(xv >= 0, pos, neg) + p.output_zero_point)]
+    return [to_output(node, np.where(xv >= 0, pos, neg) + p.output_zero_point)]
 
 
 def _sat_shift16(v, amount):

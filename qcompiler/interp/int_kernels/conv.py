@@ -7,6 +7,10 @@ with M[c], shift[c] = QuantizeMultiplier(double(in_s) * double(w_s[c]) / double(
 (qops.conv_params, with the clamp and the geometry).
 Taps outside the image are skipped, which equals padding (x - in_zp) with zeros.
 
+16x8 (int16 data, qops `accumulator_bits` 64): the accumulator is int64 (no wrap) and the
+requantization the int64 MultiplyByQuantizedMultiplier (16-bit multiplier, one rounding);
+the output is int16.
+
 The sums are formed in floating point (BLAS): in float32 when the sum of |terms| is
 below 2^24, else float64 (below 2^53); every partial sum is then an exact integer.
 The result is wrapped to int32 like the C++ accumulator.
@@ -22,14 +26,18 @@ from qcompiler.interp.int_kernels.util import as_int, channel_shape
 from qcompiler.numerics.qops import conv_params, conv_transpose_params, fc_params
 
 
-def _finish(acc, bias, p):
-    """Add bias, wrap to int32, requantize per output channel (axis 1) and clamp."""
+def _finish(acc, bias, p, dtype=np.int8):
+    """Add bias, requantize per output channel (axis 1) and clamp: int32 accumulators wrap and
+    take the double-rounding requantization, int64 ones (16x8) the int64 one."""
     if bias is not None:
         acc = acc + as_int(bias).reshape(channel_shape(acc.ndim))
-    acc = qm.wrap_int32(acc)
     shape = channel_shape(acc.ndim)
-    return qm.requantize(acc, p.multiplier.reshape(shape), p.shift.reshape(shape),
-                         p.output_zero_point, p.act_min, p.act_max)
+    m, e = p.multiplier.reshape(shape), p.shift.reshape(shape)
+    if p.accumulator_bits == 64:
+        y = qm.multiply_by_quantized_multiplier_int64(acc, m, e) + p.output_zero_point
+    else:
+        y = qm.multiply_by_quantized_multiplier(qm.wrap_int32(acc), m, e) + p.output_zero_point
+    return np.clip(y, p.act_min, p.act_max).astype(dtype)
 
 
 def _conv2d_acc(xs, w, strides, pads, dilations, group):
@@ -88,7 +96,7 @@ def conv(node, inputs):
     if x.ndim != 4:
         raise GraphError(f"node {node.name} (Conv): only 1-D and 2-D convolutions, got rank {x.ndim}")
     acc = _conv2d_acc(as_int(x) - p.input_zero_point, as_int(w), p.strides, p.pads, p.dilations, p.group)
-    y = _finish(acc, bias, p)
+    y = _finish(acc, bias, p, node.outputs[0].quant.dtype)
     return [y[:, :, 0, :] if one_d else y]
 
 
@@ -101,7 +109,7 @@ def gemm(node, inputs):
     wm = as_int(w) if p.trans_b else as_int(w).T
     xs = (as_int(x).reshape(-1, wm.shape[1]) - p.input_zero_point).astype(np.float64)
     acc = (xs @ wm.T.astype(np.float64)).astype(np.int64)
-    y = _finish(acc, bias, p)
+    y = _finish(acc, bias, p, node.outputs[0].quant.dtype)
     return [y.reshape(x.shape[:-1] + (wm.shape[0],))]
 
 

@@ -1,4 +1,5 @@
-"""Integer Add / Sub / Mul / PRelu with numpy broadcasting, TFLM-exact.
+"""Integer Add / Sub / Mul / PRelu with numpy broadcasting, TFLM-exact (Add / Sub / Mul on
+int8 or int16: the output type picks the kernel).
 
 ADD / SUB (add.h, sub.h, left_shift = 20; parameters: qops.add_params):
     a_i = MBQMSmallerThanOne((x_i - zp_i) << 20, M_i, shift_i)
@@ -14,7 +15,7 @@ import numpy as np
 
 from qcompiler.numerics import fixed_point as qm
 from qcompiler.interp.int_kernels.registry import int_kernel
-from qcompiler.interp.int_kernels.util import as_int, to_int8
+from qcompiler.interp.int_kernels.util import as_int, to_int8, to_output
 from qcompiler.numerics.qops import add_params, mul_params, prelu_params
 
 
@@ -27,7 +28,7 @@ def add_sub(node, inputs):
         (as_int(inputs[1]) - p.input2_zero_point) << p.left_shift, p.input2_multiplier, p.input2_shift)
     raw = qm.wrap_int32(a - b if node.op == "Sub" else a + b)
     y = qm.multiply_by_quantized_multiplier_smaller_than_one(raw, p.output_multiplier, p.output_shift)
-    return [to_int8(y + p.output_zero_point, p.act_min, p.act_max)]
+    return [to_output(node, y + p.output_zero_point, p.act_min, p.act_max)]
 
 
 @int_kernel("Mul")
@@ -35,7 +36,7 @@ def mul(node, inputs):
     p = mul_params(node)
     prod = (as_int(inputs[0]) - p.input1_zero_point) * (as_int(inputs[1]) - p.input2_zero_point)
     y = qm.multiply_by_quantized_multiplier(prod, p.multiplier, p.shift) + p.output_zero_point
-    return [to_int8(y, p.act_min, p.act_max)]
+    return [to_output(node, y, p.act_min, p.act_max)]
 
 
 @int_kernel("PRelu")

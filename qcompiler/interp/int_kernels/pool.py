@@ -1,4 +1,5 @@
-"""Integer pooling, ReduceMean and Resize, TFLM-exact.
+"""Integer pooling, ReduceMean and Resize, TFLM-exact; int8 or int16 (the same formulas with the
+int16 range; TFLM has no int16 RESIZE_BILINEAR, so bilinear stays int8).
 
 MAX_POOL_2D: max over in-image taps (start -128), clamp to the activation range.
 AVERAGE_POOL_2D: raw int8 sum over in-image taps / their count, rounded half away
@@ -19,7 +20,7 @@ import numpy as np
 from qcompiler.numerics import fixed_point as qm
 from qcompiler.errors import GraphError
 from qcompiler.interp.int_kernels.registry import int_kernel
-from qcompiler.interp.int_kernels.util import as_int, to_int8
+from qcompiler.interp.int_kernels.util import as_int, to_output
 from qcompiler.numerics.qops import global_pool_params, mean_params, pool_params, resize_params
 
 
@@ -43,7 +44,8 @@ def _rounded_mean(total, count):
 def max_pool(node, inputs):
     x = as_int(inputs[0])
     p = pool_params(node, x.shape)
-    return [to_int8(np.maximum.reduce(_taps(x, p, -128)), p.act_min, p.act_max)]
+    fill = int(np.iinfo(np.asarray(inputs[0]).dtype).min)   # -128 / -32768 never win a max
+    return [to_output(node, np.maximum.reduce(_taps(x, p, fill)), p.act_min, p.act_max)]
 
 
 @int_kernel("AveragePool")
@@ -51,7 +53,7 @@ def average_pool(node, inputs):
     x = as_int(inputs[0])
     p = pool_params(node, x.shape)
     total = np.add.reduce(_taps(x, p, 0))
-    return [to_int8(_rounded_mean(total, p.counts.astype(np.int64)), p.act_min, p.act_max)]
+    return [to_output(node, _rounded_mean(total, p.counts.astype(np.int64)), p.act_min, p.act_max)]
 
 
 @int_kernel("GlobalAveragePool")
@@ -59,7 +61,7 @@ def global_average_pool(node, inputs):
     x = as_int(inputs[0])
     p = global_pool_params(node, x.shape)
     total = x.sum(axis=tuple(range(2, x.ndim)), keepdims=True)
-    return [to_int8(_rounded_mean(total, np.int64(p.count)), p.act_min, p.act_max)]
+    return [to_output(node, _rounded_mean(total, np.int64(p.count)), p.act_min, p.act_max)]
 
 
 @int_kernel("ReduceMean")
@@ -70,7 +72,7 @@ def reduce_mean(node, inputs):
         return [inputs[0]]
     shifted = qm.wrap_int32(x.sum(axis=p.axes, keepdims=bool(p.keepdims)) - p.input_zero_point * p.count)
     y = qm.multiply_by_quantized_multiplier(shifted, p.multiplier, p.shift) + p.output_zero_point
-    return [to_int8(y)]
+    return [to_output(node, y)]
 
 
 @int_kernel("Resize")
@@ -91,7 +93,7 @@ def resize(node, inputs):
         raise GraphError(f"node {node.name} (Resize): only H and W may be resized")
     p = resize_params(node, x.shape, out_shape)
     if p.mode == "nearest":
-        return [x[:, :, p.y_lo][:, :, :, p.x_lo].astype(np.int8)]
+        return [x[:, :, p.y_lo][:, :, :, p.x_lo].astype(np.asarray(inputs[0]).dtype)]
     y0, y1, dy = p.y_lo, p.y_hi, p.y_frac.astype(np.int64).reshape(-1, 1)
     x0, x1, dx = p.x_lo, p.x_hi, p.x_frac.astype(np.int64).reshape(1, -1)
     one = 1 << 10

@@ -1,7 +1,7 @@
 """Data-movement kernels: values are copied unchanged, so quantization must match.
 
 TFLM RESHAPE / SQUEEZE / TRANSPOSE / CONCATENATION / PAD / STRIDED_SLICE / SPLIT copy raw
-int8 values (CONCATENATION and PAD check the parameters, the others assume them).
+int8 (or int16) values (CONCATENATION and PAD check the parameters, the others assume them).
 PAD fills with the output zero point; PADV2 with an int8 constant (same parameters).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ def _check_same(node, in_indices=(0,)):
         if v is None or v.quant is None:
             continue
         for q in outs:
-            if not (np.array_equal(v.quant.scale, q.scale)
+            if not (np.array_equal(v.quant.scale, q.scale) and v.quant.dtype == q.dtype
                     and np.array_equal(v.quant.zero_point, q.zero_point)):
                 raise GraphError(f"node {node.name} ({node.op}): input {v.name} {v.quant!r} and "
                                  f"output {q!r} must share quantization parameters (TFLM copies "

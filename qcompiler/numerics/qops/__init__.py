@@ -24,8 +24,10 @@ depend on a runtime shape or operand take optional `shape` / `values` (a kernel 
 its own) and otherwise read the IR's static shapes and constants.
 
 Modules: common (quantization access, the activation clamp -- the one reader of the
-fused clamp attribute here --, per-channel multipliers), conv, eltwise, pool, act,
-softmax (with Requantize and the wide-softmax rules), shape (Pad).
+fused clamp attribute here --, per-channel multipliers, the int16 checks), conv, eltwise,
+pool, act, act16 (int16 LOGISTIC / TANH), softmax (with Requantize and the wide-softmax
+rules), shape (Pad). Every record serves int8 and int16 (TFLite's 16x8 scheme) alike where
+TFLM's kernels share the formula; conv records say how wide the accumulator is.
 """
 from qcompiler.numerics.qops.act import (ClipParams, HardSwishParams, LeakyReluParams, LogisticParams,
                                          ReluParams, RsqrtParams, calculate_input_radius, clip_params,
@@ -33,13 +35,16 @@ from qcompiler.numerics.qops.act import (ClipParams, HardSwishParams, LeakyReluP
                                          leaky_relu_params, logistic_params, logistic_tanh_multiplier,
                                          relu_params, rsqrt_multiplier, rsqrt_params, rsqrt_values,
                                          tanh_params)
-from qcompiler.numerics.qops.common import (QopParams, activation_clamp, activation_range,
-                                            channel_multipliers, qparams, require_same_quant, scale_zp)
+from qcompiler.numerics.qops.act16 import Logistic16Params, logistic16_params, sigmoid_table, tanh16_params
+from qcompiler.numerics.qops.common import (QopParams, accumulator_bits, activation_clamp, activation_range,
+                                            channel_multipliers, is_int16, qparams, require_same_quant,
+                                            require_zero_points, scale_zp)
 from qcompiler.numerics.qops.conv import (ConvParams, FullyConnectedParams, conv_params,
                                           conv_real_multipliers, conv_transpose_params, fc_params,
                                           fc_real_multiplier)
-from qcompiler.numerics.qops.eltwise import (ADD_LEFT_SHIFT, AddParams, MulParams, PReluParams,
-                                             add_multipliers, add_params, mul_params, prelu_params)
+from qcompiler.numerics.qops.eltwise import (ADD_LEFT_SHIFT, ADD_LEFT_SHIFT_INT16, AddParams, MulParams,
+                                             PReluParams, add_left_shift, add_multipliers, add_params,
+                                             mul_params, prelu_params)
 from qcompiler.numerics.qops.pool import (GlobalPoolParams, MeanParams, PoolParams, ResizeParams,
                                           global_pool_params, mean_multiplier, mean_params, pool_params,
                                           pooled_size, resize_mode, resize_params)
@@ -61,10 +66,11 @@ QOPS = {
 
 __all__ = [
     "QOPS", "QopParams", "activation_clamp", "activation_range", "channel_multipliers", "qparams",
-    "require_same_quant", "scale_zp",
+    "require_same_quant", "scale_zp", "accumulator_bits", "is_int16", "require_zero_points",
+    "Logistic16Params", "logistic16_params", "tanh16_params", "sigmoid_table",
     "ConvParams", "FullyConnectedParams", "conv_params", "conv_transpose_params", "fc_params",
     "conv_real_multipliers", "fc_real_multiplier",
-    "AddParams", "MulParams", "PReluParams", "ADD_LEFT_SHIFT", "add_multipliers", "add_params",
+    "AddParams", "MulParams", "PReluParams", "ADD_LEFT_SHIFT", "ADD_LEFT_SHIFT_INT16", "add_left_shift", "add_multipliers", "add_params",
     "mul_params", "prelu_params",
     "PoolParams", "GlobalPoolParams", "MeanParams", "ResizeParams", "pool_params", "global_pool_params",
     "mean_params", "mean_multiplier", "pooled_size", "resize_mode", "resize_params",

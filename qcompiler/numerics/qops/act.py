@@ -20,7 +20,8 @@ from qcompiler.errors import GraphError
 from qcompiler.ir import Node
 from qcompiler.numerics import fixed_point as qm
 from qcompiler.numerics.fixed_point import f32
-from qcompiler.numerics.qops.common import QopParams, operand, require_same_quant, scale_zp
+from qcompiler.numerics.qops.common import (QopParams, operand, qparams, require_same_quant,
+                                            require_zero_points, scale_zp)
 
 # ---- formulas on scales ------------------------------------------------------------------------
 
@@ -91,12 +92,20 @@ def _logistic_tanh(node: Node, output_bits: int, offset: int) -> LogisticParams:
     return LogisticParams(zi, *logistic_tanh_multiplier(si), 31 - output_bits, offset)
 
 
-def logistic_params(node: Node) -> LogisticParams:
+def logistic_params(node: Node):
+    """LogisticParams (int8) or, for int16 input, act16.Logistic16Params."""
+    if qparams(node, 0).dtype == np.int16:
+        from qcompiler.numerics.qops.act16 import logistic16_params
+        return logistic16_params(node)
     _require_output(node, 1 / 256, -128, "TFLM LOGISTIC checks the zero point, assumes the scale")
     return _logistic_tanh(node, 8, -128)
 
 
-def tanh_params(node: Node) -> LogisticParams:
+def tanh_params(node: Node):
+    """LogisticParams (int8) or, for int16 input, act16.Logistic16Params."""
+    if qparams(node, 0).dtype == np.int16:
+        from qcompiler.numerics.qops.act16 import tanh16_params
+        return tanh16_params(node)
     _require_output(node, 1 / 128, 0, "TFLM TANH int8 assumes these")
     return _logistic_tanh(node, 7, 0)
 
@@ -112,16 +121,19 @@ class ReluParams(QopParams):
 
 
 def relu_params(node: Node) -> ReluParams:
+    """RELU; int16 needs zero points 0 (activations_common.cc)."""
+    require_zero_points(node)
     si, zi = scale_zp(node, 0)
     so, zo = scale_zp(node, 0, output=True)
+    qo = qparams(node, 0, output=True)
     m, e = qm.quantize_multiplier(qm.scale_ratio(si, so))
-    return ReluParams(zi, zo, m, e, max(-128, zo), 127)
+    return ReluParams(zi, zo, m, e, max(qo.qmin, zo), qo.qmax)
 
 
-def float_to_quantized(value: float, scale, zero_point: int) -> int:
-    """micro_utils FloatToQuantizedType<int8_t>: round(value / scale) + zp, clamped."""
+def float_to_quantized(value: float, scale, zero_point: int, qmin: int = -128, qmax: int = 127) -> int:
+    """micro_utils FloatToQuantizedType<int8_t / int16_t>: round(value / scale) + zp, clamped."""
     q = qm.round_half_away(float(np.float32(value) / np.float32(scale))) + zero_point
-    return int(min(127, max(-128, q)))
+    return int(min(qmax, max(qmin, q)))
 
 
 def _bound(node: Node, index: int, attr: str, values) -> float | None:
@@ -149,13 +161,15 @@ class ClipParams(QopParams):
 def clip_params(node: Node, values: list | None = None) -> ClipParams:
     """`values`: a kernel's runtime operands (bounds may be inputs); default the constants."""
     lo, hi = _bound(node, 1, "min", values), _bound(node, 2, "max", values)
+    qi = qparams(node, 0)
+    qmin, qmax = qi.qmin, qi.qmax
     if lo == 0.0 and (hi is None or hi == math.inf):
-        return ClipParams(lo, hi, 1, -128, 127)
+        return ClipParams(lo, hi, 1, qmin, qmax)
     require_same_quant(node)       # RELU6 / MINIMUM / MAXIMUM copy raw values
     si, zi = scale_zp(node, 0)
-    qlo = zi if lo == 0.0 else (-128 if lo is None else float_to_quantized(lo, si, zi))
-    qhi = 127 if hi is None else float_to_quantized(hi, si, zi)
-    return ClipParams(lo, hi, 0, max(qlo, -128), min(qhi, 127))
+    qlo = zi if lo == 0.0 else (qmin if lo is None else float_to_quantized(lo, si, zi, qmin, qmax))
+    qhi = qmax if hi is None else float_to_quantized(hi, si, zi, qmin, qmax)
+    return ClipParams(lo, hi, 0, max(qlo, qmin), min(qhi, qmax))
 
 
 @dataclass(frozen=True, eq=False)

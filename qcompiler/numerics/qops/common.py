@@ -57,7 +57,8 @@ def scale_zp(node: Node, index: int, output: bool = False) -> tuple[np.float32, 
 def require_same_quant(node: Node, in_index: int = 0, out_index: int = 0) -> None:
     """TFLM copies raw values for this op: input and output parameters must agree."""
     qi, qo = qparams(node, in_index), qparams(node, out_index, output=True)
-    if not (np.array_equal(qi.scale, qo.scale) and np.array_equal(qi.zero_point, qo.zero_point)):
+    if not (np.array_equal(qi.scale, qo.scale) and np.array_equal(qi.zero_point, qo.zero_point)
+            and qi.dtype == qo.dtype):
         raise GraphError(f"node {node.name} ({node.op}): input #{in_index} {qi!r} and output "
                          f"{qo!r} must share quantization parameters (TFLM does not rescale "
                          "here); insert a requantize or fix the quantizer")
@@ -114,6 +115,32 @@ def in_shape(node: Node, shape=None, index: int = 0) -> tuple[int, ...]:
         raise GraphError(f"node {node.name} ({node.op}): input #{index} has no static shape "
                          "(run shape inference / fix --input-shape)")
     return v.shape
+
+
+# ---- 16-bit activations (TFLite's 16x8 scheme) ----------------------------------------------
+
+def is_int16(node: Node, index: int = 0, output: bool = False) -> bool:
+    """True when that input (or output) holds int16 activations."""
+    return qparams(node, index, output).dtype == np.int16
+
+
+def require_zero_points(node: Node, inputs=(0,), outputs=(0,)) -> None:
+    """TFLM's int16 kernels take symmetric activations: every int16 zero point must be 0."""
+    for index, output in [(i, False) for i in inputs] + [(o, True) for o in outputs]:
+        q = qparams(node, index, output)
+        if q.dtype == np.int16 and np.any(q.zero_point != 0):
+            kind = "output" if output else "input"
+            raise GraphError(f"node {node.name} ({node.op}): int16 {kind} #{index} has zero point "
+                             f"{int(q.zero_point[0])}; TFLM's int16 kernels need zero point 0")
+
+
+def accumulator_bits(node: Node) -> int:
+    """CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED accumulate int16 inputs in int64 unless
+    the bias is int32 (TFLM: `requires_int32_accum`); int8 inputs always in int32."""
+    if qparams(node, 0).dtype != np.int16:
+        return 32
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    return 32 if bias is not None and np.dtype(bias.dtype) == np.int32 else 64
 
 
 # ---- the activation clamp (the one reader of the fused clamp among the parameters) --------

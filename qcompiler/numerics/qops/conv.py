@@ -7,6 +7,12 @@
 
 as PopulateConvolutionQuantizationParams computes them (per-tensor weights give every
 channel the same pair). Per-tensor FULLY_CONNECTED has one pair (GetQuantizedConvolutionMultipler).
+
+16x8 (int16 activations, zero points 0, int8 weights): the same multipliers; with an int64
+bias (or none) the accumulator is int64 and the requantization is the int64
+MultiplyByQuantizedMultiplier (16-bit multiplier, one rounding: `accumulator_bits` 64); with
+an int32 bias TFLM accumulates in int32 as for int8. DEPTHWISE_CONV_2D reads int16 biases as
+int64 only.
 """
 from __future__ import annotations
 
@@ -17,8 +23,8 @@ import numpy as np
 from qcompiler.errors import GraphError
 from qcompiler.ir import Node
 from qcompiler.numerics.fixed_point import f32
-from qcompiler.numerics.qops.common import (QopParams, activation_clamp, attr_ints, channel_multipliers,
-                                            qparams, scale_zp)
+from qcompiler.numerics.qops.common import (QopParams, accumulator_bits, activation_clamp, attr_ints,
+                                            channel_multipliers, qparams, require_zero_points, scale_zp)
 
 
 def conv_real_multipliers(input_scale, weight_scales, output_scale) -> np.ndarray:
@@ -57,9 +63,11 @@ class ConvParams(QopParams):
     pads: tuple[int, int, int, int]  # top, left, bottom, right
     group: int
     output_padding: tuple[int, int] = (0, 0)  # ConvTranspose only
+    accumulator_bits: int = 32       # 64: int16 input with an int64 (or no) bias
 
 
 def _requant(node: Node, channels: int):
+    require_zero_points(node)
     in_s, in_zp = scale_zp(node, 0)
     out_s, out_zp = scale_zp(node, 0, output=True)
     real = conv_real_multipliers(in_s, qparams(node, 1).scale, out_s)
@@ -89,9 +97,15 @@ def conv_params(node: Node) -> ConvParams:
     else:
         raise GraphError(f"node {node.name} (Conv): only 1-D and 2-D convolutions, got rank {rank}")
     lo, hi = activation_clamp(node)
+    group = int(node.attrs.get("group", 1))
+    bits = accumulator_bits(node)
+    if bits == 32 and qparams(node, 0).dtype == np.int16 and group > 1 and w is not None \
+            and w.shape is not None and w.shape[1] == 1:
+        raise GraphError(f"node {node.name} (Conv): an int16 DEPTHWISE_CONV_2D needs an int64 bias "
+                         "(TFLM reads its bias as int64)")
     return ConvParams(**_requant(node, _weight_dim(node, 0)), act_min=lo, act_max=hi,
-                      strides=strides, dilations=dilations, pads=pads,
-                      group=int(node.attrs.get("group", 1)))
+                      strides=strides, dilations=dilations, pads=pads, group=group,
+                      accumulator_bits=bits)
 
 
 def conv_transpose_params(node: Node) -> ConvParams:
@@ -122,6 +136,7 @@ class FullyConnectedParams(QopParams):
     act_min: int
     act_max: int
     trans_b: int             # 1: weight [M, K] (TFLite's layout); 0: [K, M]
+    accumulator_bits: int = 32   # 64: int16 input with an int64 (or no) bias
 
 
 def fc_params(node: Node, in_features: int | None = None) -> FullyConnectedParams:
@@ -136,6 +151,7 @@ def fc_params(node: Node, in_features: int | None = None) -> FullyConnectedParam
         x, w = node.inputs[0], node.inputs[1]
         k = in_features if in_features is not None else (x.shape[-1] if x.shape else None)
         trans_b = 1 if w.shape is not None and w.shape[1] == k else 0
+    require_zero_points(node)
     in_s, in_zp = scale_zp(node, 0)
     out_s, out_zp = scale_zp(node, 0, output=True)
     wq = qparams(node, 1)
@@ -145,4 +161,4 @@ def fc_params(node: Node, in_features: int | None = None) -> FullyConnectedParam
         real = conv_real_multipliers(in_s, wq.scale, out_s)
     mult, shift = channel_multipliers(real, real.size)
     lo, hi = activation_clamp(node)
-    return FullyConnectedParams(in_zp, out_zp, mult, shift, lo, hi, int(trans_b))
+    return FullyConnectedParams(in_zp, out_zp, mult, shift, lo, hi, int(trans_b), accumulator_bits(node))

@@ -4,6 +4,9 @@
                 y   = clamp(MBQMSmallerThanOne(a_1 +/- a_2, M_out, shift_out) + out_zp, act range)
     MUL:        y   = clamp(MBQM((x1 - zp1) * (x2 - zp2), M, shift) + out_zp, act range)
     PRELU:      x >= zp: MBQM(x - zp, M1, s1) + out_zp; else MBQM((x - zp) * (a - a_zp), M2, s2) + out_zp
+
+int16 (16x8): ADD / SUB shift left by 15 instead of 20 (65535 << 15 still fits the int32
+sum); MUL is the same formula on int16 values, with every zero point 0.
 """
 from __future__ import annotations
 
@@ -14,13 +17,19 @@ import numpy as np
 from qcompiler.ir import Node
 from qcompiler.numerics import fixed_point as qm
 from qcompiler.numerics.fixed_point import f32
-from qcompiler.numerics.qops.common import QopParams, activation_clamp, scale_zp
+from qcompiler.numerics.qops.common import QopParams, activation_clamp, is_int16, require_zero_points, scale_zp
 
 ADD_LEFT_SHIFT = 20   # int8 ADD / SUB: inputs scaled by 2^20 before the common rescale
+ADD_LEFT_SHIFT_INT16 = 15   # int16 ADD / SUB
 
 
-def add_multipliers(s1, s2, s_out, float32_math: bool = False):
-    """ADD / SUB multipliers (add_common.cc, sub_common.cc), left_shift = 20.
+def add_left_shift(node: Node) -> int:
+    """ADD / SUB's left shift, chosen by the output type (add_common.cc, sub_common.cc)."""
+    return ADD_LEFT_SHIFT_INT16 if is_int16(node, 0, output=True) else ADD_LEFT_SHIFT
+
+
+def add_multipliers(s1, s2, s_out, float32_math: bool = False, left_shift: int = ADD_LEFT_SHIFT):
+    """ADD / SUB multipliers (add_common.cc, sub_common.cc), left_shift = 20 (int16: 15).
 
     Returns ((M1, shift1), (M2, shift2), (Mout, shift_out)), every shift <= 0.
     ADD computes in double; SUB's source computes in float, but the verified wheel
@@ -30,10 +39,10 @@ def add_multipliers(s1, s2, s_out, float32_math: bool = False):
     if float32_math:
         twice = np.float32(2) * max(s1, s2)
         reals = (qm.scale_ratio(s1, twice, True), qm.scale_ratio(s2, twice, True),
-                 qm.scale_ratio(twice, np.float32(1 << ADD_LEFT_SHIFT) * so, True))
+                 qm.scale_ratio(twice, np.float32(1 << left_shift) * so, True))
     else:
         twice = 2.0 * float(max(s1, s2))
-        reals = (float(s1) / twice, float(s2) / twice, twice / ((1 << ADD_LEFT_SHIFT) * float(so)))
+        reals = (float(s1) / twice, float(s2) / twice, twice / ((1 << left_shift) * float(so)))
     out = []
     for r in reals:
         if not 0.0 < r < 1.0:
@@ -64,8 +73,9 @@ class AddParams(QopParams):
 def add_params(node: Node) -> AddParams:
     (s1, z1), (s2, z2) = scale_zp(node, 0), scale_zp(node, 1)
     so, zo = scale_zp(node, 0, output=True)
-    (m1, e1), (m2, e2), (mo, eo) = add_multipliers(s1, s2, so)
-    return AddParams(z1, z2, zo, ADD_LEFT_SHIFT, m1, e1, m2, e2, mo, eo, *activation_clamp(node))
+    shift = add_left_shift(node)
+    (m1, e1), (m2, e2), (mo, eo) = add_multipliers(s1, s2, so, left_shift=shift)
+    return AddParams(z1, z2, zo, shift, m1, e1, m2, e2, mo, eo, *activation_clamp(node))
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +91,7 @@ class MulParams(QopParams):
 
 def mul_params(node: Node) -> MulParams:
     """MUL: QuantizeMultiplier(double(s1) * double(s2) / double(out))."""
+    require_zero_points(node, (0, 1))
     (s1, z1), (s2, z2) = scale_zp(node, 0), scale_zp(node, 1)
     so, zo = scale_zp(node, 0, output=True)
     m, e = qm.quantize_multiplier(float(s1) * float(s2) / float(so))
