@@ -114,11 +114,25 @@ class Backend:
     extra: ClassVar[str | None] = None          # pip extra with its Python dependencies
     options_class: ClassVar[type] = NoOptions   # dataclass of its options (see `option`)
     scheme: QuantScheme
+    int16_scheme: QuantScheme | None = None     # int16 activations (--activations int16 / auto)
     default_passes: tuple[str, ...]
 
     def check_supported(self, graph: Graph) -> None:
         """Raise UnsupportedOpError listing every op (and node) it cannot lower."""
         raise NotImplementedError
+
+    def schemes(self, activations: str) -> tuple[QuantScheme, QuantScheme | None]:
+        """(scheme of the int8 nodes, scheme of the int16 nodes or None) for --activations
+        int8 | int16 | auto; a QccError when the runtime has no int16 scheme."""
+        if activations == "int8":
+            return self.scheme, None
+        if activations not in ("int16", "auto"):
+            raise QccError(f"--activations {activations!r}: choose int8, int16 or auto")
+        if self.int16_scheme is None:
+            raise QccError(f"target {self.name!r} has no int16 activation scheme (its runtime quantizes "
+                           f"activations to int8 only), so --activations {activations} is not available; "
+                           "use --activations int8")
+        return self.scheme, self.int16_scheme
 
     def supported_ops(self) -> set[str]:
         """Op names it lowers (for `qcc inspect --target` and the parity test)."""

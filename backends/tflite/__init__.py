@@ -15,7 +15,7 @@ from qcompiler.ir.serialize import load_graph
 from qcompiler.numerics.compare import FloatDiff, LsbDiff
 from qcompiler.numerics.fixed_point import round_half_away
 from qcompiler.passes import LRN_DECOMPOSED_PIPELINE
-from qcompiler.quant.scheme import TFLITE_INT8
+from qcompiler.quant.scheme import TFLITE_INT8, TFLITE_INT16
 
 from qcompiler.backends.base import Artifact, Backend, Check, option
 from qcompiler.backends.tflite.c_bundle import write_c_bundle
@@ -194,6 +194,7 @@ class TfliteBackend(Backend):
         self.name, self.c_bundle, self.description = name, c_bundle, description
         # TFLM keeps an int32 multiplier and an int32 shift per output channel in its arena
         self.scheme = replace(TFLITE_INT8, per_channel_param_bytes=TFLM_BYTES_PER_CHANNEL)
+        self.int16_scheme = replace(TFLITE_INT16, per_channel_param_bytes=TFLM_BYTES_PER_CHANNEL)
 
     def check_supported(self, graph) -> None:
         check_supported(graph)

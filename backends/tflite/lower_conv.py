@@ -59,7 +59,7 @@ def explicit_pad(ctx: LoweringContext, node: Node, x: Value, src: int, shape_hw,
     if value is None:
         ctx.op("PAD", [src, paddings], [out])
     else:
-        pad_value = ctx.const(f"{node.name}_pad_value", np.array([value], np.int8), x.quant)
+        pad_value = ctx.const(f"{node.name}_pad_value", np.array([value], x.dtype), x.quant)
         ctx.op("PADV2", [src, paddings, pad_value], [out])
     return out
 

@@ -3,7 +3,7 @@
 Elementwise ops work in whatever layout their inputs already have; constants
 are broadcast (leading 1s, as ONNX broadcasts from the right) and stored in
 that layout. Clip maps to RELU / RELU6 where the integer reference computes
-exactly those, else to MINIMUM + MAXIMUM against int8 bounds quantized as the
+exactly those, else to MINIMUM + MAXIMUM against int8 (int16) bounds quantized as the
 reference does: TFLM has no int8 RELU_N1_TO_1 kernel.
 """
 from __future__ import annotations
@@ -66,7 +66,8 @@ def lower_clip(ctx: LoweringContext, node: Node):
     if p.low == 0.0 and p.high == 6.0:
         ctx.op("RELU6", [ctx.get(x)], [ctx.define(y, perm)])
         return
-    steps = [(op, b) for op, b, idle in (("MINIMUM", p.act_max, 127), ("MAXIMUM", p.act_min, -128))
+    info = np.iinfo(x.dtype)
+    steps = [(op, b) for op, b, idle in (("MINIMUM", p.act_max, info.max), ("MAXIMUM", p.act_min, info.min))
              if b != idle]
     src = ctx.get(x)
     if not steps:
@@ -75,7 +76,7 @@ def lower_clip(ctx: LoweringContext, node: Node):
     for k, (opcode, bound) in enumerate(steps):
         last = k == len(steps) - 1
         dst = ctx.define(y, perm) if last else ctx.scratch(f"{y.name}_min", permute(y.shape, perm), y)
-        const = ctx.const(f"{node.name}_{opcode.lower()}", np.array([bound], np.int8), x.quant)
+        const = ctx.const(f"{node.name}_{opcode.lower()}", np.array([bound], x.dtype), x.quant)
         ctx.op(opcode, [src, const], [dst])
         src = dst
 

@@ -4,7 +4,7 @@ TFLite pools with SAME or VALID padding only and, like the integer reference,
 ignores taps outside the image (max over in-image taps, average divided by
 their count). A pooling window is therefore fully described by the in-image
 rows/columns it covers, and an ONNX pool whose pads are neither SAME nor VALID
-can still be exact: MaxPool pads explicitly with -128 (PADV2), AveragePool
+can still be exact: MaxPool pads explicitly with -128 / -32768 (PADV2), AveragePool
 finds a TFLite pooling (possibly at stride 1) whose windows include ONNX's and
 keeps those with a STRIDED_SLICE.
 """
@@ -82,7 +82,7 @@ def lower_pool(ctx: LoweringContext, node: Node):
         return
     if node.op == "MaxPool":  # -128 never wins a max: equal to skipping the padded taps
         ends = window_ends(sizes, kernel, strides, [1, 1], begins, outs)
-        src = explicit_pad(ctx, node, x, src, sizes, begins, ends, -128)
+        src = explicit_pad(ctx, node, x, src, sizes, begins, ends, int(np.iinfo(x.dtype).min))
         _emit_pool(ctx, node, src, ctx.define(y, NHWC), "VALID", kernel, strides)
         return
     plan = pool_plan(sizes, kernel, strides, begins, outs, allow_slice=True)

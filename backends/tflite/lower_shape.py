@@ -107,7 +107,7 @@ def lower_pad(ctx: LoweringContext, node: Node):
     if p.fill == int(y.quant.zero_point[0]):
         ctx.op("PAD", [src, paddings], [out])
     else:
-        value = ctx.const(f"{node.name}_value", np.array([p.fill], np.int8), y.quant)
+        value = ctx.const(f"{node.name}_value", np.array([p.fill], y.dtype), y.quant)
         ctx.op("PADV2", [src, paddings, value], [out])
 
 

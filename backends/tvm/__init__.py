@@ -21,7 +21,7 @@ from pathlib import Path
 
 from qcompiler.errors import BackendError, MissingDependencyError
 from qcompiler.passes import LRN_DECOMPOSED_PIPELINE
-from qcompiler.quant.scheme import TFLITE_INT8
+from qcompiler.quant.scheme import TFLITE_INT8, TFLITE_INT16
 
 from qcompiler.backends.base import Artifact, Backend, Check, option
 
@@ -117,6 +117,7 @@ class TvmBackend(Backend):
     extra = "tvm"
     options_class = TvmOptions
     scheme = TFLITE_INT8  # TVM keeps no per-channel parameters in RAM
+    int16_scheme = TFLITE_INT16
     default_passes = tuple(LRN_DECOMPOSED_PIPELINE)
 
     def check_supported(self, graph) -> None:

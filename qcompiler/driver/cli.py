@@ -108,6 +108,15 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "the full int8 range (with --calib; float function and integer weights unchanged)")
     g.add_argument("--bias-correction", default="auto", choices=["auto", "off", "empirical", "analytic"],
                    help="auto: empirical with --calib, analytic without")
+    g.add_argument("--activations", default="int8", choices=["int8", "int16", "auto"],
+                   help="activation width: int8, int16 (TFLite's 16x8 scheme: symmetric int16 activations, int8 "
+                        "weights, int64 biases) or auto (int16 only for the layers that need it to reach "
+                        "--min-sqnr, QUANTIZE at the borders)")
+    g.add_argument("--min-sqnr", type=float, metavar="DB",
+                   help="with --activations auto: output SQNR (dB vs the float model, on the calibration data) to "
+                        "reach with the smallest change from all-int8")
+    g.add_argument("--max-arena", type=int, metavar="BYTES",
+                   help="with --activations auto: the largest runtime arena a choice may need")
 
     g = p.add_argument_group("target")
     g.add_argument("--target", default="tflm", choices=targets(), help="the runtime to compile for")
@@ -165,7 +174,8 @@ def cmd_compile(argv: list[str]) -> int:
                           max_calib_samples=a.max_calib_samples, max_memory_mb=a.max_memory,
                           input_shapes=parse_input_shapes(";".join(a.input_shape)),
                           passes=tuple(a.passes.split(",")) if a.passes else None,
-                          per_channel_fc=_fc_mode(a), name=a.name, target_options=_given_target_options(a))
+                          per_channel_fc=_fc_mode(a), name=a.name, target_options=_given_target_options(a),
+                          activations=a.activations, min_sqnr=a.min_sqnr, max_arena=a.max_arena)
     if a.explain:
         from qcompiler.ir.pass_manager import PASSES
         from qcompiler.driver.pipeline import pass_list

@@ -24,6 +24,9 @@ class CompileOptions:
     passes: tuple[str, ...] | None = None
     per_channel_fc: bool | str = "auto"  # True | False | "auto" (per channel where it gains >= 3 dB)
     name: str | None = None
+    activations: str = "int8"           # int8 | int16 (TFLite's 16x8 scheme) | auto (per layer, to --min-sqnr)
+    min_sqnr: float | None = None       # with auto: the output SQNR (dB, calibration data) to reach
+    max_arena: int | None = None        # with auto: the largest runtime arena (bytes) a choice may need
     disable_passes: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     dump_after: tuple[str, ...] = ()
@@ -63,6 +66,12 @@ class CompileOptions:
             parts.append(f"--outputs {','.join(self.outputs)}")
         if self.per_channel_fc != "auto":
             parts.append("--per-channel-fc" if self.per_channel_fc else "--per-tensor-fc")
+        if self.activations != "int8":
+            parts.append(f"--activations {self.activations}")
+        if self.min_sqnr is not None:
+            parts.append(f"--min-sqnr {self.min_sqnr:g}")
+        if self.max_arena is not None:
+            parts.append(f"--max-arena {self.max_arena}")
         if target_options is not None:
             parts += target_options.describe()
         return " ".join(parts)

@@ -119,7 +119,8 @@ def target_support(graph: Graph, backend) -> list[str]:
 
 
 def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
-             scheme: QuantScheme = TFLITE_INT8, defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
+             scheme: QuantScheme = TFLITE_INT8, defer_report: bool = False,
+             wide_scheme: QuantScheme | None = None, cost=None) -> tuple[Graph | None, dict, dict]:
     """(int8 graph, calibration summary, ranges); see qcompiler/quant/ptq.py for the steps.
 
     `calib_path` None means data-free mode (needs options.input_range). The
@@ -130,7 +131,8 @@ def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
     """
     from qcompiler.quant.wide_softmax import expand_wide_softmax
     from qcompiler.quant.ptq import run_ptq
-    qgraph, summary, ranges = run_ptq(graph, calib_path, options, scheme=scheme, defer_report=defer_report)
+    qgraph, summary, ranges = run_ptq(graph, calib_path, options, scheme=scheme, defer_report=defer_report,
+                                      wide_scheme=wide_scheme, cost=cost)
     if qgraph is not None:
         expand_wide_softmax(qgraph)
     return qgraph, summary, ranges
@@ -196,6 +198,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     """Compile one ONNX model for `options.target` into `outdir`."""
     backend = registry.get(options.target)
     topts = target_options(backend, options)
+    scheme, wide_scheme = backend.schemes(options.activations)  # refuses int16 where there is none
     model_path, outdir = Path(model_path), Path(outdir)
     _check_output(outdir)
     graph = load_model(model_path, options.input_shapes, options.max_memory_mb << 20)
@@ -205,8 +208,8 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     backend.check_supported(graph)  # every op the target cannot run, before the (slow) calibration
     from qcompiler.quant.ptq import cancel_report, finish_report
     # no calib: data-free; the per-layer report overlaps with the backend (finish_report below)
-    qgraph, calib_summary, ranges = quantize(graph, options.calib, options, scheme=backend.scheme,
-                                             defer_report=True)
+    qgraph, calib_summary, ranges = quantize(graph, options.calib, options, scheme=scheme, defer_report=True,
+                                             wide_scheme=wide_scheme, cost=getattr(backend, "cost", None))
     tmp = None
     try:
         header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe(topts)}"

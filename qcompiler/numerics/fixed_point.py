@@ -181,6 +181,14 @@ def choose_activation_params(lo: float, hi: float, qmin: int = -128, qmax: int =
     return scale, int(np.clip(zp, qmin, qmax))
 
 
+def choose_symmetric_params(lo: float, hi: float, qmax: int = 32767) -> tuple[np.float32, int]:
+    """Symmetric (scale, 0) covering [lo, hi]: max(|lo|, |hi|) / qmax (TFLite's 16x8 activations)."""
+    amax = max(abs(float(lo)), abs(float(hi)))
+    if amax < 1e-12:
+        return np.float32(1.0 / (qmax + 1)), 0
+    return np.float32(amax / qmax), 0
+
+
 # ---- gemmlowp fixed point (fixedpoint.h), raw int32 values held in int64 arrays -------
 # A FixedPoint<int32, m> value is raw / 2^(31 - m). These are the routines the TFLM
 # reference kernels call for softmax, logistic and tanh; every intermediate is wrapped

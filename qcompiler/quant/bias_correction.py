@@ -29,6 +29,7 @@ import numpy as np
 from qcompiler.interp import FLOAT_KERNELS
 from qcompiler.ir.activation import clamp_of
 from qcompiler.ir import Graph, Node
+from qcompiler.quant.precision import is_border
 from qcompiler.quant.quantize import quantize_bias
 
 # ops whose float kernels treat every index of axis 0 independently (when `axis`, if any, is not 0)
@@ -41,10 +42,12 @@ PARAMETER_INPUTS = {"Conv", "Gemm"}
 
 
 def node_pairs(float_graph: Graph, qgraph: Graph) -> list[tuple[Node, Node]]:
-    """(float node, quantized node) pairs; quantize_graph keeps order and names."""
-    if [n.name for n in float_graph.nodes] != [n.name for n in qgraph.nodes]:
+    """(float node, quantized node) pairs; quantize_graph keeps order and names (the
+    int8 <-> int16 conversions it adds, qcompiler/quant/precision.py, have no float node)."""
+    qnodes = [n for n in qgraph.nodes if not is_border(n)]
+    if [n.name for n in float_graph.nodes] != [n.name for n in qnodes]:
         raise ValueError("bias correction needs the float graph the quantized graph was made from")
-    return list(zip(float_graph.nodes, qgraph.nodes))
+    return list(zip(float_graph.nodes, qnodes))
 
 
 def is_corrected_layer(q: Node) -> bool:
@@ -146,7 +149,11 @@ class _QuantStream:
             if fv is None:
                 out.append(None)
             elif not fv.is_constant:
-                out.append(self.env[fv.name])
+                x = self.env[fv.name]
+                border = qv.producer
+                if border is not None and is_border(border):  # an int8 <-> int16 conversion
+                    x = _fake_quant(x, qv.quant)
+                out.append(x)
             elif weights is not None and i in (1, 2):
                 out.append(weights[i - 1])
             else:

@@ -474,7 +474,7 @@ def minmax_tensors(graph: Graph, method: str, also: Iterable[str] = (),
     if method == "minmax":
         return names
     fixed = set(minmax_roles)
-    return {n for n in names if roles.get(n) in fixed} | set(also)
+    return {n for n in names if roles.get(n, "hidden") in fixed} | set(also)
 
 
 def choose_ranges(graph: Graph, observers: dict[str, HistogramObserver], method: str,

@@ -22,6 +22,7 @@ from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
 from qcompiler.quant.moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
 from qcompiler.quant.fc_weights import FC_PER_CHANNEL_GAIN_DB
+from qcompiler.quant.precision import INT8, INT16, precision_summary
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.report import layer_report, parameters_only, report_samples, worst_layers
 
@@ -93,9 +94,10 @@ def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float
 
 
 def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: FloatRunner, bc: str,
-                act_eq: bool, scheme: QuantScheme):
-    """Ranges from data, plus what later steps need: the samples, input moments and what the
-    same float pass collected for them (`_taps`: {"input_sums": ..., "extremes": ...}, both optional)."""
+                act_eq: bool, scheme: QuantScheme, wide_scheme: QuantScheme | None = None):
+    """Ranges from data (and, with `wide_scheme`, the int16 tensors' ranges by its rules), plus what
+    later steps need: the samples, input moments and what the same float pass collected for them
+    (`_taps`: {"input_sums": ..., "extremes": ...}, both optional)."""
     samples = load_samples(calib_path, graph, options.max_memory_mb << 20)
     total = sample_count(samples, graph, options.max_calib_samples)
     taps = _taps(graph, total, bc, act_eq)
@@ -111,13 +113,18 @@ def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: F
     ranges = choose_ranges(graph, obs, options.calib_method, options.percentile, also=equalized,
                            minmax_roles=scheme.minmax_roles)
     ranges.update(_input_range_override(graph, options))
+    wide = ranges
+    if wide_scheme is not None:
+        wide = choose_ranges(graph, obs, options.calib_method, options.percentile, also=equalized,
+                             minmax_roles=wide_scheme.minmax_roles)
+        wide.update(_input_range_override(graph, options))
     moments = {}
     for v in graph.inputs:
         o, c = obs[v.name], int(v.shape[1]) if len(v.shape) >= 2 else 1
         moments[v.name] = Moments(np.full(c, o.mean), np.full(c, o.std ** 2), support=(o.min, o.max),
                                   source="input")
     summary.update({"file": source_name(calib_path), "samples": count, "engine": engine})
-    return ranges, samples, total, moments, taps
+    return ranges, wide, samples, total, moments, taps
 
 
 def _data_free(graph: Graph, options, summary: dict):
@@ -153,14 +160,14 @@ def _taps(graph: Graph, total: int, bc: str, act_eq: bool) -> dict:
     return taps
 
 
-def _equalize_activations(graph: Graph, extremes, ranges: dict, input_sums) -> dict:
+def _equalize_activations(graph: Graph, extremes, ranges: dict, input_sums, wide_ranges: dict) -> dict:
     """Rescale the equalizable pairs in place and keep ranges and bias-correction sums in step;
     returns {tensor: channel gains}."""
     from qcompiler.quant.act_eq import equalize_activations
     done = equalize_activations(graph, extremes)
     values = {v.name: v for v in graph.values()}
     for name, (gain, rng) in done.items():
-        ranges[name] = rng
+        ranges[name] = wide_ranges[name] = rng
         if input_sums is not None:
             input_sums.scale_input(values[name].consumers[0].name, gain)
     return {name: gain for name, (gain, _) in done.items()}
@@ -197,10 +204,19 @@ def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int,
     return analytic_bias_correction(graph, qgraph, post)
 
 
+def activations_mode(options) -> str:
+    """--activations: int8 (default), int16 or auto."""
+    return getattr(options, "activations", "int8")
+
+
 @one_blas_thread()
 def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme = TFLITE_INT8,
-            defer_report: bool = False) -> tuple[Graph | None, dict, dict]:
-    """Quantize `graph` per `options`: (int8 graph, summary for report.json, ranges).
+            defer_report: bool = False, wide_scheme: QuantScheme | None = None,
+            cost=None) -> tuple[Graph | None, dict, dict]:
+    """Quantize `graph` per `options`: (integer graph, summary for report.json, ranges).
+
+    `wide_scheme`: the int16 scheme, for --activations int16 / auto; `cost(qgraph) -> dict`
+    (arena bytes, ...), the backend's measure of a candidate for the auto search.
 
     With CLE on, `graph` is equalized in place (its float function is unchanged),
     so the float graph, the ranges and the int8 graph describe the same tensors.
@@ -216,6 +232,9 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     if scheme.integer_ir:
         check_quantizable(graph)
     _check_options(options)
+    mode = activations_mode(options)
+    if mode != "int8" and wide_scheme is None:
+        raise CalibrationError(f"--activations {mode} needs an int16 scheme, which this target does not have")
     cle, bc = resolved_cle(options), resolved_bias_correction(options)
     summary: dict = {"method": options.calib_method, "weights": weights_summary(options, scheme),
                      "cle": equalize(graph) if cle else "off", "bias_correction": bc}
@@ -225,27 +244,32 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     if calib_path is not None:
         runner = FloatRunner(graph)  # one float session for calibration, bias correction and the report
         act_eq = scheme.activation_equalization and options.act_eq and not options.per_tensor
-        ranges, samples, total, moments, taps = _calibrated(graph, calib_path, options, summary, runner, bc, act_eq,
-                                                            scheme)
+        ranges, wide_ranges, samples, total, moments, taps = _calibrated(
+            graph, calib_path, options, summary, runner, bc, act_eq, scheme, wide_scheme if mode != "int8" else None)
         input_sums = taps.get("input_sums")
         if "extremes" in taps:
-            gains = _equalize_activations(graph, taps["extremes"], ranges, input_sums)
+            gains = _equalize_activations(graph, taps["extremes"], ranges, input_sums, wide_ranges)
             summary["activation_equalization"] = {
                 "tensors": len(gains), "max_gain": float(max((g.max() for g in gains.values()), default=1.0))}
             if gains:  # the float graph changed (not its function): its activations are the old ones, scaled
                 runner = _ScaledRunner(runner, gains)
     else:
-        ranges = _data_free(graph, options, summary)
+        ranges = wide_ranges = _data_free(graph, options, summary)
         moments = {v.name: _uniform(v, r) for v in graph.inputs for r in [ranges[v.name]]}
     summary["input_ranges"] = {v.name: list(ranges[v.name]) for v in graph.inputs}
     if not scheme.integer_ir:
         summary["bias_correction"] = "not applicable (the target quantizes with its own scheme)"
         return None, summary, ranges
+    precision, fc_scheme = INT8, scheme
+    if mode == "int16":
+        precision, fc_scheme = INT16, wide_scheme
     qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc, per_tensor=options.per_tensor,
-                            scheme=scheme)
-    summary["fc_arena_budget_bytes"] = ram_budget(graph, scheme)
+                            scheme=fc_scheme, precision=precision, wide_ranges=wide_ranges)
+    if mode != "int8":
+        summary["activations"] = precision_summary(graph, qgraph, precision)
+    summary["fc_arena_budget_bytes"] = ram_budget(graph, fc_scheme)
     if options.per_channel_fc == "auto" and not options.per_tensor:
-        given_up = kept_per_tensor_for_arena(graph, scheme)
+        given_up = kept_per_tensor_for_arena(graph, fc_scheme)
         if given_up:
             summary["fc_kept_per_tensor_for_arena"] = given_up
     summary["fc_per_channel"] = [n.name for n in qgraph.nodes

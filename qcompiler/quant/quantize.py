@@ -17,6 +17,12 @@
 - bias int32 at scale in_scale * w_scale[c];
 - other constant operands (Add/Mul by a constant) int8 per tensor.
 
+int16 activations (TFLite's 16x8 scheme, `precision`, qcompiler/quant/precision.py): the
+nodes computing in int16 get symmetric int16 tensors (zero point 0) from their min-max
+ranges (`wide_ranges`), int64 biases, int16 constant operands and the int16 fixed outputs
+(Softmax (1/32768, 0), Sigmoid / Tanh (2^-15, 0)); Requantize nodes convert where a tensor
+reaches a node of the other width.
+
 The quantized graph keeps ONNX op names, attributes and layout; integer kernels
 and backends read `Value.quant`.
 """
@@ -27,15 +33,15 @@ import numpy as np
 from qcompiler.errors import QuantizationError, require_ops
 from qcompiler.ir import Graph, QuantParams, Value
 from qcompiler.quant.fc_weights import per_channel_fc_layers
+from qcompiler.quant.precision import FOLLOWERS, INT8, Precision, insert_borders, resolve
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.wide_softmax import mark_wide_softmax
-from qcompiler.numerics.fixed_point import choose_activation_params, symmetric_weight_scales
+from qcompiler.numerics.fixed_point import choose_activation_params, choose_symmetric_params, symmetric_weight_scales
 
 # ops whose outputs must carry exactly their (first) input's parameters
-SAME_PARAMS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten",
-               "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice", "Split", "Identity", "Dropout",
-               "Concat", "Resize", "Upsample"}
+SAME_PARAMS = FOLLOWERS
 FIXED_OUTPUT = {"Softmax": (1.0 / 256, -128), "Sigmoid": (1.0 / 256, -128), "Tanh": (1.0 / 128, 0)}
+FIXED_OUTPUT_INT16 = {"Softmax": (1.0 / 32768, 0), "Sigmoid": (2.0 ** -15, 0), "Tanh": (2.0 ** -15, 0)}
 # input index -> role, for ops with constant weights
 WEIGHTED = {"Conv": 0, "Gemm": 0, "ConvTranspose": 1}  # value = weight channel axis (per-channel)
 SHAPE_INPUTS = {"Reshape": {1}, "Pad": {1, 2}, "Slice": {1, 2, 3, 4}, "Split": {1}, "Squeeze": {1},
@@ -90,50 +96,70 @@ def constrained_range(v: Value, lo: float, hi: float) -> tuple[float, float]:
     return lo, max(hi, float(v.meta.get("range_floor", hi)))
 
 
-def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]]) -> None:
+def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]],
+                             widths: dict[str, int] | None = None, wide_ranges: dict | None = None) -> None:
+    """Parameters of every activation from its group's range: int8 asymmetric, or, for tensors
+    `widths` marks 16 bits, int16 symmetric from `wide_ranges` (converted copies read their
+    source's range: meta["range_of"])."""
+    widths = widths or {}
     acts = _activation_values(graph)
     uf = _groups(graph)
     fixed: dict[int, tuple[float, int, str]] = {}
     span: dict[int, tuple[float, float]] = {}
+    bits: dict[int, int] = {}
     for n in graph.nodes:
-        if n.op in FIXED_OUTPUT:
+        table = FIXED_OUTPUT_INT16 if widths.get(n.outputs[0].name) == 16 else FIXED_OUTPUT
+        if n.op in table:
             root = uf.find(id(n.outputs[0]))
-            scale, zp = FIXED_OUTPUT[n.op]
+            scale, zp = table[n.op]
             if root in fixed and fixed[root][:2] != (scale, zp):
                 raise QuantizationError(f"node {n.name} ({n.op}) needs output parameters {scale}, {zp} "
                                         f"but shares them with {fixed[root][2]}")
             fixed[root] = (scale, zp, n.name)
     for v in acts:
-        if v.name not in ranges:
+        width = widths.get(v.name, 8)
+        source = v.meta.get("range_of", v.name)
+        table = wide_ranges if width == 16 and wide_ranges is not None else ranges
+        if source not in table:
             raise QuantizationError(f"no calibration range for tensor {v.name} "
                                     f"(produced by {v.producer.name if v.producer else 'graph input'})")
-        lo, hi = constrained_range(v, *ranges[v.name])
+        lo, hi = constrained_range(v, *table[source])
         root = uf.find(id(v))
+        if bits.setdefault(root, width) != width:
+            raise QuantizationError(f"tensor {v.name} ({width}-bit) shares parameters with a "
+                                    f"{bits[root]}-bit tensor (internal: precision borders)")
         plo, phi = span.get(root, (lo, hi))
         span[root] = (min(lo, plo), max(hi, phi))
     for v in acts:
         root = uf.find(id(v))
         if root in fixed:
             scale, zp, _ = fixed[root]
+        elif bits[root] == 16:
+            scale, zp = choose_symmetric_params(*span[root])
         else:
             scale, zp = choose_activation_params(*span[root])
-        v.quant = QuantParams(np.float32(scale), zp)
-        v.dtype = np.dtype(np.int8)
+        dtype = np.dtype(np.int16 if bits[root] == 16 else np.int8)
+        v.quant = QuantParams(np.float32(scale), zp, dtype=dtype)
+        v.dtype = dtype
 
 
 # the int32 bias must fit with room to spare (bias correction may double it): a weight scale
 # never goes below |bias| / (input scale * BIAS_HEADROOM), like the TFLite converter's bias
 # adjustment. Matters for channels whose weights are ~0 but whose bias is not (a constant
 # channel; VWW has two with |w| ~ 1e-29): their tiny weight scale made the bias saturate at
-# 2^31 - 1 and the channel output 0 instead of relu(bias).
+# 2^31 - 1 and the channel output 0 instead of relu(bias). int64 biases (16x8) keep
+# BIAS_HEADROOM_INT64: TFLM's int64 requantization takes accumulators below 2^47.
 BIAS_HEADROOM = 2.0 ** 30
+BIAS_HEADROOM_INT64 = 2.0 ** 45
+BIAS_LIMITS = {32: 2.0 ** 31, 64: 2.0 ** 47}
 
 
-def bias_safe_scales(scales: np.ndarray, bias: np.ndarray | None, in_scale: float) -> np.ndarray:
-    """`scales` raised where bias / (in_scale * scale) would leave the int32 headroom."""
+def bias_safe_scales(scales: np.ndarray, bias: np.ndarray | None, in_scale: float,
+                     headroom: float = BIAS_HEADROOM) -> np.ndarray:
+    """`scales` raised where bias / (in_scale * scale) would leave the bias headroom."""
     if bias is None:
         return scales
-    need = np.abs(bias.astype(np.float64)) / (float(in_scale) * BIAS_HEADROOM)
+    need = np.abs(bias.astype(np.float64)) / (float(in_scale) * headroom)
     if scales.size == 1:
         need = np.array([need.max(initial=0.0)])
     return np.maximum(scales.astype(np.float64), need).astype(np.float32)
@@ -143,7 +169,8 @@ def _quantize_weight(graph: Graph, w: Value, axis: int | None, bias: Value | Non
                      in_q: QuantParams | None = None) -> Value:
     scales = symmetric_weight_scales(w.data, axis)
     if bias is not None and in_q is not None:
-        scales = bias_safe_scales(scales, bias.data, float(in_q.scale[0]))
+        headroom = BIAS_HEADROOM_INT64 if in_q.dtype == np.int16 else BIAS_HEADROOM
+        scales = bias_safe_scales(scales, bias.data, float(in_q.scale[0]), headroom)
     q = QuantParams(scales, np.zeros_like(scales, dtype=np.int32), axis=axis)
     data = q.quantize(w.data)
     data = np.clip(data, -127, 127).astype(np.int8)
@@ -154,30 +181,36 @@ def _quantize_weight(graph: Graph, w: Value, axis: int | None, bias: Value | Non
 
 def quantize_bias(graph: Graph, b: Value, in_q: QuantParams, w_q: QuantParams,
                   data: np.ndarray | None = None) -> Value:
-    """int32 bias constant at scale in_scale * w_scale[c] (`data` overrides b's float values).
+    """Bias constant at scale in_scale * w_scale[c] (`data` overrides b's float values): int32,
+    or int64 for int16 inputs (TFLite's 16x8 scheme).
 
     Per-tensor weights give a per-tensor bias, as the TFLite converter writes
     it (LiteRT's XNNPACK delegate refuses a per-tensor filter with a per-axis bias).
     """
     data = b.data if data is None else data
+    bits = 64 if in_q.dtype == np.int16 else 32
     bias_scale = (np.float32(in_q.scale[0]) * w_q.scale).astype(np.float32)
     with np.errstate(all="ignore"):
         q = np.round(data.astype(np.float64) / bias_scale.astype(np.float64))
-    if not np.all(np.isfinite(q)) or np.any(np.abs(q) > 2.0 ** 31):
+    if not np.all(np.isfinite(q)) or np.any(np.abs(q) > BIAS_LIMITS[bits]):
         users = ", ".join(f"{n.name} ({n.op})" for n in b.consumers) or "no node"
-        raise QuantizationError(f"bias {b.name} (used by {users}) does not fit an int32 at scale "
+        raise QuantizationError(f"bias {b.name} (used by {users}) does not fit an int{bits} at scale "
                                 f"{bias_scale.min():.3g} (bias {data.min():.3g}..{data.max():.3g}); "
                                 "check the layer's weights and input range for extreme values")
-    q = np.clip(q, -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
+    limit = int(BIAS_LIMITS[bits]) - 1
+    q = np.clip(q, -limit, limit).astype(np.int32 if bits == 32 else np.int64)
     out = graph.add_constant(f"{b.name}_q", q)
     axis = 0 if bias_scale.size > 1 else None
-    out.quant = QuantParams(bias_scale, np.zeros(bias_scale.shape, np.int32), axis=axis, dtype=np.int32)
+    out.quant = QuantParams(bias_scale, np.zeros(bias_scale.shape, np.int32), axis=axis, dtype=q.dtype)
     return out
 
 
-def _quantize_operand(graph: Graph, c: Value) -> Value:
-    scale, zp = choose_activation_params(float(np.min(c.data)), float(np.max(c.data)))
-    q = QuantParams(scale, zp)
+def _quantize_operand(graph: Graph, c: Value, int16: bool = False) -> Value:
+    lo, hi = float(np.min(c.data)), float(np.max(c.data))
+    if int16:
+        q = QuantParams(*choose_symmetric_params(lo, hi), dtype=np.int16)
+    else:
+        q = QuantParams(*choose_activation_params(lo, hi))
     out = graph.add_constant(f"{c.name}_q", q.quantize(c.data))
     out.quant = q
     return out
@@ -201,7 +234,11 @@ def quantize_weights(graph: Graph, per_channel_fc: bool | str = False, per_tenso
             if c is None or not c.is_constant or i in skip:
                 continue
             if np.issubdtype(c.data.dtype, np.floating):
-                n.set_input(i, _quantize_operand(graph, c))
+                n.set_input(i, _quantize_operand(graph, c, _computes_int16(n)))
+
+
+def _computes_int16(n) -> bool:
+    return any(v.quant is not None and v.quant.dtype == np.int16 for v in n.outputs)
 
 
 # requantization multipliers in_scale * w_scale / out_scale the runtimes can apply: TFLM's
@@ -238,13 +275,20 @@ def check_quantizable(graph: Graph) -> None:
 
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool | str = False,
-                   per_tensor: bool = False, scheme: QuantScheme = TFLITE_INT8) -> Graph:
-    """Return an integer copy of the float `graph` using calibrated `ranges`, in `scheme`."""
+                   per_tensor: bool = False, scheme: QuantScheme = TFLITE_INT8, precision: Precision = INT8,
+                   wide_ranges: dict | None = None) -> Graph:
+    """Return an integer copy of the float `graph` using calibrated `ranges`, in `scheme`
+    (its FULLY_CONNECTED weight choice); `precision` names the nodes computing in int16,
+    whose tensors take their ranges from `wide_ranges` (default `ranges`)."""
     check_finite(graph)
     check_quantizable(graph)
     q = graph.copy()
     float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}
-    assign_activation_params(q, ranges)
+    widths = None
+    if not precision.is_int8:
+        nodes, widths = resolve(q, precision)
+        insert_borders(q, nodes, widths)
+    assign_activation_params(q, ranges, widths, wide_ranges if wide_ranges is not None else ranges)
     mark_wide_softmax(q)
     quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor, scheme=scheme)
     check_multipliers(q)

@@ -43,8 +43,9 @@ class _Acc:
     def __init__(self, v=None):
         self.signal = self.noise = 0.0
         self.clipped = self.count = 0
-        if v is not None:  # histograms on the tensor's int8 grid, float side with one bin beyond each end
-            self.qmin, levels = v.quant.qmin, v.quant.qmax - v.quant.qmin + 1
+        self.qhist = None
+        if v is not None and v.quant.dtype == np.int8:  # histograms on the tensor's int8 grid, float
+            self.qmin, levels = v.quant.qmin, v.quant.qmax - v.quant.qmin + 1  # side one bin beyond each end
             self.qhist = np.zeros(levels, np.int64)
             self.fhist = np.zeros(levels + 2, np.int64)
             self.fmin, self.fmax = math.inf, -math.inf
@@ -79,7 +80,7 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
     """([per-tensor entry in graph order], samples used, {tensor: histograms} of the
     HISTOGRAM_LAYERS worst). `feeds` are float input feeds; `runner` runs `float_graph`
     (one is made when not given)."""
-    acts = [v for v in qgraph.values() if not v.is_constant and v.quant is not None and v.quant.dtype == np.int8]
+    acts = _report_tensors(qgraph)
     accs = {v.name: _Acc(v) for v in acts}
     runner = runner or FloatRunner(float_graph)
     current: dict[str, np.ndarray] = {}
@@ -98,7 +99,8 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
         a.clipped += int(np.count_nonzero((ref < lo - 0.5 * float(v.quant.scale[0]))
                                           | (ref > hi + 0.5 * float(v.quant.scale[0]))))
         a.count += ref.size
-        _histogram(a, v.quant, ref, q_arr)
+        if a.qhist is not None:
+            _histogram(a, v.quant, ref, q_arr)
 
     def hook(node, outs):
         for v, arr in zip(node.outputs, outs):
@@ -115,8 +117,14 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
         interp.run(qfeed)
         n += 1
     entries = _entries(qgraph, acts, accs, _weight_sqnr(qgraph, float_graph))
-    return entries, n, {e["tensor"]: _histogram_entry(accs[e["tensor"]], e)
-                        for e in worst_layers(entries, HISTOGRAM_LAYERS)}
+    worst = [e for e in worst_layers(entries, len(entries)) if accs[e["tensor"]].qhist is not None]
+    return entries, n, {e["tensor"]: _histogram_entry(accs[e["tensor"]], e) for e in worst[:HISTOGRAM_LAYERS]}
+
+
+def _report_tensors(qgraph: Graph) -> list:
+    """The activations the report measures: int8 and int16 tensors (histograms: int8 only)."""
+    return [v for v in qgraph.values() if not v.is_constant and v.quant is not None
+            and v.quant.dtype in (np.int8, np.int16)]
 
 
 def _histogram(a: _Acc, q, ref: np.ndarray, q_arr: np.ndarray) -> None:
@@ -150,13 +158,15 @@ def _entries(qgraph: Graph, acts, accs, wsqnr) -> list[dict]:
                  "clipped_fraction": round(a.clipped / a.count, 6) if a.count else None}
         if producer is not None and producer.name in wsqnr:
             entry["weight_sqnr_db"] = wsqnr[producer.name]
+        if v.quant.dtype != np.int8:
+            entry["dtype"] = v.quant.dtype.name
         out.append(entry)
     return out
 
 
 def parameters_only(qgraph: Graph) -> list[dict]:
     """Entries without measurements (data-free mode: there is nothing to measure on)."""
-    acts = [v for v in qgraph.values() if not v.is_constant and v.quant is not None and v.quant.dtype == np.int8]
+    acts = _report_tensors(qgraph)
     return _entries(qgraph, acts, {v.name: _Acc() for v in acts}, {})
 
 

@@ -6,15 +6,22 @@ scheme instead of asking which target it compiles for.
     TFLITE_INT8   the TFLite int8 specification: asymmetric int8 activations, symmetric
                   int8 weights (per output channel for convolutions), int32 biases; qcc
                   builds the integer IR and its reference interpreter is the oracle.
+    TFLITE_INT16  TFLite's 16x8 scheme: symmetric int16 activations (zero point 0), the
+                  same int8 weights, int64 biases for CONV_2D / DEPTHWISE_CONV_2D /
+                  FULLY_CONNECTED; every activation range is its min-max (with 65536
+                  steps, clipping outliers costs more than their steps save).
     (ncnn's symmetric scheme is defined by its backend: qcc only calibrates ranges there.)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 # Range rules: tensor roles (see calibration.tensor_roles) whose range is the observed
 # min-max whatever --calib-method says.
 IO_ROLES = frozenset({"input", "logits"})
+ALL_ROLES = frozenset({"input", "logits", "first", "hidden"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class QuantScheme:
         int32 shift in its arena); 0 when they live in flash or cost nothing.
     per_channel_param_share: share of the activation memory such parameters may take
         before fully connected layers fall back to per-tensor weights (FC weights "auto").
+    bias_bits: width of the biases of convolutions and fully connected layers.
     """
 
     name: str
@@ -45,11 +53,18 @@ class QuantScheme:
     activation_equalization: bool = True
     per_channel_param_bytes: int = 0
     per_channel_param_share: float = 0.05
+    bias_bits: int = 32
 
     @property
     def weight_qmax(self) -> int:
         """Symmetric weight range [-qmax, qmax] (int8: 127, as TFLite requires)."""
         return (1 << (self.weight_bits - 1)) - 1
 
+    @property
+    def activation_dtype(self) -> np.dtype:
+        return np.dtype(f"int{self.activation_bits}")
+
 
 TFLITE_INT8 = QuantScheme("tflite-int8")
+TFLITE_INT16 = replace(TFLITE_INT8, name="tflite-int16", activation_bits=16, symmetric_activations=True,
+                       minmax_roles=ALL_ROLES, bias_bits=64)

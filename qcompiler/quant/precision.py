@@ -1,0 +1,161 @@
+"""Which integer width each node computes in, and the QUANTIZE ops at the borders.
+
+A `Precision` names the nodes that compute in int16 (TFLite's 16x8 scheme); every other
+node computes in int8. `resolve` turns it into one width per node and per tensor:
+
+- a compute node (Conv, Gemm, Add, Softmax, ...) takes its own width; ops without an int16
+  kernel in TFLM and in the reference (`INT16_OPS`; Resize only nearest) stay int8;
+- a data-movement op (`FOLLOWERS`: reshapes, pooling, Pad, Concat, ... whose output shares its
+  input's parameters) follows its input -- Concat the widest of its inputs;
+- a graph input takes the widest width its readers (through data movement) compute in;
+- a tensor has its producer's width.
+
+`insert_borders` then gives every node inputs of its own width: where a tensor reaches a
+node of the other width, a Requantize (TFLM QUANTIZE int8 <-> int16) makes a converted
+copy, shared by all readers of that width, and marked `meta["precision_border"]`:
+
+    Before: %y = Conv(%x)           # %x produced by an int8 node, Conv computing in int16
+    After:  %x_int16 = Requantize(%x); %y = Conv(%x_int16)
+
+The converted copy's range is its source's (`meta["range_of"]`); the quantizer gives it the
+parameters of its own width.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qcompiler.ir import Graph, Node, Value
+
+# ops whose output shares its (first) input's quantization parameters: they move raw values
+FOLLOWERS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten",
+                       "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice", "Split", "Identity", "Dropout",
+                       "Concat", "Resize", "Upsample"})
+# ops with an int16 kernel in TFLM and in the integer reference (checked against each other in
+# tests/test_int16_kernels_tflm.py); the others stay int8 inside an int16 model
+INT16_OPS = frozenset({"Conv", "Gemm", "Add", "Sub", "Mul", "MaxPool", "AveragePool", "GlobalAveragePool",
+                       "ReduceMean", "Softmax", "Sigmoid", "Tanh", "Relu", "Clip", "LeakyRelu", "Reshape",
+                       "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Concat", "Pad", "Slice",
+                       "Split", "Resize", "Requantize"})
+# why an op stays int8 in an int16 model (report.json)
+WHY_INT8 = {
+    "HardSwish": "TFLM has no int16 HARD_SWISH kernel",
+    "Rsqrt": "qcc's int16 RSQRT is not implemented (TFLM has one)",
+    "PRelu": "qcc's int16 PRELU is not implemented (TFLM has one, with int8 alpha)",
+    "ConvTranspose": "qcc's int16 TRANSPOSE_CONV is not implemented (TFLM has one)",
+    "Resize": "TFLM has no int16 RESIZE_BILINEAR kernel",
+}
+BORDER = "precision_border"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """int16 for every node (`all16`) or for the nodes named in `wide`; int8 elsewhere."""
+
+    all16: bool = False
+    wide: frozenset = frozenset()
+
+    def wants16(self, node: Node) -> bool:
+        return self.all16 or node.name in self.wide
+
+    @property
+    def is_int8(self) -> bool:
+        return not self.all16 and not self.wide
+
+
+INT8 = Precision()
+INT16 = Precision(all16=True)
+
+
+def int16_capable(node: Node) -> bool:
+    """The op has an int16 kernel (Resize: nearest only)."""
+    if node.op not in INT16_OPS:
+        return False
+    if node.op == "Resize":
+        mode = node.attrs.get("mode", "nearest")
+        return (mode.decode() if isinstance(mode, bytes) else mode) == "nearest"
+    return True
+
+
+def _activations(node: Node) -> list[Value]:
+    ins = [v for v in node.inputs if v is not None and not v.is_constant]
+    return ins if node.op == "Concat" else ins[:1]
+
+
+def resolve(graph: Graph, precision: Precision) -> tuple[dict[str, int], dict[str, int]]:
+    """({node name: 8 or 16}, {tensor name: 8 or 16}) per the rules in the module docstring."""
+    nodes: dict[str, int] = {}
+    for n in graph.nodes:
+        if n.op not in FOLLOWERS:
+            nodes[n.name] = 16 if precision.wants16(n) and int16_capable(n) else 8
+
+    memo: dict[str, int] = {}
+
+    def demand(v: Value) -> int:
+        if v.name not in memo:
+            bits = 8
+            for c in v.consumers:
+                if c.op not in FOLLOWERS:
+                    bits = max(bits, nodes[c.name])
+                elif int16_capable(c):
+                    bits = max([bits] + [demand(o) for o in c.outputs])
+            memo[v.name] = bits
+        return memo[v.name]
+
+    values = {v.name: demand(v) for v in graph.inputs}
+    for n in graph.nodes:
+        if n.op in FOLLOWERS:
+            ins = _activations(n)
+            bits = max((values.get(v.name, 8) for v in ins), default=8)
+            nodes[n.name] = bits if int16_capable(n) else 8
+        for v in n.outputs:
+            values[v.name] = nodes[n.name]
+    return nodes, values
+
+
+def insert_borders(graph: Graph, nodes: dict[str, int], values: dict[str, int]) -> list[Node]:
+    """Insert the Requantize conversions (see the module docstring); returns them. `values`
+    gains the converted copies' widths."""
+    made: dict[tuple[str, int], Value] = {}
+    borders = []
+    for n in list(graph.nodes):
+        bits = nodes[n.name]
+        for i, v in enumerate(n.inputs):
+            if v is None or v.is_constant or values[v.name] == bits:
+                continue
+            key = (v.name, bits)
+            if key not in made:
+                out = graph.add_value(f"{v.name}_int{bits}", v.dtype, v.shape)
+                out.meta["range_of"] = v.meta.get("range_of", v.name)
+                border = graph.insert_before(n, "Requantize", [v], [out], name=f"{v.name}_to_int{bits}")
+                border.meta[BORDER] = True
+                nodes[border.name] = bits
+                values[out.name] = bits
+                made[key] = out
+                borders.append(border)
+            n.set_input(i, made[key])
+    return borders
+
+
+def is_border(node: Node) -> bool:
+    return bool(node.meta.get(BORDER))
+
+
+def int8_reasons(graph: Graph, nodes: dict[str, int], precision: Precision) -> dict[str, str]:
+    """{node name: why it stays int8} for nodes the precision wanted in int16 but cannot have."""
+    out = {}
+    for n in graph.nodes:
+        if precision.wants16(n) and nodes.get(n.name) == 8 and not int16_capable(n):
+            out[n.name] = WHY_INT8.get(n.op, f"no int16 {n.op} kernel")
+    return out
+
+
+def precision_summary(graph: Graph, qgraph: Graph, precision: Precision) -> dict:
+    """report.json's calibration "activations": the widths chosen and why some stay int8."""
+    nodes, _ = resolve(graph, precision)
+    wide = [n.name for n in graph.nodes if nodes[n.name] == 16]
+    borders = [n for n in qgraph.nodes if is_border(n)]
+    return {"mode": "int16" if precision.all16 else "mixed",
+            "int16_nodes": len(wide) if precision.all16 else wide,
+            "int8_nodes": int8_reasons(graph, nodes, precision),
+            "conversions": [{"node": b.name, "from": b.inputs[0].quant.dtype.name, "to": b.outputs[0].quant.dtype.name}
+                            for b in borders]}
