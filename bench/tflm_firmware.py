@@ -361,7 +361,8 @@ def _exact(row: dict) -> str:
     return "yes" if row["wheel_vs_reference_bit_exact"] else "yes (vs wheel)"
 
 
-def run(models: list[str], configs: list[str], tflm: Path, keep: Path | None = None) -> tuple[str, list[dict]]:
+def run(models: list[str], configs: list[str], tflm: Path, keep: Path | None = None) -> dict:
+    """Measures every model under every build: {"rows": [...], "archives": {config: bytes}}."""
     rows, libs = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         work = keep or Path(tmp)
@@ -375,18 +376,54 @@ def run(models: list[str], configs: list[str], tflm: Path, keep: Path | None = N
             for name in models:
                 rows.append(measure(build, name, work, plugin))
                 print(f"tflm_firmware: {config} {name}: {rows[-1]}", file=sys.stderr)
-    body = [[r["config"], r["model"], f"{r['flash']:,}", f"{r['flash_tflm']:,}", f"{r['flash_libc']:,}",
-             f"{r['flash_model']:,}", f"{r['flash_app']:,}", f"{r['flash'] - r['flash_model']:,}",
-             f"{r['arena_declared']:,}", f"{r['arena_used_m4']:,}", f"{r['bss']:,}", f"{r['data']:,}",
-             f"{r['stack_used']:,}", f"{r['ram']:,}", f"{r['insn_invoke']:,}",
-             _exact(r)] for r in rows]
-    md = table(["TFLM build", "model", "flash", "TFLM lib", "libc/libgcc", "model (.tflite array)", "main+startup",
-                "flash - model", "arena (declared)", "arena used (M4)", ".bss", ".data", "stack peak", "RAM",
-                "instructions / invoke", "bit-exact"], body)
-    md += "\n\nBuilds: " + "; ".join(f"`{c}` = {CONFIG_NOTES[c]}" for c in configs)
-    md += ("\n\nTFLM library archive (text+data of all objects, before --gc-sections): "
-           + ", ".join(f"{c} {libs[c]:,} B" for c in configs))
-    return md, rows
+    return {"rows": rows, "archives": libs}
+
+
+HOW = """\
+- Firmware: `bench/tflm_firmware_main.cc` (AllocateTensors, two Invokes on one real input sample,
+  output check) + the model's qcc files + `examples/mps2/startup.c`, linked with
+  `examples/mps2/mps2.ld`, `-Os`, `-mcpu=cortex-m4 -mfloat-abi=soft` (TFLM's `TARGET_ARCH=cortex-m4`),
+  newlib-nano, `--gc-sections`. `*_official` rows: the official MLPerf Tiny int8 `.tflite` with a
+  resolver of its ops and the smallest arena AllocateTensors accepts on this target (bisected).
+- flash = text + rodata + data of the ELF without the test input/expected arrays; split with
+  the linker map: *TFLM lib* = everything linked from libtensorflow-microlite.a; *libc/libgcc* =
+  newlib-nano, libm, libgcc (soft-float double maths used when Prepare computes multipliers,
+  `exp`/`round`/`frexp`, 64-bit division, `memcpy`); *model* = the flatbuffer array; *main+startup*
+  = the rest (includes TFLM's inline templates such as the op resolver and `MicroInterpreter` setup).
+- RAM = .data + .bss (the static arena of the declared size + TFLM objects) + stack peak (the firmware
+  paints the stack and finds the lowest overwritten word after the two Invokes).
+  *arena used (M4)* = `arena_used_bytes()` on this 32-bit target; qcc's declared size was
+  measured on the 64-bit host (larger runtime structs).
+- instructions / invoke: guest instructions between two marker calls around the second Invoke,
+  counted by the TCG plugin `bench/qemu_insn_count.c` (Debian's qemu-system-arm 7.2 supports
+  `-plugin` but ships no plugins, not even `libinsn.so`; `-icount` only scales the virtual clock).
+  Exact, and deterministic run to run; QEMU does not model M4 cycle timing, so this is not cycles.
+- bit-exact: the firmware's int8 output equals the TFLM Python wheel's on the same input (the
+  wheel may be built from another TFLM commit than TFLM_SRC); for qcc models `qcc verify` on that
+  sample also shows wheel == qcc's integer reference."""
+
+
+def render(result: dict, header: str) -> str:
+    rows, libs = result["rows"], result["archives"]
+    configs = list(dict.fromkeys(r["config"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    by = {(r["config"], r["model"]): r for r in rows}
+    full = table(["TFLM build", "model", "flash", "TFLM lib", "libc/libgcc", "model", "main+startup",
+                  "flash - model", "arena (declared)", "arena used (M4)", ".bss", ".data", "stack peak", "RAM",
+                  "instructions / invoke", "bit-exact"],
+                 [[r["config"], r["model"], *(f"{r[k]:,}" for k in ("flash", "flash_tflm", "flash_libc", "flash_model",
+                                                                  "flash_app")),
+                   f"{r['flash'] - r['flash_model']:,}",
+                   *(f"{r[k]:,}" for k in ("arena_declared", "arena_used_m4", "bss", "data", "stack_used", "ram",
+                                           "insn_invoke")), _exact(r)]
+                  for c in configs for m in models if (r := by.get((c, m)))])
+    speed = table(["model"] + [f"{c}" for c in configs],
+                  [[m] + [f"{by[(c, m)]['insn_invoke']:,}" if (c, m) in by else None for c in configs] for m in models])
+    return (f"{header}\n\n## How\n\n{HOW}\n\n## Instructions per invoke (Cortex-M4)\n\n{speed}\n\n"
+            f"## Flash and RAM (bytes)\n\n{full}\n\nBuilds: "
+            + "; ".join(f"`{c}` = {CONFIG_NOTES[c]}" for c in configs)
+            + "\n\nTFLM library archive alone (text + data of all its objects, before --gc-sections): "
+            + ", ".join(f"{c} {libs[c]:,}" for c in configs) + "\n")
 
 
 def main(argv: list[str]) -> int:
@@ -399,19 +436,21 @@ def main(argv: list[str]) -> int:
     models = pick("--models", MODEL_NAMES if SHARED.is_dir() else ["digits_cnn"])
     configs = pick("--configs", list(CONFIGS))
     keep = Path(argv[argv.index("--keep") + 1]).resolve() if "--keep" in argv else None
-    md, rows = run(models, configs, tflm, keep)
-    commit = _run(["git", "-C", str(tflm), "log", "-1", "--format=%H %cs"], check=False).stdout.strip() \
-        if (tflm / ".git").exists() else "(no .git: see examples/README.md for the pinned commit)"
-    doc = (f"# TFLite Micro firmware on Cortex-M4 (QEMU {MACHINE})\n\nMachine: {machine()}; "
-           f"{_run(['arm-none-eabi-gcc', '--version']).stdout.splitlines()[0]}; "
-           f"{_run(['qemu-system-arm', '--version']).stdout.splitlines()[0]}; TFLM source {commit}\n\n"
-           f"Command: `TFLM_SRC=... python -m bench.tflm_firmware {' '.join(argv)}`\n\n{md}\n")
+    result = run(models, configs, tflm, keep)
+    commit = subprocess.run(["git", "-C", str(tflm), "log", "-1", "--format=%H (%cs)"],
+                            capture_output=True, text=True).stdout.strip() or "(not a git checkout)"
+    header = (f"# TFLite Micro firmware on Cortex-M4 (QEMU {MACHINE})\n\nMachine: {machine()}; "
+              f"{_run(['arm-none-eabi-gcc', '--version']).stdout.splitlines()[0]}; "
+              f"{_run(['qemu-system-arm', '--version']).stdout.splitlines()[0]}; TFLM source {commit}, "
+              f"third-party sources as pinned in examples/README.md\n\n"
+              f"Command: `TFLM_SRC=... python -m bench.tflm_firmware {' '.join(argv)}`")
+    doc = render(result, header)
     print(doc)
     if "--out" in argv:
         out = Path(argv[argv.index("--out") + 1])
         out.write_text(doc)
-        out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
-    return 0 if all(_exact(r) != "NO" for r in rows) else 1
+        out.with_suffix(".json").write_text(json.dumps({"header": header, **result}, indent=1) + "\n")
+    return 0 if all(_exact(r) != "NO" for r in result["rows"]) else 1
 
 
 if __name__ == "__main__":
