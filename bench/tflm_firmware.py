@@ -130,7 +130,7 @@ def compile_model(name: str, work: Path) -> tuple[Path, np.ndarray, bool]:
     out = work / name
     if not (out / "report.json").is_file():
         np.save(work / f"{name}_calib.npy", calib)
-        _run([sys.executable, "-m", "qcompiler.cli", str(onnx), "--target", "tflm", "--calib",
+        _run([sys.executable, "-m", "qcompiler", str(onnx), "--target", "tflm", "--calib",
               str(work / f"{name}_calib.npy"), "--name", name, "-o", str(out)], cwd=ROOT)
     report = json.loads((out / "report.json").read_text())
     nhwc = report.get("io_layout", {}).get(report["inputs"][0]["name"]) == "NHWC"
@@ -189,7 +189,7 @@ def qcc_verify(out: Path, sample: np.ndarray) -> bool:
     """`qcc verify` on the sample: the wheel's TFLM equals qcc's integer reference bit for bit?"""
     path = out.parent / f"{out.name}_sample.npy"
     np.save(path, sample)
-    res = _run([sys.executable, "-m", "qcompiler.cli", "verify", str(out), "--data", str(path), "--no-litert"], cwd=ROOT)
+    res = _run([sys.executable, "-m", "qcompiler", "verify", str(out), "--data", str(path), "--no-litert"], cwd=ROOT)
     return bool(json.loads(res.stdout)["tflm"]["bit_exact"])
 
 
