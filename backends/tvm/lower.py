@@ -23,6 +23,7 @@ from qcompiler.numerics.qops import require_same_quant
 from qcompiler.ir import Graph, Node, Value
 
 from qcompiler.backends.tvm.intmath import RelaxEmitter, dtype_of, shape_of
+from qcompiler.backends.tvm.lower_movement import MOVEMENT_LOWERINGS
 from qcompiler.backends.tvm.lower_ops import COMPUTE_LOWERINGS
 from qcompiler.backends.tvm.lower_softmax import SOFTMAX_LOWERINGS
 
@@ -57,7 +58,7 @@ SHAPE_LOWERINGS = {
 }
 
 # op name -> fn(Lowering, Node) -> [relax expr per output]
-LOWERINGS = {**COMPUTE_LOWERINGS, **SHAPE_LOWERINGS, **SOFTMAX_LOWERINGS}
+LOWERINGS = {**COMPUTE_LOWERINGS, **SHAPE_LOWERINGS, **MOVEMENT_LOWERINGS, **SOFTMAX_LOWERINGS}
 SUPPORTED_OPS = tuple(sorted(LOWERINGS))
 
 

@@ -43,7 +43,8 @@ from qcompiler.numerics.qops.eltwise import (ADD_LEFT_SHIFT, AddParams, MulParam
 from qcompiler.numerics.qops.pool import (GlobalPoolParams, MeanParams, PoolParams, ResizeParams,
                                           global_pool_params, mean_multiplier, mean_params, pool_params,
                                           pooled_size, resize_mode, resize_params)
-from qcompiler.numerics.qops.shape import PadParams, pad_params
+from qcompiler.numerics.qops.shape import (PadParams, SliceParams, SplitParams, pad_params, slice_params,
+                                           split_params)
 from qcompiler.numerics.qops.softmax import (RequantizeParams, Softmax16Params, SoftmaxParams,
                                              requantize_params, requantize_params_for, softmax8_params,
                                              softmax16_params, softmax_input_multiplier, softmax_params)
@@ -57,6 +58,7 @@ QOPS = {
     "Sigmoid": logistic_params, "Tanh": tanh_params, "Relu": relu_params, "Clip": clip_params,
     "LeakyRelu": leaky_relu_params, "HardSwish": hard_swish_params, "Rsqrt": rsqrt_params,
     "Softmax": softmax_params, "Requantize": requantize_params, "Pad": pad_params,
+    "Slice": slice_params, "Split": split_params, "GlobalMaxPool": global_pool_params,
 }
 
 __all__ = [
@@ -74,5 +76,5 @@ __all__ = [
     "hard_swish_multipliers", "rsqrt_multiplier", "rsqrt_values", "float_to_quantized",
     "SoftmaxParams", "Softmax16Params", "RequantizeParams", "softmax_params", "softmax8_params",
     "softmax16_params", "softmax_input_multiplier", "requantize_params", "requantize_params_for",
-    "PadParams", "pad_params",
+    "PadParams", "pad_params", "SliceParams", "slice_params", "SplitParams", "split_params",
 ]
