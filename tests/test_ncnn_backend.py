@@ -262,6 +262,16 @@ SYNTHETIC = {
                       N("Unsqueeze", ["g", "ax"], ["u"]), N("Softmax", ["u"], ["y"], axis=-1)],
                      [("x", [1, 2, 3, 4])], ["y"],
                      [("shape", np.array([1, 6, 4])), ("w", _r(5, 24)), ("b", _r(5)), ("ax", np.array([1]))]),
+    "prelu_reduce_slice_lrn": ([N("PRelu", ["x", "slope"], ["p"]), N("LRN", ["p"], ["l"], size=3, alpha=0.5),
+                                N("Slice", ["l", "st", "en", "ax"], ["s"]),
+                                N("Split", ["s", "sp"], ["a", "b"], axis=1),
+                                N("ReduceMean", ["a"], ["m"], axes=[2, 3], keepdims=0),
+                                N("ReduceMean", ["b"], ["y"], axes=[1], keepdims=1),
+                                N("PRelu", ["m", "one_slope"], ["z"])],
+                               [("x", [1, 6, 7, 5])], ["y", "z"],
+                               [("slope", _r(6, 1, 1) * 0.3), ("st", np.array([1, -6])),
+                                ("en", np.array([99, -1])), ("ax", np.array([1, 2])), ("sp", np.array([2, 3])),
+                                ("one_slope", np.array([0.25]))]),
 }
 
 
@@ -301,14 +311,14 @@ def test_synthetic_ops_int8_match_simulation(tmp_path, case):
 
 
 def test_unsupported_ops_are_listed_together(tmp_path):
-    model = _model([N("LRN", ["x"], ["a"], size=3), N("Relu", ["a"], ["b"]),
+    model = _model([N("Hardmax", ["x"], ["a"]), N("Relu", ["a"], ["b"]),
                     N("ReduceMax", ["b"], ["y"], axes=[1], keepdims=1)], [("x", [1, 4, 5, 5])], ["y"])
     onnx.save(model, str(tmp_path / "m.onnx"))
     graph = load_model(tmp_path / "m.onnx")
     with pytest.raises(UnsupportedOpError) as e:
         lower_graph(graph, "fp32", {})
     assert len(e.value.problems) == 2
-    assert "LRN" in str(e.value) and "ReduceMax" in str(e.value)
+    assert "Hardmax" in str(e.value) and "ReduceMax" in str(e.value)
 
 
 def test_batch_axis_concat_is_rejected(tmp_path):

@@ -94,7 +94,7 @@ class NcnnBackend(Backend):
     extra = "ncnn"
     options_class = NcnnOptions
     scheme = NCNN_INT8
-    default_passes = tuple(COMMON_PIPELINE)  # ncnn has an LRN layer (not lowered yet)
+    default_passes = tuple(COMMON_PIPELINE)  # LRN stays LRN: ncnn has the layer
 
     def check_supported(self, graph) -> None:
         """Every node ncnn cannot run, in one error: a trial lowering (fp32, no ranges needed)."""

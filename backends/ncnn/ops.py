@@ -387,3 +387,6 @@ def pad(lw: Lowering, node):
 @converter("Resize", "Upsample")
 def resize(lw: Lowering, node):
     _emit(lw, node, "Interp", [lw.bottom(node.input(0))], interp_params(node))
+
+
+from qcompiler.backends.ncnn import ops_extra  # noqa: E402,F401  (registers its converters)

@@ -41,7 +41,7 @@ from qcompiler.numerics.qops.conv import (ConvParams, FullyConnectedParams, conv
 from qcompiler.numerics.qops.eltwise import (ADD_LEFT_SHIFT, AddParams, MulParams, PReluParams,
                                              add_multipliers, add_params, mul_params, prelu_params)
 from qcompiler.numerics.qops.pool import (GlobalPoolParams, MeanParams, PoolParams, ResizeParams,
-                                          global_pool_params, mean_multiplier, mean_params, pool_params,
+                                          global_pool_params, mean_axes, mean_multiplier, mean_params, pool_params,
                                           pooled_size, resize_mode, resize_params)
 from qcompiler.numerics.qops.shape import (PadParams, SliceParams, SplitParams, pad_params, slice_params,
                                            split_params)
@@ -69,7 +69,7 @@ __all__ = [
     "AddParams", "MulParams", "PReluParams", "ADD_LEFT_SHIFT", "add_multipliers", "add_params",
     "mul_params", "prelu_params",
     "PoolParams", "GlobalPoolParams", "MeanParams", "ResizeParams", "pool_params", "global_pool_params",
-    "mean_params", "mean_multiplier", "pooled_size", "resize_mode", "resize_params",
+    "mean_params", "mean_axes", "mean_multiplier", "pooled_size", "resize_mode", "resize_params",
     "LogisticParams", "ReluParams", "ClipParams", "LeakyReluParams", "HardSwishParams", "RsqrtParams",
     "logistic_params", "tanh_params", "relu_params", "clip_params", "leaky_relu_params",
     "hard_swish_params", "rsqrt_params", "calculate_input_radius", "logistic_tanh_multiplier",
