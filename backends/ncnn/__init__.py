@@ -104,6 +104,10 @@ class NcnnBackend(Backend):
         from qcompiler.backends.ncnn.ops import CONVERTERS
         return set(CONVERTERS)
 
+    def unsupported_reason(self, op: str) -> str | None:
+        from qcompiler.backends.ncnn.ops import CONVERTERS, WHY_UNSUPPORTED
+        return None if op in CONVERTERS else WHY_UNSUPPORTED.get(op)
+
     def emit(self, comp, outdir: Path) -> dict:
         return emit(comp, outdir)
 

@@ -19,6 +19,9 @@ from qcompiler.backends.ncnn.model import TAG_FP32, TAG_INT8, Layer, Weight
 from qcompiler.backends.ncnn.resize import interp_params
 
 CONVERTERS: dict = {}
+# why ncnn refuses an op that another target lowers (what ncnn lacks); an op listed in
+# neither table gets "no ncnn layer for this op"
+WHY_UNSUPPORTED: dict[str, str] = {}
 F32 = np.float32
 
 FUSABLE = {"Convolution", "ConvolutionDepthWise", "InnerProduct", "Deconvolution", "DeconvolutionDepthWise"}

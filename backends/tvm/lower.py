@@ -19,6 +19,7 @@ import tvm
 from tvm import relax
 
 from qcompiler.errors import BackendError, require_ops
+from qcompiler.interp import WHY_NO_INT_KERNEL
 from qcompiler.numerics.qops import require_same_quant
 from qcompiler.ir import Graph, Node, Value
 
@@ -109,10 +110,16 @@ class Lowering:
             self.env[id(v)] = expr
 
 
+# why TVM refuses an op another target lowers: it is bit-exact with the integer reference,
+# so the reference's gaps are its gaps (LRN only without the default decompose_lrn pass)
+WHY_UNSUPPORTED = {op: f"no integer reference kernel to be bit-exact with: {why}"
+                   for op, why in WHY_NO_INT_KERNEL.items() if op not in LOWERINGS}
+
+
 def check_supported(graph: Graph) -> None:
     """Raise UnsupportedOpError listing every op without a lowering (all at once)."""
     require_ops(graph.nodes, LOWERINGS, f"graph {graph.name} for target tvm "
-                f"(supported: {', '.join(SUPPORTED_OPS)})")
+                f"(supported: {', '.join(SUPPORTED_OPS)})", WHY_UNSUPPORTED)
 
 
 def lower_graph(graph: Graph) -> Lowered:

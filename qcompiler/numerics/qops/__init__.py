@@ -28,7 +28,7 @@ fused clamp attribute here --, per-channel multipliers), conv, eltwise, pool, ac
 softmax (with Requantize and the wide-softmax rules), shape (Pad).
 """
 from qcompiler.numerics.qops.act import (ClipParams, HardSwishParams, LeakyReluParams, LogisticParams,
-                                         ReluParams, RsqrtParams, calculate_input_radius, clip_params,
+                                         ReluParams, RsqrtParams, calculate_input_radius, clip_bounds, clip_params,
                                          float_to_quantized, hard_swish_multipliers, hard_swish_params,
                                          leaky_relu_params, logistic_params, logistic_tanh_multiplier,
                                          relu_params, rsqrt_multiplier, rsqrt_params, rsqrt_values,
@@ -71,7 +71,7 @@ __all__ = [
     "PoolParams", "GlobalPoolParams", "MeanParams", "ResizeParams", "pool_params", "global_pool_params",
     "mean_params", "mean_axes", "mean_multiplier", "pooled_size", "resize_mode", "resize_params",
     "LogisticParams", "ReluParams", "ClipParams", "LeakyReluParams", "HardSwishParams", "RsqrtParams",
-    "logistic_params", "tanh_params", "relu_params", "clip_params", "leaky_relu_params",
+    "logistic_params", "tanh_params", "relu_params", "clip_params", "clip_bounds", "leaky_relu_params",
     "hard_swish_params", "rsqrt_params", "calculate_input_radius", "logistic_tanh_multiplier",
     "hard_swish_multipliers", "rsqrt_multiplier", "rsqrt_values", "float_to_quantized",
     "SoftmaxParams", "Softmax16Params", "RequantizeParams", "softmax_params", "softmax8_params",
