@@ -100,6 +100,45 @@ def constrained_range(v: Value, lo: float, hi: float) -> tuple[float, float]:
     return lo, max(hi, float(v.meta.get("range_floor", hi)))
 
 
+def fixed_range(op: str) -> tuple[float, float]:
+    """The float range an op's fixed int8 output parameters cover."""
+    scale, zp = FIXED_OUTPUT[op]
+    return (-128 - zp) * scale, (127 - zp) * scale
+
+
+def release_fixed_outputs(graph: Graph, ranges: dict[str, tuple[float, float]]) -> list[str]:
+    """A Softmax / Sigmoid / Tanh output (fixed int8 parameters: [0, 1) for a Sigmoid) that would
+    share parameters with tensors reaching far beyond that range -- a Concat of box coordinates
+    and scores, as detection heads write -- gets a Requantize after it: the fixed op keeps its
+    parameters and the group's range is its own. (Before, the group took the fixed parameters
+    and the other members were clipped to [0, 1): 32 % of a YOLOX head's output.) Returns the
+    Requantize node names; `ranges` gains their outputs."""
+    uf = _groups(graph)
+    members: dict[int, list[Value]] = {}
+    for v in _activation_values(graph):
+        members.setdefault(uf.find(id(v)), []).append(v)
+    inserted = []
+    for n in list(graph.nodes):
+        if n.op not in FIXED_OUTPUT or n.outputs[0].name not in ranges:
+            continue
+        y = n.outputs[0]
+        lo, hi = fixed_range(n.op)
+        step = FIXED_OUTPUT[n.op][0]
+        others = [ranges[v.name] for v in members.get(uf.find(id(y)), [])
+                  if v.name in ranges and not (v.producer is not None and v.producer.op in FIXED_OUTPUT)]
+        if not others or (min(r[0] for r in others) >= lo - step and max(r[1] for r in others) <= hi + step):
+            continue
+        grouped = [c for c in y.consumers if c.op in SAME_PARAMS]
+        r = graph.insert_after(n, "Requantize", [y], 1, name=f"{n.name}_requantized")
+        out = r.outputs[0]
+        out.meta["float_name"] = y.name  # the float graph has no such tensor: compare with y
+        for c in grouped:
+            c.replace_input(y, out)
+        ranges[out.name] = ranges[y.name]
+        inserted.append(r.name)
+    return inserted
+
+
 def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]]) -> None:
     acts = _activation_values(graph)
     uf = _groups(graph)
@@ -254,7 +293,11 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_cha
     check_quantizable(graph)
     q = graph.copy()
     float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}
+    ranges = dict(ranges)
+    released = release_fixed_outputs(q, ranges)
     assign_activation_params(q, ranges)
+    if released:
+        q.meta["released_fixed_outputs"] = released
     mark_wide_softmax(q)
     quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor, scheme=scheme)
     check_multipliers(q)
