@@ -272,6 +272,9 @@ SYNTHETIC = {
                                [("slope", _r(6, 1, 1) * 0.3), ("st", np.array([1, -6])),
                                 ("en", np.array([99, -1])), ("ax", np.array([1, 2])), ("sp", np.array([2, 3])),
                                 ("one_slope", np.array([0.25]))]),
+    "pow_negative_bases": ([N("Pow", ["x", "two"], ["a"]), N("Pow", ["x", "three"], ["b"]),
+                            N("Add", ["a", "b"], ["y"])],
+                           [("x", [1, 3, 4, 4])], ["y"], [("two", np.array(2.0)), ("three", np.array(3.0))]),
 }
 
 

@@ -317,11 +317,9 @@ def test_compile_is_deterministic(compiled_samples, tmp_path):
 
 MLPERF_EVAL_SAMPLES = 10
 MLPERF_CALIB_SAMPLES = 16  # bit-exactness does not depend on calibration quality
-SLOW_MLPERF = {"vww_96_float"}  # the biggest build (~10 s)
 
 
-@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_MLPERF else m
-                                   for m in sorted(MLPERF_MODELS)])
+@pytest.mark.parametrize("model", sorted(MLPERF_MODELS))  # all five (vww: the biggest build, ~10 s)
 def test_mlperf_tvm_bit_exact(model, tmp_path):
     require_shared()
     kind = MLPERF_MODELS[model]

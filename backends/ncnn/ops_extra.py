@@ -129,3 +129,29 @@ def identity(lw: Lowering, node):
 @converter("Rsqrt")
 def rsqrt(lw: Lowering, node):
     _emit(lw, node, "UnaryOp", [lw.bottom(node.input(0))], {0: 6})
+
+
+@converter("Pow")
+def pow_(lw: Lowering, node):
+    """ncnn's BinaryOp pow (x86) computes exp(b * log(a)): a negative base gives 2.4e38 even for
+    an integer exponent (measured). x^2 is UnaryOp square and x^3 square times x; any other
+    integer exponent is refused; a non-integer one keeps BinaryOp pow (ONNX's own result for a
+    negative base is NaN there). Replaces ops.binary's Pow."""
+    from qcompiler.backends.ncnn.ops import binary
+    e = node.input(1)
+    k = float(np.asarray(e.data).reshape(-1)[0]) if e is not None and e.is_constant and e.data.size == 1 else None
+    if k is None or k != int(k):
+        binary(lw, node)
+        return
+    if k == 2:
+        _emit(lw, node, "UnaryOp", [lw.bottom(node.input(0))], {0: 4})
+        return
+    if k == 3:
+        src = lw.bottom(node.input(0))
+        dims, dropped = ncnn_dims(node.outputs[0].shape)
+        sq = lw.new_blob(f"{node.outputs[0].name}_square", dims, dropped)
+        lw.add("UnaryOp", node, [src], [sq], {0: 4}, name=f"{node.name}_square")
+        _emit(lw, node, "BinaryOp", [sq, src], {0: 2})
+        return
+    raise Unsupported(f"integer exponent {k:g}: ncnn's pow takes the log of the base, so negative "
+                      "bases come out wrong (exponents 2 and 3 are lowered as products)")
