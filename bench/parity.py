@@ -59,9 +59,13 @@ def refusal(onnx_path, target: str, input_shapes) -> str | None:
     """What `qcc inspect --target` reports against the model (None: it would compile)."""
     from qcompiler.backends import registry
     from qcompiler.driver.pipeline import CompileOptions, optimize, pass_list, target_support
+    from qcompiler.errors import QccError
     from qcompiler.frontend.onnx_import import load_model
     opts = CompileOptions(target=target, input_shapes=input_shapes)
-    graph, _ = optimize(load_model(onnx_path, input_shapes), pass_list(opts), opts)
+    try:
+        graph, _ = optimize(load_model(onnx_path, input_shapes), pass_list(opts), opts)
+    except QccError as e:  # e.g. an op no target takes (LSTM): the frontend says so
+        return str(e).splitlines()[0]
     problems = target_support(graph, registry.get(target))
     return "; ".join(problems[:2]) if problems else None
 

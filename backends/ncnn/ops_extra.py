@@ -1,5 +1,6 @@
-"""More ONNX op -> ncnn layer converters: PReLU, Reduction (mean), LRN, Crop (Slice),
-Slice (Split), Noop (Identity) and UnaryOp rsqrt. Registered in `ops.CONVERTERS`.
+"""More ONNX op -> ncnn layer converters: PReLU, Reduction (mean), LRN, Crop (+ a strided
+1x1 Pooling) for Slice, Slice for Split, Noop (Identity), UnaryOp rsqrt, and Pow by products
+where ncnn's pow is wrong. Registered in `ops.CONVERTERS`.
 
 Param ids follow each layer's `load_param` in ncnn's `src/layer/*.cpp`:
 PReLU 0=num_slope (+ slopes in .bin, one per outermost blob axis element, or one);
@@ -88,7 +89,9 @@ def lrn(lw: Lowering, node):
 
 @converter("Slice")
 def slice_(lw: Lowering, node):
-    x = node.input(0)
+    """Crop (numpy-style starts / ends / axes); a positive step on h / w of a c, h, w blob is a
+    1x1 max Pooling of that stride after the crop (exact: each window is one value)."""
+    x, out = node.input(0), node.outputs[0]
     src = lw.bottom(x)
     try:
         p = qops.slice_params(node, x.shape)
@@ -96,16 +99,28 @@ def slice_(lw: Lowering, node):
         raise Unsupported(str(e)) from None
     rank = len(x.shape)
     moved = [a for a in range(rank) if (p.begin[a], p.step[a], p.count[a]) != (0, 1, x.shape[a])]
-    if any(p.step[a] != 1 for a in moved):
-        raise Unsupported("a step other than 1: ncnn's Crop has no step parameter")
     if any(p.count[a] == 0 for a in moved):
         raise Unsupported("an empty slice")
     if not moved:
         _emit(lw, node, "Noop", [src])
         return
-    axes = [src.axis(a, rank) for a in moved]
-    _emit(lw, node, "Crop", [src], {9: [p.begin[a] for a in moved],
-                                    10: [p.begin[a] + p.count[a] for a in moved], 11: axes})
+    strided = {src.axis(a, rank): p.step[a] for a in moved if p.step[a] != 1}
+    if any(s < 0 for s in strided.values()):
+        raise Unsupported("a negative step: ncnn's Crop has no step parameter")
+    if strided and (len(src.dims) != 3 or 0 in strided):
+        raise Unsupported("a step on an axis other than h / w of a c, h, w blob: ncnn's Crop has no "
+                          "step parameter (steps go through a strided 1x1 Pooling)")
+    ends = [p.begin[a] + p.step[a] * (p.count[a] - 1) + 1 for a in moved]
+    crop = {9: [p.begin[a] for a in moved], 10: ends, 11: [src.axis(a, rank) for a in moved]}
+    if not strided:
+        _emit(lw, node, "Crop", [src], crop)
+        return
+    off = rank - len(src.dims)
+    dims = tuple(p.step[a] * (p.count[a] - 1) + 1 for a in range(off, rank))
+    cropped = lw.new_blob(f"{out.name}_crop", dims, src.batch_dropped)
+    lw.add("Crop", node, [src], [cropped], crop, name=f"{node.name}_crop")
+    _emit(lw, node, "Pooling", [cropped], {0: 0, 1: 1, 11: 1, 2: strided.get(2, 1), 12: strided.get(1, 1),
+                                           5: 1})
 
 
 @converter("Split")
