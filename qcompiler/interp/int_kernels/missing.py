@@ -20,7 +20,6 @@ WHY_NO_INT_KERNEL: dict[str, str] = {
         ("Div", "DIV (a constant divisor can be a MUL)"), ("Reciprocal", "DIV"))},
     "Pow": "TFLite Micro has no POW kernel",
     "HardSigmoid": "TFLite has no HARD_SIGMOID op (it folds into MUL / ADD / clamp)",
-    "Upsample": "ONNX Upsample (deprecated since opset 10) is not rewritten to Resize yet",
     "LRN": "TFLite Micro has no LOCAL_RESPONSE_NORMALIZATION kernel; the decompose_lrn pass "
            "rewrites LRN into MUL, CONV_2D and RSQRT",
 }
