@@ -3,7 +3,7 @@
 Sections (each a module with `run(quick) -> (markdown, rows)`): fidelity (qcc's
 calibration methods vs ONNX Runtime quantize_static vs the official int8 files),
 TFLite Micro deployment (arena, flash, latency vs official), TVM latency, ncnn
-fidelity. `--quick` runs one tiny sample model per section (CI keeps the script
+fidelity, backend parity (verify on tflm / tvm / ncnn for every model). `--quick` runs one tiny sample model per section (CI keeps the script
 alive with it). Needs ../shared/models/mlperf_tiny for the MLPerf rows.
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from bench.common import machine
 SECTIONS = [("Fidelity against the float model", "bench.fidelity"),
             ("TFLite Micro deployment", "bench.tflm"),
             ("TVM latency", "bench.tvm_latency"),
-            ("ncnn", "bench.ncnn_fidelity")]
+            ("ncnn", "bench.ncnn_fidelity"),
+            ("Backend parity: verify on every target", "bench.parity")]
 
 
 def output_dir(argv: list[str]) -> Path:

@@ -20,7 +20,8 @@ from qcompiler.quant.scheme import TFLITE_INT8
 from qcompiler.backends.base import Artifact, Backend, Check, option
 from qcompiler.backends.tflite.c_bundle import write_c_bundle
 from qcompiler.backends.tflite.flatbuffer import TflModel
-from qcompiler.backends.tflite.lower import INPUT_DTYPES, IO_MODES, LOWERINGS, check_supported, lower
+from qcompiler.backends.tflite.lower import (INPUT_DTYPES, IO_MODES, LOWERINGS, WHY_UNSUPPORTED, check_supported,
+                                             lower)
 from qcompiler.backends.tflite.memory import memory_plan, plan_arena
 # TFLM keeps per-tensor runtime structs and per-op data (e.g. per-channel multipliers) in the arena
 TFLM_BYTES_PER_TENSOR = 64
@@ -200,6 +201,11 @@ class TfliteBackend(Backend):
 
     def supported_ops(self) -> set[str]:
         return set(LOWERINGS)
+
+    def unsupported_reason(self, op: str) -> str | None:
+        if op in LOWERINGS or (op == "LRN" and "decompose_lrn" in self.default_passes):
+            return None
+        return WHY_UNSUPPORTED.get(op)
 
     def emit(self, comp, outdir: Path) -> dict:
         return emit(comp, outdir, self.c_bundle)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from qcompiler.errors import BackendError, UnsupportedOpError, require_ops
 from qcompiler.ir import Graph, Value
+from qcompiler.interp import WHY_NO_INT_KERNEL
 from qcompiler.ir.activation import clamp_of
 
 from qcompiler.backends.tflite import lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape
@@ -50,10 +51,9 @@ def check_supported(graph: Graph) -> None:
         raise UnsupportedOpError(clamps, "the model (TFLite backend)")
 
 
-WHY_UNSUPPORTED = {
-    "LRN": "TFLite Micro has no LOCAL_RESPONSE_NORMALIZATION kernel; the decompose_lrn pass (in the "
-           "default pipeline, not run here) rewrites LRN into MUL, CONV_2D and RSQRT",
-}
+# why TFLite refuses an op that another target lowers (the int8 reference's gaps, since every
+# TFLite op here must be bit-exact with it); LRN only without the default decompose_lrn pass
+WHY_UNSUPPORTED = {op: why for op, why in WHY_NO_INT_KERNEL.items() if op not in LOWERINGS}
 
 
 def _io_perm(graph: Graph, v: Value, is_input: bool) -> tuple[int, ...]:

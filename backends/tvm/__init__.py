@@ -129,6 +129,12 @@ class TvmBackend(Backend):
         from qcompiler.backends.tvm.lower import LOWERINGS
         return set(LOWERINGS)
 
+    def unsupported_reason(self, op: str) -> str | None:
+        from qcompiler.backends.tvm.lower import LOWERINGS, WHY_UNSUPPORTED
+        if op in LOWERINGS or (op == "LRN" and "decompose_lrn" in self.default_passes):
+            return None
+        return WHY_UNSUPPORTED.get(op)
+
     def emit(self, comp, outdir: Path) -> dict:
         return emit(comp, outdir)
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompiler.errors import QuantizationError, require_ops
+from qcompiler.errors import GraphError, QuantizationError, require_ops
 from qcompiler.ir import Graph, QuantParams, Value
 from qcompiler.quant.fc_weights import per_channel_fc_layers
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.wide_softmax import mark_wide_softmax
 from qcompiler.numerics.fixed_point import choose_activation_params, symmetric_weight_scales
+from qcompiler.numerics.qops import clip_bounds
 
 # ops whose outputs must carry exactly their (first) input's parameters
 SAME_PARAMS = {"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten",
@@ -68,10 +69,19 @@ def _activation_values(graph: Graph) -> list[Value]:
     return [v for v in graph.values() if not v.is_constant and np.issubdtype(v.dtype, np.floating)]
 
 
+def _raw_clamp(node) -> bool:
+    """A Clip other than max(x, 0): the reference clamps raw values, so its input and output
+    share parameters (a computed bound is left to the kernel's own error)."""
+    try:
+        return not clip_bounds(node)[2]
+    except GraphError:
+        return False
+
+
 def _groups(graph: Graph) -> _UnionFind:
     uf = _UnionFind()
     for n in graph.nodes:
-        if n.op in SAME_PARAMS:
+        if n.op in SAME_PARAMS or (n.op == "Clip" and _raw_clamp(n)):
             members = [n.inputs[0]] + list(n.outputs)
             if n.op == "Concat":
                 members += [v for v in n.inputs if v is not None and not v.is_constant]
@@ -267,8 +277,8 @@ def check_multipliers(qgraph: Graph) -> None:
 def check_quantizable(graph: Graph) -> None:
     """Every op has an integer kernel, and in the form the quantizer expects (a pipeline given
     with --passes may leave out the normalizing passes)."""
-    from qcompiler.interp import INT_KERNELS
-    require_ops(graph.nodes, INT_KERNELS, "the model (int8 quantization)")
+    from qcompiler.interp import INT_KERNELS, WHY_NO_INT_KERNEL
+    require_ops(graph.nodes, INT_KERNELS, "the model (int8 quantization)", WHY_NO_INT_KERNEL)
     for n in graph.nodes:
         if n.op == "Gemm" and (int(n.attrs.get("transB", 0)) != 1 or int(n.attrs.get("transA", 0)) != 0
                                or float(n.attrs.get("alpha", 1.0)) != 1.0 or float(n.attrs.get("beta", 1.0)) != 1.0):
