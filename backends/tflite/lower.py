@@ -28,8 +28,8 @@ from qcompiler.ir.activation import clamp_of
 
 from qcompiler.backends.tflite import lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape
 from qcompiler.backends.tflite.flatbuffer import TflModel, TflTensor
-from qcompiler.backends.tflite.lower_core import (FUSED_ACTIVATIONS, LOWERINGS, NWC, LoweringContext, default_perm,
-                                                  identity, layout_name, permute, quant_kw, unfusable)
+from qcompiler.backends.tflite.lower_core import (FUSED_ACTIVATIONS, LOWERINGS, NWC, LoweringContext, by_range,
+                                                  default_perm, identity, layout_name, permute, quant_kw, unfusable)
 
 # importing these fills LOWERINGS (each registers its ops with @lowering)
 LOWERING_MODULES = (lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape)
@@ -46,7 +46,7 @@ class Lowered:
 def check_supported(graph: Graph) -> None:
     """Raise one UnsupportedOpError listing every op (with its nodes) TFLite cannot take."""
     require_ops(graph.nodes, LOWERINGS, "the model (TFLite backend)", WHY_UNSUPPORTED)
-    clamps = [unfusable(n) for n in graph.nodes if clamp_of(n) not in FUSED_ACTIVATIONS]
+    clamps = [unfusable(n) for n in graph.nodes if clamp_of(n) not in FUSED_ACTIVATIONS and not by_range(clamp_of(n))]
     if clamps:
         raise UnsupportedOpError(clamps, "the model (TFLite backend)")
 

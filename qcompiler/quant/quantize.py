@@ -4,7 +4,9 @@
 - ops that must not rescale (pooling, reshape, concat, pad, transpose, ...) share
   one parameter set across inputs and outputs: values are grouped with a
   union-find and each group gets the union of its members' ranges;
-- fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0); a Softmax
+- fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0), and exactly
+  [lo, hi] for the output of a node whose fused clamp the scheme realizes by the range
+  (`QuantScheme.fused_clamps`: e.g. [0, 1] after a folded HardSigmoid); a Softmax
   over more than 511 classes is marked for a wider TFLM path (qcompiler/quant/wide_softmax.py);
 - range constraints from the graph: inputs of Rsqrt start at 0 (TFLM's int8 RSQRT refuses
   inputs below the zero point), and a value's meta["range_floor"] is the least upper end its
@@ -26,6 +28,7 @@ import numpy as np
 
 from qcompiler.errors import GraphError, QuantizationError, require_ops
 from qcompiler.ir import Graph, QuantParams, Value
+from qcompiler.ir.activation import clamp_of
 from qcompiler.quant.fc_weights import per_channel_fc_layers
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.wide_softmax import mark_wide_softmax
@@ -139,19 +142,40 @@ def release_fixed_outputs(graph: Graph, ranges: dict[str, tuple[float, float]]) 
     return inserted
 
 
-def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]]) -> None:
-    acts = _activation_values(graph)
-    uf = _groups(graph)
+def clamp_range(node, calibrated: tuple[float, float]) -> tuple[float, float]:
+    """The output range realizing `node`'s fused clamp: its finite bounds, the calibrated
+    values on an unbounded side; a clamp excluding 0 has no int8 range (zero point) to be."""
+    lo, hi = clamp_of(node)
+    if lo > 0.0 or hi < 0.0:
+        raise QuantizationError(f"node {node.name} ({node.op}): its clamp [{lo:g}, {hi:g}] excludes 0, so no "
+                                "int8 range can realize it and the runtime has no such fused activation")
+    return (lo if np.isfinite(lo) else min(calibrated[0], 0.0)), (hi if np.isfinite(hi) else max(calibrated[1], 0.0))
+
+
+def _fixed_params(graph: Graph, uf: _UnionFind, ranges: dict, scheme: QuantScheme) -> dict:
+    """Groups whose parameters the graph fixes: root -> (scale, zero point, node name)."""
     fixed: dict[int, tuple[float, int, str]] = {}
-    span: dict[int, tuple[float, float]] = {}
     for n in graph.nodes:
         if n.op in FIXED_OUTPUT:
-            root = uf.find(id(n.outputs[0]))
             scale, zp = FIXED_OUTPUT[n.op]
-            if root in fixed and fixed[root][:2] != (scale, zp):
-                raise QuantizationError(f"node {n.name} ({n.op}) needs output parameters {scale}, {zp} "
-                                        f"but shares them with {fixed[root][2]}")
-            fixed[root] = (scale, zp, n.name)
+        elif scheme.clamp_by_range(clamp_of(n)):
+            scale, zp = choose_activation_params(*clamp_range(n, ranges.get(n.outputs[0].name, (0.0, 0.0))))
+        else:
+            continue
+        root = uf.find(id(n.outputs[0]))
+        if root in fixed and fixed[root][:2] != (scale, zp):
+            raise QuantizationError(f"node {n.name} ({n.op}) needs output parameters {scale}, {zp} "
+                                    f"but shares them with {fixed[root][2]}")
+        fixed[root] = (scale, zp, n.name)
+    return fixed
+
+
+def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]],
+                             scheme: QuantScheme = TFLITE_INT8) -> None:
+    acts = _activation_values(graph)
+    uf = _groups(graph)
+    fixed = _fixed_params(graph, uf, ranges, scheme)
+    span: dict[int, tuple[float, float]] = {}
     for v in acts:
         if v.name not in ranges:
             raise QuantizationError(f"no calibration range for tensor {v.name} "
@@ -295,7 +319,7 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_cha
     float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}
     ranges = dict(ranges)
     released = release_fixed_outputs(q, ranges)
-    assign_activation_params(q, ranges)
+    assign_activation_params(q, ranges, scheme)
     if released:
         q.meta["released_fixed_outputs"] = released
     mark_wide_softmax(q)
