@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from qcompiler.numerics import fixed_point as qm
+from qcompiler.numerics import qops
 
 INT32_MIN, INT32_MAX = qm.INT32_MIN, qm.INT32_MAX
 
@@ -48,7 +49,7 @@ def _run_fc_bias_only(bias, in_scale, w_scale, out_scale, out_zp=0):
     (0.0123, 0.00456, 0.0789),            # a generic multiplier
 ])
 def test_tflm_uses_double_rounding(scales):
-    real = qm.fc_real_multiplier(*scales)
+    real = qops.fc_real_multiplier(*scales)
     mult, shift = qm.quantize_multiplier(real)
     acc = np.arange(-40000, 40000)
     double = qm.multiply_by_quantized_multiplier(acc, mult, shift)
@@ -137,6 +138,20 @@ def test_rounding_divide_by_pot_matches_round_half_away():
         np.testing.assert_array_equal(qm.rounding_divide_by_pot(x, e), expect)
 
 
+def test_round_half_away_is_c_round():
+    """One rounding for TfLiteRound, roundf and ncnn's round(): halves away from zero, exact."""
+    x = np.array([0.5, -0.5, 1.5, -1.5, 2.5, 2.4999999999999996, -2.4999999999999996,
+                  0.49999999999999994, 2.0 ** 52 + 1, -(2.0 ** 52 + 1), 0.0, -0.0])
+    expect = [1, -1, 2, -2, 3, 2, -2, 0, 2.0 ** 52 + 1, -(2.0 ** 52 + 1), 0, 0]
+    np.testing.assert_array_equal(qm.round_half_away(x), expect)
+    f = np.array([0.49999997, 2.5, -3.5, 2.0 ** 23 + 1], np.float32)   # float32 stays float32
+    got = qm.round_half_away(f)
+    assert got.dtype == np.float32 and got.tolist() == [0, 3, -4, 2.0 ** 23 + 1]
+    assert qm.round_half_away(-2.5) == -3.0 and type(qm.round_half_away(7.5)) is np.float64
+    assert np.isinf(qm.round_half_away(-np.inf)) and np.isnan(qm.round_half_away(np.nan))
+    assert math.copysign(1.0, qm.round_half_away(-0.25)) == -1.0                     # -0.0, as C
+
+
 def test_mbqm_left_shift_wraps_like_int32():
     # shift > 0 multiplies in int32 first: 2^30 * 4 wraps to 0
     assert int(qm.multiply_by_quantized_multiplier(1 << 30, 1 << 30, 2)) == 0
@@ -175,17 +190,17 @@ def test_count_leading_zeros():
 
 
 def test_parameter_helpers():
-    assert qm.calculate_input_radius(5, 27) == 15  # softmax at input scale 1.0
-    assert qm.calculate_input_radius(4, 0, 31) == 15 << 27
-    mult, shift, diff_min = qm.softmax_params(1.0)
+    assert qops.calculate_input_radius(5, 27) == 15  # softmax at input scale 1.0
+    assert qops.calculate_input_radius(4, 0, 31) == 15 << 27
+    mult, shift, diff_min = qops.softmax_input_multiplier(1.0)
     assert (mult, shift, diff_min) == (1 << 30, 27, -15)
     # MEAN over n = 6 elements: 1/6 folded into the multiplier with 2 extra bits
-    assert qm.mean_multiplier(1 << 30, 0, 6) == (((1 << 30) << 2) // 6, -2)
-    assert qm.mean_multiplier(1 << 30, -3, 1 << 40) == ((1 << 30) << 28 >> 40, -31)
+    assert qops.mean_multiplier(1 << 30, 0, 6) == (((1 << 30) << 2) // 6, -2)
+    assert qops.mean_multiplier(1 << 30, -3, 1 << 40) == ((1 << 30) << 28 >> 40, -31)
     assert qm.down_scale_int32_to_int16_multiplier(INT32_MAX) == 32767
     assert qm.down_scale_int32_to_int16_multiplier(1 << 30) == 1 << 14
-    (m1, e1), (m2, e2), (mo, eo) = qm.add_params(0.5, 0.25, 1.0)
+    (m1, e1), (m2, e2), (mo, eo) = qops.add_multipliers(0.5, 0.25, 1.0)
     assert (m1, e1) == (1 << 30, 0) and (m2, e2) == (1 << 30, -1)
     assert math.isclose(mo * 2.0 ** (eo - 31), 1.0 / (1 << 20))
     with pytest.raises(ValueError):
-        qm.add_params(1.0, 1.0, 1e-9)       # output multiplier >= 1: TFLM would abort
+        qops.add_multipliers(1.0, 1.0, 1e-9)       # output multiplier >= 1: TFLM would abort

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from qcompiler.numerics import fixed_point as qm
+from qcompiler.numerics import qops
 from qcompiler.interp import run_int
 from qcompiler.ir import Graph, QuantParams
 
@@ -493,8 +494,8 @@ def test_requant_multiplier_precision(seed, opcode):
 
     def make(rng):
         si, sw, so = rand_scale(rng), rand_scale(rng, -3, -1.5), rand_scale(rng, -2, 0)
-        right = float(qm.conv_real_multipliers(si, [sw], so)[0])
-        wrong = qm.fc_real_multiplier(si, sw, so, float32_product=True)
+        right = float(qops.conv_real_multipliers(si, [sw], so)[0])
+        wrong = qops.fc_real_multiplier(si, sw, so, float32_product=True)
         zp = int(rng.integers(-20, 20))
         a, b = _requant_fc(acc, right, zp), _requant_fc(acc, wrong, zp)
         hit = np.nonzero(a != b)[0]
@@ -605,8 +606,8 @@ def test_add_sub_parameter_precision(seed, op, opcode):
         so = np.float32(max(s1, s2) * rng.uniform(1.0, 2.5))
         zs, zo = rng.integers(-128, 100, size=2), int(rng.integers(-100, 100))
         sign = -1 if op == "Sub" else 1
-        right = apply(qm.add_params(s1, s2, so), zs, zo, sign)
-        wrong = apply(qm.add_params(s1, s2, so, float32_math=True), zs, zo, sign)
+        right = apply(qops.add_multipliers(s1, s2, so), zs, zo, sign)
+        wrong = apply(qops.add_multipliers(s1, s2, so, float32_math=True), zs, zo, sign)
         return None if np.array_equal(right, wrong) else (pq(s1, zs[0]), pq(s2, zs[1]), pq(so, zo))
 
     q1, q2, qo = _search(np.random.default_rng(seed), make, 500)
@@ -627,11 +628,11 @@ def test_hard_swish_multiplier_precision(seed):
     for _ in range(20000):
         si, so = rand_scale(rng, -2.5, -0.5), rand_scale(rng, -2.5, -0.5)
         zi, zo = int(rng.integers(-128, 100)), int(rng.integers(-128, 100))
-        right, wrong = qm.hard_swish_params(si, so), qm.hard_swish_params(si, so, True)
+        right, wrong = qops.hard_swish_multipliers(si, so), qops.hard_swish_multipliers(si, so, True)
         if right == wrong or right[1] > 0:
             continue
         xv = ALL_CODES.astype(np.int64) - zi
-        if not np.array_equal(hard_swish_values(xv, right, zo), hard_swish_values(xv, wrong, zo)):
+        if not np.array_equal(hard_swish_values(xv, *right, zo), hard_swish_values(xv, *wrong, zo)):
             return _unary_exhaustive("HARD_SWISH", "HardSwish", {}, {}, (pq(si, zi), pq(so, zo)))
     pytest.fail("no discriminating case found")
 

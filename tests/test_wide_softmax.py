@@ -20,9 +20,8 @@ from onnx import helper, numpy_helper
 from conftest import MODELS
 from onnx_builders import save_model
 from qcompiler.errors import BackendError, QuantizationError
-from qcompiler.interp.int_kernels.softmax import (OUTPUTS, SOFTMAX16_OUTPUT, WIDE_SOFTMAX_ATTR,
-                                           int16_input_params, requantize_values, softmax_int8_rows,
-                                           softmax_int16_rows)
+from qcompiler.interp.int_kernels.softmax import requantize_values, softmax_int8_rows, softmax_int16_rows
+from qcompiler.numerics.qops.softmax import OUTPUTS, SOFTMAX16_OUTPUT, WIDE_SOFTMAX_ATTR, int16_input_params
 from qcompiler.interp import run_int
 from qcompiler.ir import Graph, QuantParams
 from qcompiler.quant.wide_softmax import expand_wide_softmax, mark_wide_softmax

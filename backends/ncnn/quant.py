@@ -13,21 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from qcompiler.numerics.fixed_point import round_half_away
+
 # int8_scale_term as `ncnn2int8` writes it; +100 when the output is requantized to int8
 SCALE_TERM = {"Convolution": 2, "ConvolutionDepthWise": 1, "InnerProduct": 2}
 REQUANT_OFFSET = 100
 F32 = np.float32
 
 
-def round_half_away(x: np.ndarray) -> np.ndarray:
-    """C `round()`: halves away from zero (exact in float64 for float32 inputs)."""
-    x = np.asarray(x, np.float64)
-    return np.copysign(np.floor(np.abs(x) + 0.5), x)
-
-
 def float2int8(x: np.ndarray) -> np.ndarray:
-    """ncnn's `float2int8`: round half away from zero, clamp to [-127, 127]."""
-    return np.clip(round_half_away(x), -127, 127).astype(np.int8)
+    """ncnn's `float2int8`: round half away from zero (C `round()`), clamp to [-127, 127]."""
+    return np.clip(round_half_away(np.asarray(x)), -127, 127).astype(np.int8)
 
 
 def blob_scale(value_range: tuple[float, float]) -> float:

@@ -13,6 +13,7 @@ from qcompiler.ir import Graph
 from qcompiler.ir.memory import Buffer, plan
 from qcompiler.ir.serialize import load_graph
 from qcompiler.numerics.compare import FloatDiff, LsbDiff
+from qcompiler.numerics.fixed_point import round_half_away
 from qcompiler.passes import LRN_DECOMPOSED_PIPELINE
 from qcompiler.quant.scheme import TFLITE_INT8
 
@@ -136,7 +137,7 @@ def tflm_quantize(x: np.ndarray, q) -> np.ndarray:
     zero (TfLiteRound), plus the zero point, clamped. (QuantParams.quantize rounds half to
     even in float64, which differs on ties.)"""
     v = (np.asarray(x, np.float32) / np.float32(q.scale[0])).astype(np.float64)
-    v = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5), -2.0 ** 31, 2.0 ** 31 - 1)
+    v = np.clip(round_half_away(v), -2.0 ** 31, 2.0 ** 31 - 1)
     return np.clip(v + int(q.zero_point[0]), q.qmin, q.qmax).astype(q.dtype)
 
 

@@ -8,13 +8,11 @@ reference does: TFLM has no int8 RELU_N1_TO_1 kernel.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from qcompiler.errors import BackendError
-from qcompiler.interp.int_kernels.softmax import refuse_unexpanded
 from qcompiler.ir import Node
+from qcompiler.numerics.qops import clip_params
+from qcompiler.numerics.qops.softmax import reduced_axes, refuse_unexpanded
 
 from qcompiler.backends.tflite.lower_core import LoweringContext, fused, lowering, nonunit_order, permute
 
@@ -55,47 +53,21 @@ def lower_identity(ctx: LoweringContext, node: Node):
 
 # ---- Clip ------------------------------------------------------------------------------
 
-def clip_bounds(node: Node) -> tuple[float | None, float | None]:
-    """(min, max) exactly as the integer reference reads them (None = unbounded)."""
-    from qcompiler.interp.int_kernels.act import _clip_bound
-    data = [None] * len(node.inputs)
-    for i, v in enumerate(node.inputs[1:], 1):
-        if v is not None:
-            if not v.is_constant:
-                raise BackendError(f"node {node.name}: Clip bounds must be constants for TFLite")
-            data[i] = v.data
-    lo, hi = _clip_bound(node, data, 1, "min"), _clip_bound(node, data, 2, "max")
-    lo = None if lo is not None and lo == -math.inf else lo
-    hi = None if hi is not None and hi == math.inf else hi
-    return lo, hi
-
-
-def _int8_bounds(node: Node, lo, hi) -> tuple[int, int]:
-    """The reference's raw clamp range [qlo, qhi] for a same-parameter Clip."""
-    from qcompiler.interp.int_kernels.act import _float_to_quantized
-    q = node.inputs[0].quant
-    s, z = np.float32(q.scale[0]), int(q.zero_point[0])
-    qlo = z if lo == 0.0 else (-128 if lo is None else _float_to_quantized(lo, s, z))
-    qhi = 127 if hi is None else _float_to_quantized(hi, s, z)
-    return max(qlo, -128), min(qhi, 127)
-
-
 @lowering("Clip")
 def lower_clip(ctx: LoweringContext, node: Node):
+    """The integer reference's Clip (qops.clip_params): RELU, RELU6, or MINIMUM / MAXIMUM
+    against its raw int8 bounds."""
     x, y = node.inputs[0], node.outputs[0]
-    lo, hi = clip_bounds(node)
+    p = clip_params(node)
     perm = ctx.perm(x)
-    if lo == 0.0 and hi is None:
+    if p.relu:
         ctx.op("RELU", [ctx.get(x)], [ctx.define(y, perm)])  # may rescale, like the reference
         return
-    if not (x.quant is not None and x.quant.same_as(y.quant)):
-        raise BackendError(f"node {node.name}: Clip({lo}, {hi}) copies raw int8 values in TFLite; its "
-                           f"input {x.quant!r} and output {y.quant!r} parameters must be equal")
-    if lo == 0.0 and hi == 6.0:
+    if p.low == 0.0 and p.high == 6.0:
         ctx.op("RELU6", [ctx.get(x)], [ctx.define(y, perm)])
         return
-    qlo, qhi = _int8_bounds(node, lo, hi)
-    steps = [(op, b) for op, b, idle in (("MINIMUM", qhi, 127), ("MAXIMUM", qlo, -128)) if b != idle]
+    steps = [(op, b) for op, b, idle in (("MINIMUM", p.act_max, 127), ("MAXIMUM", p.act_min, -128))
+             if b != idle]
     src = ctx.get(x)
     if not steps:
         ctx.alias(y, src, perm)
@@ -110,16 +82,6 @@ def lower_clip(ctx: LoweringContext, node: Node):
 
 # ---- Softmax -------------------------------------------------------------------------------
 
-def softmax_axes(ctx: LoweringContext, node: Node) -> list[int]:
-    """The axes one softmax normalizes over: opset < 13 flattens from `axis` (default 1)."""
-    rank = len(node.inputs[0].shape)
-    opset = node.meta.get("opset") or ctx.graph.meta.get("opset") or 13
-    if opset < 13:
-        axis = int(node.attrs.get("axis", 1)) % rank
-        return list(range(axis, rank))
-    return [int(node.attrs.get("axis", -1)) % rank]
-
-
 @lowering("Softmax")
 def lower_softmax(ctx: LoweringContext, node: Node):
     """SOFTMAX normalizes over the innermost TFLite axis: store the reduced axes last
@@ -127,7 +89,7 @@ def lower_softmax(ctx: LoweringContext, node: Node):
     int16 input or output (the quantizer's paths for > 511 classes) lowers the same way."""
     x, y = node.inputs[0], node.outputs[0]
     refuse_unexpanded(node)
-    reduced = softmax_axes(ctx, node)
+    reduced = reduced_axes(node, len(x.shape))   # the integer reference's rows
     moving = [a for a in reduced if x.shape[a] != 1]
     perm = ctx.perm(x)
     if len(moving) <= 1:  # one real axis: make it the innermost one (free if only size-1 axes move)

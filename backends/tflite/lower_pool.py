@@ -14,6 +14,7 @@ import numpy as np
 
 from qcompiler.errors import BackendError, GraphError
 from qcompiler.ir import Node
+from qcompiler.numerics.qops import resize_mode
 
 from qcompiler.backends.tflite.lower_conv import explicit_pad, onnx_pads, strided_slice, tfl_window, window_ends
 from qcompiler.backends.tflite.lower_core import NHWC, LoweringContext, fused, lowering
@@ -144,12 +145,11 @@ def lower_reduce_mean(ctx: LoweringContext, node: Node):
 
 @lowering("Resize")
 def lower_resize(ctx: LoweringContext, node: Node):
-    from qcompiler.interp.int_kernels.pool import _resize_mode  # the oracle's own mode table
     x, y = node.inputs[0], node.outputs[0]
     if len(x.shape) != 4 or tuple(y.shape[:2]) != tuple(x.shape[:2]):
         raise BackendError(f"node {node.name}: Resize lowers to TFLite for 4-D inputs resized in H, W")
     try:
-        mode, align, half_pixel = _resize_mode(node, tuple(y.shape[2:]), tuple(x.shape[2:]))
+        mode, align, half_pixel = resize_mode(node, tuple(y.shape[2:]), tuple(x.shape[2:]))
     except GraphError as e:
         raise BackendError(str(e)) from None
     opcode = "RESIZE_NEAREST_NEIGHBOR" if mode == "nearest" else "RESIZE_BILINEAR"

@@ -19,6 +19,7 @@ import numpy as np
 
 from qcompiler.errors import BackendError
 from qcompiler.ir import Node, Value
+from qcompiler.numerics.qops import pad_params
 
 from qcompiler.backends.tflite.lower_conv import strided_slice
 from qcompiler.backends.tflite.lower_core import (LoweringContext, identity, lowering, permute, reshape_perm, same_order)
@@ -87,49 +88,26 @@ def lower_concat(ctx: LoweringContext, node: Node):
 
 # ---- Pad -------------------------------------------------------------------------------
 
-def _pad_fill(node: Node) -> int:
-    """The int8 fill value, computed as the integer reference computes it."""
-    q = node.outputs[0].quant or node.inputs[0].quant
-    fill = int(q.zero_point[0])
-    v = node.input(2)
-    if v is not None:
-        if not v.is_constant:
-            raise BackendError(f"node {node.name}: Pad value must be a constant for TFLite")
-        value = np.asarray(v.data).reshape(-1)[:1]
-        if value.size:
-            if np.issubdtype(value.dtype, np.floating):
-                value = q.quantize(value)
-            fill = int(value[0])
-    return fill
-
-
 @lowering("Pad")
 def lower_pad(ctx: LoweringContext, node: Node):
     x, y = node.inputs[0], node.outputs[0]
-    mode = node.attrs.get("mode", "constant")
-    if mode not in ("constant", b"constant"):
-        raise BackendError(f"node {node.name}: Pad mode {mode!r} has no TFLite int8 kernel")
+    p = pad_params(node)     # the integer reference's pads and fill value
     rank = len(x.shape)
-    pads = const_list(node, 1, "pads")
-    axes = [a % rank for a in (const_list(node, 3, None) or range(rank))]
-    begin, end = [0] * rank, [0] * rank
-    for i, a in enumerate(axes):
-        begin[a], end[a] = pads[i], pads[i + len(axes)]
+    begin, end = p.before, p.after
     perm = ctx.perm(x)
     src = ctx.get(x)
-    if any(p < 0 for p in begin + end):  # negative pads crop (first, as the reference does)
+    if any(d < 0 for d in begin + end):  # negative pads crop (first, as the reference does)
         lo = [max(-begin[a], 0) for a in perm]
         hi = [x.shape[a] - max(-end[a], 0) for a in perm]
         cropped = ctx.scratch(f"{node.name}_cropped", [h - l for l, h in zip(lo, hi)], x)
         strided_slice(ctx, f"{node.name}_crop", src, cropped, lo, hi, [1] * rank)
         src = cropped
     paddings = ctx.int32(f"{node.name}_paddings", [[max(begin[a], 0), max(end[a], 0)] for a in perm])
-    fill = _pad_fill(node)
     out = ctx.define(y, perm)
-    if fill == int(y.quant.zero_point[0]):
+    if p.fill == int(y.quant.zero_point[0]):
         ctx.op("PAD", [src, paddings], [out])
     else:
-        value = ctx.const(f"{node.name}_value", np.array([fill], np.int8), y.quant)
+        value = ctx.const(f"{node.name}_value", np.array([p.fill], np.int8), y.quant)
         ctx.op("PADV2", [src, paddings, value], [out])
 
 

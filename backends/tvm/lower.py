@@ -19,7 +19,7 @@ import tvm
 from tvm import relax
 
 from qcompiler.errors import BackendError, require_ops
-from qcompiler.interp.int_kernels.util import require_same_quant
+from qcompiler.numerics.qops import require_same_quant
 from qcompiler.ir import Graph, Node, Value
 
 from qcompiler.backends.tvm.intmath import RelaxEmitter, dtype_of, shape_of

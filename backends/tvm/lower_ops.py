@@ -4,31 +4,21 @@ Each function `fn(lw, node) -> [relax expr]` reproduces the integer reference
 kernel of the same op (qcompiler/interp/int_kernels/*.py) with integer tensor ops:
 int8 data, int16 zero-point-offset operands, int32 accumulation, int64
 fixed-point requantization (intmath.RelaxEmitter), clamp, cast to int8.
-Parameters (multipliers, shifts, tables) come from the same fixed_point
-functions the reference calls, so both sides use identical constants.
+Parameters (multipliers, shifts, clamps, geometry, tables) come from the same
+`qcompiler.numerics.qops` records the reference reads, so both sides use identical constants.
 """
 from __future__ import annotations
 
 import numpy as np
 from tvm import relax
 
-from qcompiler.interp import int_kernels  # noqa: F401 - registers the reference kernels (tables below)
-from qcompiler.numerics import fixed_point as qm
 from qcompiler.errors import BackendError
-from qcompiler.interp.int_kernels.pool import _out_size  # the reference's pooled-size rule, shared
-from qcompiler.interp.int_kernels.rsqrt import rsqrt_table
-from qcompiler.interp.int_kernels.util import (multipliers_for_channels, out_range, qparams,
-                                        require_same_quant, scale_zp)
 from qcompiler.interp import INT_KERNELS
+from qcompiler.numerics import qops
 
 from qcompiler.backends.tvm.intmath import shape_of
 
 R = relax.op
-
-
-def _ints(node, name, default, n=2):
-    v = node.attrs.get(name)
-    return [int(t) for t in v] if v is not None else [default] * n
 
 
 def _constant(node, index, what):
@@ -47,47 +37,27 @@ def _offset(lw, x, zero_point: int):
     return em.emit(R.subtract(em.cast(x, "int16"), em.const(zero_point, "int16")))
 
 
-def _channel_params(real, channels, shape):
-    """Per-channel (multiplier, shift) from fixed_point, shaped to broadcast on the channel axis."""
-    mult, shift = multipliers_for_channels(real, channels)
-    return mult.reshape(shape), shift.reshape(shape)
-
-
 # ---- Conv / Gemm ------------------------------------------------------------------------
-
-def _conv_geometry(node, rank):
-    """(pads t,l,b,r; strides; dilations) in 2-D form; Conv1D is a height-1 Conv2D."""
-    if rank == 3:
-        p = _ints(node, "pads", 0, 2)
-        return [0, p[0], 0, p[1]], [1] + _ints(node, "strides", 1, 1), [1] + _ints(node, "dilations", 1, 1)
-    if rank != 4:
-        raise BackendError(f"node {node.name} (Conv): only 1-D and 2-D convolutions, got rank {rank}")
-    return _ints(node, "pads", 0, 4), _ints(node, "strides", 1), _ints(node, "dilations", 1)
-
 
 def conv(lw, node):
     """CONV_2D / DEPTHWISE_CONV_2D: int32 sum of w * (x - in_zp), + bias, requantize."""
     em = lw.em
     x = lw.value(node.inputs[0])
     w, bias = _constant(node, 1, "weight"), _constant(node, 2, "bias")
-    in_s, in_zp = scale_zp(node, 0)
-    out_s, out_zp = scale_zp(node, 0, output=True)
+    p = qops.conv_params(node)
     xshape = shape_of(x)
-    pads, strides, dilations = _conv_geometry(node, len(xshape))
     if len(xshape) == 3:
         x = em.emit(R.reshape(x, (xshape[0], xshape[1], 1, xshape[2])))
         w = w[:, :, None, :]
-    channels = w.shape[0]
     weight = em.array(w.astype(np.int8), f"{node.name}_weight")
-    acc = em.emit(R.nn.conv2d(_offset(lw, x, in_zp), em.cast(weight, "int16"), strides=strides,
-                              padding=pads, dilation=dilations,
-                              groups=int(node.attrs.get("group", 1)), out_dtype="int32"),
+    acc = em.emit(R.nn.conv2d(_offset(lw, x, p.input_zero_point), em.cast(weight, "int16"),
+                              strides=list(p.strides), padding=list(p.pads), dilation=list(p.dilations),
+                              groups=p.group, out_dtype="int32"),
                   f"{node.name}_acc")
     if bias is not None:
         acc = em.emit(R.add(acc, em.const(bias.reshape(1, -1, 1, 1), "int32", f"{node.name}_bias")))
-    real = qm.conv_real_multipliers(in_s, qparams(node, 1).scale, out_s)
-    mult, shift = _channel_params(real, channels, (1, -1, 1, 1))
-    y = em.requantize(acc, mult, shift, out_zp, *out_range(node), name=node.name)
+    y = em.requantize(acc, p.multiplier.reshape(1, -1, 1, 1), p.shift.reshape(1, -1, 1, 1),
+                      p.output_zero_point, p.act_min, p.act_max, name=node.name)
     if len(xshape) == 3:
         y = em.emit(R.reshape(y, tuple(shape_of(y)[:2]) + (shape_of(y)[3],)))
     return [y]
@@ -96,34 +66,21 @@ def conv(lw, node):
 def gemm(lw, node):
     """FULLY_CONNECTED: x [N, K] times W [M, K]^T in int32, + bias, requantize."""
     em = lw.em
-    if node.attrs.get("transA", 0) or float(node.attrs.get("alpha", 1.0)) != 1.0 \
-            or float(node.attrs.get("beta", 1.0)) != 1.0:
-        raise BackendError(f"node {node.name} (Gemm): needs transA=0, alpha=beta=1 "
-                           "(normalize Gemm before quantizing)")
     x = lw.value(node.inputs[0])
     xshape = shape_of(x)
+    p = qops.fc_params(node, xshape[-1])
     w, bias = _constant(node, 1, "weight"), _constant(node, 2, "bias")
-    trans_b = node.attrs.get("transB")
-    if trans_b is None:  # the reference's guess for a missing attribute
-        trans_b = 1 if w.shape[1] == xshape[-1] else 0
-    wm = w if trans_b else w.T                          # [M, K]
+    wm = w if p.trans_b else w.T                        # [M, K]
     m, k = wm.shape
     if len(xshape) != 2:
         x = em.emit(R.reshape(x, (-1, k)))
     weight = em.array(np.ascontiguousarray(wm.T).astype(np.int8), f"{node.name}_weight_t")
-    acc = em.emit(R.matmul(_offset(lw, x, scale_zp(node, 0)[1]), em.cast(weight, "int16"),
+    acc = em.emit(R.matmul(_offset(lw, x, p.input_zero_point), em.cast(weight, "int16"),
                            out_dtype="int32"), f"{node.name}_acc")
     if bias is not None:
         acc = em.emit(R.add(acc, em.const(bias.reshape(1, -1), "int32", f"{node.name}_bias")))
-    in_s, _ = scale_zp(node, 0)
-    out_s, out_zp = scale_zp(node, 0, output=True)
-    wq = qparams(node, 1)
-    if wq.scale.size == 1:  # TFLM's per-tensor FULLY_CONNECTED multiplier
-        real = np.array([qm.fc_real_multiplier(in_s, wq.scale[0], out_s)])
-    else:
-        real = qm.conv_real_multipliers(in_s, wq.scale, out_s)
-    mult, shift = _channel_params(real, m, (1, -1))
-    y = em.requantize(acc, mult, shift, out_zp, *out_range(node), name=node.name)
+    y = em.requantize(acc, p.multiplier.reshape(1, -1), p.shift.reshape(1, -1), p.output_zero_point,
+                      p.act_min, p.act_max, name=node.name)
     if len(xshape) != 2:
         y = em.emit(R.reshape(y, tuple(xshape[:-1]) + (m,)))
     return [y]
@@ -134,132 +91,89 @@ def gemm(lw, node):
 def add_sub(lw, node):
     """ADD / SUB: both sides to a common 2^20-scaled int32 scale, add, rescale (TFLM)."""
     em = lw.em
-    (s1, z1), (s2, z2) = scale_zp(node, 0), scale_zp(node, 1)
-    so, zo = scale_zp(node, 0, output=True)
-    (m1, e1), (m2, e2), (mo, eo) = qm.add_params(s1, s2, so)
+    p = qops.add_params(node)
     sides = []
-    for i, (z, m, e) in enumerate(((z1, m1, e1), (z2, m2, e2))):
+    for i, (z, m, e) in enumerate(((p.input1_zero_point, p.input1_multiplier, p.input1_shift),
+                                   (p.input2_zero_point, p.input2_multiplier, p.input2_shift))):
         xv = em.emit(R.subtract(em.i64(lw.value(node.inputs[i])), em.const(z)))
-        xv = em.emit(R.left_shift(xv, em.const(20)))   # |x - zp| << 20 < 2^31: no wrap needed
+        xv = em.emit(R.left_shift(xv, em.const(p.left_shift)))   # |x - zp| << 20 < 2^31: no wrap
         sides.append(em.mbqm_smaller_than_one(xv, m, e, name=f"{node.name}_in{i}"))
     combine = R.subtract if node.op == "Sub" else R.add
     raw = em.wrap32(em.emit(combine(*sides)))
-    y = em.mbqm_smaller_than_one(raw, mo, eo, name=f"{node.name}_out")
-    return [em.clamp_cast(em.emit(R.add(y, em.const(zo))), *out_range(node))]
+    y = em.mbqm_smaller_than_one(raw, p.output_multiplier, p.output_shift, name=f"{node.name}_out")
+    return [em.clamp_cast(em.emit(R.add(y, em.const(p.output_zero_point))), p.act_min, p.act_max)]
 
 
 def mul(lw, node):
     """MUL: MBQM((x1 - zp1) * (x2 - zp2)) + out_zp."""
     em = lw.em
-    (s1, z1), (s2, z2) = scale_zp(node, 0), scale_zp(node, 1)
-    so, zo = scale_zp(node, 0, output=True)
-    m, e = qm.quantize_multiplier(float(s1) * float(s2) / float(so))
-    a = em.emit(R.subtract(em.i64(lw.value(node.inputs[0])), em.const(z1)))
-    b = em.emit(R.subtract(em.i64(lw.value(node.inputs[1])), em.const(z2)))
-    y = em.mbqm(em.emit(R.multiply(a, b)), m, e, name=node.name)
-    return [em.clamp_cast(em.emit(R.add(y, em.const(zo))), *out_range(node))]
+    p = qops.mul_params(node)
+    a = em.emit(R.subtract(em.i64(lw.value(node.inputs[0])), em.const(p.input1_zero_point)))
+    b = em.emit(R.subtract(em.i64(lw.value(node.inputs[1])), em.const(p.input2_zero_point)))
+    y = em.mbqm(em.emit(R.multiply(a, b)), p.multiplier, p.shift, name=node.name)
+    return [em.clamp_cast(em.emit(R.add(y, em.const(p.output_zero_point))), p.act_min, p.act_max)]
 
 
 # ---- pooling ------------------------------------------------------------------------------
 
-def _pool_geometry(node, xshape):
-    """Window, strides, dilations, pads and output size exactly as the reference pools them.
-
-    The bottom / right pads are extended so that a no-ceil window op yields the
-    reference's output size (which covers ceil_mode).
-    """
-    if len(xshape) != 4:
-        raise BackendError(f"node {node.name} ({node.op}): only 2-D pooling, got rank {len(xshape)}")
-    kh, kw = (int(k) for k in node.attrs["kernel_shape"])
-    sh, sw = _ints(node, "strides", 1)
-    dh, dw = _ints(node, "dilations", 1)
-    pt, pl, pb, pr = _ints(node, "pads", 0, 4)
-    ceil_mode = int(node.attrs.get("ceil_mode", 0))
-    h, w = xshape[2:]
-    ho, wo = _out_size(h, kh, sh, dh, pt, pb, ceil_mode), _out_size(w, kw, sw, dw, pl, pr, ceil_mode)
-    hp = max(pt + h, (ho - 1) * sh + (kh - 1) * dh + 1)
-    wp = max(pl + w, (wo - 1) * sw + (kw - 1) * dw + 1)
+def _pool_window(node, p):
+    """The reference's windows as a padded window op: the bottom / right pads are extended
+    to the padded size, so that a no-ceil window op yields the pooled size (ceil_mode too)."""
+    (kh, kw), (sh, sw), (dh, dw) = p.kernel, p.strides, p.dilations
+    (h, w), (ho, wo), (hp, wp) = p.in_hw, p.out_hw, p.padded_hw
     if (hp - (kh - 1) * dh - 1) // sh + 1 != ho or (wp - (kw - 1) * dw - 1) // sw + 1 != wo:
         raise BackendError(f"node {node.name} ({node.op}): cannot express the pooled size "
                            f"{ho}x{wo} as a padded window op")
-    return dict(kernel=(kh, kw), strides=(sh, sw), dilation=(dh, dw),
-                pads=(pt, pl, hp - pt - h, wp - pl - w), out=(ho, wo))
+    pt, pl = p.pads[:2]
+    return (pt, pl, hp - pt - h, wp - pl - w)
 
 
 def max_pool(lw, node):
     """MAX_POOL_2D: TVM pads with the int8 minimum, as the reference's -128 fill."""
     em = lw.em
-    require_same_quant(node)
     x = lw.value(node.inputs[0])
-    g = _pool_geometry(node, shape_of(x))
-    y = em.emit(R.nn.max_pool2d(x, g["kernel"], g["strides"], g["pads"], g["dilation"]))
-    return [em.clamp_cast(y, *out_range(node))]
-
-
-def _valid_counts(g, h, w):
-    """In-image taps per output position (the reference's window masks, summed)."""
-    (kh, kw), (sh, sw), (dh, dw) = g["kernel"], g["strides"], g["dilation"]
-    pt, pl, pb, pr = g["pads"]
-    ho, wo = g["out"]
-    valid = np.zeros((pt + h + pb, pl + w + pr), np.int64)
-    valid[pt:pt + h, pl:pl + w] = 1
-    count = np.zeros((ho, wo), np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            count += valid[i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
-    return count
+    p = qops.pool_params(node, shape_of(x))
+    y = em.emit(R.nn.max_pool2d(x, p.kernel, p.strides, _pool_window(node, p), p.dilations))
+    return [em.clamp_cast(y, p.act_min, p.act_max)]
 
 
 def average_pool(lw, node):
     """AVERAGE_POOL_2D: int32 window sums (a depthwise conv with unit weights), rounded mean."""
     em = lw.em
-    require_same_quant(node)
     x = lw.value(node.inputs[0])
-    n, c, h, w = shape_of(x)
-    g = _pool_geometry(node, (n, c, h, w))
-    if int(node.attrs.get("count_include_pad", 0)) and any(_ints(node, "pads", 0, 4)):
-        raise BackendError(f"node {node.name} (AveragePool): count_include_pad=1 with padding is "
-                           "not TFLM AVERAGE_POOL_2D")
-    count = _valid_counts(g, h, w)
-    if np.any(count == 0):
-        raise BackendError(f"node {node.name} (AveragePool): a window contains no input pixel")
-    ones = R.ones((c, 1) + g["kernel"], "int16")
-    total = em.emit(R.nn.conv2d(em.cast(x, "int16"), ones, strides=g["strides"], padding=g["pads"],
-                                dilation=g["dilation"], groups=c, out_dtype="int32"),
+    c = shape_of(x)[1]
+    p = qops.pool_params(node, shape_of(x))
+    ones = R.ones((c, 1) + p.kernel, "int16")
+    total = em.emit(R.nn.conv2d(em.cast(x, "int16"), ones, strides=p.strides,
+                                padding=_pool_window(node, p), dilation=p.dilations, groups=c,
+                                out_dtype="int32"),
                     f"{node.name}_sum")
-    mean = em.rounded_mean(em.i64(total), count.reshape(1, 1, *count.shape), name=f"{node.name}_count")
-    return [em.clamp_cast(mean, *out_range(node))]
+    mean = em.rounded_mean(em.i64(total), p.counts.reshape(1, 1, *p.counts.shape),
+                           name=f"{node.name}_count")
+    return [em.clamp_cast(mean, p.act_min, p.act_max)]
 
 
 def global_average_pool(lw, node):
     em = lw.em
-    require_same_quant(node)
     x = lw.value(node.inputs[0])
-    shape = shape_of(x)
-    axes = list(range(2, len(shape)))
+    p = qops.global_pool_params(node, shape_of(x))
+    axes = list(range(2, len(shape_of(x))))
     total = em.emit(R.sum(em.cast(x, "int32"), axis=axes, keepdims=True), f"{node.name}_sum")
-    mean = em.rounded_mean(em.i64(total), int(np.prod([shape[a] for a in axes])))
-    return [em.clamp_cast(mean, *out_range(node))]
+    mean = em.rounded_mean(em.i64(total), p.count)
+    return [em.clamp_cast(mean, p.act_min, p.act_max)]
 
 
 def reduce_mean(lw, node):
     """MEAN: sum of raw values minus zp * n, MBQM with 1/n folded into the multiplier."""
     em = lw.em
     x = lw.value(node.inputs[0])
-    rank = len(shape_of(x))
-    axes = _constant(node, 1, "axes") if node.input(1) is not None else node.attrs.get("axes")
-    if axes is None or not len(np.atleast_1d(axes)):
-        if int(node.attrs.get("noop_with_empty_axes", 0)):
-            return [x]
-        axes = list(range(rank))
-    axes = sorted(int(a) % rank for a in np.atleast_1d(axes))
-    count = int(np.prod([shape_of(x)[a] for a in axes]))
-    si, zi = scale_zp(node, 0)
-    so, zo = scale_zp(node, 0, output=True)
-    m, e = qm.mean_multiplier(*qm.quantize_multiplier(float(si) / float(so)), count)
-    total = em.emit(R.sum(em.i64(x), axis=axes, keepdims=bool(int(node.attrs.get("keepdims", 1)))))
-    shifted = em.wrap32(em.emit(R.subtract(total, em.const(zi * count))))
-    y = em.emit(R.add(em.mbqm(shifted, m, e, name=node.name), em.const(zo)))
+    p = qops.mean_params(node, shape_of(x))
+    if p.noop:
+        return [x]
+    total = em.emit(R.sum(em.i64(x), axis=list(p.axes), keepdims=bool(p.keepdims)))
+    shifted = em.wrap32(em.emit(R.subtract(total, em.const(p.input_zero_point * p.count))))
+    y = em.emit(R.add(em.mbqm(shifted, p.multiplier, p.shift, name=node.name),
+                      em.const(p.output_zero_point)))
     return [em.clamp_cast(y, -128, 127)]
 
 
@@ -281,10 +195,11 @@ def unary_table(lw, node):
 
 
 def rsqrt(lw, node):
-    """Rsqrt by the reference's own 256-entry table (interp.int_kernels.rsqrt.rsqrt_table)."""
+    """Rsqrt by the reference's own 256-entry table (qops.rsqrt_params)."""
     em = lw.em
+    table = np.array(qops.rsqrt_params(node).table)
     index = em.emit(R.add(em.cast(lw.value(node.inputs[0]), "int32"), em.const(128, "int32")))
-    return [em.emit(R.take(em.array(rsqrt_table(node), f"{node.name}_table"), index, axis=0, mode="clip"))]
+    return [em.emit(R.take(em.array(table, f"{node.name}_table"), index, axis=0, mode="clip"))]
 
 
 COMPUTE_LOWERINGS = {

@@ -1,5 +1,7 @@
 """Softmax (int8 / int16) and Requantize as integer Relax ops (qcompiler/interp/int_kernels/softmax.py).
 
+Parameters and tables: qcompiler.numerics.qops.softmax, as the reference reads them.
+
 int8 input, int8 or int16 output (TFLM reference, gemmlowp path): exp of max - x = d in
 0..255 from a 256-entry table built with fixed_point, the integer sum, GetReciprocal, a
 rounding shift by bits_over_unit + 31 - output_bits. int16 input (SoftmaxInt16):
@@ -17,65 +19,48 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from qcompiler.numerics import fixed_point as qm
-from qcompiler.errors import BackendError
-from qcompiler.interp.int_kernels.softmax import (OUTPUTS, SOFTMAX16_OUTPUT, reduced_axes, refuse_unexpanded,
-                                           softmax16_params, softmax_exp_terms, softmax_luts)
-from qcompiler.interp.int_kernels.util import qparams, scale_zp
+from qcompiler.numerics import qops
+from qcompiler.numerics.qops.softmax import (I16_MAX, I16_MIN, Softmax16Params, reduced_axes,
+                                             refuse_unexpanded)
 
 from qcompiler.backends.tvm.intmath import shape_of
 
 R = relax.op
-_I16_MIN, _I16_MAX = -32768, 32767
 
 
-def _softmax_tables(input_scale):
-    """exp(-d) in Q0.31 and its 2^-12 rounded share of the sum, for every max - x = d in 0..255
-    (the reference's own terms). Entries beyond the kernel's diff_min are 0: they add nothing to
-    the sum and come out as the output minimum (SRDHM(recip, 0) = 0), the reference's masked value."""
-    exp, share, _ = softmax_exp_terms(-np.arange(256, dtype=np.int64), input_scale)
-    return exp, share
-
-
-def softmax_int8(lw, node):
+def softmax_int8(lw, node, p):
     """SOFTMAX int8 -> int8 (1/256, -128) or int16 (1/65536, -32768): table exp, integer sum,
-    GetReciprocal (TFLM reference, gemmlowp path)."""
+    GetReciprocal (TFLM reference, gemmlowp path). The tables hold exp(-d) in Q0.31 and its
+    2^-12 rounded share of the sum for every max - x = d in 0..255 (the reference's own terms);
+    entries beyond the kernel's diff_min are 0: they add nothing to the sum and come out as the
+    output minimum (SRDHM(recip, 0) = 0), the reference's masked value."""
     em = lw.em
-    q = qparams(node, 0, output=True)
-    want = OUTPUTS.get(q.dtype)
-    if want is None or int(q.zero_point[0]) != want[1] or float(q.scale[0]) != np.float32(want[0]):
-        raise BackendError(f"node {node.name} (Softmax): output must be int8 (1/256, -128) or int16 "
-                           f"(1/65536, -32768) (TFLM SOFTMAX); got {q!r}")
     x = lw.value(node.inputs[0])
     axes = reduced_axes(node, len(shape_of(x)))
-    exp_table, share_table = _softmax_tables(scale_zp(node, 0)[0])
     xi = em.cast(x, "int32")
     diff = em.emit(R.subtract(em.emit(R.max(xi, axis=axes, keepdims=True)), xi))  # 0..255
+    exp_table, sum_table = p.exp_table.astype(np.int64), p.sum_table.astype(np.int64)
     exp = em.emit(R.take(em.array(exp_table, f"{node.name}_exp_table"), diff, axis=0, mode="clip"))
-    share = em.emit(R.take(em.array(share_table, f"{node.name}_sum_table"), diff, axis=0, mode="clip"))
+    share = em.emit(R.take(em.array(sum_table, f"{node.name}_sum_table"), diff, axis=0, mode="clip"))
     total = em.wrap32(em.emit(R.sum(share, axis=axes, keepdims=True)))
     recip, bits = em.reciprocal(total, 12)
-    out_bits = 8 * q.dtype.itemsize
-    exponent = em.emit(R.add(bits, em.const(31 - out_bits)))
+    exponent = em.emit(R.add(bits, em.const(31 - p.output_bits)))
     y = em.rdbpot(em.srdhm(recip, exp), exponent)
-    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
-    return [em.clamp_cast(em.emit(R.add(y, em.const(lo))), lo, hi, q.dtype.name)]
+    lo, hi = -(1 << (p.output_bits - 1)), (1 << (p.output_bits - 1)) - 1
+    return [em.clamp_cast(em.emit(R.add(y, em.const(lo))), lo, hi, f"int{p.output_bits}")]
 
 
 def requantize(lw, node):
     """TFLM QUANTIZE between integer types: MBQM(x - zp_in) + zp_out, clamped to the output type."""
     em = lw.em
-    qi, qo = qparams(node, 0), qparams(node, 0, output=True)
-    if qi.scale.size != 1 or qo.scale.size != 1:
-        raise BackendError(f"node {node.name} (Requantize): per-tensor parameters only")
-    mult, shift = qm.quantize_multiplier(qm.scale_ratio(qi.scale[0], qo.scale[0]))
-    x = em.emit(R.subtract(em.i64(lw.value(node.inputs[0])), em.const(int(qi.zero_point[0]))))
-    y = em.emit(R.add(em.mbqm(x, mult, shift, name=node.name), em.const(int(qo.zero_point[0]))))
-    return [em.clamp_cast(y, qo.qmin, qo.qmax, qo.dtype.name)]
+    p = qops.requantize_params(node)
+    x = em.emit(R.subtract(em.i64(lw.value(node.inputs[0])), em.const(p.input_zero_point)))
+    y = em.emit(R.add(em.mbqm(x, p.multiplier, p.shift, name=node.name), em.const(p.output_zero_point)))
+    return [em.clamp_cast(y, p.qmin, p.qmax, node.outputs[0].quant.dtype.name)]
 
 
 def _sat16(em, x):
-    return em.emit(R.minimum(em.emit(R.maximum(x, em.const(_I16_MIN))), em.const(_I16_MAX)))
+    return em.emit(R.minimum(em.emit(R.maximum(x, em.const(I16_MIN))), em.const(I16_MAX)))
 
 
 def _lut_lookup(em, v, table, name: str):
@@ -90,42 +75,35 @@ def _lut_lookup(em, v, table, name: str):
     return em.cast(em.cast(em.emit(R.add(base, delta)), "int16"), "int64")  # static_cast<int16_t>
 
 
-def softmax_int16(lw, node):
+def softmax_int16(lw, node, p: Softmax16Params):
     """SOFTMAX int16 (reference SoftmaxInt16) over the node's reduced axes (kept as dims)."""
     em = lw.em
-    qi, qo = qparams(node, 0), qparams(node, 0, output=True)
-    si, zi = scale_zp(node, 0)
-    so, zo = scale_zp(node, 0, output=True)
-    if qo.dtype != np.int16 or zi != 0 or zo != 0 or so != np.float32(SOFTMAX16_OUTPUT[0]):
-        raise BackendError(f"node {node.name} (Softmax): the int16 kernel needs int16 input with zero "
-                           f"point 0 and int16 output (1/32768, 0); got {qi!r} -> {qo!r}")
-    exp_lut, recip_lut = softmax_luts()
     x = em.i64(lw.value(node.inputs[0]))
     axes = reduced_axes(node, len(shape_of(x)))
     diff = em.emit(R.subtract(x, em.emit(R.max(x, axis=axes, keepdims=True))))
-    mult, shift = softmax16_params(si)
-    scaled = em.mbqm(diff, mult, shift, name=f"{node.name}_in")
-    exp = _lut_lookup(em, _sat16(em, em.emit(R.add(scaled, em.const(32767)))), exp_lut,
+    scaled = em.mbqm(diff, p.input_multiplier, p.input_left_shift, name=f"{node.name}_in")
+    exp = _lut_lookup(em, _sat16(em, em.emit(R.add(scaled, em.const(32767)))), p.exp_lut,
                       f"{node.name}_exp_lut")
     total = em.emit(R.sum(exp, axis=axes, keepdims=True))       # Q16.15, < 2^31
     headroom = em.clz32(total)                                    # headroom_plus_one
     shifted = em.emit(R.left_shift(total, em.emit(R.subtract(headroom, em.const(1)))))
     shifted = em.emit(R.right_shift(em.emit(R.add(shifted, em.const(1 << 13))), em.const(14)))
     sym = _sat16(em, em.emit(R.subtract(shifted, em.const((1 << 15) + (1 << 16)))))
-    recip = _lut_lookup(em, sym, recip_lut, f"{node.name}_recip_lut")
+    recip = _lut_lookup(em, sym, p.one_over_one_plus_x_lut, f"{node.name}_recip_lut")
     right_shift = em.emit(R.subtract(em.const(31), headroom))
     rounding = em.emit(R.left_shift(em.const(1), em.emit(R.subtract(right_shift, em.const(1)))))
     y = em.emit(R.add(em.emit(R.multiply(exp, recip)), rounding))
     y = em.emit(R.right_shift(y, right_shift))
-    return [em.clamp_cast(y, 0, _I16_MAX, "int16")]
+    return [em.clamp_cast(y, 0, I16_MAX, "int16")]
 
 
 def softmax(lw, node):
-    """Softmax by input type: int16 -> softmax_int16, int8 -> softmax_int8."""
+    """Softmax by input type (qops.softmax_params checks the types TFLM accepts)."""
     refuse_unexpanded(node)
-    if qparams(node, 0).dtype == np.int16:
-        return softmax_int16(lw, node)
-    return softmax_int8(lw, node)
+    p = qops.softmax_params(node)
+    if isinstance(p, Softmax16Params):
+        return softmax_int16(lw, node, p)
+    return softmax_int8(lw, node, p)
 
 
 SOFTMAX_LOWERINGS = {"Requantize": requantize, "Softmax": softmax}

@@ -9,16 +9,17 @@ TFLM is built without TFLITE_SINGLE_ROUNDING, so requantization uses the
     MultiplyByQuantizedMultiplier(x, M, s) =
         RoundingDivideByPOT(SRDHM(x * 2^max(s,0), M), max(-s,0))
 
-`tests/test_numerics/fixed_point.py` checks this against the tflite-micro interpreter on
+`tests/test_fixed_point.py` checks this against the tflite-micro interpreter on
 inputs where single and double rounding disagree.
 
-Parameter maths: some Prepare functions write float32 expressions cast to double
-(FULLY_CONNECTED per-tensor `double(in * w)`, SUB, RELU, LEAKY_RELU, HARD_SWISH).
+Per-op parameters (which multiplier each op computes from which scales) are in
+`qcompiler.numerics.qops`. Some Prepare functions write float32 expressions cast to
+double (FULLY_CONNECTED per-tensor `double(in * w)`, SUB, RELU, LEAKY_RELU, HARD_SWISH).
 The tflite-micro wheel we verify against evaluates those in double (its compiler
 widened them; visible in its disassembly and on crafted inputs in
-tests/test_int_kernels_tflm.py), so the defaults here use double; the functions
-take `float32_math` / `float32_product` to reproduce the float form of the source.
-Activation-range `Quantize()` and RELU6 stay in float32 in the wheel too.
+tests/test_int_kernels_tflm.py), so the defaults use double; `scale_ratio` and the
+qops formulas take `float32_math` / `float32_product` to reproduce the float form of
+the source. Activation-range `Quantize()` and RELU6 stay in float32 in the wheel too.
 
 All array functions take and return numpy integer arrays and broadcast.
 """
@@ -32,9 +33,18 @@ INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 
 
-def round_half_away(x: float) -> float:
-    """C++ std::round / TfLiteRound: halves round away from zero."""
-    return math.copysign(math.floor(abs(x) + 0.5), x)
+def round_half_away(x):
+    """C's round() / roundf() / TfLiteRound: the nearest integer, halves away from zero.
+
+    Exact for every float, scalar or array, in the argument's own precision (float32
+    stays float32): `|x| - floor(|x|)` is exact, unlike `floor(|x| + 0.5)`, which rounds
+    0.49999997f up and odd integers above 2^23 (float32) / 2^52 (double) to the next one.
+    Returns floats (numpy scalars or arrays); infinities and NaN pass through.
+    """
+    a = np.abs(x)
+    t = np.floor(a)
+    with np.errstate(invalid="ignore"):        # inf - inf: NaN, compares False
+        return np.copysign(t + (a - t >= 0.5), x)
 
 
 def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
@@ -105,52 +115,29 @@ def multiply_by_quantized_multiplier_greater_than_one(x, multiplier, left_shift)
     return saturating_rounding_doubling_high_mul(scaled, multiplier)
 
 
-# ---- effective scales exactly as each TFLM kernel computes them at Prepare ----------
+# ---- the arithmetic idioms of TFLM's Prepare functions (per-op formulas: qops) ----------
 
 def f32(x) -> np.ndarray:
     return np.asarray(x, np.float32)
 
 
-def conv_real_multipliers(input_scale, weight_scales, output_scale) -> np.ndarray:
-    """CONV_2D / DEPTHWISE_CONV_2D / per-channel FC: double(in) * double(w[c]) / double(out)."""
-    w = f32(weight_scales).astype(np.float64)
-    return float(f32(input_scale)) * w / float(f32(output_scale))
+def scale_ratio(num, den, float32_math: bool = False) -> float:
+    """A ratio of float32 scales as TFLM's Prepare evaluates `double(num / den)`.
 
-
-def fc_real_multiplier(input_scale, weight_scale, output_scale,
-                       float32_product: bool = False) -> float:
-    """Per-tensor FULLY_CONNECTED multiplier (GetQuantizedConvolutionMultipler).
-
-    The source reads `double(float(in * w)) / double(out)`, but the tflite-micro
-    build we verify against (the pip wheel) evaluates the product in double, i.e.
-    exactly like conv_real_multipliers; tests/test_int_kernels_tflm.py shows it on
-    inputs where the two differ. `float32_product=True` gives the source's form.
+    RELU, LEAKY_RELU and HARD_SWISH write the quotient in float, yet the verified
+    tflite-micro wheel divides in double (its compiler widened these float
+    expressions that are cast to double straight away); we follow the runtime.
+    `float32_math=True` gives the float32 quotient the source spells out.
     """
-    if float32_product:
-        prod = np.float32(f32(input_scale) * f32(weight_scale))
-        return float(prod) / float(f32(output_scale))
-    return float(f32(input_scale)) * float(f32(weight_scale)) / float(f32(output_scale))
+    if float32_math:
+        return float(np.float32(f32(num) / f32(den)))
+    return float(f32(num)) / float(f32(den))
 
 
 def quantize_scalar(value: float, scale, zero_point: int) -> int:
     """kernel_util.cc Quantize(): zp + (int)round(float(value) / float(scale))."""
     tmp = round_half_away(float(np.float32(value) / f32(scale)))
     return int(zero_point) + int(tmp)
-
-
-def activation_range(activation: str, scale, zero_point: int, qmin: int = -128,
-                     qmax: int = 127) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for a fused activation name (TFLite enum names)."""
-    lo, hi = qmin, qmax
-    if activation in ("RELU", "RELU6", "RELU_N1_TO_1"):
-        floor_value = -1.0 if activation == "RELU_N1_TO_1" else 0.0
-        lo = max(qmin, quantize_scalar(floor_value, scale, zero_point))
-    if activation in ("RELU6", "RELU_N1_TO_1"):
-        ceil_value = 6.0 if activation == "RELU6" else 1.0
-        hi = min(qmax, quantize_scalar(ceil_value, scale, zero_point))
-    elif activation not in ("NONE", "RELU", None):
-        raise ValueError(f"unknown fused activation {activation!r}")
-    return lo, hi
 
 
 def requantize(acc, multiplier, shift, out_zero_point: int, act_min: int, act_max: int) -> np.ndarray:
@@ -335,99 +322,3 @@ def down_scale_int32_to_int16_multiplier(m: int) -> int:
         return 32767
     return (m + (1 << 15)) >> 16
 
-
-# ---- per-op parameters computed exactly as each TFLM kernel's Prepare does --------
-
-def scale_ratio(num, den, float32_math: bool = False) -> float:
-    """A ratio of float32 scales as TFLM's Prepare evaluates `double(num / den)`.
-
-    RELU, LEAKY_RELU and HARD_SWISH write the quotient in float, yet the verified
-    tflite-micro wheel divides in double (its compiler widened these float
-    expressions that are cast to double straight away); we follow the runtime.
-    `float32_math=True` gives the float32 quotient the source spells out.
-    """
-    if float32_math:
-        return float(np.float32(f32(num) / f32(den)))
-    return float(f32(num)) / float(f32(den))
-
-
-def add_params(s1, s2, s_out, float32_math: bool = False):
-    """ADD / SUB multipliers (add_common.cc, sub_common.cc), left_shift = 20.
-
-    Returns ((M1, shift1), (M2, shift2), (Mout, shift_out)), every shift <= 0.
-    ADD computes in double; SUB's source computes in float, but the verified wheel
-    evaluates SUB in double as well, so both use the double form by default.
-    """
-    s1, s2, so = f32(s1), f32(s2), f32(s_out)
-    if float32_math:
-        twice = np.float32(2) * max(s1, s2)
-        reals = (scale_ratio(s1, twice, True), scale_ratio(s2, twice, True),
-                 scale_ratio(twice, np.float32(1 << 20) * so, True))
-    else:
-        twice = 2.0 * float(max(s1, s2))
-        reals = (float(s1) / twice, float(s2) / twice, twice / ((1 << 20) * float(so)))
-    out = []
-    for r in reals:
-        if not 0.0 < r < 1.0:
-            raise ValueError(f"ADD/SUB multiplier {r} outside (0, 1): TFLM aborts "
-                             "(QuantizeMultiplierSmallerThanOneExp)")
-        out.append(quantize_multiplier(r))
-    return tuple(out)
-
-
-def hard_swish_params(input_scale, output_scale, float32_math: bool = False):
-    """HARD_SWISH (hard_swish_common.cc): (out_m16, out_exp, relu_m16, relu_exp).
-
-    Both multipliers are QuantizeMultiplier'd and then rounded to Q0.15.
-    """
-    hires = np.float32(1.0 / 128.0) * f32(input_scale)
-    m_out, e_out = quantize_multiplier(scale_ratio(hires, output_scale, float32_math))
-    m_rel, e_rel = quantize_multiplier(scale_ratio(hires, np.float32(3.0 / 32768.0), float32_math))
-    return (down_scale_int32_to_int16_multiplier(m_out), e_out,
-            down_scale_int32_to_int16_multiplier(m_rel), e_rel)
-
-
-def rsqrt_multiplier(input_scale, output_scale) -> tuple[int, int]:
-    """RSQRT int8 (elementwise.cc): QuantizeMultiplier(1 / (sqrt(in_s) * out_s)).
-
-    The source spells a float sqrt and product; the verified wheel evaluates them in
-    double (tests/test_rsqrt.py has inputs that tell the two apart).
-    """
-    return quantize_multiplier(1.0 / (math.sqrt(float(f32(input_scale))) * float(f32(output_scale))))
-
-
-def calculate_input_radius(input_integer_bits: int, input_left_shift: int,
-                           total_signed_bits: int = 31) -> int:
-    """Largest |input| (in input units) whose rescaled value fits (CalculateInputRadius)."""
-    max_rescaled = (1.0 * ((1 << input_integer_bits) - 1)
-                    * float(1 << (total_signed_bits - input_integer_bits))
-                    / float(1 << input_left_shift))
-    return int(math.floor(max_rescaled))
-
-
-def softmax_params(input_scale, beta: float = 1.0) -> tuple[int, int, int]:
-    """int8 SOFTMAX: (input_multiplier, input_left_shift, diff_min) as softmax_common.cc."""
-    real = min(float(f32(beta)) * float(f32(input_scale)) * float(1 << (31 - 5)),
-               float((1 << 31) - 1))
-    if real <= 1.0:
-        raise ValueError(f"softmax input scale {float(input_scale)} too small for TFLM "
-                         "(beta * scale * 2^26 must exceed 1)")
-    mult, shift = quantize_multiplier(real)
-    return mult, shift, -calculate_input_radius(5, shift)
-
-
-def logistic_tanh_params(input_scale) -> tuple[int, int, int]:
-    """int8 LOGISTIC / TANH: (input_multiplier, input_left_shift, input_range_radius).
-
-    Both kernels use frexp + round without QuantizeMultiplier's 2^31 fix-up; the
-    int32 cast of 2^31 wraps, as it does on the targets.
-    """
-    q, shift = math.frexp(float(f32(input_scale)) * float(1 << (31 - 4)))
-    mult = int(_wrap_int32(int(round_half_away(q * (1 << 31)))))
-    return mult, shift, calculate_input_radius(4, shift, 31)
-
-
-def mean_multiplier(multiplier: int, shift: int, num_elements: int) -> tuple[int, int]:
-    """Fold the 1/n of MEAN into (multiplier, shift) as reference QuantizedMeanOrSum."""
-    s = min(int(num_elements).bit_length() - 1, 32, 31 + shift)
-    return int(_wrap_int32((int(multiplier) << s) // int(num_elements))), shift - s

@@ -3,7 +3,8 @@
 TFLM's int8 SOFTMAX shifts its Q12.19 sum of exponentials by num_bits_over_unit + 23,
 which reaches 32 (undefined behaviour) once the sum reaches 512: a flat distribution
 over 512 or more classes (each exp term is at most 1.0, so 511 classes are always
-safe). Longer rows take one of two TFLM-native paths (qcompiler/interp/int_kernels/softmax.py):
+safe). Longer rows take one of two TFLM-native paths (qcompiler/interp/int_kernels/softmax.py;
+the limits and path names are in qcompiler/numerics/qops/softmax.py):
 
 - up to 4095 classes, "int16_output": the same int8 kernel writing int16 (1/65536,
   -32768), whose shift stays <= 27, then QUANTIZE to int8 -- as accurate as before;
@@ -33,9 +34,9 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.errors import QuantizationError
-from qcompiler.interp.int_kernels.softmax import (INT16_SOFTMAX_MAX_CLASSES, OUTPUTS, SOFTMAX16_OUTPUT,
-                                           WIDE_SOFTMAX_ATTR, int16_input_params, params, reduced_size,
-                                           wide_softmax_path)
+from qcompiler.numerics.qops.softmax import (INT16_SOFTMAX_MAX_CLASSES, OUTPUTS, SOFTMAX16_OUTPUT,
+                                             WIDE_SOFTMAX_ATTR, int16_input_params, params, reduced_size,
+                                             wide_softmax_path)
 from qcompiler.ir import Graph, Node, Value
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from qcompiler.interp.float_kernels.nn import attr, ints, opt, unsupported
 from qcompiler.interp.float_kernels.registry import float_kernel
+from qcompiler.numerics.fixed_point import round_half_away
 
 
 # ---- Resize / Upsample ---------------------------------------------------------
@@ -94,7 +95,7 @@ def resize(node, inputs):
         if policy in ("not_larger", "not_smaller"):
             s = min(sc) if policy == "not_larger" else max(sc)
             sc = [s] * len(axes)
-            sizes = [int(math.floor(float(s) * i + 0.5)) for i in in_shape]
+            sizes = [int(round_half_away(float(s) * i)) for i in in_shape]
         elif policy != "stretch":
             unsupported(node, f"keep_aspect_ratio_policy={policy!r}")
     elif scales is not None:

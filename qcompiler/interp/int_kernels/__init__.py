@@ -4,8 +4,11 @@ Each kernel reproduces TensorFlow Lite Micro's reference int8 kernel for the op
 it stands for, on the quantized IR (ONNX op names and attributes, NCHW data,
 QuantParams on the values). The kernels live in sibling modules by family and
 register themselves with `@int_kernel` on import; the shared fixed-point maths
-is in `qcompiler.numerics`. `tests/test_int_kernels_tflm.py` checks every kernel against
-the tflite-micro interpreter on random inputs and quantization parameters.
+is in `qcompiler.numerics.fixed_point` and every per-op parameter (multipliers, zero
+points, clamps, tables, geometry) comes from `qcompiler.numerics.qops`, which the
+backends read too. These modules are private to `qcompiler.interp` (tests/test_layers.py).
+`tests/test_int_kernels_tflm.py` checks every kernel against the tflite-micro
+interpreter on random inputs and quantization parameters.
 
     conv     Conv (grouped, depthwise), Gemm, ConvTranspose
     eltwise  Add, Sub, Mul, PRelu

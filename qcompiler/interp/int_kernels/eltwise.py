@@ -1,6 +1,6 @@
 """Integer Add / Sub / Mul / PRelu with numpy broadcasting, TFLM-exact.
 
-ADD / SUB (add.h, sub.h, left_shift = 20):
+ADD / SUB (add.h, sub.h, left_shift = 20; parameters: qops.add_params):
     a_i = MBQMSmallerThanOne((x_i - zp_i) << 20, M_i, shift_i)
     y   = clamp(MBQMSmallerThanOne(a_1 +/- a_2, M_out, shift_out) + out_zp, act range)
 MUL (mul.h): y = clamp(MBQM((x1 - zp1) * (x2 - zp2), M, shift) + out_zp, act range).
@@ -14,44 +14,36 @@ import numpy as np
 
 from qcompiler.numerics import fixed_point as qm
 from qcompiler.interp.int_kernels.registry import int_kernel
-from qcompiler.interp.int_kernels.util import as_int, out_range, scale_zp, to_int8
-
-LEFT_SHIFT = 20
+from qcompiler.interp.int_kernels.util import as_int, to_int8
+from qcompiler.numerics.qops import add_params, mul_params, prelu_params
 
 
 @int_kernel("Add", "Sub")
 def add_sub(node, inputs):
-    (s1, z1), (s2, z2) = scale_zp(node, 0), scale_zp(node, 1)
-    so, zo = scale_zp(node, 0, output=True)
-    (m1, e1), (m2, e2), (mo, eo) = qm.add_params(s1, s2, so)
+    p = add_params(node)
     a = qm.multiply_by_quantized_multiplier_smaller_than_one(
-        (as_int(inputs[0]) - z1) << LEFT_SHIFT, m1, e1)
+        (as_int(inputs[0]) - p.input1_zero_point) << p.left_shift, p.input1_multiplier, p.input1_shift)
     b = qm.multiply_by_quantized_multiplier_smaller_than_one(
-        (as_int(inputs[1]) - z2) << LEFT_SHIFT, m2, e2)
+        (as_int(inputs[1]) - p.input2_zero_point) << p.left_shift, p.input2_multiplier, p.input2_shift)
     raw = qm.wrap_int32(a - b if node.op == "Sub" else a + b)
-    y = qm.multiply_by_quantized_multiplier_smaller_than_one(raw, mo, eo) + zo
-    return [to_int8(y, *out_range(node))]
+    y = qm.multiply_by_quantized_multiplier_smaller_than_one(raw, p.output_multiplier, p.output_shift)
+    return [to_int8(y + p.output_zero_point, p.act_min, p.act_max)]
 
 
 @int_kernel("Mul")
 def mul(node, inputs):
-    (s1, z1), (s2, z2) = scale_zp(node, 0), scale_zp(node, 1)
-    so, zo = scale_zp(node, 0, output=True)
-    m, e = qm.quantize_multiplier(float(s1) * float(s2) / float(so))
-    prod = (as_int(inputs[0]) - z1) * (as_int(inputs[1]) - z2)
-    y = qm.multiply_by_quantized_multiplier(prod, m, e) + zo
-    return [to_int8(y, *out_range(node))]
+    p = mul_params(node)
+    prod = (as_int(inputs[0]) - p.input1_zero_point) * (as_int(inputs[1]) - p.input2_zero_point)
+    y = qm.multiply_by_quantized_multiplier(prod, p.multiplier, p.shift) + p.output_zero_point
+    return [to_int8(y, p.act_min, p.act_max)]
 
 
 @int_kernel("PRelu")
 def prelu(node, inputs):
-    (si, zi), (sa, za) = scale_zp(node, 0), scale_zp(node, 1)
-    so, zo = scale_zp(node, 0, output=True)
-    m1, e1 = qm.quantize_multiplier(float(si) / float(so))
-    m2, e2 = qm.quantize_multiplier(float(si) * float(sa) / float(so))
-    xv = as_int(inputs[0]) - zi
-    av = as_int(inputs[1]) - za
+    p = prelu_params(node)
+    xv = as_int(inputs[0]) - p.input_zero_point
+    av = as_int(inputs[1]) - p.alpha_zero_point
     xv, av = np.broadcast_arrays(xv, av)
-    pos = qm.multiply_by_quantized_multiplier(xv, m1, e1)
-    neg = qm.multiply_by_quantized_multiplier(xv * av, m2, e2)
-    return [to_int8(np.where(xv >= 0, pos, neg) + zo)]
+    pos = qm.multiply_by_quantized_multiplier(xv, p.identity_multiplier, p.identity_shift)
+    neg = qm.multiply_by_quantized_multiplier(xv * av, p.alpha_multiplier, p.alpha_shift)
+    return [to_int8(np.where(xv >= 0, pos, neg) + p.output_zero_point)]

@@ -11,7 +11,8 @@ import numpy as np
 from qcompiler.interp.float_kernels import shape as layout
 from qcompiler.errors import GraphError
 from qcompiler.interp.int_kernels.registry import int_kernel
-from qcompiler.interp.int_kernels.util import attr_str, const_ints
+from qcompiler.numerics.qops.common import int_list
+from qcompiler.numerics.qops.shape import pad_params
 
 
 def _check_same(node, in_indices=(0,)):
@@ -38,7 +39,7 @@ def _reshape_to(node, x, shape):
 def reshape(node, inputs):
     _check_same(node)
     x = inputs[0]
-    shape = const_ints(node, 1, inputs, "shape")
+    shape = int_list(node, 1, "shape", inputs)
     if shape is not None and not int(node.attrs.get("allowzero", 0)):
         shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
     return [_reshape_to(node, x, shape)]
@@ -81,38 +82,20 @@ def concat(node, inputs):
 def pad(node, inputs):
     _check_same(node)
     x = inputs[0]
-    mode = attr_str(node, "mode", "constant")
-    if mode != "constant":
-        raise GraphError(f"node {node.name} (Pad): mode {mode!r} is not supported (constant only)")
-    pads = const_ints(node, 1, inputs, "pads")
-    axes = const_ints(node, 3, inputs, None)
-    q = node.outputs[0].quant or node.inputs[0].quant
-    fill = int(q.zero_point[0]) if q is not None else 0
-    value = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
-    if value is not None and np.asarray(value).size:
-        value = np.asarray(value).reshape(-1)[:1]
-        if np.issubdtype(value.dtype, np.floating):  # a float pad value: quantize it
-            value = q.quantize(value) if q is not None else value
-        fill = int(value[0])   # TFLM PADV2 with an int8 constant at the output parameters
-    axes = list(range(x.ndim)) if axes is None else [a % x.ndim for a in axes]
-    k = len(axes)
-    width = [(0, 0)] * x.ndim
-    for i, a in enumerate(axes):
-        width[a] = (pads[i], pads[i + k])
-    crop = tuple(slice(max(-b, 0), x.shape[a] - max(-e, 0)) for a, (b, e) in enumerate(width))
-    x = x[crop]
-    width = [(max(b, 0), max(e, 0)) for b, e in width]
-    return [np.pad(x, width, mode="constant", constant_values=fill).astype(x.dtype)]
+    p = pad_params(node, x.shape, inputs)
+    crop = tuple(slice(max(-b, 0), x.shape[a] - max(-e, 0)) for a, (b, e) in enumerate(zip(p.before, p.after)))
+    width = [(max(b, 0), max(e, 0)) for b, e in zip(p.before, p.after)]
+    return [np.pad(x[crop], width, mode="constant", constant_values=p.fill).astype(x.dtype)]
 
 
 @int_kernel("Slice")
 def slice_(node, inputs):
     _check_same(node)
     x = inputs[0]
-    starts = const_ints(node, 1, inputs, "starts")
-    ends = const_ints(node, 2, inputs, "ends")
-    axes = const_ints(node, 3, inputs, "axes") or list(range(len(starts)))
-    steps = const_ints(node, 4, inputs, None) or [1] * len(starts)
+    starts = int_list(node, 1, "starts", inputs)
+    ends = int_list(node, 2, "ends", inputs)
+    axes = int_list(node, 3, "axes", inputs) or list(range(len(starts)))
+    steps = int_list(node, 4, None, inputs) or [1] * len(starts)
     index = [slice(None)] * x.ndim
     for s, e, a, st in zip(starts, ends, axes, steps):
         index[a % x.ndim] = slice(s, e, st)
@@ -124,7 +107,7 @@ def split(node, inputs):
     _check_same(node)
     x = inputs[0]
     axis = int(node.attrs.get("axis", 0)) % x.ndim
-    sizes = const_ints(node, 1, inputs, "split")
+    sizes = int_list(node, 1, "split", inputs)
     n = len(node.outputs)
     if not sizes:
         chunk = -(-x.shape[axis] // n)
