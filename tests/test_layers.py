@@ -7,6 +7,10 @@ A module may import its own layer and the layers below it. Backends are independ
 another (each may import only `backends.base` / `backends.registry` besides its own folder),
 and the driver reaches a backend only through `backends.registry` (and the `backends.base`
 contract). `qcompiler/__init__.py` and `__main__.py` are the facade on top.
+
+The integer reference kernels are private to `qcompiler/interp/`: everything else (backends
+above all) uses the public kernel table and Interpreter from `qcompiler.interp` and takes
+per-op parameters from `qcompiler.numerics.qops`, never a module of `interp.int_kernels`.
 """
 from __future__ import annotations
 
@@ -74,6 +78,25 @@ def _violations():
                     yield f"{where}: a backend may not import another backend"
 
 
+INT_KERNELS_PACKAGE = "qcompiler.interp.int_kernels"
+
+
+def _private_kernel_imports():
+    for path, module, is_package in _sources():
+        if module == "qcompiler.interp" or module.startswith("qcompiler.interp."):
+            continue
+        for line, target in _imports(path, module, is_package):
+            if target == INT_KERNELS_PACKAGE or target.startswith(INT_KERNELS_PACKAGE + "."):
+                yield (f"{path.relative_to(ROOT)}:{line} imports {target}: the integer kernels are "
+                       "private to qcompiler/interp; use qcompiler.interp (INT_KERNELS, Interpreter) "
+                       "and qcompiler.numerics.qops (per-op parameters)")
+
+
+def test_no_import_of_the_integer_kernels_outside_interp():
+    bad = list(_private_kernel_imports())
+    assert not bad, "\n".join(bad)
+
+
 def test_every_import_respects_the_layers():
     bad = list(_violations())
     assert not bad, "\n".join(bad)
@@ -84,3 +107,13 @@ def test_the_rule_checker_sees_upward_imports(module, tmp_path):
     """The checker itself: an upward import in a low layer is reported."""
     assert _layer("qcompiler.driver.cli") == "driver"
     assert RANK[_layer(module)] < RANK["driver"]
+
+
+def test_the_kernel_rule_sees_a_private_import(tmp_path):
+    """The checker itself: a backend importing a reference-kernel module is reported."""
+    src = tmp_path / "lower.py"
+    src.write_text("def f():\n    from qcompiler.interp.int_kernels.pool import _out_size\n"
+                   "from ...interp.int_kernels import util\n")
+    targets = [t for _, t in _imports(src, "qcompiler.backends.tvm.lower", False)]
+    assert "qcompiler.interp.int_kernels.pool" in targets
+    assert "qcompiler.interp.int_kernels" in targets
