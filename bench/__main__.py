@@ -23,9 +23,16 @@ SECTIONS = [("Fidelity against the float model", "bench.fidelity"),
             ("ncnn", "bench.ncnn_fidelity")]
 
 
+def output_dir(argv: list[str]) -> Path:
+    """--out DIR (made if missing, before any section runs), else bench/."""
+    out_dir = Path(argv[argv.index("--out") + 1]) if "--out" in argv else Path(__file__).resolve().parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir
+
+
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
-    out_dir = Path(argv[argv.index("--out") + 1]) if "--out" in argv else Path(__file__).resolve().parent
+    out_dir = output_dir(argv)
     parts = [f"# qcc benchmark results\n\nMachine: {machine()}\n\nCommand: `python -m bench"
              f"{' --quick' if quick else ''}` ({time.strftime('%Y-%m-%d')})\n"]
     data = {"machine": machine(), "quick": quick}

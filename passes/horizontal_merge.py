@@ -14,7 +14,8 @@ After merging, the branches share one int8 activation scale (TFLite's SPLIT
 keeps its input's parameters), so the default veto refuses groups whose
 calibrated output ranges differ by more than `max_range_ratio` (default 4x,
 i.e. up to 12 dB of resolution lost on the narrow branch). Ranges come from
-running the float graph on `ctx.options["calibration_feeds"]` when given;
+running the float graph on `ctx.options["calibration_feeds"]` when given (with
+`ctx.options["float_runner"]`, if the driver provides one);
 without data the veto cannot judge and lets the merge happen. Each merge and
 each veto is logged in `ctx.log` with its reason.
 """
@@ -75,22 +76,26 @@ def _sibling_groups(graph: Graph) -> list[list[Node]]:
     return groups
 
 
-def _observed_ranges(graph: Graph, groups, feeds) -> dict:
-    """Float min/max of the candidate branch outputs over the given samples."""
-    from qcompiler.interp import FLOAT_KERNELS, Interpreter
-    wanted = {n.outputs[0].name for g in groups for n in g}
+def _observed_ranges(graph: Graph, groups, feeds, float_runner=None) -> dict:
+    """Float min/max of the candidate branch outputs over the given samples.
+
+    `float_runner(graph)` (the driver passes onnxruntime's, much faster on big models) makes
+    an object whose `run(feed)` returns the float activations by name; default: the float
+    interpreter."""
+    wanted = [n.outputs[0].name for g in groups for n in g]
+    if float_runner is None:
+        from qcompiler.interp import FLOAT_KERNELS, Interpreter
+        interp = Interpreter(graph, FLOAT_KERNELS)
+        run = lambda feed: interp.run(feed, keep=wanted)  # noqa: E731
+    else:
+        run = float_runner(graph).run
     ranges: dict = {}
-
-    def hook(node, outs):
-        for v, arr in zip(node.outputs, outs):
-            if v.name in wanted:
-                lo, hi = float(arr.min()), float(arr.max())
-                plo, phi = ranges.get(v.name, (lo, hi))
-                ranges[v.name] = (min(lo, plo), max(hi, phi))
-
-    interp = Interpreter(graph, FLOAT_KERNELS, hook=hook)
     for feed in feeds:
-        interp.run(feed)
+        acts = run(feed)
+        for name in wanted:
+            lo, hi = float(acts[name].min()), float(acts[name].max())
+            plo, phi = ranges.get(name, (lo, hi))
+            ranges[name] = (min(lo, plo), max(hi, phi))
     return ranges
 
 
@@ -124,7 +129,7 @@ def horizontal_merge(graph: Graph, ctx: PassContext) -> bool:
         return False
     veto: Veto = ctx.options.get("merge_veto") or quantization_veto
     feeds = ctx.options.get("calibration_feeds") or []
-    ranges = _observed_ranges(graph, groups, feeds) if feeds else {}
+    ranges = _observed_ranges(graph, groups, feeds, ctx.options.get("float_runner")) if feeds else {}
     merged = 0
     for branches in groups:
         names = [n.name for n in branches]

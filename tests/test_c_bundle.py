@@ -331,3 +331,17 @@ def test_resolver_for_every_supported_opcode_compiles(tmp_path):
     run(["g++", *CXXFLAGS, "-fsyntax-only", "-I", stub, check], tmp_path)
     # The C side must compile too, even without inputs/outputs.
     run(["gcc", *CFLAGS, "-c", paths[1], "-o", tmp_path / "m.o"], tmp_path)
+
+
+def test_header_says_how_the_arena_was_found_and_the_layouts(tmp_path):
+    """Measured (TFLM installed) or estimated, on which host, the alignment, and the I/O layout."""
+    from conftest import MODELS
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
+    compile_model(MODELS / "digits_cnn.onnx", tmp_path / "o", CompileOptions(calib=str(MODELS / "digits_calib.npy")))
+    text = (tmp_path / "o" / "digits_cnn_model_data.h").read_text()
+    flat = " ".join(line.strip(" */") for line in text.splitlines())
+    assert "measured at compile time" in flat and "64-bit host" in flat and "16-byte aligned" in flat
+    assert "planned by qcc" not in flat
+    assert 'input 0: "input", int8 [1, 8, 8, 1], NHWC' in text and "output 0: \"output\", int8 [1, 10], in the ONNX" in text
+    estimated = cb.write_c_bundle(tmp_path / "e", "m", b"\x01", "test", [], [], [], 100, "estimated by qcc (test)")
+    assert "estimated by qcc (test)" in next(p for p in estimated if p.name == "m_model_data.h").read_text()

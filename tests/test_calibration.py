@@ -79,6 +79,31 @@ def test_collect_statistics_batches_without_changing_results(monkeypatch):
             assert np.array_equal(a, b), name
 
 
+def test_big_models_keep_fewer_samples_in_flight(monkeypatch):
+    """A model whose activations per sample exceed the budget is calibrated one sample at a
+    time (a 416x416 detector held 17 samples x 147 MB): the observers come out the same, and
+    the per-layer report takes as many samples as fit."""
+    import qcompiler.quant.calibration as calibration
+    import qcompiler.quant.report as report
+    g = _digits("digits_dwsep")
+    samples = load_samples(MODELS / "digits_calib.npy", g)
+    batched, _, _ = collect_statistics(g, iterate_samples(samples, g, 20))
+    per_sample = 4 * calibration.values_per_sample(g)
+    monkeypatch.setattr(calibration, "ACTIVATION_BYTES", 3 * per_sample)
+    assert calibration.samples_in_memory(g) == 3 and report.report_samples(g) == 3
+    seen = []
+    original = calibration._observe_all
+    monkeypatch.setattr(calibration, "_observe_all", lambda obs, batch, w=(): (seen.append(len(batch)),
+                                                                              original(obs, batch, w)))
+    small, _, _ = collect_statistics(g, iterate_samples(samples, g, 20))
+    assert max(seen) == 1
+    for name in small:
+        for a, b in zip(batched[name].histogram(), small[name].histogram()):
+            assert np.array_equal(a, b), name
+    monkeypatch.setattr(calibration, "ACTIVATION_BYTES", 1)
+    assert calibration.samples_in_memory(g) == 1 and report.report_samples(g) == 1
+
+
 def test_observer_memory_does_not_grow_with_samples():
     rng = np.random.default_rng(1)
     obs = HistogramObserver()

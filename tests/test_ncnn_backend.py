@@ -27,6 +27,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from qcompiler.backends.ncnn import NcnnOptions, emit  # noqa: E402
 from qcompiler.driver.verify import verify_report  # noqa: E402
+from qcompiler.ir.serialize import save_graph  # noqa: E402
 from qcompiler.backends.ncnn.check import INT8_MIN_WITHIN_STEP, NcnnRunner  # noqa: E402
 from qcompiler.backends.ncnn.lower import lower_graph  # noqa: E402
 from qcompiler.backends.ncnn.model import TAG_FP32, TAG_INT8, _parse_ncnn_float, format_float  # noqa: E402
@@ -276,6 +277,7 @@ def _compile_direct(model: onnx.ModelProto, outdir, precision: str, n: int = 8):
     feeds = {v.name: rng.standard_normal((n,) + tuple(v.shape[1:])).astype(np.float32) for v in graph.inputs}
     ranges = calibrate(graph, iterate_samples(feeds, graph))
     comp = Compilation(graph, None, ranges, opts, NcnnOptions(precision), "m", "test")
+    save_graph(graph, outdir / "m.float.qir")  # the driver's part: the graph verify simulates
     return emit(comp, outdir), feeds, path
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import zlib
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +13,8 @@ from qcompiler.interp import FLOAT_KERNELS, INT_KERNELS, Interpreter
 from qcompiler.frontend.onnx_import import load_model
 from qcompiler.driver.pipeline import CompileOptions, compile_model, optimize, quantize
 from qcompiler.passes import COMMON_PIPELINE
-from qcompiler.quant.report import REPORT_SAMPLES, png_bytes, sqnr_chart, worst_layers, write_report_files
+from qcompiler.quant.report import (HISTOGRAM_LAYERS, REPORT_SAMPLES, layer_report, worst_layers,
+                                     write_report_files)
 
 CALIB = str(MODELS / "digits_calib.npy")
 
@@ -65,28 +66,51 @@ def test_worst_layers_are_sorted(resnet):
 
 
 def test_report_files(tmp_path, resnet):
-    _, _, summary = resnet
-    files = write_report_files(tmp_path, "digits_resnet", summary, summary["layers"])
-    assert files == ["layer_sqnr.png", "report.md"]
-    png = (tmp_path / "layer_sqnr.png").read_bytes()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png.endswith(b"IEND\xaeB`\x82")
+    _, q, summary = resnet
+    report = {"name": "digits_resnet", "calibration": summary, "layers": summary["layers"]}
+    files = write_report_files(tmp_path, report, q, summary["histograms"])
+    assert files == ["report.html", "report.md"]
     md = (tmp_path / "report.md").read_text()
-    assert "![per-layer SQNR" in md and md.count("\n| ") == len(summary["layers"]) + 1
+    assert "report.html" in md and md.count("\n| ") == len(summary["layers"]) + 1
+    assert md.count(" * |") == 5  # the five worst are marked
+    html = (tmp_path / "report.html").read_bytes()
     again = tmp_path / "again"
     again.mkdir()
-    write_report_files(again, "digits_resnet", summary, summary["layers"])
-    assert (again / "layer_sqnr.png").read_bytes() == png  # deterministic
+    write_report_files(again, report, q, summary["histograms"])
+    assert (again / "report.html").read_bytes() == html  # deterministic
 
 
-def test_png_decodes_to_the_drawn_pixels():
-    img = sqnr_chart([10.0, None, 35.5, 60.0], {2})
-    data = png_bytes(img)
-    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    idat = data[data.index(b"IDAT") + 4:data.index(b"IEND") - 8]
-    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
-    assert (h, w) == img.shape[:2] and np.all(raw[:, 0] == 0)
-    assert np.array_equal(raw[:, 1:].reshape(h, w, 3), img)
-    assert np.any(np.all(img == (214, 39, 40), axis=-1))  # the highlighted bar
+def test_histograms_of_the_worst_layers(resnet):
+    _, _, summary = resnet
+    hists, layers = summary["histograms"], summary["layers"]
+    assert list(hists) == [e["tensor"] for e in worst_layers(layers, HISTOGRAM_LAYERS)]
+    for tensor, h in hists.items():
+        e = next(e for e in layers if e["tensor"] == tensor)
+        assert len(h["int8"]) == 256 and len(h["float"]) == 258 and h["qmin"] == -128
+        assert sum(h["int8"]) == sum(h["float"]) > 0  # the same values on both sides
+        outside = (h["float"][0] + h["float"][-1]) / sum(h["float"])
+        assert outside == pytest.approx(e["clipped_fraction"], abs=2e-6)
+        assert h["float_min"] <= h["float_max"]
+
+
+def test_histograms_match_a_direct_measurement(resnet, monkeypatch):
+    """The output's histograms, counted here from the two interpreters' outputs."""
+    import qcompiler.quant.report as quant_report
+    g, q, _ = resnet
+    monkeypatch.setattr(quant_report, "HISTOGRAM_LAYERS", 100)  # every tensor
+    x = np.load(CALIB)[:3]
+    feeds = [{"input": x[i:i + 1]} for i in range(3)]
+    _, _, hists = layer_report(g, q, feeds)
+    h = hists[q.outputs[0].name]
+    qp = q.outputs[0].quant
+    fi, qi = Interpreter(g, FLOAT_KERNELS), Interpreter(q, INT_KERNELS)
+    ref = np.concatenate([fi.run(f)["output"].ravel() for f in feeds]).astype(np.float64)
+    qin = q.inputs[0].quant
+    got = np.concatenate([qi.run({"input": qin.quantize(f["input"])})["output"].ravel() for f in feeds])
+    assert h["int8"] == np.bincount(got.astype(int) + 128, minlength=256).tolist()
+    codes = np.clip(np.rint(ref / qp.scale[0]) + int(qp.zero_point[0]) + 129, 0, 257).astype(int)
+    assert h["float"] == np.bincount(codes, minlength=258).tolist()
+    assert h["float_max"] == pytest.approx(ref.max()) and h["float_min"] == pytest.approx(ref.min())
 
 
 def test_compile_summary_in_report_json(tmp_path):
@@ -154,3 +178,19 @@ def test_report_samples_follow_the_value_budget(resnet, monkeypatch):
     assert quant_report.report_samples(g) == 5
     monkeypatch.setattr(quant_report, "REPORT_VALUES", 1)
     assert quant_report.report_samples(g) == quant_report.REPORT_MIN_SAMPLES
+
+
+def test_report_is_right_without_onnxruntime(tmp_path, monkeypatch):
+    """Activation-equalized layers: the numpy engine's float side once saw the equalized graph
+    and scaled it a second time (VWW's lowest layer read 0.6 dB instead of 21.6 dB)."""
+    opts = CompileOptions(calib=str(MODELS / "digits_calib.npy"))
+    with_ort = compile_model(MODELS / "digits_dwsep.onnx", tmp_path / "a", opts).report
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails: the interpreter runs
+    without = compile_model(MODELS / "digits_dwsep.onnx", tmp_path / "b", opts).report
+    assert with_ort["calibration"]["engine"] == "onnxruntime" and without["calibration"]["engine"] == "interpreter"
+    assert with_ort["calibration"]["activation_equalization"]["tensors"] > 0
+    a = {e["tensor"]: e["sqnr_db"] for e in with_ort["layers"]}
+    b = {e["tensor"]: e["sqnr_db"] for e in without["layers"]}
+    assert a.keys() == b.keys()
+    worst = max(abs(a[k] - b[k]) for k in a if a[k] is not None and b[k] is not None)
+    assert worst < 1.0, worst

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qcompiler.errors import QccError
-from qcompiler.ir.serialize import save_graph
 from qcompiler.passes import COMMON_PIPELINE
 from qcompiler.quant.scheme import IO_ROLES, QuantScheme
 
@@ -58,7 +57,8 @@ def _output_steps(io: dict, ranges: dict) -> None:
 
 
 def emit(comp, outdir: Path) -> dict:
-    """Write `<name>.param`, `<name>.bin` and `<name>.float.qir` into outdir; return report entries."""
+    """Write `<name>.param` and `<name>.bin` into outdir; return report entries (the driver
+    keeps the float graph next to them as `<name>.float.qir`, which verify simulates)."""
     precision = comp.target_options.ncnn_precision
     layers, io = lower_graph(comp.float_graph, precision, comp.ranges)
     _output_steps(io, comp.ranges)
@@ -66,13 +66,11 @@ def emit(comp, outdir: Path) -> dict:
     param, data = param_text(layers), bin_bytes(layers)
     (outdir / f"{name}.param").write_text(param)
     (outdir / f"{name}.bin").write_bytes(data)
-    save_graph(comp.float_graph, outdir / f"{name}.float.qir")
     types = Counter(layer.type for layer in layers)
     int8_layers = {layer.name: {"type": layer.type, "node": layer.meta["node"], **layer.meta["int8"]}
                    for layer in layers if layer.meta.get("int8")}
     return {
-        "files": sorted([f"{name}.param", f"{name}.bin", f"{name}.float.qir"]),
-        "ir_file": f"{name}.float.qir",  # qcc verify loads its input shapes from this graph
+        "files": sorted([f"{name}.param", f"{name}.bin"]),
         "ops": dict(sorted(types.items())),
         "flash_bytes": len(data),
         "ncnn": {

@@ -21,7 +21,7 @@ from qcompiler.backends.base import Artifact, Backend, Check, option
 from qcompiler.backends.tflite.c_bundle import write_c_bundle
 from qcompiler.backends.tflite.flatbuffer import TflModel
 from qcompiler.backends.tflite.lower import INPUT_DTYPES, IO_MODES, LOWERINGS, check_supported, lower
-from qcompiler.backends.tflite.memory import plan_arena
+from qcompiler.backends.tflite.memory import memory_plan, plan_arena
 # TFLM keeps per-tensor runtime structs and per-op data (e.g. per-channel multipliers) in the arena
 TFLM_BYTES_PER_TENSOR = 64
 TFLM_BYTES_PER_CHANNEL = 8
@@ -57,14 +57,25 @@ def arena_estimate(model: TflModel) -> dict:
             "arena_bytes": (head + overhead + 15) // 16 * 16}
 
 
-def _io_info(model: TflModel, indices) -> list[dict]:
+def _io_info(model: TflModel, indices, layouts: dict) -> list[dict]:
     out = []
     for i in indices:
         t = model.tensors[i]
         out.append({"name": t.name, "shape": tuple(t.shape), "dtype": t.dtype,
                     "scale": t.scale[0] if t.scale else 0.0,
-                    "zero_point": t.zero_point[0] if t.zero_point else 0})
+                    "zero_point": t.zero_point[0] if t.zero_point else 0,
+                    "layout": layouts.get(t.name, "same")})
     return out
+
+
+def _arena_note(arena: dict) -> str:
+    """Where the header's arena size comes from, for the comment above it."""
+    if arena.get("arena_source", "").startswith("measured"):
+        import importlib.metadata as md
+        return (f"measured at compile time, the smallest arena tflite-micro {md.version('tflite-micro')} "
+                "runs it with on a 64-bit host (32-bit targets need a little less: smaller runtime structs)")
+    return ("estimated by qcc, tflite-micro was not installed at compile time (planned activation bytes plus "
+            "TFLM's runtime overheads: an upper estimate)")
 
 
 @dataclass(frozen=True)
@@ -101,8 +112,9 @@ def emit(comp, outdir: Path, c_bundle: bool) -> dict:
     files = [f"{name}.tflite"]
     opcodes = [op.opcode for op in model.operators]
     if c_bundle:
-        paths = write_c_bundle(outdir, name, data, header, _io_info(model, model.inputs),
-                               _io_info(model, model.outputs), opcodes, arena["arena_bytes"])
+        paths = write_c_bundle(outdir, name, data, header, _io_info(model, model.inputs, lowered.io_layouts),
+                               _io_info(model, model.outputs, lowered.io_layouts), opcodes, arena["arena_bytes"],
+                               _arena_note(arena))
         files += [p.name for p in paths]
     return {
         "files": sorted(files),
@@ -110,12 +122,13 @@ def emit(comp, outdir: Path, c_bundle: bool) -> dict:
         "tensors": len(model.tensors),
         "flash_bytes": len(data),
         "arena": arena,
+        "memory_plan": memory_plan(model, arena["offline_plan"]),
         "io": io,
         "io_layout": lowered.io_layouts,
         "inputs": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-                   for d in _io_info(model, model.inputs)],
+                   for d in _io_info(model, model.inputs, lowered.io_layouts)],
         "outputs": [{k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-                    for d in _io_info(model, model.outputs)],
+                    for d in _io_info(model, model.outputs, lowered.io_layouts)],
     }
 
 

@@ -16,6 +16,7 @@ is also used for the file names so ``#include`` lines are predictable.
 from __future__ import annotations
 
 import math
+import textwrap
 import re
 from pathlib import Path
 
@@ -147,9 +148,9 @@ def _io_header(ident: str, kind: str, index: int, io: dict) -> str:
     macro = f"{ident.upper()}_{kind.upper()}{index}"
     func = f"{ident}_{kind}{index}"
     shape = tuple(int(d) for d in io["shape"])
-    name = str(io["name"]).replace("*/", "* /")
+    name = _comment_safe(str(io["name"]))
     out = [
-        f"/* {kind} {index}: \"{name}\", {io['dtype']} {list(shape)} */",
+        f"/* {kind} {index}: \"{name}\", {io['dtype']} {list(shape)}{_LAYOUT_NOTES.get(io.get('layout'), '')} */",
         f"#define {macro}_RANK {len(shape)}",
         f"#define {macro}_ELEMENT_COUNT {math.prod(shape)}",
         # A float I/O tensor has no quantization: scale and zero point are 0.
@@ -204,7 +205,23 @@ static inline float {ident}_dequantize(int32_t q, float scale, int32_t zero_poin
 """
 
 
-def _model_header(ident, banner, data_len, inputs, outputs, arena_size) -> str:
+def _comment_safe(text: str) -> str:
+    """Text that cannot end or nest a C block comment, or open a trigraph (names come from users)."""
+    return text.replace("*/", "* /").replace("/*", "/ *").replace("??", "? ?")
+
+
+def _comment(text: str, width: int = 88) -> str:
+    """A C block comment wrapped to `width` columns."""
+    lines = textwrap.wrap(_comment_safe(text), width - 3)
+    return "/* " + "\n * ".join(lines) + " */\n"
+
+
+_LAYOUT_NOTES = {"NHWC": ", NHWC (the ONNX model's NCHW with the channels last)",
+                 "NWC": ", NWC (the ONNX model's NCW with the channels last)",
+                 "same": ", in the ONNX model's order"}
+
+
+def _model_header(ident, banner, data_len, inputs, outputs, arena_size, arena_note) -> str:
     up, guard = ident.upper(), f"{ident.upper()}_MODEL_DATA_H_"
     ios = [_io_header(ident, "input", i, io) for i, io in enumerate(inputs)]
     ios += [_io_header(ident, "output", i, io) for i, io in enumerate(outputs)]
@@ -215,7 +232,8 @@ def _model_header(ident, banner, data_len, inputs, outputs, arena_size) -> str:
         f"extern const unsigned char {ident}_model_data[];\n"
         f"extern const unsigned int {ident}_model_data_len;\n"
         f"#define {up}_MODEL_DATA_LEN {data_len}u\n\n"
-        f"/* Bytes of tensor arena the model needs (planned by qcc). */\n"
+        + _comment(f"Bytes of tensor arena the model needs: {arena_note}. Give TFLM a 16-byte aligned "
+                   "buffer, e.g. alignas(16) uint8_t arena[...].") +
         f"#define {up}_TENSOR_ARENA_SIZE {arena_size}\n"
         f"enum {{ k{_camel(ident)}TensorArenaSize = {up}_TENSOR_ARENA_SIZE }};\n\n"
         f"#define {up}_INPUT_COUNT {len(inputs)}\n#define {up}_OUTPUT_COUNT {len(outputs)}\n\n"
@@ -271,11 +289,12 @@ def _resolver_header(ident: str, banner: str, opcodes: list[str]) -> str:
 
 def write_c_bundle(outdir: Path, name: str, tflite_bytes: bytes, header_comment: str,
                    inputs: list[dict], outputs: list[dict], opcodes: list[str],
-                   arena_size: int) -> list[Path]:
+                   arena_size: int, arena_note: str = "estimated by qcc") -> list[Path]:
     """Write the TFLM firmware files for one model; return their paths.
 
     ``inputs``/``outputs`` hold one dict per graph I/O tensor with keys
-    ``name``, ``shape``, ``dtype``, ``scale`` and ``zero_point``. ``opcodes``
+    ``name``, ``shape``, ``dtype``, ``scale`` and ``zero_point`` (and optionally ``layout``:
+    NHWC / NWC / same). ``arena_note`` says where ``arena_size`` comes from. ``opcodes``
     may repeat; each distinct opcode is registered once, in first-use order.
     Raises ValueError for an unusable name, an I/O dict missing a key or an
     opcode without a known TFLM resolver method.
@@ -290,7 +309,7 @@ def write_c_bundle(outdir: Path, name: str, tflite_bytes: bytes, header_comment:
     data = bytes(tflite_bytes)
     files = {
         f"{ident}_model_data.h": _model_header(ident, _banner(header_comment), len(data),
-                                               inputs, outputs, int(arena_size)),
+                                               inputs, outputs, int(arena_size), arena_note),
         f"{ident}_model_data.c": _model_source(ident, _banner(header_comment), data,
                                                inputs, outputs),
         f"{ident}_op_resolver.h": _resolver_header(ident, _banner(header_comment),

@@ -5,6 +5,7 @@
   inputs last used at scope i+1, graph outputs live to the end), RESHAPE /
   SQUEEZE outputs aliased onto their input (TFLM skips the copy when both share
   memory), then the best of several greedy orders (`qcompiler.memory_planner`).
+- `memory_plan(model, offline)`: the chosen placement as plain data for the report.
 - `with_offline_plan(model, offsets)`: the model with TFLM's
   `OfflineMemoryAllocation` metadata ([version 0, 1 subgraph, n, offset per tensor
   or -1]).
@@ -20,6 +21,8 @@ import os
 from dataclasses import replace
 
 import numpy as np
+
+from qcompiler.errors import BackendError
 
 from qcompiler.ir.memory import Buffer, best_plan, plan
 
@@ -79,6 +82,29 @@ def offline_plan(model: TflModel) -> tuple[list[int], int, str]:
     return per_tensor, head, strategy
 
 
+def memory_plan(model: TflModel, offline: bool) -> dict:
+    """The chosen placement for report.json's generic "memory_plan" entry: every activation
+    buffer (tensors sharing memory listed together) with its size, first/last step (step 0:
+    graph inputs, step k: operator k) and offset. With `offline` our plan as embedded in the
+    model; otherwise TFLM's own planner decides at runtime and this is qcc's simulation of it
+    (largest first, no aliasing), whose offsets the runtime's may differ from."""
+    bufs, root = buffers(model, alias=offline)
+    if offline:
+        offsets, head, strategy = best_plan(bufs)
+        source = f"qcc's offline plan ({strategy} order), embedded in the model"
+    else:
+        offsets, head = plan(bufs)
+        source = "TFLM's own planner at runtime; offsets from qcc's simulation of it"
+    members: dict[int, list[str]] = {}
+    for t in sorted(root):
+        members.setdefault(root[t], []).append(model.tensors[t].name)
+    entries = [{"tensors": members[int(b.name)], "size": b.size, "first": b.first, "last": b.last,
+                "offset": offsets[b.name]} for b in bufs]
+    entries.sort(key=lambda b: (b["first"], b["offset"], b["tensors"]))
+    return {"source": source, "planned_bytes": head, "ops": [op.opcode for op in model.operators],
+            "buffers": entries}
+
+
 def online_head_estimate(model: TflModel) -> int:
     """What TFLM's own greedy planner (largest first, no aliasing) would need for the tensors."""
     return plan(buffers(model, alias=False)[0])[1]
@@ -135,9 +161,16 @@ def min_arena(model_bytes: bytes, hint: int | None = None, granularity: int = 16
 
 
 def recorded_arena(model_bytes: bytes) -> int:
-    """Arena bytes TFLM's recording allocator reports after one invoke (16-byte multiple)."""
+    """Arena bytes TFLM's recording allocator reports (16-byte multiple), measured in a forked
+    child: a model TFLM refuses (its C++ can abort or divide by zero) becomes a clear error."""
     from qcompiler.backends.tflite.runtime import tflm_allocations
-    return -(-tflm_allocations(model_bytes)["total"] // 16) * 16
+    from qcompiler.util.forked import ChildFailed, isolated
+    try:
+        total = isolated(lambda: tflm_allocations(model_bytes)["total"])
+    except ChildFailed as e:
+        raise BackendError(f"TFLite Micro cannot allocate the emitted model ({e}); this is a qcc bug "
+                           "unless the model itself is malformed") from None
+    return -(-total // 16) * 16
 
 
 def needed_arena(model_bytes: bytes, recorded: int | None = None) -> int:

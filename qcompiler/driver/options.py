@@ -28,6 +28,7 @@ class CompileOptions:
     outputs: tuple[str, ...] = ()
     dump_after: tuple[str, ...] = ()
     dump_dir: str | None = None
+    max_memory_mb: int = 4096           # largest array an input file (or a graph input) may make qcc allocate
     # the target's own options by field name, e.g. {"io": "float"} for tflm or
     # {"tvm_target": "llvm"} for tvm; checked against the backend's options dataclass
     target_options: dict = field(default_factory=dict)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from qcompiler.frontend.onnx_import import load_model
 from qcompiler.ir import Graph
 from qcompiler.ir.serialize import save_graph
 from qcompiler.passes import PassContext, PassManager
-from qcompiler.quant.calibration import iterate_samples, load_samples
+from qcompiler.quant.calibration import FloatRunner, iterate_samples, load_samples
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.util.blas import one_blas_thread
 
@@ -89,8 +90,9 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
     if options is not None:
         opts["outputs"] = list(options.outputs)
         if options.calib is not None and "horizontal_merge" in passes:
-            samples = load_samples(options.calib, graph)
+            samples = load_samples(options.calib, graph, options.max_memory_mb << 20)
             opts["calibration_feeds"] = list(iterate_samples(samples, graph, MERGE_VETO_SAMPLES))
+            opts["float_runner"] = FloatRunner
         dump_after = set(options.dump_after)
         dump = _dumper(options.dump_dir)
     pm = PassManager(passes, dump_after=dump_after, dump=dump)
@@ -98,6 +100,22 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
     pm.run(graph, ctx)
     graph.meta["pass_log"] = list(ctx.log)
     return graph, pm.records
+
+
+def target_support(graph: Graph, backend) -> list[str]:
+    """Every op problem compiling the optimized `graph` for `backend` would report: ops the
+    backend cannot lower and, for schemes with an integer IR, ops without an integer
+    reference kernel (`qcc inspect --target` prints them before any calibration)."""
+    from qcompiler.errors import UnsupportedOpError
+    from qcompiler.quant.quantize import check_quantizable
+    checks = [backend.check_supported] + ([check_quantizable] if backend.scheme.integer_ir else [])
+    problems: list[str] = []
+    for check in checks:
+        try:
+            check(graph)
+        except UnsupportedOpError as e:
+            problems += [p for p in e.problems if p not in problems]
+    return problems
 
 
 def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
@@ -118,15 +136,58 @@ def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
     return qgraph, summary, ranges
 
 
-def _publish(tmp: Path, outdir: Path) -> None:
-    if not outdir.exists():
-        os.replace(tmp, outdir)
-        return
-    if not outdir.is_dir():
+def file_stem(name: str) -> str:
+    """The base name of every emitted file: `name` sanitized like an identifier (letters,
+    digits, _; at most 64 characters), so that no --name can place a file outside -o."""
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", str(name)).strip("_")[:64].strip("_")
+    if not stem:
+        raise QccError(f"--name {name!r} leaves no usable file name: use letters, digits and _")
+    return stem
+
+
+def _check_output(outdir: Path) -> None:
+    """Fail before any work if `outdir` cannot become the output directory."""
+    try:
+        dangling = outdir.is_symlink() and not outdir.exists()
+        not_a_dir = outdir.exists() and not outdir.is_dir()
+    except OSError as e:  # e.g. a name longer than the file system allows
+        raise QccError(f"output path {str(outdir)[:80]}...: {e.strerror or e}") from None
+    if dangling:
+        raise QccError(f"output path {outdir} is a dangling symbolic link")
+    if not_a_dir:
         raise QccError(f"output path {outdir} exists and is not a directory")
-    for f in sorted(tmp.iterdir()):
-        os.replace(f, outdir / f.name)
-    tmp.rmdir()
+
+
+def _staging_dir(outdir: Path) -> Path:
+    """An empty private folder beside `outdir` (same file system, so publishing is renames)."""
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".qcc-", dir=outdir.parent))
+    except OSError as e:
+        raise QccError(f"cannot create the output directory {outdir}: {e.strerror or e}") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
+    return tmp
+
+
+def _publish(tmp: Path, outdir: Path) -> None:
+    """Move the finished files into `outdir`; anything in the way is found before a file moves."""
+    _check_output(outdir)
+    try:
+        if not outdir.exists():
+            os.replace(tmp, outdir)
+            return
+        blocked = [f.name for f in sorted(tmp.iterdir())
+                   if (outdir / f.name).exists() and (outdir / f.name).is_dir()]
+        if blocked:
+            raise QccError(f"{outdir} holds folder(s) named like output files: {', '.join(blocked)}; "
+                           "move them or choose another -o")
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, outdir / f.name)
+        tmp.rmdir()
+    except OSError as e:
+        raise QccError(f"cannot write the output directory {outdir}: {e.strerror or e}") from None
 
 
 @one_blas_thread()
@@ -136,8 +197,9 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     backend = registry.get(options.target)
     topts = target_options(backend, options)
     model_path, outdir = Path(model_path), Path(outdir)
+    _check_output(outdir)
     graph = load_model(model_path, options.input_shapes)
-    name = options.name or graph.name
+    name = file_stem(options.name or graph.name)
     nodes_in = len(graph.nodes)
     graph, records = optimize(graph, pass_list(options), options)
     backend.check_supported(graph)  # every op the target cannot run, before the (slow) calibration
@@ -149,18 +211,19 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     try:
         header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe(topts)}"
         comp = Compilation(graph, qgraph, ranges, options, topts, name, header)
-        outdir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.qcc-", dir=outdir.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the published directory should not be
+        tmp = _staging_dir(outdir)
         backend_report = backend.emit(comp, tmp)
+        ir_files = {"float_ir_file": f"{name}.float.qir"}  # the float model: qcc verify's fidelity
+        save_graph(graph, tmp / ir_files["float_ir_file"])
         if qgraph is not None:
-            save_graph(qgraph, tmp / f"{name}.qir")
+            ir_files["ir_file"] = f"{name}.qir"  # the integer IR: the oracle
+            save_graph(qgraph, tmp / ir_files["ir_file"])
+        else:  # the backend's own scheme: its checks start from the float graph
+            ir_files["ir_file"] = ir_files["float_ir_file"]
         from qcompiler.quant.report import write_report_files
         finish_report(calib_summary)
         layers = calib_summary.pop("layers", [])
-        report_files = write_report_files(tmp, name, calib_summary, layers) if layers else []
+        histograms = calib_summary.pop("histograms", {})
         report = {
             "generated_by": f"generated by qcc {header}",
             "name": name, "target": options.target, "source_model": model_path.name,
@@ -169,12 +232,12 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
             "nodes": {"onnx": nodes_in, "optimized": len(graph.nodes)},
             "pass_log": graph.meta.get("pass_log", []),
             "calibration": calib_summary,
-            "ir_file": f"{name}.qir" if qgraph is not None else backend_report["ir_file"],
+            **ir_files,
             "layers": layers,
             **backend_report,
         }
-        report["files"] = sorted(report["files"] + [f"{name}.qir"] * (qgraph is not None) + ["report.json"]
-                                 + report_files)
+        report_files = write_report_files(tmp, report, qgraph, histograms) if layers else []
+        report["files"] = sorted(set(report["files"]) | set(ir_files.values()) | {"report.json"} | set(report_files))
         (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         _publish(tmp, outdir)
     finally:

@@ -15,6 +15,7 @@ import numpy as np
 
 from qcompiler.backends import registry
 from qcompiler.errors import QccError
+from qcompiler.ir.serialize import load_graph
 from qcompiler.numerics.compare import Fidelity
 from qcompiler.quant.calibration import float_reference, iterate_samples, load_samples, source_name
 
@@ -54,10 +55,15 @@ def verify_report(outdir: Path, report: dict, data, limit: int | None = None, **
     view = float_view(art.graph)
     samples = load_samples(data, view)
     comparators = {c.runtime: c.comparator() for c in art.checks}
-    reference = float_reference(art.float_graph) if art.float_graph is not None else None
+    float_graph = art.float_graph
+    if float_graph is None and "float_ir_file" in report:
+        float_graph = load_graph(outdir / report["float_ir_file"])
+    reference = float_reference(float_graph) if float_graph is not None else None
     fidelity = {c.runtime: Fidelity() for c in art.checks} if reference is not None else {}
+    coverage = InputCoverage(report.get("calibration", {}).get("input_ranges", {}))
     count = 0
     for feed in iterate_samples(samples, view, limit):  # float samples stay float
+        coverage.add(feed)
         want = backend.expected(art, feed)
         ref = reference(feed) if reference is not None else None
         for check in art.checks:
@@ -71,5 +77,51 @@ def verify_report(outdir: Path, report: dict, data, limit: int | None = None, **
               **art.info, "oracle": art.oracle, **{k: c.summary() for k, c in comparators.items()}}
     if fidelity:
         result["fidelity"] = {k: f.summary() for k, f in fidelity.items()}
+    result["inputs"] = coverage.summary()
+    result["warnings"] = coverage.warnings()
     result["ok"] = count > 0 and all(comparators[c.runtime].ok for c in art.checks if c.required)
     return result
+
+
+class InputCoverage:
+    """How the verification data sits in the calibrated input ranges: a file in the wrong
+    scale (raw 0..255 pixels for a model calibrated on 0..1) passes the bit-exactness check,
+    so it is measured and warned about."""
+
+    CLIPPED = 0.01  # warn when more than 1 % of an input's values fall outside its calibrated range
+    NARROW = 0.1    # ... or when the data spans less than a tenth of the calibrated range
+
+    def __init__(self, ranges: dict):
+        self.ranges = {k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()}
+        self.outside = dict.fromkeys(self.ranges, 0)
+        self.total = dict.fromkeys(self.ranges, 0)
+        self.lo = dict.fromkeys(self.ranges, np.inf)
+        self.hi = dict.fromkeys(self.ranges, -np.inf)
+
+    def add(self, feed: dict) -> None:
+        for name, (lo, hi) in self.ranges.items():
+            if name not in feed:
+                continue
+            x = np.asarray(feed[name], np.float64)
+            self.outside[name] += int(np.count_nonzero((x < lo) | (x > hi)))
+            self.total[name] += x.size
+            self.lo[name] = min(self.lo[name], float(x.min(initial=np.inf)))
+            self.hi[name] = max(self.hi[name], float(x.max(initial=-np.inf)))
+
+    def summary(self) -> dict:
+        return {name: {"calibrated_range": list(self.ranges[name]), "data_range": [self.lo[name], self.hi[name]],
+                       "clipped_fraction": self.outside[name] / self.total[name]}
+                for name in self.ranges if self.total[name]}
+
+    def warnings(self) -> list[str]:
+        out = []
+        for name, s in self.summary().items():
+            (lo, hi), (dlo, dhi) = s["calibrated_range"], s["data_range"]
+            if s["clipped_fraction"] > self.CLIPPED:
+                out.append(f"input {name!r}: {s['clipped_fraction']:.1%} of the verification values lie outside "
+                           f"the calibrated range [{lo:.4g}, {hi:.4g}] (data [{dlo:.4g}, {dhi:.4g}]): is the "
+                           "data in the scale the model was calibrated with?")
+            elif hi > lo and (dhi - dlo) < self.NARROW * (hi - lo):
+                out.append(f"input {name!r}: the verification data spans [{dlo:.4g}, {dhi:.4g}], under a tenth of "
+                           f"the calibrated range [{lo:.4g}, {hi:.4g}]: is it in the same scale?")
+        return out

@@ -48,6 +48,10 @@ def _node_protos(graph: Graph, n: Node, initializers: list, opset: int) -> list[
     outs = [v.name for v in n.outputs]
     if n.op in QCC_OPS:
         return QCC_OPS[n.op](n, ins, outs)
+    if n.op == "Split" and opset < 13 and len(ins) > 1 and n.input(1) is not None and n.input(1).is_constant:
+        # the IR keeps opset-13 Split (sizes as an input, e.g. from horizontal_merge)
+        attrs["split"] = [int(d) for d in np.asarray(n.input(1).data).reshape(-1)]
+        ins = ins[:1]
     act = n.attrs.get("fused_activation", "NONE")
     if act == "NONE":
         return [helper.make_node(n.op, ins, outs, name=n.name, **attrs)]

@@ -36,8 +36,11 @@ def parse_input_shapes(spec: str | None) -> dict[str, tuple[int, ...]]:
             if not sep or not name:
                 raise ValueError
             shapes[name] = tuple(int(d) for d in dims.split(","))
+            if any(d <= 0 for d in shapes[name]):
+                raise ValueError
         except ValueError:
-            raise QccError(f"bad --input-shape {item!r}: expected NAME=D0,D1,... e.g. input=1,3,32,32") from None
+            raise QccError(f"bad --input-shape {item!r}: expected NAME=D0,D1,... with positive dims, "
+                           "e.g. input=1,3,32,32") from None
     return shapes
 
 

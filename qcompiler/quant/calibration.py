@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from qcompiler.errors import CalibrationError
+from qcompiler.errors import CalibrationError, ModelLoadError
 from qcompiler.interp import FLOAT_KERNELS, Interpreter
 from qcompiler.ir import Graph
 from qcompiler.quant.scheme import TFLITE_INT8
@@ -94,23 +94,75 @@ def source_name(source) -> str:
     return "<arrays>" if isinstance(source, Mapping) else "<array>"
 
 
-def load_samples(source, graph: Graph) -> dict[str, np.ndarray]:
+DEFAULT_MAX_BYTES = 4096 << 20  # largest array a calibration file may make qcc allocate (--max-memory)
+
+
+def _npz_member_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an .npz member from its .npy header, without reading the data."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with zf.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in readers:
+            raise ValueError(f"unsupported .npy format version {version} in member {member!r}")
+        shape, _, dtype = readers[version](f)
+    return tuple(shape), np.dtype(dtype)
+
+
+def _read_sample_file(path: Path, names: list[str], max_bytes: int):
+    """An .npy (memory-mapped, never read whole) or the needed members of an .npz, each checked
+    (numeric dtype, size within `max_bytes`) before anything is allocated."""
+    if not path.is_file():
+        raise CalibrationError(f"calibration file {path} does not exist")
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                members = {m[:-4]: m for m in zf.namelist() if m.endswith(".npy")}
+                missing = [name for name in names if name not in members]
+                if missing:
+                    raise CalibrationError(f"{path} has no array for input(s) {missing} (keys: {sorted(members)})")
+                data = {}
+                for name in names:  # other members are never read
+                    shape, dtype = _npz_member_header(zf, members[name])
+                    _check_header(path, name, shape, dtype, max_bytes)
+                    with zf.open(members[name]) as f:
+                        data[name] = np.lib.format.read_array(f, allow_pickle=False)
+                return data
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+        _check_header(path, None, arr.shape, arr.dtype, None)
+        return arr
+    except CalibrationError:
+        raise
+    except Exception as e:  # any malformed file: numpy, zipfile and the OS raise many types
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "allow_pickle" in first or "pickle" in first.lower():
+            first = "not in .npy format: numpy would read it as pickled Python objects, which qcc never loads"
+        raise CalibrationError(f"{path} is not a readable .npy/.npz file of numbers ({first})") from None
+
+
+def _check_header(path: Path, member: str | None, shape, dtype: np.dtype, max_bytes: int | None) -> None:
+    where = f"{path}" + (f" member {member!r}" if member else "")
+    if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise CalibrationError(f"{where} has dtype {dtype}; calibration data must be numbers "
+                               "(Python objects are never loaded)")
+    if any(int(d) < 0 for d in shape):
+        raise CalibrationError(f"{where} declares a negative dimension {tuple(shape)}")
+    size = int(np.prod([int(d) for d in shape], dtype=object)) * dtype.itemsize
+    if max_bytes is not None and size > max_bytes:
+        raise CalibrationError(f"{where} declares {size / 2**30:.1f} GiB ({tuple(shape)} {dtype}), over the "
+                               f"{max_bytes / 2**30:.1f} GiB limit (--max-memory)")
+
+
+def load_samples(source, graph: Graph, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, np.ndarray]:
     """Load and check calibration/evaluation samples: {input name: array [N, ...]}.
 
     `source` is a file (`.npy` for a one-input model, samples on axis 0, or `.npz` keyed
     by input name), an array, or a dict of arrays keyed by input name. `.npy` arrays stay
-    memory-mapped when their dtype is the input's.
+    memory-mapped when their dtype is the input's; of an `.npz` only the members named like
+    inputs are read, each after its header is checked against `max_bytes`.
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
-            raise CalibrationError(f"calibration file {path} does not exist")
-        try:
-            data = np.load(path, allow_pickle=False, mmap_mode="r" if path.suffix == ".npy" else None)
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
-            raise CalibrationError(f"{path} is not a readable .npy/.npz file ({e})") from None
-        if not isinstance(data, np.ndarray):
-            data = {k: data[k] for k in data.files}
+        data = _read_sample_file(path, [v.name for v in graph.inputs], max_bytes)
     elif isinstance(source, (np.ndarray, Mapping)):
         path, data = Path(source_name(source)), source
     else:
@@ -155,6 +207,17 @@ def values_per_sample(graph: Graph) -> int:
     return sum(int(np.prod(v.shape)) for n in graph.nodes for v in n.outputs if v.shape)
 
 
+# Float activation bytes one step may hold at once (calibration's samples in flight, the
+# per-layer report's samples): a big model gets fewer samples per step, not more memory.
+# (A 416x416 detector has 147 MB of activations per sample: calibration held 17 of them.)
+ACTIVATION_BYTES = 512 << 20
+
+
+def samples_in_memory(graph: Graph) -> int:
+    """How many samples' float activations fit in ACTIVATION_BYTES (at least 1)."""
+    return max(1, ACTIVATION_BYTES // (4 * max(values_per_sample(graph), 1)))
+
+
 def samples_within(graph: Graph, values: int, at_least: int, at_most: int | None = None) -> int:
     """How many samples' activations fit in `values` (what simulating them costs), kept
     within [at_least, at_most]."""
@@ -196,6 +259,9 @@ def float_activations(graph: Graph) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+ORT_ERRORS_ONLY = 3  # onnxruntime's warnings (coloured shape-merge notes) are not the user's business
+
+
 class FloatRunner:
     """Runs the float graph and returns every float activation, in onnxruntime if possible."""
 
@@ -207,7 +273,9 @@ class FloatRunner:
         if prefer_onnxruntime:
             self._session = self._make_session()
         if self._session is None:
-            self._interp = Interpreter(graph, FLOAT_KERNELS)
+            # a snapshot, like the session: later in-place edits of `graph` (activation
+            # equalization rescales constants) must not change what this runner computes
+            self._interp = Interpreter(graph.copy(), FLOAT_KERNELS)
 
     def _make_session(self):
         try:
@@ -224,6 +292,7 @@ class FloatRunner:
                     model.graph.output.append(helper.make_tensor_value_info(
                         name, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape) if v.shape else None))
             opts = ort.SessionOptions()
+            opts.log_severity_level = ORT_ERRORS_ONLY
             # one thread: results must not depend on the machine's core count (deterministic ranges)
             opts.intra_op_num_threads = opts.inter_op_num_threads = 1
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -236,21 +305,28 @@ class FloatRunner:
 
     def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._session is not None:
-            res = dict(zip(self._out_names, self._session.run(self._out_names, feed)))
+            try:
+                outs = self._session.run(self._out_names, feed)
+            except Exception as e:  # onnxruntime found the model invalid only now (e.g. a bad attribute)
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ModelLoadError(f"onnxruntime cannot run the model: {first}") from None
+            res = dict(zip(self._out_names, outs))
             res.update(feed)
             return {k: res[k] for k in self.names if k in res}
         return {**feed, **self._interp.run(feed, keep=self.names)}
 
 
 def float_reference(graph):
-    """Float outputs of the optimized IR: onnxruntime when installed, else the float interpreter."""
+    """Float outputs of the optimized IR: onnxruntime when it runs the graph, else the float interpreter."""
     try:
         import onnxruntime as ort
-    except ImportError:
-        interp = Interpreter(graph, FLOAT_KERNELS)
-        return interp.run
-    from qcompiler.frontend.onnx_export import graph_to_onnx
-    sess = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), providers=["CPUExecutionProvider"])
+
+        from qcompiler.frontend.onnx_export import graph_to_onnx
+        opts = ort.SessionOptions()
+        opts.log_severity_level = ORT_ERRORS_ONLY
+        sess = ort.InferenceSession(graph_to_onnx(graph).SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    except Exception:  # not installed, or cannot run this graph: the interpreter always can
+        return Interpreter(graph, FLOAT_KERNELS).run
     names = [v.name for v in graph.outputs]
     return lambda feed: dict(zip(names, sess.run(names, {k: np.asarray(v, np.float32) for k, v in feed.items()})))
 
@@ -261,7 +337,31 @@ def float_reference(graph):
 OBSERVE_BATCH = 8
 
 
+# activations beyond this magnitude (float32's largest is 3.4e38) cannot be quantized in any
+# useful way and overflow the histogram arithmetic: calibration stops, naming the tensor
+LARGEST_ACTIVATION = 1e30
+
+
 def _observe_all(obs: dict, batch: list[dict], watches=()) -> None:
+    with np.errstate(all="ignore"):
+        try:
+            _observe_batch(obs, batch, watches)
+        except (OverflowError, ValueError, FloatingPointError) as e:
+            bad = next((name for name in obs for acts in batch if name in acts
+                        and not np.all(np.abs(acts[name]) < LARGEST_ACTIVATION)), None)
+            if bad is None:
+                raise
+            raise CalibrationError(_extreme_message(bad, batch)) from e
+
+
+def _extreme_message(name: str, batch: list[dict]) -> str:
+    values = np.concatenate([np.asarray(a[name], np.float64).ravel() for a in batch if name in a])
+    return (f"activation {name} reaches {values[np.argmax(np.abs(np.nan_to_num(values, nan=np.inf)))]:.3g} during "
+            "calibration, beyond what int8 quantization can represent; check the model's weights and the "
+            "calibration data for extreme values")
+
+
+def _observe_batch(obs: dict, batch: list[dict], watches=()) -> None:
     for name in obs:
         arrs = [acts[name] for acts in batch if name in acts]
         o, watchers = obs[name], [w for w in watches if name in w.names]
@@ -308,8 +408,10 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
            for name in runner.names}
     progress = _Progress("calibrating", total)
     count = 0
-    # forward passes run up to OBSERVE_BATCH samples ahead of the observers (onnxruntime releases
-    # the GIL); observations still happen in sample order, so results are unchanged
+    # forward passes run up to `ahead` samples ahead of the observers (onnxruntime releases
+    # the GIL); observations still happen in sample order, so results are unchanged. At most
+    # 2 x `ahead` samples' activations are held at once (pending + batch).
+    ahead = max(1, min(OBSERVE_BATCH, samples_in_memory(graph) // 2))
     batch: list[dict] = []
     pending: deque = deque()
     submitted = 0
@@ -318,11 +420,11 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
             if feed is not None:
                 pending.append(pool.submit(_run_and_tap, runner, feed, submitted, tap))
                 submitted += 1
-            while pending and (feed is None or len(pending) > OBSERVE_BATCH):
+            while pending and (feed is None or len(pending) > ahead):
                 acts = pending.popleft().result()
                 batch.append(acts)
                 count += 1
-                if count == 1 or len(batch) == OBSERVE_BATCH:
+                if count == 1 or len(batch) == ahead:
                     _observe_all(obs, batch, watches)
                     batch = []
                 progress.step(count)
@@ -334,6 +436,10 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
         if not (np.isfinite(o.min) and np.isfinite(o.max)):
             raise CalibrationError(f"activation {name} reached a non-finite value during calibration "
                                    f"(range {o.min}..{o.max}); check the model's weights and the data")
+        if max(abs(o.min), abs(o.max)) >= LARGEST_ACTIVATION:
+            raise CalibrationError(f"activation {name} reaches {max(abs(o.min), abs(o.max)):.3g} during "
+                                   "calibration, beyond what int8 quantization can represent; check the "
+                                   "model's weights and the calibration data for extreme values")
     return obs, count, runner.engine
 
 

@@ -26,10 +26,20 @@ from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.report import layer_report, parameters_only, report_samples, worst_layers
 
 BIAS_CORRECTION_MODES = ("off", "empirical", "analytic")
-FC_WEIGHTS = {True: "per-channel", False: "per-channel (conv), per-tensor (fc)",
-              "auto": f"per-channel (conv), fc per-channel where it gains >= {FC_PER_CHANNEL_GAIN_DB:g} dB weight "
-                      f"SQNR (on TFLM: within {100 * TFLITE_INT8.per_channel_param_share:g}% of the activation "
-                      "memory)"}
+
+
+def weights_summary(options, scheme: QuantScheme) -> str:
+    """report.json's calibration "weights": the weight granularity this compilation used."""
+    if options.per_tensor:
+        return "per-tensor"
+    if options.per_channel_fc is True:
+        return "per-channel"
+    if options.per_channel_fc is False:
+        return "per-channel (conv), per-tensor (fc)"
+    budget = (f" (while their per-channel parameters, kept in the runtime's RAM, fit in "
+              f"{100 * scheme.per_channel_param_share:g}% of the activation memory)"
+              if scheme.per_channel_param_bytes else "")
+    return f"per-channel (conv), fc per-channel where it gains >= {FC_PER_CHANNEL_GAIN_DB:g} dB weight SQNR{budget}"
 # Empirical bias correction simulates the quantized network on a fixed budget of activation
 # values (its cost): VWW gets 32 samples, smaller models more (digits: all 200; with 32 digits_dwsep
 # lost 1.5 dB to the noisier mean estimate), never fewer than BIAS_CORRECTION_MIN_SAMPLES.
@@ -86,7 +96,7 @@ def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: F
                 act_eq: bool, scheme: QuantScheme):
     """Ranges from data, plus what later steps need: the samples, input moments and what the
     same float pass collected for them (`_taps`: {"input_sums": ..., "extremes": ...}, both optional)."""
-    samples = load_samples(calib_path, graph)
+    samples = load_samples(calib_path, graph, options.max_memory_mb << 20)
     total = sample_count(samples, graph, options.max_calib_samples)
     taps = _taps(graph, total, bc, act_eq)
     sums, extremes = taps.get("input_sums"), taps.get("extremes")
@@ -202,9 +212,7 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
         check_quantizable(graph)
     _check_options(options)
     cle, bc = resolved_cle(options), resolved_bias_correction(options)
-    summary: dict = {"method": options.calib_method,
-                     "weights": "per-tensor" if options.per_tensor else
-                     FC_WEIGHTS[options.per_channel_fc],
+    summary: dict = {"method": options.calib_method, "weights": weights_summary(options, scheme),
                      "cle": equalize(graph) if cle else "off", "bias_correction": bc}
     if options.calib_method == "percentile":
         summary["percentile"] = options.percentile
@@ -257,7 +265,8 @@ class _Replay:
 
 def _add_layer_report(graph: Graph, qgraph: Graph, samples, total: int, summary: dict,
                       runner: FloatRunner | None, defer: bool = False) -> None:
-    """summary["layers"]: per-tensor report (measured when there are samples); "worst_layers": 5 lowest.
+    """summary["layers"]: per-tensor report (measured when there are samples); "worst_layers": 5 lowest;
+    "histograms": float and int8 histograms of the worst layers (for report.html).
 
     defer: the integer side runs in a forked child (`finish_report` collects it), so that it
     overlaps with the backend's work; the float activations are computed here first.
@@ -291,8 +300,9 @@ def cancel_report(summary: dict) -> None:
         pending.cancel()
 
 
-def _set_report(summary: dict, layers: list, samples: int) -> None:
+def _set_report(summary: dict, layers: list, samples: int, histograms: dict | None = None) -> None:
     summary["layers"], summary["report_samples"] = layers, samples
+    summary["histograms"] = histograms or {}
     summary["worst_layers"] = [{"tensor": e["tensor"], "op": e["op"], "sqnr_db": e["sqnr_db"]}
                                for e in worst_layers(layers)]
 

@@ -161,7 +161,13 @@ def quantize_bias(graph: Graph, b: Value, in_q: QuantParams, w_q: QuantParams,
     """
     data = b.data if data is None else data
     bias_scale = (np.float32(in_q.scale[0]) * w_q.scale).astype(np.float32)
-    q = np.round(data.astype(np.float64) / bias_scale.astype(np.float64))
+    with np.errstate(all="ignore"):
+        q = np.round(data.astype(np.float64) / bias_scale.astype(np.float64))
+    if not np.all(np.isfinite(q)) or np.any(np.abs(q) > 2.0 ** 31):
+        users = ", ".join(f"{n.name} ({n.op})" for n in b.consumers) or "no node"
+        raise QuantizationError(f"bias {b.name} (used by {users}) does not fit an int32 at scale "
+                                f"{bias_scale.min():.3g} (bias {data.min():.3g}..{data.max():.3g}); "
+                                "check the layer's weights and input range for extreme values")
     q = np.clip(q, -(2 ** 31) + 1, 2 ** 31 - 1).astype(np.int32)
     out = graph.add_constant(f"{b.name}_q", q)
     axis = 0 if bias_scale.size > 1 else None

@@ -3,22 +3,21 @@
 The integer reference (the quantized graph in the interpreter with the integer
 kernels, the oracle every backend matches bit for bit) and the float graph run
 on the same samples; a hook dequantizes every int8 activation and compares it
-with the float tensor of the same name. Only running sums are kept.
+with the float tensor of the same name. Only running sums are kept, plus two
+histograms per tensor on its int8 grid (bounded: 256 bins + 2 out of range) of
+which the worst layers' are kept for report.html.
 
-`write_report_files` adds `report.md` with a table and `layer_sqnr.png`, a bar
-chart drawn by a tiny pure-numpy PNG writer (no plotting dependency; bytes are
-deterministic).
+`write_report_files` adds `report.md` (a table, for terminals) and `report.html`
+(one self-contained page of inline SVG: `report_html.py`).
 """
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from qcompiler.quant.calibration import FloatRunner, samples_within
+from qcompiler.quant.calibration import FloatRunner, samples_in_memory, samples_within
 from qcompiler.interp import INT_KERNELS, Interpreter
 from qcompiler.ir import Graph
 
@@ -31,14 +30,24 @@ REPORT_MIN_SAMPLES = 4
 
 
 def report_samples(graph: Graph) -> int:
-    """How many calibration samples the per-layer report runs for `graph`."""
-    return samples_within(graph, REPORT_VALUES, REPORT_MIN_SAMPLES, REPORT_SAMPLES)
+    """How many calibration samples the per-layer report runs for `graph` (it holds every
+    activation of each of them at once: a big model gets fewer, see samples_in_memory)."""
+    return min(samples_within(graph, REPORT_VALUES, REPORT_MIN_SAMPLES, REPORT_SAMPLES), samples_in_memory(graph))
+
+
+HISTOGRAM_LAYERS = 4  # the worst layers whose float and int8 histograms report.html draws
+WEIGHTED_OPS = ("Conv", "Gemm", "ConvTranspose")
 
 
 class _Acc:
-    def __init__(self):
+    def __init__(self, v=None):
         self.signal = self.noise = 0.0
         self.clipped = self.count = 0
+        if v is not None:  # histograms on the tensor's int8 grid, float side with one bin beyond each end
+            self.qmin, levels = v.quant.qmin, v.quant.qmax - v.quant.qmin + 1
+            self.qhist = np.zeros(levels, np.int64)
+            self.fhist = np.zeros(levels + 2, np.int64)
+            self.fmin, self.fmax = math.inf, -math.inf
 
 
 def _sqnr_db(signal: float, noise: float) -> float | None:
@@ -54,19 +63,24 @@ def _weight_sqnr(qgraph: Graph, float_graph: Graph) -> dict[str, float | None]:
     for q in qgraph.nodes:
         w = q.input(1) if len(q.inputs) > 1 else None
         f = fnodes.get(q.name)
-        if w is None or not w.is_constant or w.quant is None or f is None or q.op not in ("Conv", "Gemm"):
+        if w is None or not w.is_constant or w.quant is None or f is None or q.op not in WEIGHTED_OPS:
             continue
-        wf = f.input(1).data.astype(np.float64)
+        fw = f.input(1)
+        if fw is None or fw.data is None or fw.data.shape != w.data.shape:
+            continue
+        wf = fw.data.astype(np.float64)
         err = wf - w.quant.dequantize(w.data).astype(np.float64)
         out[q.name] = _sqnr_db(float(np.sum(wf * wf)), float(np.sum(err * err)))
     return out
 
 
-def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner | None = None) -> tuple[list[dict], int]:
-    """([per-tensor entry in graph order], samples used). `feeds` are float input feeds;
-    `runner` runs `float_graph` (one is made when not given)."""
+def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner | None = None
+                 ) -> tuple[list[dict], int, dict[str, dict]]:
+    """([per-tensor entry in graph order], samples used, {tensor: histograms} of the
+    HISTOGRAM_LAYERS worst). `feeds` are float input feeds; `runner` runs `float_graph`
+    (one is made when not given)."""
     acts = [v for v in qgraph.values() if not v.is_constant and v.quant is not None and v.quant.dtype == np.int8]
-    accs = {v.name: _Acc() for v in acts}
+    accs = {v.name: _Acc(v) for v in acts}
     runner = runner or FloatRunner(float_graph)
     current: dict[str, np.ndarray] = {}
 
@@ -84,6 +98,7 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
         a.clipped += int(np.count_nonzero((ref < lo - 0.5 * float(v.quant.scale[0]))
                                           | (ref > hi + 0.5 * float(v.quant.scale[0]))))
         a.count += ref.size
+        _histogram(a, v.quant, ref, q_arr)
 
     def hook(node, outs):
         for v, arr in zip(node.outputs, outs):
@@ -99,7 +114,28 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
             compare(v, qfeed[v.name])
         interp.run(qfeed)
         n += 1
-    return _entries(qgraph, acts, accs, _weight_sqnr(qgraph, float_graph)), n
+    entries = _entries(qgraph, acts, accs, _weight_sqnr(qgraph, float_graph))
+    return entries, n, {e["tensor"]: _histogram_entry(accs[e["tensor"]], e)
+                        for e in worst_layers(entries, HISTOGRAM_LAYERS)}
+
+
+def _histogram(a: _Acc, q, ref: np.ndarray, q_arr: np.ndarray) -> None:
+    """Add one sample to the tensor's histograms: int8 codes, and the float values binned on
+    the same grid (bin = nearest code; below qmin / above qmax in the two outer bins)."""
+    codes = np.rint(ref.ravel() / float(q.scale[0]))
+    codes += int(q.zero_point[0]) - (q.qmin - 1)
+    np.clip(codes, 0, len(a.fhist) - 1, out=codes)
+    a.fhist += np.bincount(codes.astype(np.intp), minlength=len(a.fhist))
+    a.qhist += np.bincount(q_arr.ravel().astype(np.intp) - q.qmin, minlength=len(a.qhist))
+    if ref.size:
+        a.fmin, a.fmax = min(a.fmin, float(ref.min())), max(a.fmax, float(ref.max()))
+
+
+def _histogram_entry(a: _Acc, e: dict) -> dict:
+    """Bin k of "int8" counts code qmin + k; "float" bin 0 is below qmin, bin k + 1 code qmin + k."""
+    return {"qmin": int(a.qmin), "scale": e["scale"], "zero_point": e["zero_point"],
+            "int8": [int(c) for c in a.qhist], "float": [int(c) for c in a.fhist],
+            "float_min": a.fmin, "float_max": a.fmax}
 
 
 def _entries(qgraph: Graph, acts, accs, wsqnr) -> list[dict]:
@@ -130,54 +166,7 @@ def worst_layers(layers: list[dict], k: int = 5) -> list[dict]:
     return sorted(measured, key=lambda e: (e["sqnr_db"], e["tensor"]))[:k]
 
 
-# ---- report.md and the PNG chart ----------------------------------------------------
-
-_DIGITS = ["111101101101111", "010110010010111", "111001111100111", "111001111001111", "101101111001001",
-           "111100111001111", "111100111101111", "111001001001001", "111101111101111", "111101111001111"]
-
-
-def _text(img: np.ndarray, x: int, y: int, s: str, color) -> None:
-    """Draw digits (3x5 font, scale 2) with the top-left corner at (x, y)."""
-    for ch in s:
-        if ch.isdigit():
-            bits = np.array([int(b) for b in _DIGITS[int(ch)]], bool).reshape(5, 3)
-            big = np.kron(bits, np.ones((2, 2), bool))
-            region = img[y:y + 10, x:x + 6]
-            region[big[:region.shape[0], :region.shape[1]]] = color
-        x += 8
-
-
-def sqnr_chart(values: list[float | None], highlight: set[int], height: int = 220) -> np.ndarray:
-    """RGB image: one bar per tensor, gridlines (labelled) every 10 dB; highlighted bars red."""
-    top = max(10.0, math.ceil(max([v for v in values if v is not None] + [10.0]) / 10.0) * 10.0)
-    bar, left, pad = 8, 30, 10
-    width = left + pad + bar * max(len(values), 1)
-    img = np.full((height + 2 * pad, width, 3), 255, np.uint8)
-    y_of = lambda db: pad + int(round((1 - min(max(db, 0.0), top) / top) * height))  # noqa: E731
-    for db in range(0, int(top) + 1, 10):
-        img[y_of(db), left:width - pad // 2] = (200, 200, 200)
-        _text(img, 2, max(y_of(db) - 5, 0), str(db), (90, 90, 90))
-    for i, v in enumerate(values):
-        if v is None:
-            continue
-        x0 = left + i * bar + 1
-        color = (214, 39, 40) if i in highlight else (31, 119, 180)
-        img[y_of(v):y_of(0) + 1, x0:x0 + bar - 2] = color
-    img[pad:y_of(0) + 1, left - 1] = 0
-    img[y_of(0), left - 1:width - pad // 2] = 0
-    return img
-
-
-def png_bytes(img: np.ndarray) -> bytes:
-    """Encode an RGB uint8 image as PNG (zlib, level 9: deterministic)."""
-    h, w, _ = img.shape
-    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+# ---- report.md and report.html ------------------------------------------------------
 
 
 def _fmt(v, spec: str) -> str:
@@ -196,35 +185,91 @@ def fc_tradeoff(summary: dict) -> str | None:
             f"{kept['arena_bytes']:,} more arena bytes (their per-channel multipliers)")
 
 
-def report_markdown(name: str, summary: dict, layers: list[dict], png_name: str) -> str:
-    lines = [f"# Quantization report: {name}", ""]
+def _sizes(report: dict) -> str:
+    ops = sum(report.get("ops", {}).values())
+    parts = [f"{ops} ops from {report['nodes']['onnx']} ONNX nodes"] if "nodes" in report else []
+    if "flash_bytes" in report:
+        parts.append(f"flash {report['flash_bytes']:,} B")
+    if "constant_bytes" in report:
+        parts.append(f"constants {report['constant_bytes']:,} B")
+    arena = report.get("arena") or {}
+    if arena.get("arena_bytes") is not None:
+        kind = "measured" if str(arena.get("arena_source", "")).startswith("measured") else "estimated"
+        parts.append(f"arena {arena['arena_bytes']:,} B ({kind})")
+    return ", ".join(parts)
+
+
+def peak_occupancy(plan: dict) -> tuple[int, int]:
+    """(largest sum of live buffer bytes, the first step where it occurs) of a memory plan."""
+    live = [0] * (len(plan["ops"]) + 1)
+    for b in plan["buffers"]:
+        for t in range(b["first"], b["last"] + 1):
+            live[t] += b["size"]
+    peak = max(live, default=0)
+    return peak, live.index(peak) if live else 0
+
+
+def facts(report: dict) -> list[tuple[str, str]]:
+    """The report's headline as (label, text) rows: the same in report.md and report.html."""
+    summary, layers = report.get("calibration", {}), report.get("layers", [])
+    rows = [("model", f"{report.get('source_model', report.get('name'))} for target {report.get('target')}"),
+            ("options", report.get("generated_by", "")),
+            ("size", _sizes(report)),
+            ("calibration", f"{summary.get('method')} on {summary.get('samples', 0)} samples "
+                            f"({summary.get('file') or 'no file'}); weights: {summary.get('weights')}; "
+                            f"cross-layer equalization: {summary.get('cle')}")]
+    worst = worst_layers(layers, 1)
+    if worst:
+        w = worst[0]
+        rows.append(("worst layer", f"{w['sqnr_db']:.2f} dB at {w['tensor']} ({w['op']}), measured on "
+                                    f"{summary.get('report_samples', 0)} samples"))
+    plan = report.get("memory_plan")
+    if plan and plan.get("buffers"):
+        peak, step = peak_occupancy(plan)
+        op = plan["ops"][step - 1] if step >= 1 else "graph inputs"
+        rows.append(("memory plan", f"{plan['planned_bytes']:,} B of planned tensor memory ({plan['source']}); "
+                                    f"most live bytes {peak:,} at step {step} ({op})"))
     tradeoff = fc_tradeoff(summary)
+    if tradeoff:
+        rows.append(("trade-off", tradeoff))
+    return rows
+
+
+DATA_FREE = ("DATA-FREE MODE: no calibration data was given. Activation ranges come from BatchNorm "
+             "statistics (mean ± k·std propagated through the layers), not from data; no SQNR could be "
+             "measured. Compile with --calib FILE for measured ranges.")
+
+
+def report_markdown(report: dict) -> str:
+    summary, layers = report.get("calibration", {}), report.get("layers", [])
+    lines = [f"# Quantization report: {report.get('name')}", ""]
     if summary.get("data_free"):
-        lines += ["**DATA-FREE MODE: no calibration data was given.** Activation ranges come from "
-                  "BatchNorm statistics (mean ± k·std propagated through the layers), not from data; "
-                  "no SQNR could be measured. Compile with `--calib FILE` for measured ranges.", ""]
-    lines += [f"- calibration: {summary.get('method')} on {summary.get('samples', 0)} samples "
-              f"({summary.get('file') or 'no file'})",
-              f"- weights: {summary.get('weights')}; cross-layer equalization: {summary.get('cle')}; "
-              f"bias correction: {summary.get('bias_correction')}",
-              *([f"- {tradeoff}"] if tradeoff else []),
+        lines += [f"**{DATA_FREE}**", ""]
+    lines += [f"- {label}: {text}" for label, text in facts(report)]
+    lines += [f"- bias correction: {summary.get('bias_correction')}",
               f"- per-layer SQNR measured on {summary.get('report_samples', 0)} samples: integer "
-              "reference (dequantized) vs float, per tensor; red bars are the five worst", "",
-              f"![per-layer SQNR (dB), gridlines every 10 dB]({png_name})", "",
+              "reference (dequantized) vs float, per tensor; * marks the five worst",
+              "- report.html (open it in a browser): these numbers as charts, float vs int8 histograms "
+              "of the worst layers, the memory plan over time and the graph colored by SQNR", "",
               "| # | tensor | op | scale | zero point | SQNR dB | clipped % | weight SQNR dB |",
               "|---|---|---|---|---|---|---|---|"]
+    worst = {e["tensor"] for e in worst_layers(layers)}
     for i, e in enumerate(layers):
         clipped = None if e["clipped_fraction"] is None else 100 * e["clipped_fraction"]
+        mark = " *" if e["tensor"] in worst else ""
         lines.append(f"| {i} | `{e['tensor']}` | {e['op']} | {e['scale']:.6g} | {e['zero_point']} | "
-                     f"{_fmt(e['sqnr_db'], '.2f')} | {_fmt(clipped, '.4f')} | "
+                     f"{_fmt(e['sqnr_db'], '.2f')}{mark} | {_fmt(clipped, '.4f')} | "
                      f"{_fmt(e.get('weight_sqnr_db'), '.2f')} |")
     return "\n".join(lines) + "\n"
 
 
-def write_report_files(outdir: Path, name: str, summary: dict, layers: list[dict]) -> list[str]:
-    """Write report.md and layer_sqnr.png into `outdir`; returns the file names."""
-    worst = {id(e) for e in worst_layers(layers)}
-    chart = sqnr_chart([e["sqnr_db"] for e in layers], {i for i, e in enumerate(layers) if id(e) in worst})
-    (Path(outdir) / "layer_sqnr.png").write_bytes(png_bytes(chart))
-    (Path(outdir) / "report.md").write_text(report_markdown(name, summary, layers, "layer_sqnr.png"))
-    return ["layer_sqnr.png", "report.md"]
+def write_report_files(outdir: Path, report: dict, graph: Graph, histograms: dict | None = None) -> list[str]:
+    """Write report.md and report.html into `outdir` from the compile report (report.json's
+    content with "layers"), the quantized graph and the worst layers' histograms; returns
+    the file names. Both are deterministic: the same inputs give the same bytes."""
+    from qcompiler.quant.report_graph import graph_view
+    from qcompiler.quant.report_html import report_html
+    outdir = Path(outdir)
+    (outdir / "report.md").write_bytes(report_markdown(report).encode())
+    (outdir / "report.html").write_bytes(report_html(report, graph_view(graph), histograms or {}).encode())
+    return ["report.html", "report.md"]
