@@ -170,3 +170,12 @@ def test_supported_ops_is_the_emitter_table():
     ops = registry.get("c").supported_ops()
     assert ops == set(EMITTERS) and {"Conv", "Gemm", "Softmax", "Add", "AveragePool"} <= ops
     assert ops <= set(INT_KERNELS)
+
+
+def test_cli_verbose_prints_the_memory_plan(tmp_path, capsys):
+    from qcompiler.driver.cli import main as qcc
+    assert qcc([str(MODELS / "digits_cnn.onnx"), "--target", "c", "--calib", str(MODELS / "digits_calib.npy"),
+                "-o", str(tmp_path / "o"), "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "planned memory 1,536 B" in out and "memory plan, 1,536 bytes" in out
+    assert "1 conv2d, 2 conv2d, 3 max_pool, 4 fully_connected" in out
