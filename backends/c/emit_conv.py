@@ -17,6 +17,8 @@ from qcompiler.numerics import qops
 from qcompiler.backends.c.layout import Layout
 from qcompiler.backends.c.lower import emitter
 
+MAX_TAPS = 64   # QCC_MAX_TAPS of qcc_kernels.h
+
 
 def _bias(ctx, node, channels: int) -> str:
     b = node.input(2)
@@ -25,6 +27,15 @@ def _bias(ctx, node, channels: int) -> str:
     if not b.is_constant:
         raise BackendError(f"node {node.name} ({node.op}): the bias must be a constant")
     return ctx.const("b", np.asarray(b.data).reshape(channels), np.int32)
+
+
+def _bias_eff(ctx, node, w: np.ndarray, zero_point: int) -> str:
+    """bias - in_zp * sum(w) per output channel (axis 0 of w), wrapped to int32 like the kernels'
+    accumulators: sum(w * (x - zp)) + bias == sum(w * x) + bias_eff."""
+    b = node.input(2)
+    bias = np.zeros(w.shape[0], np.int64) if b is None else np.asarray(b.data, np.int64).reshape(-1)
+    eff = bias - int(zero_point) * w.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1)
+    return ctx.const("b", (eff + (1 << 31)) % (1 << 32) - (1 << 31), np.int32)
 
 
 def _weights(node):
@@ -47,16 +58,18 @@ def conv(ctx, node):
         out_h, out_w = y.shape[2:]
     else:
         raise BackendError(f"node {node.name} (Conv): only 1-D and 2-D convolutions, got rank {len(x.shape)}")
-    o, _, kh, kw = w.shape
+    o, cg, kh, kw = w.shape
     src = ctx.get(x, Layout.channels_last(x.shape))
     dst = ctx.define(y, Layout.channels_last(y.shape))
+    depthwise = cg == 1 and p.group == c and p.group > 1 and kh * kw <= MAX_TAPS
     fields = dict(batch=n, in_h=h, in_w=width, in_c=c, out_h=out_h, out_w=out_w, out_c=o, k_h=kh, k_w=kw,
                   stride_h=p.strides[0], stride_w=p.strides[1], dil_h=p.dilations[0], dil_w=p.dilations[1],
                   pad_top=p.pads[0], pad_left=p.pads[1], groups=p.group,
                   in_zp=p.input_zero_point, out_zp=p.output_zero_point, act_min=p.act_min, act_max=p.act_max,
                   weights=ctx.const("w", w.transpose(0, 2, 3, 1), np.int8), bias=_bias(ctx, node, o),
+                  bias_eff=_bias_eff(ctx, node, w, p.input_zero_point),
                   mult=ctx.const("m", p.multiplier, np.int32), shift=ctx.const("s", p.shift, np.int32))
-    ctx.call("qcc_conv2d", "qcc_conv_params", fields, [src, dst])
+    ctx.call("qcc_depthwise_conv2d" if depthwise else "qcc_conv2d", "qcc_conv_params", fields, [src, dst])
 
 
 @emitter("ConvTranspose")
@@ -75,7 +88,7 @@ def conv_transpose(ctx, node):
                   pad_left=p.pads[1], groups=1, in_zp=p.input_zero_point, out_zp=p.output_zero_point,
                   act_min=p.act_min, act_max=p.act_max,
                   weights=ctx.const("w", w.transpose(1, 2, 3, 0), np.int8), bias=_bias(ctx, node, o),
-                  mult=ctx.const("m", p.multiplier, np.int32), shift=ctx.const("s", p.shift, np.int32))
+                  bias_eff="NULL", mult=ctx.const("m", p.multiplier, np.int32), shift=ctx.const("s", p.shift, np.int32))
     ctx.call("qcc_conv_transpose", "qcc_conv_params", fields, [src, dst])
 
 
@@ -104,8 +117,8 @@ def gemm(ctx, node):
         cols = np.arange(k)
     dst = ctx.define(y, Layout.plain(y.shape))
     fields = dict(rows=int(np.prod(x.shape)) // k, in_features=k, out_features=m,
-                  in_zp=p.input_zero_point, out_zp=p.output_zero_point, act_min=p.act_min, act_max=p.act_max,
+                  out_zp=p.output_zero_point, act_min=p.act_min, act_max=p.act_max,
                   per_channel=int(p.multiplier.size > 1),
-                  weights=ctx.const("w", w[:, cols], np.int8), bias=_bias(ctx, node, m),
+                  weights=ctx.const("w", w[:, cols], np.int8), bias_eff=_bias_eff(ctx, node, w, p.input_zero_point),
                   mult=ctx.const("m", p.multiplier, np.int32), shift=ctx.const("s", p.shift, np.int32))
     ctx.call("qcc_fully_connected", "qcc_fc_params", fields, [src, dst])

@@ -44,34 +44,135 @@ static int32_t tap_end(int32_t i0, int32_t d, int32_t k, int32_t n) {
 
 /* ---- convolution, fully connected ------------------------------------------------------ */
 
+static int32_t dot(const int8_t *w, const int8_t *x, int32_t n) {
+  int32_t acc = 0, i;
+  for (i = 0; i < n; ++i) acc += w[i] * x[i];
+  return acc;
+}
+
+static int32_t dot_offset(const int8_t *w, const int8_t *x, int32_t n, int32_t zp) {
+  int32_t acc = 0, i;
+  for (i = 0; i < n; ++i) acc += w[i] * (x[i] - zp);
+  return acc;
+}
+
+/* acc[k] += sum_i w[k * stride + i] * (x[i] - zp), k = 0..3: x is read once for 4 outputs */
+static void dot4(const int8_t *w, int32_t stride, const int8_t *x, int32_t n, int32_t zp, int32_t *acc) {
+  const int8_t *w1 = w + stride, *w2 = w1 + stride, *w3 = w2 + stride;
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i;
+  for (i = 0; i < n; ++i) {
+    const int32_t v = x[i] - zp;
+    a0 += w[i] * v;
+    a1 += w1[i] * v;
+    a2 += w2[i] * v;
+    a3 += w3[i] * v;
+  }
+  acc[0] += a0;
+  acc[1] += a1;
+  acc[2] += a2;
+  acc[3] += a3;
+}
+
+static int8_t requantize(int32_t acc, const qcc_conv_params *p, int32_t o) {
+  acc = mbqm(acc, p->mult[o], p->shift[o]) + p->out_zp;
+  return (int8_t)clamp(acc, p->act_min, p->act_max);
+}
+
+/* groups == 1, no horizontal dilation: each window row is one run of memory in the input
+ * and in every output channel's weights; four output channels share each input load. */
+static void conv_rows(const qcc_conv_params *p, const int8_t *img, int32_t iy0, int32_t ky0, int32_t ky1,
+                      int32_t ix0, int32_t kx0, int32_t kx1, int8_t *out) {
+  const int32_t per_out = p->k_h * p->k_w * p->in_c, run = (kx1 - kx0) * p->in_c;
+  const int inside = ky0 == 0 && ky1 == p->k_h && kx0 == 0 && kx1 == p->k_w;
+  const int32_t zp = inside ? 0 : p->in_zp;
+  int32_t o = 0, k, ky;
+  for (; o < p->out_c; o += 4) {
+    const int32_t n = p->out_c - o < 4 ? p->out_c - o : 4;
+    int32_t acc[4] = {0, 0, 0, 0};
+    for (ky = ky0; ky < ky1; ++ky) {
+      const int8_t *x = img + (size_t)(((iy0 + ky * p->dil_h) * p->in_w + ix0 + kx0) * p->in_c);
+      const int8_t *w = p->weights + (size_t)o * (size_t)per_out + (ky * p->k_w + kx0) * p->in_c;
+      if (n == 4) dot4(w, per_out, x, run, zp, acc);
+      else
+        for (k = 0; k < n; ++k) acc[k] += dot_offset(w + k * per_out, x, run, zp);
+    }
+    for (k = 0; k < n; ++k) {
+      int32_t a = acc[k];
+      if (inside) a = wrap_add(a, p->bias_eff[o + k]);
+      else if (p->bias) a = wrap_add(a, p->bias[o + k]);
+      out[o + k] = requantize(a, p, o + k);
+    }
+  }
+}
+
 void qcc_conv2d(const qcc_conv_params *p, const int8_t *in, int8_t *out) {
   const int32_t cg = p->in_c / p->groups, og = p->out_c / p->groups;
   const int32_t per_out = p->k_h * p->k_w * cg;
-  int32_t b, oy, ox, o, ky, kx, c;
+  int32_t b, oy, ox, o, ky, kx;
   for (b = 0; b < p->batch; ++b) {
     const int8_t *img = in + (size_t)b * (size_t)(p->in_h * p->in_w * p->in_c);
     for (oy = 0; oy < p->out_h; ++oy) {
       const int32_t iy0 = oy * p->stride_h - p->pad_top;
       const int32_t ky0 = tap_begin(iy0, p->dil_h), ky1 = tap_end(iy0, p->dil_h, p->k_h, p->in_h);
-      for (ox = 0; ox < p->out_w; ++ox) {
+      for (ox = 0; ox < p->out_w; ++ox, out += p->out_c) {
         const int32_t ix0 = ox * p->stride_w - p->pad_left;
         const int32_t kx0 = tap_begin(ix0, p->dil_w), kx1 = tap_end(ix0, p->dil_w, p->k_w, p->in_w);
+        if (p->groups == 1 && p->dil_w == 1) {
+          conv_rows(p, img, iy0, ky0, ky1, ix0, kx0, kx1, out);
+          continue;
+        }
         for (o = 0; o < p->out_c; ++o) {
           const int8_t *w = p->weights + (size_t)o * (size_t)per_out;
           const int32_t g0 = (o / og) * cg;
           int32_t acc = 0;
           for (ky = ky0; ky < ky1; ++ky) {
             const int8_t *row = img + (size_t)((iy0 + ky * p->dil_h) * p->in_w) * (size_t)p->in_c + g0;
-            const int8_t *wrow = w + ky * p->k_w * cg;
-            for (kx = kx0; kx < kx1; ++kx) {
-              const int8_t *px = row + (size_t)((ix0 + kx * p->dil_w) * p->in_c);
-              const int8_t *wp = wrow + kx * cg;
-              for (c = 0; c < cg; ++c) acc += wp[c] * (px[c] - p->in_zp);
-            }
+            for (kx = kx0; kx < kx1; ++kx)
+              acc += dot_offset(w + (ky * p->k_w + kx) * cg, row + (size_t)((ix0 + kx * p->dil_w) * p->in_c), cg,
+                                p->in_zp);
           }
           if (p->bias) acc = wrap_add(acc, p->bias[o]);
-          acc = mbqm(acc, p->mult[o], p->shift[o]) + p->out_zp;
-          *out++ = (int8_t)clamp(acc, p->act_min, p->act_max);
+          out[o] = requantize(acc, p, o);
+        }
+      }
+    }
+  }
+}
+
+/* Channel by channel with the accumulator in a register; the taps' input offsets are computed
+ * once per call. Windows inside the image skip the zero-point subtraction (bias_eff). */
+void qcc_depthwise_conv2d(const qcc_conv_params *p, const int8_t *in, int8_t *out) {
+  const int32_t in_h = p->in_h, in_w = p->in_w, c = p->in_c, oc = p->out_c, m = oc / c;
+  const int32_t kh = p->k_h, kw = p->k_w, taps = kh * kw, zp = p->in_zp;
+  const int8_t *weights = p->weights;
+  int32_t off[QCC_MAX_TAPS];
+  int32_t b, oy, ox, o, ky, kx, t;
+  for (ky = 0; ky < kh; ++ky)
+    for (kx = 0; kx < kw; ++kx) off[ky * kw + kx] = (ky * p->dil_h * in_w + kx * p->dil_w) * c;
+  for (b = 0; b < p->batch; ++b) {
+    const int8_t *img = in + (size_t)b * (size_t)(in_h * in_w * c);
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t iy0 = oy * p->stride_h - p->pad_top;
+      const int32_t ky0 = tap_begin(iy0, p->dil_h), ky1 = tap_end(iy0, p->dil_h, kh, in_h);
+      for (ox = 0; ox < p->out_w; ++ox, out += oc) {
+        const int32_t ix0 = ox * p->stride_w - p->pad_left;
+        const int32_t kx0 = tap_begin(ix0, p->dil_w), kx1 = tap_end(ix0, p->dil_w, kw, in_w);
+        const int8_t *origin = img + ((ptrdiff_t)iy0 * in_w + ix0) * c;
+        if (ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw) {
+          for (o = 0; o < oc; ++o) {
+            const int8_t *x = origin + o / m, *w = weights + (size_t)o * (size_t)taps;
+            int32_t acc = 0;
+            for (t = 0; t < taps; ++t) acc += w[t] * x[off[t]];
+            out[o] = requantize(wrap_add(acc, p->bias_eff[o]), p, o);
+          }
+          continue;
+        }
+        for (o = 0; o < oc; ++o) {
+          const int8_t *x = origin + o / m, *w = weights + (size_t)o * (size_t)taps;
+          int32_t acc = 0;
+          for (ky = ky0; ky < ky1; ++ky)
+            for (kx = kx0; kx < kx1; ++kx) acc += w[ky * kw + kx] * (x[off[ky * kw + kx]] - zp);
+          out[o] = requantize(p->bias ? wrap_add(acc, p->bias[o]) : acc, p, o);
         }
       }
     }
@@ -114,17 +215,20 @@ void qcc_conv_transpose(const qcc_conv_params *p, const int8_t *in, int8_t *out)
 
 void qcc_fully_connected(const qcc_fc_params *p, const int8_t *in, int8_t *out) {
   const int32_t k = p->in_features;
-  int32_t r, o, i;
+  int32_t r, o;
   for (r = 0; r < p->rows; ++r) {
     const int8_t *x = in + (size_t)r * (size_t)k;
-    for (o = 0; o < p->out_features; ++o) {
-      const int8_t *w = p->weights + (size_t)o * (size_t)k;
-      const int32_t ch = p->per_channel ? o : 0;
-      int32_t acc = 0;
-      for (i = 0; i < k; ++i) acc += w[i] * (x[i] - p->in_zp);
-      if (p->bias) acc = wrap_add(acc, p->bias[o]);
-      acc = mbqm(acc, p->mult[ch], p->shift[ch]) + p->out_zp;
-      *out++ = (int8_t)clamp(acc, p->act_min, p->act_max);
+    for (o = 0; o < p->out_features; o += 4) {
+      const int32_t n = p->out_features - o < 4 ? p->out_features - o : 4;
+      int32_t acc[4] = {0, 0, 0, 0}, j;
+      if (n == 4) dot4(p->weights + (size_t)o * (size_t)k, k, x, k, 0, acc);
+      else
+        for (j = 0; j < n; ++j) acc[j] = dot(p->weights + (size_t)(o + j) * (size_t)k, x, k);
+      for (j = 0; j < n; ++j) {
+        const int32_t ch = p->per_channel ? o + j : 0;
+        const int32_t y = mbqm(wrap_add(acc[j], p->bias_eff[o + j]), p->mult[ch], p->shift[ch]) + p->out_zp;
+        *out++ = (int8_t)clamp(y, p->act_min, p->act_max);
+      }
     }
   }
 }

@@ -15,28 +15,34 @@
 #include <stdint.h>
 
 #define QCC_MAX_RANK 6
+#define QCC_MAX_TAPS 64 /* depthwise windows up to k_h * k_w = 64 (larger ones run as grouped conv2d) */
 
-/* CONV_2D / DEPTHWISE_CONV_2D (any group count, dilation; 1-D as height 1), NHWC. */
+/* CONV_2D (any group count, dilation; 1-D as height 1), NHWC. A window entirely inside the
+ * image accumulates sum(w * x) + bias_eff (bias_eff = bias - in_zp * sum(w), folded at compile
+ * time); one at the border sum(w * (x - in_zp)) + bias over its in-image taps. */
 typedef struct {
   int32_t batch, in_h, in_w, in_c, out_h, out_w, out_c;
   int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_top, pad_left, groups;
   int32_t in_zp, out_zp, act_min, act_max;
-  const int8_t *weights;  /* [out_c][k_h][k_w][in_c / groups] */
-  const int32_t *bias;    /* [out_c] or NULL */
-  const int32_t *mult;    /* [out_c] */
-  const int32_t *shift;   /* [out_c], > 0: left shift */
+  const int8_t *weights;    /* [out_c][k_h][k_w][in_c / groups] */
+  const int32_t *bias;      /* [out_c] or NULL */
+  const int32_t *bias_eff;  /* [out_c] (conv2d only) */
+  const int32_t *mult;      /* [out_c] */
+  const int32_t *shift;     /* [out_c], > 0: left shift */
 } qcc_conv_params;
 void qcc_conv2d(const qcc_conv_params *p, const int8_t *in, int8_t *out);
+/* DEPTHWISE_CONV_2D: groups == in_c, out_c = in_c * multiplier, the same weight layout. */
+void qcc_depthwise_conv2d(const qcc_conv_params *p, const int8_t *in, int8_t *out);
 /* TRANSPOSE_CONV with the same struct: stride_* are the transposed strides, pad_* the top / left
  * crop, weights [out_c][k_h][k_w][in_c] (groups 1, no dilation). */
 void qcc_conv_transpose(const qcc_conv_params *p, const int8_t *in, int8_t *out);
 
 /* FULLY_CONNECTED: out[r][o] from in[r][k] and weights[o][k]. */
 typedef struct {
-  int32_t rows, in_features, out_features, in_zp, out_zp, act_min, act_max;
-  int32_t per_channel;    /* mult / shift: one per output (1) or one for all (0) */
+  int32_t rows, in_features, out_features, out_zp, act_min, act_max;
+  int32_t per_channel;      /* mult / shift: one per output (1) or one for all (0) */
   const int8_t *weights;
-  const int32_t *bias;
+  const int32_t *bias_eff;  /* [out_features]: bias - in_zp * sum(w) (folded at compile time) */
   const int32_t *mult;
   const int32_t *shift;
 } qcc_fc_params;
