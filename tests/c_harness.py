@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from qcompiler.backends.c import emit
+from qcompiler.backends.c import COptions, emit
 from qcompiler.backends.c.build import HostModel
 from qcompiler.backends.c.layout import Layout
 from qcompiler.interp import INT_KERNELS
@@ -74,12 +74,16 @@ class Net:
 ENV_FLAGS = tuple(os.environ.get("QCC_C_TEST_FLAGS", "").split())
 
 
-def run_c(net: Net, workdir, name: str = "m", cc: str | None = None, flags=ENV_FLAGS):
+def run_c(net: Net, workdir, name: str = "m", cc: str | None = None, flags=ENV_FLAGS, c_io: str = "caller"):
     """(report entries, {output name: array}) of the net compiled for the host."""
-    report = emit(SimpleNamespace(quant_graph=net.g, name=name, header="from a qcc test"), workdir)
+    comp = SimpleNamespace(quant_graph=net.g, name=name, header="from a qcc test", target_options=COptions(c_io))
+    report = emit(comp, workdir)
     c = report["c"]
     sizes = [[int(np.prod(d["shape"])) for d in report[k]] for k in ("inputs", "outputs")]
-    model = HostModel(workdir, c["ident"], *sizes, c["scratch_bytes"], flags, cc)
+    offsets = None
+    if c_io == "scratch":
+        offsets = [d["offset"] for d in report["inputs"]], [d["offset"] for d in report["outputs"]]
+    model = HostModel(workdir, c["ident"], *sizes, c["scratch_bytes"], flags, cc, offsets)
     lay = {d["name"]: Layout.transposed(d["onnx_shape"], d["perm"]) for d in report["inputs"] + report["outputs"]}
     outs = model.run([lay[v.name].store(net.feeds[v.name]) for v in net.g.inputs])
     return report, {v.name: lay[v.name].load(o, v.shape) for v, o in zip(net.g.outputs, outs)}

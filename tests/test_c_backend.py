@@ -179,3 +179,39 @@ def test_cli_verbose_prints_the_memory_plan(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "planned memory 1,536 B" in out and "memory plan, 1,536 bytes" in out
     assert "1 conv2d, 2 conv2d, 3 max_pool, 4 fully_connected" in out
+
+
+def test_cortex_m3_under_qemu_bit_exact(samples, tmp_path):
+    """The example built by the emitted Makefile for Cortex-M3 runs on QEMU's mps2-an385 with
+    semihosting file I/O and writes the reference's outputs."""
+    if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm") and shutil.which("make")):
+        pytest.skip("needs arm-none-eabi-gcc, libnewlib-arm-none-eabi, qemu-system-arm and make")
+    outdir, report = samples["digits_cnn"]
+    work = tmp_path / "fw"
+    shutil.copytree(outdir, work)
+    data = np.load(MODELS / "digits_eval.npy")[:10]
+    g = _samples_file(work, report, data, work / "in.bin")
+    res = subprocess.run(["make", "-s", "TARGET=cortex-m3", "run", "ARGS=in.bin out.bin"], cwd=work,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "10 sample(s)" in res.stdout, res.stdout + res.stderr
+    from qcompiler.interp import run_int
+    v, o = g.inputs[0], g.outputs[0]
+    want = np.stack([run_int(g, {v.name: v.quant.quantize(x[None])})[o.name].reshape(-1) for x in data])
+    assert np.array_equal(np.fromfile(work / "out.bin", np.int8).reshape(10, -1), want)
+
+
+def test_io_in_scratch_needs_no_other_ram(tmp_path):
+    """--c-io scratch: inputs and outputs get places in the scratch buffer (header offsets), the
+    runner writes / reads them there, and the total equals the live bound with the I/O."""
+    out = tmp_path / "o"
+    compile_model(MODELS / "digits_dwsep.onnx", out, CompileOptions(target="c", calib=str(MODELS / "digits_calib.npy"),
+                                                                    target_options={"c_io": "scratch"}))
+    report = json.loads((out / "report.json").read_text())
+    header = (out / "digits_dwsep.h").read_text()
+    assert f"#define DIGITS_DWSEP_INPUT0_OFFSET {report['inputs'][0]['offset']}" in header
+    assert "DIGITS_DWSEP_OUTPUT0_OFFSET" in header and "--c-io scratch" in report["generated_by"]
+    plan = report["memory_plan"]
+    assert plan["planned_bytes"] <= 1.05 * plan["live_bytes"]
+    assert any(b["first"] == 0 for b in plan["buffers"])        # the input, live from step 0
+    res = verify_outdir(out, np.load(MODELS / "digits_eval.npy")[:50])
+    assert res["ok"] and res["c"]["bit_exact"], res

@@ -284,18 +284,20 @@ def _conv_input(rng, net, shape=(1, 4, 5, 6)):
 
 
 @pytest.mark.parametrize("perm", [(0, 2, 3, 1), (0, 3, 1, 2), (1, 0, 2, 3)])
-def test_transpose_then_conv_and_output(tmp_path, perm):
+@pytest.mark.parametrize("c_io", ["caller", "scratch"])
+def test_transpose_then_conv_and_output(tmp_path, c_io, perm):
     rng = np.random.default_rng(2)
     net = Net()
     y = _conv_input(rng, net)
     t = net.node("Transpose", [y], y.quant, {"perm": list(perm)})
     t2 = net.node("Transpose", [t], y.quant, {"perm": [int(i) for i in np.argsort(perm)]})
     net.output(t, conv_net(rng, net, t2, 4, 3))
-    check(net, tmp_path)
+    check(net, tmp_path, c_io=c_io)
 
 
 @pytest.mark.parametrize("axis", [1, 2, -1])
-def test_concat(tmp_path, axis):
+@pytest.mark.parametrize("c_io", ["caller", "scratch"])
+def test_concat(tmp_path, c_io, axis):
     rng = np.random.default_rng(4)
     net = Net()
     a = _conv_input(rng, net)
@@ -305,7 +307,7 @@ def test_concat(tmp_path, axis):
     shape[axis] = 3
     c = net.input(rand_act(rng, tuple(shape), int(q.zero_point[0])), a.quant)
     net.output(net.node("Concat", [a, b, c], a.quant, {"axis": axis}))
-    check(net, tmp_path)
+    check(net, tmp_path, c_io=c_io)
 
 
 @pytest.mark.parametrize("pads", [(0, 0, 1, 2, 0, 0, 2, 1), (0, 1, -1, 0, 0, 2, 0, -2), (0, 0, 0, 0, 0, 0, 0, 0)])
@@ -334,17 +336,19 @@ def test_slice(tmp_path, cfg):
 
 @pytest.mark.parametrize("cfg", [dict(axis=1, split=[1, 3]), dict(axis=3, split=[2, 2, 2]), dict(axis=0, split=[1, 2],
                                  shape=(3, 8))], ids=ids)
-def test_split(tmp_path, cfg):
+@pytest.mark.parametrize("c_io", ["caller", "scratch"])
+def test_split(tmp_path, c_io, cfg):
     rng = np.random.default_rng(9)
     net = Net()
     y = _conv_input(rng, net, cfg.get("shape", (1, 4, 5, 6)))
     parts = net.node("Split", [y, net.const(np.array(cfg["split"], np.int64))], y.quant, {"axis": cfg["axis"]},
                      n_out=len(cfg["split"]))
     net.output(*parts)
-    check(net, tmp_path)
+    check(net, tmp_path, c_io=c_io)
 
 
-def test_reshape_squeeze_unsqueeze_identity(tmp_path):
+@pytest.mark.parametrize("c_io", ["caller", "scratch"])
+def test_reshape_squeeze_unsqueeze_identity(tmp_path, c_io):
     rng = np.random.default_rng(10)
     net = Net()
     y = _conv_input(rng, net, (1, 4, 1, 6))
@@ -352,15 +356,16 @@ def test_reshape_squeeze_unsqueeze_identity(tmp_path):
     u = net.node("Unsqueeze", [s, net.const(np.array([0], np.int64))], y.quant)
     r = net.node("Reshape", [u, net.const(np.array([4, 6], np.int64))], y.quant)
     net.output(net.node("Identity", [r], y.quant), s)
-    check(net, tmp_path)
+    check(net, tmp_path, c_io=c_io)
 
 
-def test_graph_input_straight_to_output(tmp_path):
+@pytest.mark.parametrize("c_io", ["caller", "scratch"])
+def test_graph_input_straight_to_output(tmp_path, c_io):
     net = Net()
     q = pq(0.1, 3)
     x = net.input(rand_act(np.random.default_rng(0), (1, 2, 3, 4), 3), q)
     net.output(net.node("Identity", [x], q))
-    check(net, tmp_path)
+    check(net, tmp_path, c_io=c_io)
 
 
 @pytest.mark.parametrize("cfg", [dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),

@@ -15,18 +15,19 @@ RAM cost per channel: fully connected layers take per-channel weights wherever t
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from qcompiler.errors import BackendError
+from qcompiler.errors import BackendError, QccError
 from qcompiler.interp import INT_KERNELS, Interpreter
 from qcompiler.ir.serialize import load_graph
 from qcompiler.numerics.compare import LsbDiff
 from qcompiler.passes import LRN_DECOMPOSED_PIPELINE
 from qcompiler.quant.scheme import TFLITE_INT8
 
-from qcompiler.backends.base import Artifact, Backend, Check
+from qcompiler.backends.base import Artifact, Backend, Check, option
 from qcompiler.backends.c import emit_conv, emit_eltwise, emit_pool, emit_shape  # noqa: F401 (fill EMITTERS)
 from qcompiler.backends.c.build import HostModel
 from qcompiler.backends.c.cgen import c_identifier, flash_bytes, header_text, io_info, source_text
@@ -34,6 +35,23 @@ from qcompiler.backends.c.example import write_support_files
 from qcompiler.backends.c.layout import Layout
 from qcompiler.backends.c.lower import EMITTERS, check_supported, lower
 from qcompiler.backends.c.memory import plan_scratch, report_plan
+
+
+IO_MODES = ("caller", "scratch")
+
+
+@dataclass(frozen=True)
+class COptions:
+    c_io: str = option("caller", "--c-io", "where the graph inputs and outputs live: the caller's own arrays, or "
+                     "places in the scratch buffer (<NAME>_INPUT0_OFFSET ...: the model then needs no other RAM)",
+                     IO_MODES)
+
+    def __post_init__(self):
+        if self.c_io not in IO_MODES:
+            raise QccError(f"--c-io {self.c_io!r}: choose one of {', '.join(IO_MODES)}")
+
+    def describe(self) -> list[str]:
+        return [f"--c-io {self.c_io}"] if self.c_io != "caller" else []
 
 
 def _check_io(graph) -> None:
@@ -47,9 +65,10 @@ def emit(comp, outdir: Path) -> dict:
     graph = comp.quant_graph
     _check_io(graph)
     ctx = lower(graph)
-    plan = plan_scratch(ctx)
+    in_scratch = comp.target_options.c_io == "scratch"
+    plan = plan_scratch(ctx, in_scratch)
     ident = c_identifier(comp.name)
-    inputs, outputs = io_info(ctx)
+    inputs, outputs = io_info(ctx, plan if in_scratch else None)
     flash = flash_bytes(ctx)
     (outdir / f"{ident}.h").write_text(header_text(ident, comp.header, inputs, outputs, plan, flash))
     (outdir / f"{ident}.c").write_text(source_text(ident, comp.header, ctx, plan, inputs, outputs))
@@ -59,7 +78,8 @@ def emit(comp, outdir: Path) -> dict:
     return {
         "files": sorted(files),
         "ops": dict(sorted(kernels.items())),
-        "c": {"ident": ident, "scratch_bytes": plan.scratch_bytes, "live_bytes": plan.live_bytes,
+        "c": {"ident": ident, "io": comp.target_options.c_io, "scratch_bytes": plan.scratch_bytes,
+              "live_bytes": plan.live_bytes,
               "io_bytes": io_bytes, "flash_data_bytes": flash, "kernel_calls": len(ctx.calls)},
         "flash_bytes": flash,
         "memory_plan": report_plan(ctx, plan),
@@ -68,9 +88,17 @@ def emit(comp, outdir: Path) -> dict:
     }
 
 
+def _io_offsets(report: dict):
+    """(input offsets, output offsets) in the scratch buffer with --c-io scratch, else None."""
+    if report["c"].get("io") != "scratch":
+        return None
+    return [d["offset"] for d in report["inputs"]], [d["offset"] for d in report["outputs"]]
+
+
 class CBackend(Backend):
     name = "c"
     description = "plain C99: no interpreter, no heap, static memory plan (verified on the host)"
+    options_class = COptions
     scheme = TFLITE_INT8            # per-channel multipliers live in flash: no RAM per channel
     default_passes = tuple(LRN_DECOMPOSED_PIPELINE)
 
@@ -91,7 +119,8 @@ class CBackend(Backend):
         layouts = {d["name"]: Layout.transposed(d["onnx_shape"], d["perm"])
                    for d in report["inputs"] + report["outputs"]}
         model = HostModel(outdir, c["ident"], [int(np.prod(d["shape"])) for d in report["inputs"]],
-                          [int(np.prod(d["shape"])) for d in report["outputs"]], c["scratch_bytes"], cflags, cc)
+                          [int(np.prod(d["shape"])) for d in report["outputs"]], c["scratch_bytes"], cflags, cc,
+                          io_offsets=_io_offsets(report))
         return Artifact(outdir, report, graph, "qcc integer reference interpreter", [Check("c", LsbDiff)],
                         info={"scratch_bytes": c["scratch_bytes"]},
                         state={"model": model, "layouts": layouts, "reference": Interpreter(graph, INT_KERNELS)})

@@ -62,7 +62,9 @@ class HostModel:
     """The emitted model as a shared library: `run([input memory...]) -> [output memory...]`."""
 
     def __init__(self, outdir: Path, ident: str, in_sizes: list[int], out_sizes: list[int], scratch_bytes: int,
-                 flags=(), cc: str | None = None):
+                 flags=(), cc: str | None = None, io_offsets=None):
+        """io_offsets: (input offsets, output offsets) in the scratch buffer (--c-io scratch): the
+        inputs are written there and the outputs read there, as a caller of that mode does."""
         build = Path(tempfile.mkdtemp(prefix="qcc-c-"))
         try:
             lib = build / f"lib{ident}.so"
@@ -78,6 +80,7 @@ class HostModel:
         # scratch keeps whatever earlier runs left there: the model may not depend on it
         self.scratch = np.full(scratch_bytes + GUARD, 0x5A, np.uint8)
         self.scratch_bytes = scratch_bytes
+        self.io_offsets = io_offsets
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         ins = [np.ascontiguousarray(a, np.int8).reshape(-1) for a in inputs]
@@ -86,7 +89,17 @@ class HostModel:
                 raise BackendError(f"input of {a.size} elements, the model takes {n}")
         outs = [np.full(n + GUARD, GUARD_BYTE, np.uint8) for n in self.out_sizes]
         self.scratch[self.scratch_bytes:] = GUARD_BYTE
-        status = self.fn(*[a.ctypes.data for a in ins], *[o.ctypes.data for o in outs], self.scratch.ctypes.data)
+        base = self.scratch.ctypes.data
+        if self.io_offsets is not None:
+            for a, off in zip(ins, self.io_offsets[0]):
+                self.scratch[off:off + a.size] = a.view(np.uint8)
+            in_ptrs, out_ptrs = [base + off for off in self.io_offsets[0]], [base + off for off in self.io_offsets[1]]
+        else:
+            in_ptrs, out_ptrs = [a.ctypes.data for a in ins], [o.ctypes.data for o in outs]
+        status = self.fn(*in_ptrs, *out_ptrs, base)
+        if self.io_offsets is not None:
+            for o, off, n in zip(outs, self.io_offsets[1], self.out_sizes):
+                o[:n] = self.scratch[off:off + n]
         if status != 0:
             raise BackendError(f"the model's invoke returned {status}")
         for what, buf, n in [("scratch", self.scratch, self.scratch_bytes)] + \

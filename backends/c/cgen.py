@@ -69,12 +69,17 @@ def _pointer(p: Placed, plan: MemoryPlan) -> str:
     return f"({ctype} *)(void *)({expr})" if ctype != "int8_t" else expr
 
 
-def _io(graph, layouts, kind: str) -> list[dict]:
-    values = graph.inputs if kind == "input" else graph.outputs
+def _io(ctx: Lowering, kind: str, plan: MemoryPlan | None) -> list[dict]:
+    values = ctx.graph.inputs if kind == "input" else ctx.graph.outputs
     out = []
     for i, v in enumerate(values):
-        lay = layouts[v.name]
-        out.append({"index": i, "name": v.name, "onnx_shape": list(v.shape), "shape": list(lay.memory_shape),
+        lay = ctx.io_layouts[v.name]
+        if plan is not None:
+            buf = ctx.placed[v.name].buf if kind == "input" else ctx.output_bufs[v.name]
+            out.append({"offset": plan.offsets[id(buf)]})
+        else:
+            out.append({})
+        out[-1].update({"index": i, "name": v.name, "onnx_shape": list(v.shape), "shape": list(lay.memory_shape),
                     "layout": _layout_name(lay), "perm": list(lay.perm), "scale": float(v.quant.scale[0]),
                     "zero_point": int(v.quant.zero_point[0]), "dtype": np.dtype(v.dtype).name})
     return out
@@ -86,8 +91,9 @@ def _layout_name(lay) -> str:
     return {(0, 2, 3, 1): "NHWC", (0, 2, 1): "NWC"}.get(lay.perm, "perm" + "".join(map(str, lay.perm)))
 
 
-def io_info(ctx: Lowering) -> tuple[list[dict], list[dict]]:
-    return _io(ctx.graph, ctx.io_layouts, "input"), _io(ctx.graph, ctx.io_layouts, "output")
+def io_info(ctx: Lowering, plan: MemoryPlan | None = None) -> tuple[list[dict], list[dict]]:
+    """Per input / output: name, shapes, layout, quantization; with `plan` (I/O in scratch) its offset."""
+    return _io(ctx, "input", plan), _io(ctx, "output", plan)
 
 
 def signature(ident: str, inputs, outputs) -> str:
@@ -101,6 +107,10 @@ def header_text(ident: str, header: str, inputs, outputs, plan: MemoryPlan, flas
              f" * {ident}_invoke() reads the int8 inputs, writes the int8 outputs and needs one scratch",
              f" * buffer of {up}_SCRATCH_BYTES bytes (4-byte aligned) for its intermediate tensors:",
              " * no heap, no runtime library, no other RAM than the stack. Returns 0.",
+             *([" * --c-io scratch: the inputs and outputs have places in the scratch buffer too",
+                " * (<NAME>_INPUT0_OFFSET ...): write the inputs at scratch + offset, pass those pointers,",
+                " * read the outputs there; they stay valid until the next invoke."]
+               if inputs and "offset" in inputs[0] else []),
              " * Images are NHWC (the \"layout\" of each input / output below). */",
              f"#ifndef {up}_H", f"#define {up}_H", "", "#include <stdint.h>", "",
              "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
@@ -130,6 +140,8 @@ def header_text(ident: str, header: str, inputs, outputs, plan: MemoryPlan, flas
                       f"#define {m}_ELEMENT_COUNT {math.prod(d['shape'])}",
                       f"#define {m}_SCALE {c_float(d['scale'])}",
                       f"#define {m}_ZERO_POINT {c_int(d['zero_point']) if d['zero_point'] >= 0 else '(' + str(d['zero_point']) + ')'}",
+                      *([f"#define {m}_OFFSET {d['offset']} /* its place in the scratch buffer (--c-io scratch) */"]
+                        if "offset" in d else []),
                       f"extern const int32_t {f}_dims[{max(len(d['shape']), 1)}]; /* {{1}} for a scalar */",
                       f"static inline int8_t {f}_quantize(float x) {{ return {ident}_quantize(x, {m}_SCALE, "
                       f"{m}_ZERO_POINT); }}",
@@ -159,7 +171,7 @@ def source_text(ident: str, header: str, ctx: Lowering, plan: MemoryPlan, inputs
         for d in items:
             parts.append(f"const int32_t {ident}_{kind}{d['index']}_dims[{max(len(d['shape']), 1)}] = "
                          f"{{{', '.join(map(str, d['shape'] or [1]))}}};\n")
-    uses_scratch = plan.scratch_bytes > 0
+    uses_scratch = any(isinstance(a, Placed) and a.buf.kind == "scratch" for c in ctx.calls for a in c.args)
     parts.append(f"\n{signature(ident, inputs, outputs)} {{\n")
     parts.append("  int8_t *const s = (int8_t *)scratch;\n" if uses_scratch else "  (void)scratch;\n")
     parts.append("\n".join(body) + "\n  return 0;\n}\n")

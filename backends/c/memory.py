@@ -32,7 +32,10 @@ class MemoryPlan:
     buffers: list[tuple[Storage, Buffer]]
 
 
-def plan_scratch(ctx: Lowering) -> MemoryPlan:
+def plan_scratch(ctx: Lowering, io_in_scratch: bool = False) -> MemoryPlan:
+    """With `io_in_scratch` the graph inputs (live from step 0) and outputs (live to the end)
+    get places in the scratch buffer too: a caller that writes its inputs there and reads its
+    outputs there needs no other RAM (the kernels still take the pointers it passes)."""
     first: dict[int, int] = {}
     last: dict[int, int] = {}
     storages: dict[int, Storage] = {}
@@ -45,7 +48,14 @@ def plan_scratch(ctx: Lowering) -> MemoryPlan:
             first.setdefault(id(buf), step)   # (never: a read before any write)
             last[id(buf)] = max(last.get(id(buf), step), step)
             storages[id(buf)] = buf
-    bufs = [(s, Buffer(str(k), s.nbytes, first[k], last[k])) for k, s in storages.items() if s.kind == "scratch"]
+    planned = ("scratch", "input", "output") if io_in_scratch else ("scratch",)
+    for v in ctx.graph.inputs:
+        buf = ctx.placed[v.name].buf
+        storages[id(buf)], first[id(buf)] = buf, 0
+        last.setdefault(id(buf), 0)
+    for buf in ctx.output_bufs.values():
+        last[id(buf)] = len(ctx.calls)      # to the last step (report.json: steps 0..len(ops))
+    bufs = [(s, Buffer(str(k), s.nbytes, first[k], last[k])) for k, s in storages.items() if s.kind in planned]
     if not bufs:
         return MemoryPlan({}, 0, 0, "none", [])
     flat = [b for _, b in bufs]
@@ -68,7 +78,8 @@ def report_plan(ctx: Lowering, plan: MemoryPlan) -> dict:
     entries = [{"tensors": list(s.values) or [s.name], "size": b.size, "first": b.first, "last": b.last,
                 "offset": plan.offsets[int(b.name)]} for s, b in plan.buffers]
     entries.sort(key=lambda e: (e["first"], e["offset"], e["tensors"]))
+    io = any(s.kind != "scratch" for s, _ in plan.buffers)
     return {"source": f"qcc's static plan of the C scratch buffer ({plan.strategy} order); graph inputs and "
-                      "outputs live in the caller's arrays",
+                      + ("outputs have places in it (--c-io scratch)" if io else "outputs live in the caller's arrays"),
             "planned_bytes": plan.scratch_bytes, "live_bytes": plan.live_bytes,
             "ops": [c.fn.removeprefix("qcc_") for c in ctx.calls], "buffers": entries}
