@@ -2,7 +2,8 @@
 
 Sections (each a module with `run(quick) -> (markdown, rows)`): fidelity (qcc's
 calibration methods vs ONNX Runtime quantize_static vs the official int8 files),
-TFLite Micro deployment (arena, flash, latency vs official), TVM latency, ncnn
+TFLite Micro deployment (arena, flash, latency vs official), the C backend (scratch vs
+live-set bound vs TFLM arena, flash, stack, instructions), TVM latency, ncnn
 fidelity. `--quick` runs one tiny sample model per section (CI keeps the script
 alive with it). Needs ../shared/models/mlperf_tiny for the MLPerf rows.
 """
@@ -19,6 +20,7 @@ from bench.common import machine
 
 SECTIONS = [("Fidelity against the float model", "bench.fidelity"),
             ("TFLite Micro deployment", "bench.tflm"),
+            ("C backend (--target c) deployment", "bench.c_backend"),
             ("TVM latency", "bench.tvm_latency"),
             ("ncnn", "bench.ncnn_fidelity")]
 
