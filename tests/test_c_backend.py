@@ -181,17 +181,20 @@ def test_cli_verbose_prints_the_memory_plan(tmp_path, capsys):
     assert "1 conv2d, 2 conv2d, 3 max_pool, 4 fully_connected" in out
 
 
-def test_cortex_m3_under_qemu_bit_exact(samples, tmp_path):
-    """The example built by the emitted Makefile for Cortex-M3 runs on QEMU's mps2-an385 with
-    semihosting file I/O and writes the reference's outputs."""
+@pytest.mark.parametrize("name,cpu", [("digits_cnn", "cortex-m3"), ("digits_resnet", "cortex-m4"),
+                                      ("digits_dwsep", "cortex-m4")])
+def test_cortex_m_under_qemu_bit_exact(samples, tmp_path, name, cpu):
+    """The example built by the emitted Makefile runs on QEMU's MPS2 boards (Cortex-M3: plain C;
+    Cortex-M4: the SMLAD path of the kernels) with semihosting file I/O and writes the
+    reference's outputs."""
     if not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm") and shutil.which("make")):
         pytest.skip("needs arm-none-eabi-gcc, libnewlib-arm-none-eabi, qemu-system-arm and make")
-    outdir, report = samples["digits_cnn"]
+    outdir, report = samples[name]
     work = tmp_path / "fw"
     shutil.copytree(outdir, work)
     data = np.load(MODELS / "digits_eval.npy")[:10]
     g = _samples_file(work, report, data, work / "in.bin")
-    res = subprocess.run(["make", "-s", "TARGET=cortex-m3", "run", "ARGS=in.bin out.bin"], cwd=work,
+    res = subprocess.run(["make", "-s", f"TARGET={cpu}", "run", "ARGS=in.bin out.bin"], cwd=work,
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "10 sample(s)" in res.stdout, res.stdout + res.stderr
     from qcompiler.interp import run_int

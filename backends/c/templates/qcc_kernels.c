@@ -44,11 +44,7 @@ static int32_t tap_end(int32_t i0, int32_t d, int32_t k, int32_t n) {
 
 /* ---- convolution, fully connected ------------------------------------------------------ */
 
-static int32_t dot(const int8_t *w, const int8_t *x, int32_t n) {
-  int32_t acc = 0, i;
-  for (i = 0; i < n; ++i) acc += w[i] * x[i];
-  return acc;
-}
+
 
 static int32_t dot_offset(const int8_t *w, const int8_t *x, int32_t n, int32_t zp) {
   int32_t acc = 0, i;
@@ -56,11 +52,64 @@ static int32_t dot_offset(const int8_t *w, const int8_t *x, int32_t n, int32_t z
   return acc;
 }
 
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32 && !defined(QCC_NO_SIMD)
+/* Cortex-M4 / M7 / M33 / M55 (DSP extension): four int8 at a time, as two pairs of int16
+ * (SXTB16 of the word and of the word rotated by 8) multiplied and summed by SMLAD. Integer
+ * sums are exact in any order, so this computes what the plain C loop computes. */
+#include <arm_acle.h>
+#include <string.h>
+#define QCC_SIMD 1
+
+static uint32_t load4(const int8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);  /* one unaligned LDR on these cores */
+  return v;
+}
+
+/* bytes 1 and 3 sign-extended to int16 (SXTB16 with ROR #8: one instruction) */
+static int16x2_t sxtb16_odd(uint32_t v) {
+  int16x2_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
+}
+
+/* acc += sum of the 4 products of w[0..3] and the int16 pairs (x02, x13) */
+static int32_t smlad4(const int8_t *w, int16x2_t x02, int16x2_t x13, int32_t acc) {
+  const uint32_t v = load4(w);
+  acc = __smlad(__sxtb16((int8x4_t)v), x02, acc);
+  return __smlad(sxtb16_odd(v), x13, acc);
+}
+#endif
+
+static int32_t dot(const int8_t *w, const int8_t *x, int32_t n) {
+  int32_t acc = 0, i = 0;
+#ifdef QCC_SIMD
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t v = load4(x + i);
+    acc = smlad4(w + i, __sxtb16((int8x4_t)v), sxtb16_odd(v), acc);
+  }
+#endif
+  for (; i < n; ++i) acc += w[i] * x[i];
+  return acc;
+}
+
 /* acc[k] += sum_i w[k * stride + i] * (x[i] - zp), k = 0..3: x is read once for 4 outputs */
 static void dot4(const int8_t *w, int32_t stride, const int8_t *x, int32_t n, int32_t zp, int32_t *acc) {
   const int8_t *w1 = w + stride, *w2 = w1 + stride, *w3 = w2 + stride;
-  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i;
-  for (i = 0; i < n; ++i) {
+  int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, i = 0;
+#ifdef QCC_SIMD
+  const int16x2_t offset = (int16x2_t)(((uint32_t)-zp & 0xFFFFu) * 0x10001u);
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t v = load4(x + i);
+    const int16x2_t x02 = __sadd16(__sxtb16((int8x4_t)v), offset);
+    const int16x2_t x13 = __sadd16(sxtb16_odd(v), offset);
+    a0 = smlad4(w + i, x02, x13, a0);
+    a1 = smlad4(w1 + i, x02, x13, a1);
+    a2 = smlad4(w2 + i, x02, x13, a2);
+    a3 = smlad4(w3 + i, x02, x13, a3);
+  }
+#endif
+  for (; i < n; ++i) {
     const int32_t v = x[i] - zp;
     a0 += w[i] * v;
     a1 += w1[i] * v;
