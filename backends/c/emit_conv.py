@@ -50,6 +50,9 @@ def conv(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     p = qops.conv_params(node)
     w = _weights(node)
+    x, extra = ctx.padded.get(x.name, (x, (0,) * (len(x.shape) - 2)))   # a fused Pad: more padding
+    pad_top, pad_left = (p.pads[0], p.pads[1] + extra[0]) if len(extra) == 1 else \
+        (p.pads[0] + extra[0], p.pads[1] + extra[1])
     if len(x.shape) == 3:            # Conv1D: a height-1 Conv2D on NWC data
         (n, c, width), h = x.shape, 1
         out_h, out_w, w = 1, y.shape[2], w[:, :, None, :]
@@ -64,7 +67,7 @@ def conv(ctx, node):
     depthwise = cg == 1 and p.group == c and p.group > 1 and kh * kw <= MAX_TAPS
     fields = dict(batch=n, in_h=h, in_w=width, in_c=c, out_h=out_h, out_w=out_w, out_c=o, k_h=kh, k_w=kw,
                   stride_h=p.strides[0], stride_w=p.strides[1], dil_h=p.dilations[0], dil_w=p.dilations[1],
-                  pad_top=p.pads[0], pad_left=p.pads[1], groups=p.group,
+                  pad_top=pad_top, pad_left=pad_left, groups=p.group,
                   in_zp=p.input_zero_point, out_zp=p.output_zero_point, act_min=p.act_min, act_max=p.act_max,
                   weights=ctx.const("w", w.transpose(0, 2, 3, 1), np.int8), bias=_bias(ctx, node, o),
                   bias_eff=_bias_eff(ctx, node, w, p.input_zero_point),

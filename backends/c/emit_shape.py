@@ -1,5 +1,6 @@
 """Data movement: reshapes and Transpose as views, Concat / Pad / Slice / Split as strided
-copies (qcc_copy, qcc_fill), Resize (nearest / bilinear) by qops' index tables.
+copies (qcc_copy, qcc_fill), Resize (nearest / bilinear) by qops' index tables. A Pad with the
+zero point feeding one Conv becomes that Conv's padding (no buffer, no copy).
 
 Reshape, Flatten, Squeeze, Unsqueeze and Identity cost nothing: the output is the input's
 memory under another shape. A Transpose of a value stored as a transpose of its own shape
@@ -65,10 +66,25 @@ def concat(ctx, node):
         start += v.shape[axis]
 
 
+def _fuses_into_conv(ctx, node, p) -> bool:
+    """A Pad with the zero point whose one reader is a Conv, over the spatial axes only: the
+    Conv's own padding (taps outside the image add nothing) computes the same, without the
+    padded copy."""
+    y = node.outputs[0]
+    users = y.consumers
+    spatial = len(y.shape) in (3, 4) and all(b == 0 and e == 0 for b, e in zip(p.before[:2], p.after[:2]))
+    return (spatial and len(users) == 1 and users[0].op == "Conv" and users[0].inputs[0] is y
+            and y.name not in ctx.outputs and y.quant is not None and p.fill == int(y.quant.zero_point[0])
+            and all(b >= 0 for b in p.before) and all(e >= 0 for e in p.after))
+
+
 @emitter("Pad")
 def pad(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     p = qops.pad_params(node)
+    if _fuses_into_conv(ctx, node, p):
+        ctx.padded[y.name] = (x, tuple(p.before[2:]))
+        return
     src = _transposed_input(ctx, x)
     layout = _out_layout(src, y.shape)
     dst = ctx.define(y, layout)

@@ -95,6 +95,7 @@ class Lowering:
         self.inputs = {v.name: i for i, v in enumerate(graph.inputs)}
         self.outputs = {v.name: i for i, v in enumerate(graph.outputs)}
         self.output_bufs: dict[str, Storage] = {}
+        self.padded: dict[str, tuple[Value, tuple[int, ...]]] = {}  # fused Pad output -> (its input, leading pads)
         self._homes = _output_homes(graph)
         for v in graph.inputs:
             buf = Storage(f"in{self.inputs[v.name]}", _nbytes(v), "input", self.inputs[v.name], [v.name])
@@ -231,6 +232,18 @@ def _output_homes(graph: Graph) -> dict[str, tuple[str, Value]]:
     return homes
 
 
+def _feeds_only_convs(v: Value) -> bool:
+    """Is `v` read only as the data input of Convs, directly or through Pads (which may become
+    the Conv's padding)?"""
+    for u in v.consumers:
+        if u.op == "Pad" and u.inputs[0] is v:
+            if not _feeds_only_convs(u.outputs[0]):
+                return False
+        elif not (u.op == "Conv" and u.inputs[0] is v):
+            return False
+    return bool(v.consumers)
+
+
 def io_layouts(graph: Graph) -> dict[str, Layout]:
     """Graph I/O layouts, as the TFLite backend chooses them: rank-4 NHWC (unless only
     Transposes touch it), rank-3 NWC when only 1-D convolutions read / write it, else ONNX."""
@@ -241,7 +254,7 @@ def io_layouts(graph: Graph) -> dict[str, Layout]:
         if users and all(u.op == "Transpose" for u in users):
             perm = identity(rank)
         elif rank == 3:
-            conv = users and all(u.op == "Conv" and (u.inputs[0] is v if is_input else True) for u in users)
+            conv = _feeds_only_convs(v) if is_input else bool(users) and users[0].op == "Conv"
             perm = channels_last_perm(3) if conv else identity(3)
         else:
             perm = channels_last_perm(rank)
