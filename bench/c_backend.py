@@ -10,7 +10,9 @@
   the .tflite size (TFLM needs its runtime beside it);
 - stack: the deepest call chain below <name>_invoke (-fcallgraph-info=su, Cortex-M4);
 - instructions per invoke on the host (callgrind, gcc -O2, one all-zero-point input) against
-  TFLM's reference kernels (the tflite-micro wheel, bench/instructions.py);
+  TFLM's reference kernels (the tflite-micro wheel, bench/instructions.py), and on emulated
+  Cortex-M4 (SMLAD path) and Cortex-M3 (plain C): QEMU mps2-an386 / an385 with -icount shift=0
+  (one instruction per virtual ns) read through SysTick (25 MHz: 40-instruction steps);
 - bit-exactness: `qcc verify` over the whole evaluation set.
 """
 from __future__ import annotations
@@ -89,6 +91,69 @@ def arm_sizes(outdir: Path, ident: str, report: dict, work: Path) -> dict | None
     return {"flash": text + data, "bss": bss, "stack": _stack(work, f"{ident}_invoke")}
 
 
+COUNTER_MAIN = """#include <stdint.h>
+#include "{ident}.h"
+/* Instructions of one invoke under QEMU -icount shift=0 (one instruction per ns of virtual time):
+ * SysTick on the 25 MHz system clock ticks every 40 instructions; wraps are counted. */
+#define SYST ((volatile uint32_t *)0xE000E010u)
+static int8_t inputs[{inputs}], outputs[{outputs}];
+static int32_t scratch[{scratch} / 4 + 1];
+static volatile uint32_t wraps;
+static int semihost(int op, void *arg) {{
+  register int r0 __asm__("r0") = op;
+  register void *r1 __asm__("r1") = arg;
+  __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+  return r0;
+}}
+void SysTick_Handler(void) {{ ++wraps; }}
+void Reset_Handler(void) {{
+  char text[24], *c = text + sizeof text - 1;
+  uint32_t t0, t1, w0;
+  unsigned long long ticks;
+  SYST[1] = 0xFFFFFFu; SYST[2] = 0; SYST[0] = 7u;
+  while (SYST[2] == 0) {{}}                    /* the first reload */
+  w0 = wraps; t0 = SYST[2];
+  {ident}_invoke({args}scratch);
+  t1 = SYST[2];
+  ticks = ((unsigned long long)(wraps - w0) * 0x1000000u + t0 - (unsigned long long)t1) * 40u;
+  *c = 0;
+  *--c = 10;
+  do {{
+    *--c = (char)('0' + ticks % 10);
+    ticks /= 10;
+  }} while (ticks != 0);
+  semihost(4, c);
+  semihost(0x18, (void *)0x20026);
+  for (;;) {{}}
+}}
+extern void __stack_top(void);
+__attribute__((section(".isr_vector"), used)) static void (*const vectors[16])(void) = {{
+    __stack_top, Reset_Handler, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, SysTick_Handler}};
+"""
+
+
+def qemu_instructions(outdir: Path, ident: str, report: dict, work: Path, cpu: str = "cortex-m4",
+                      machine: str = "mps2-an386") -> int | None:
+    """Instructions of one invoke on an emulated Cortex-M (QEMU -icount + SysTick, 40-instruction steps)."""
+    if not (shutil.which(ARM[0]) and shutil.which("qemu-system-arm")):
+        return None
+    sizes = [[int(np.prod(d["shape"])) for d in report[k]] for k in ("inputs", "outputs")]
+    offsets = [0, *np.cumsum(sizes[0])], [0, *np.cumsum(sizes[1])]
+    args = "".join(f"inputs + {o}, " for o in offsets[0][:-1]) + "".join(f"outputs + {o}, " for o in offsets[1][:-1])
+    (work / "count_main.c").write_text(COUNTER_MAIN.format(ident=ident, inputs=sum(sizes[0]), outputs=sum(sizes[1]),
+                                                           scratch=report["c"]["scratch_bytes"], args=args))
+    elf = work / f"count_{cpu}.elf"
+    flags = [f if not f.startswith("-mcpu") else f"-mcpu={cpu}" for f in ARM]
+    subprocess.run([*flags, "-nostartfiles", "-nostdlib", "-Wl,--gc-sections", "-T", str(outdir / "mps2.ld"),
+                    "-I", str(outdir), "-o", str(elf), str(work / "count_main.c"), str(outdir / f"{ident}.c"),
+                    str(outdir / "qcc_kernels.c"), "-lgcc"], check=True, capture_output=True)
+    res = subprocess.run(["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
+                          "-icount", "shift=0,align=off", "-semihosting-config", "enable=on,target=native",
+                          "-kernel", str(elf)], check=True, capture_output=True, text=True, timeout=1800,
+                         stdin=subprocess.DEVNULL)
+    return int((res.stdout + res.stderr).split()[0])   # semihosting writes to stderr without a tty
+
+
 def _stack(work: Path, entry: str) -> int:
     """Deepest chain of static frame sizes from `entry` in the .ci call graphs gcc wrote."""
     frames, edges = {}, {}
@@ -143,6 +208,8 @@ def measure(name, onnx_path, calib, evalset, workdir: Path) -> dict:
             "live_bound_io": bound_io, "tflm_arena": tflm["arena"]["arena_bytes"], "const_data": c["flash_data_bytes"],
             "firmware_flash": arm.get("flash"), "stack": arm.get("stack"),
             "tflite_bytes": tflite.stat().st_size, "host_instructions": host_instructions(out_c, c["ident"], work),
+            "m4_instructions": qemu_instructions(out_c, c["ident"], rep, work),
+            "m3_instructions": qemu_instructions(out_c, c["ident"], rep, work, "cortex-m3", "mps2-an385"),
             "tflm_instructions": tflm_invoke_instructions(tflite), "samples": res["samples"],
             "bit_exact": bool(res["c"]["bit_exact"]), "max_abs_diff_lsb": res["c"]["max_abs_diff_lsb"],
             "sqnr_db": next(iter(res.get("fidelity", {}).get("c", {}).values()), {}).get("sqnr_db")}
@@ -160,8 +227,9 @@ def run(quick: bool = False):
             d.mkdir()
             rows.append(measure(name, onnx_path, calib, evalset, d))
     md = table(["model", "scratch B", "live bound B (ratio)", "scratch + I/O B", "--c-io scratch B",
-                "live bound with I/O B", "TFLM arena B", "firmware flash B (M4)", "const data B", ".tflite B", "stack B (M4)",
-                "host instr. ours / TFLM", "bit-exact (samples)", "SQNR dB"],
+                "live bound with I/O B", "TFLM arena B", "firmware flash B (M4)", "const data B", ".tflite B",
+                "stack B (M4)",
+                "host instr. ours / TFLM", "Cortex-M4 / M3 instr. (QEMU)", "bit-exact (samples)", "SQNR dB"],
                [[r["model"], _n(r["scratch"]), f"{_n(r['live_bound'])} ({r['scratch'] / max(r['live_bound'], 1):.2f})",
                  _n(r["scratch"] + r["io"]),
                  _n(r["io_in_scratch"]) + ("" if r["io_in_scratch_bit_exact"] else " (NOT bit-exact)"),
@@ -171,6 +239,7 @@ def run(quick: bool = False):
                  f"{_n(r['host_instructions'])} / {_n(r['tflm_instructions'])}"
                  + (f" = {r['host_instructions'] / r['tflm_instructions']:.2f}"
                     if r["host_instructions"] and r["tflm_instructions"] else ""),
+                 f"{_n(r['m4_instructions'])} / {_n(r['m3_instructions'])}",
                  f"{'yes' if r['bit_exact'] else 'NO'} ({r['samples']})",
                  "—" if r["sqnr_db"] is None else f"{r['sqnr_db']:.2f}"] for r in rows])
     note = ("Scratch: `<NAME>_SCRATCH_BYTES`, the only RAM the model needs besides the caller's input / output "
@@ -181,8 +250,10 @@ def run(quick: bool = False):
             "of the same model compiled with `--target tflm` (it also holds the I/O tensors and TFLM's runtime "
             "structs). Firmware flash: text + data of a Cortex-M4 ELF (arm-none-eabi-gcc -O2 -mthumb, "
             "--gc-sections) holding the model, the kernels it calls and a main that invokes it once (no stdio); "
-            "stack: the deepest chain of static frames below `<name>_invoke`. Host instructions: callgrind inside `<name>_invoke` (gcc -O2) vs "
-            "inside TFLM's `MicroInterpreter::Invoke` (the tflite-micro wheel's reference kernels).")
+            "stack: the deepest chain of static frames below `<name>_invoke`. Host instructions: callgrind "
+            "inside `<name>_invoke` (gcc -O2) vs "
+            "inside TFLM's `MicroInterpreter::Invoke` (the tflite-micro wheel's reference kernels). Cortex-M: "
+            "arm-none-eabi-gcc -O2, QEMU -icount shift=0, counted by SysTick in steps of 40 instructions.")
     return md + "\n\n" + note, rows
 
 

@@ -368,7 +368,8 @@ def test_graph_input_straight_to_output(tmp_path, c_io):
     check(net, tmp_path, c_io=c_io)
 
 
-@pytest.mark.parametrize("cfg", [dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+@pytest.mark.parametrize("cfg", [dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                                      nearest_mode="floor"),
                                  dict(mode="linear", coordinate_transformation_mode="half_pixel"),
                                  dict(mode="linear", coordinate_transformation_mode="align_corners")], ids=ids)
 def test_resize(tmp_path, cfg):
@@ -406,9 +407,10 @@ def test_conv_transpose(tmp_path, seed, cfg):
     check(net, tmp_path)
 
 
-@pytest.mark.parametrize("cfg", [dict(pads=(0, 0, 1, 2, 0, 0, 2, 1)), dict(pads=(0, 0, 0, 3, 0, 0, 0, 0), depthwise=True),
-                                 dict(pads=(0, 0, 2, 0, 0, 0, 2, 1), stride=2), dict(pads=(0, 0, 2, 0, 0, 1), one_d=True)],
-                         ids=ids)
+@pytest.mark.parametrize("cfg", [dict(pads=(0, 0, 1, 2, 0, 0, 2, 1)),
+                                 dict(pads=(0, 0, 0, 3, 0, 0, 0, 0), depthwise=True),
+                                 dict(pads=(0, 0, 2, 0, 0, 0, 2, 1), stride=2),
+                                 dict(pads=(0, 0, 2, 0, 0, 1), one_d=True)], ids=ids)
 def test_pad_with_the_zero_point_becomes_conv_padding(tmp_path, cfg):
     rng = np.random.default_rng(13)
     net = Net()
@@ -416,7 +418,8 @@ def test_pad_with_the_zero_point_becomes_conv_padding(tmp_path, cfg):
     shape = (1, 4, 7) if cfg.get("one_d") else (1, 4, 6, 5)
     x = net.input(rand_act(rng, shape, int(q.zero_point[0])), q)
     p = net.node("Pad", [x, net.const(np.array(cfg["pads"], np.int64))], q)
-    kw = dict(pads=(0, 0) if cfg.get("one_d") else (1, 0, 0, 1), stride=cfg.get("stride", 1), one_d=cfg.get("one_d", False))
+    kw = dict(pads=(0, 0) if cfg.get("one_d") else (1, 0, 0, 1), stride=cfg.get("stride", 1),
+              one_d=cfg.get("one_d", False))
     if cfg.get("depthwise"):
         kw["group"] = 4
     net.output(conv_net(rng, net, p, 4, 4, **kw))

@@ -117,7 +117,7 @@ def header_text(ident: str, header: str, inputs, outputs, plan: MemoryPlan, flas
              f"#define {up}_SCRATCH_BYTES {plan.scratch_bytes}",
              f"#define {up}_FLASH_DATA_BYTES {flash} /* weights, biases, multipliers, tables */",
              f"#define {up}_NUM_INPUTS {len(inputs)}", f"#define {up}_NUM_OUTPUTS {len(outputs)}", "",
-             f"/* q = clamp(round(x / scale) + zero_point), halves away from zero (as TFLite). */",
+             "/* q = clamp(round(x / scale) + zero_point), halves away from zero (as TFLite). */",
              f"static inline int8_t {ident}_quantize(float x, float scale, int32_t zero_point) {{",
              "  float v = x / scale, frac;",
              "  int32_t q;",
@@ -134,12 +134,13 @@ def header_text(ident: str, header: str, inputs, outputs, plan: MemoryPlan, flas
     for kind, items in (("input", inputs), ("output", outputs)):
         for d in items:
             m, f = f"{up}_{kind.upper()}{d['index']}", f"{ident}_{kind}{d['index']}"
-            lines += [f"/* {kind} {d['index']}: \"{d['name'].replace('*/', '* /')}\", int8 {d['shape']} "
-                      f"({'ONNX order' if d['layout'] == 'same' else d['layout'] + ' of ONNX ' + str(d['onnx_shape'])}) */",
+            order = "ONNX order" if d["layout"] == "same" else f"{d['layout']} of ONNX {d['onnx_shape']}"
+            zp = c_int(d["zero_point"]) if d["zero_point"] >= 0 else f"({d['zero_point']})"
+            lines += [f"/* {kind} {d['index']}: \"{d['name'].replace('*/', '* /')}\", int8 {d['shape']} ({order}) */",
                       f"#define {m}_RANK {len(d['shape'])}",
                       f"#define {m}_ELEMENT_COUNT {math.prod(d['shape'])}",
                       f"#define {m}_SCALE {c_float(d['scale'])}",
-                      f"#define {m}_ZERO_POINT {c_int(d['zero_point']) if d['zero_point'] >= 0 else '(' + str(d['zero_point']) + ')'}",
+                      f"#define {m}_ZERO_POINT {zp}",
                       *([f"#define {m}_OFFSET {d['offset']} /* its place in the scratch buffer (--c-io scratch) */"]
                         if "offset" in d else []),
                       f"extern const int32_t {f}_dims[{max(len(d['shape']), 1)}]; /* {{1}} for a scalar */",
