@@ -9,8 +9,6 @@
 """
 from __future__ import annotations
 
-import numpy as np
-
 from qcompiler.ir import Graph, Node
 from qcompiler.ir.pass_manager import PassContext, register_pass
 
@@ -19,21 +17,14 @@ WINDOW_OPS = {"Conv", "MaxPool", "AveragePool", "LpPool"}
 
 def _sum_to_adds(graph: Graph, node: Node) -> None:
     ins = [v for v in node.inputs if v is not None]
-    out = node.outputs[0]
-    index = graph.nodes.index(node)
-    graph.nodes.remove(node)
-    node._detach()
     if len(ins) == 1:
-        graph.add_node("Identity", ins, [out], name=node.name, index=index)
+        graph.replace_node(node, graph.insert_before(node, "Identity", ins, name=node.name))
         return
     acc = ins[0]
     for k, v in enumerate(ins[1:], start=1):
-        last = k == len(ins) - 1
-        add = graph.add_node("Add", [acc, v], [out] if last else 1, name=f"{node.name}_add{k}", index=index + k - 1)
-        if not last:
-            acc = add.outputs[0]
-            acc.dtype = out.dtype
-            acc.shape = tuple(np.broadcast_shapes(add.inputs[0].shape, v.shape))
+        add = graph.insert_before(node, "Add", [acc, v], name=f"{node.name}_add{k}")
+        acc = add.outputs[0]
+    graph.replace_node(node, add)  # the last Add takes over the Sum's output
 
 
 def _explicit_pads(node: Node) -> list[int] | None:

@@ -43,8 +43,7 @@ def dead_code(graph: Graph, ctx: PassContext) -> bool:
         live |= nx.ancestors(dg, n)
     dead = [n for n in graph.nodes if n not in live]
     for n in reversed(dead):  # consumers before producers
-        graph.nodes.remove(n)
-        n._detach()
+        graph.erase_node(n)
     unused = [v for v in graph.inputs if not v.consumers and v not in graph.outputs]
     graph.inputs = [v for v in graph.inputs if v not in unused]
     return bool(dead or unused)

@@ -80,25 +80,16 @@ def _params(node: Node) -> tuple[int, float, float, float]:
 
 def _decompose(graph: Graph, node: Node) -> None:
     size, alpha, beta, bias = _params(node)
-    x, y = node.inputs[0], node.outputs[0]
+    x = node.inputs[0]
     channels, rank = x.shape[1], len(x.shape)
-    index = graph.nodes.index(node)
-    graph.nodes.remove(node)
-    node._detach()
     base = node.name
 
-    def add(op, ins, name, out=None, attrs=None):
-        nonlocal index
-        n = graph.add_node(op, ins, [out] if out is not None else 1, attrs=attrs, name=f"{base}_{name}",
-                           index=index)
-        index += 1
-        v = n.outputs[0]
-        v.dtype, v.shape = x.dtype, x.shape
-        return v
+    def add(op, ins, name, attrs=None):
+        return graph.insert_before(node, op, ins, attrs=attrs, name=f"{base}_{name}").outputs[0]
 
     depths = rsqrt_factors(beta)
     if not depths:                      # beta = 0: y = x
-        add("Identity", [x], "identity", y)
+        graph.replace_node(node, add("Identity", [x], "identity").producer)
         return
     squares = add("Mul", [x, x], "square")
     # bias / (s_s * alpha/size/127) < BIAS_QMAX  <=>  s_s > 127 * bias / (alpha/size * BIAS_QMAX)
@@ -115,7 +106,7 @@ def _decompose(graph: Graph, node: Node) -> None:
     acc = factors[0]
     for k, f in enumerate(factors[1:], start=1):
         acc = add("Mul", [f, acc], f"pow{k}")
-    add("Mul", [x, acc], "scale", y)
+    graph.replace_node(node, add("Mul", [x, acc], "scale").producer)  # the last Mul writes %y
 
 
 @register_pass("decompose_lrn", "rewrite LRN as Mul, a banded 1x1 Conv, Rsqrt and Mul (no int8 LRN kernel)")

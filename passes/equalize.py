@@ -11,9 +11,9 @@ Pairs: A and B are Conv (regular or depthwise with multiplier 1) or Gemm,
 linked by one tensor with a single consumer, optionally through max / average
 pooling (they commute with a positive per-channel scale) and a Flatten or
 Reshape that keeps one feature per channel (1x1 spatial). A may carry a fused
-RELU or none. Pairs through RELU6 / RELU_N1_TO_1 are SKIPPED: the clamp at 6
-does not commute with a scale (relu6(x/s) != relu6(x)/s unless s = 1) and
-TFLite has no fused clamp at another bound. Chains (conv -> dw -> pw) are
+relu or none. Pairs through other clamps (relu6, clip(-1, 1)) are SKIPPED: the
+clamp at 6 does not commute with a scale (relu6(x/s) != relu6(x)/s unless s = 1)
+and moving it to 6/s would give a clamp no int8 target fuses. Chains (conv -> dw -> pw) are
 handled by sweeping all pairs until the scales converge.
 
 High-bias absorption (data-free, from the BN statistics `fold_batchnorm` keeps
@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node, Value
+from qcompiler.ir.activation import commutes_with_positive_scale, describe
 from qcompiler.ir.pass_manager import PassContext, register_pass
 
 from qcompiler.ir.rewrite import replace_constant
@@ -94,9 +95,8 @@ def find_pairs(graph: Graph) -> tuple[list[tuple[Node, Node, list[Node]]], list[
         channels = a.input(1).data.shape[0]
         if _in_channels(b) != channels:
             continue
-        act = a.attrs.get("fused_activation", "NONE")
-        if act not in ("NONE", "RELU"):
-            skipped.append(f"{a.name} -> {b.name} ({act})")
+        if not commutes_with_positive_scale(a):
+            skipped.append(f"{a.name} -> {b.name} ({describe(a)})")
             continue
         pairs.append((a, b, between))
     return pairs, skipped

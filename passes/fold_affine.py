@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node, Value
+from qcompiler.ir.activation import has_activation
 from qcompiler.ir.pass_manager import PassContext, register_pass
 
 from qcompiler.ir.rewrite import set_weight_and_bias
@@ -59,7 +60,7 @@ def _fold_after(graph: Graph, op: Node) -> bool:
     x, c = pair
     p = x.producer
     if p is None or _weight_out_axis(p) is None or not p.input(1).is_constant or len(x.consumers) != 1 \
-            or x in graph.outputs or p.attrs.get("fused_activation", "NONE") != "NONE" \
+            or x in graph.outputs or has_activation(p) \
             or (p.input(2) is not None and not p.input(2).is_constant):
         return False
     w, b = _params(p)
@@ -102,19 +103,15 @@ def _fold_before(graph: Graph, op: Node) -> bool:
         b = b + (w * vec.reshape(shape)).sum(axis=tuple(range(1, w.ndim)))
     set_weight_and_bias(graph, conv, w, b)
     conv.set_input(0, x)
-    graph.remove_node(op)
+    graph.erase_node(op)
     return True
-
-
-def _has_activation(node: Node) -> bool:
-    return node.attrs.get("fused_activation", "NONE") != "NONE"
 
 
 @register_pass("fold_affine", "fold Mul/Add by constants into a neighbouring Conv/Gemm where exact")
 def fold_affine(graph: Graph, ctx: PassContext) -> bool:
     changed = False
     for node in list(graph.nodes):
-        if node not in graph.nodes or node.op not in ("Mul", "Add", "Sub") or _has_activation(node):
+        if node not in graph.nodes or node.op not in ("Mul", "Add", "Sub") or has_activation(node):
             continue  # a fused clamp after the Mul/Add would be lost
         changed |= _fold_after(graph, node) or _fold_before(graph, node)
     return changed

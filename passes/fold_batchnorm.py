@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node
+from qcompiler.ir.activation import has_activation
 from qcompiler.ir.pass_manager import PassContext, register_pass
 
 from qcompiler.ir.rewrite import set_weight_and_bias
@@ -60,14 +61,9 @@ def _to_scale_shift(graph: Graph, bn: Node, params) -> None:
     cshape = (-1,) + (1,) * (rank - 2)
     s = graph.add_constant(f"{bn.name}_scale", scale.astype(np.float32).reshape(cshape))
     t = graph.add_constant(f"{bn.name}_shift", shift.astype(np.float32).reshape(cshape))
-    idx = graph.nodes.index(bn)
-    mul = graph.add_node("Mul", [x, s], 1, name=f"{bn.name}_mul", index=idx)
-    mid = mul.outputs[0]
-    mid.dtype, mid.shape = x.dtype, x.shape
-    graph.nodes.remove(bn)
-    out = bn.outputs[0]
-    bn._detach()
-    add = graph.add_node("Add", [mid, t], [out], name=f"{bn.name}_add", index=idx + 1)
+    mul = graph.insert_before(bn, "Mul", [x, s], name=f"{bn.name}_mul")
+    add = graph.insert_before(bn, "Add", [mul.outputs[0], t], name=f"{bn.name}_add")
+    graph.replace_node(bn, add)  # the Add writes the BN's output (its unused extra outputs go)
     add.meta["bn"] = {"gamma": gamma, "beta": beta, "mean": mean, "var": var, "eps": eps}
 
 
@@ -84,7 +80,7 @@ def fold_batchnorm(graph: Graph, ctx: PassContext) -> bool:
         p = x.producer
         foldable = (p is not None and _channel_axis_of_weight(p) is not None and p.input(1).is_constant
                     and len(x.consumers) == 1 and x not in graph.outputs
-                    and not p.attrs.get("fused_activation")
+                    and not has_activation(p)
                     and (p.input(2) is None or p.input(2).is_constant))
         if foldable:
             _fold_into(graph, p, bn, params)

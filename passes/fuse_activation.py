@@ -1,17 +1,19 @@
 """Fuse Relu / Relu6 (Clip 0..6) / Clip(-1, 1) into the producing op.
 
-The producer gets `fused_activation` in TFLite's enum names (RELU, RELU6,
-RELU_N1_TO_1); the float interpreter clamps, integer kernels clamp through their
-activation range, so the activation costs nothing on the target.
+The producer gets the clamp as its `clamp` attribute in float units (qcompiler/ir/activation.py);
+the float interpreter clamps, integer kernels clamp through their activation range, so the
+activation costs nothing on the target. Only the clamps every backend can fuse
+(`activation.FUSIBLE`) are folded; other Clips stay nodes.
 
     Before: %a = Conv(%x, %w, %b); %y = Relu(%a)
-    After:  %y = Conv(%x, %w, %b) fused_activation=RELU
+    After:  %y = Conv(%x, %w, %b) clamp=[0.0, None]
 """
 from __future__ import annotations
 
 import numpy as np
 
 from qcompiler.ir import Graph, Node
+from qcompiler.ir.activation import FUSIBLE, RELU, has_activation, set_clamp
 from qcompiler.ir.pass_manager import PassContext, register_pass
 
 FUSIBLE_PRODUCERS = {"Conv", "ConvTranspose", "Gemm", "Add", "Sub", "Mul"}
@@ -32,13 +34,13 @@ def _clip_bounds(node: Node) -> tuple[float, float] | None:
     return float(lo), float(hi)
 
 
-def activation_kind(node: Node) -> str | None:
-    """TFLite fused-activation name for a standalone activation node, if it has one."""
+def fusible_clamp(node: Node) -> tuple[float, float] | None:
+    """The clamp a standalone Relu / Clip node applies, if it is one that fuses."""
     if node.op == "Relu":
-        return "RELU"
+        return RELU
     if node.op == "Clip":
         bounds = _clip_bounds(node)
-        return {(0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1", (0.0, np.inf): "RELU"}.get(bounds)
+        return bounds if bounds in FUSIBLE else None
     return None
 
 
@@ -46,15 +48,15 @@ def activation_kind(node: Node) -> str | None:
 def fuse_activation(graph: Graph, ctx: PassContext) -> bool:
     changed = False
     for act in list(graph.nodes):
-        kind = activation_kind(act)
-        if kind is None:
+        clamp = fusible_clamp(act)
+        if clamp is None:
             continue
         x = act.inputs[0]
         p = x.producer
         if (p is None or p.op not in FUSIBLE_PRODUCERS or len(x.consumers) != 1 or x in graph.outputs
-                or p.attrs.get("fused_activation", "NONE") != "NONE"):
+                or has_activation(p)):
             continue
-        p.attrs["fused_activation"] = kind
+        set_clamp(p, *clamp)
         graph.bypass_node(act)
         changed = True
     return changed

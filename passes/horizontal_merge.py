@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from qcompiler.ir import Graph, Node
+from qcompiler.ir.activation import clamp_of
 from qcompiler.ir.pass_manager import PassContext, register_pass
 
 Veto = Callable[[list[Node], dict], "str | None"]
@@ -37,7 +38,7 @@ def _key(node: Node):
     w = node.input(1)
     if w is None or not w.is_constant or (node.input(2) is not None and not node.input(2).is_constant):
         return None
-    act = node.attrs.get("fused_activation", "NONE")
+    act = clamp_of(node)
     if node.op == "Conv" and node.attrs.get("group", 1) == 1:
         a = node.attrs
         return ("Conv", w.data.shape[1:], tuple(a.get("strides", ())), tuple(a.get("pads", ())),
@@ -108,18 +109,14 @@ def _merge(graph: Graph, branches: list[Node]) -> None:
     sizes = [w.shape[0] for w in weights]
     w = graph.add_constant(f"{first.name}_merged_weight", np.concatenate(weights, axis=0))
     b = graph.add_constant(f"{first.name}_merged_bias", np.concatenate(biases).astype(np.float32))
-    index = min(graph.nodes.index(n) for n in branches)
-    outs = [n.outputs[0] for n in branches]
-    for n in branches:
-        graph.nodes.remove(n)
-        n._detach()
-    merged = graph.add_node(first.op, [x, w, b], 1, attrs=dict(first.attrs), name=f"{first.name}_merged",
-                            index=index)
-    y = merged.outputs[0]
-    y.dtype = outs[0].dtype
-    y.shape = tuple(outs[0].shape[:1]) + (sum(sizes),) + tuple(outs[0].shape[2:])
+    earliest = min(branches, key=graph.nodes.index)
+    merged = graph.insert_before(earliest, first.op, [x, w, b], attrs=dict(first.attrs),
+                                 name=f"{first.name}_merged")
+    # the branches go; their output tensors stay, to be written by the Split
+    outs = [graph.erase_node(n, keep_outputs=True)[0] for n in branches]
     split = graph.add_constant(f"{first.name}_split_sizes", np.array(sizes, np.int64))
-    graph.add_node("Split", [y, split], outs, attrs={"axis": 1}, name=f"{first.name}_split", index=index + 1)
+    graph.insert_after(merged, "Split", [merged.outputs[0], split], outs, attrs={"axis": 1},
+                       name=f"{first.name}_split")
 
 
 @register_pass("horizontal_merge", "merge sibling Conv/Gemm nodes on one input into one node + Split")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph
+from qcompiler.ir.activation import ATTR as CLAMP
 from qcompiler.ir.pass_manager import PassContext, register_pass
 
 from qcompiler.ir.rewrite import set_weight_and_bias
@@ -19,8 +20,7 @@ from qcompiler.ir.rewrite import set_weight_and_bias
 
 def _canonical(graph: Graph, node, w: np.ndarray, bias: np.ndarray | None) -> None:
     set_weight_and_bias(graph, node, w, bias)
-    node.attrs = {"transB": 1, **({"fused_activation": node.attrs["fused_activation"]}
-                                  if "fused_activation" in node.attrs else {})}
+    node.attrs = {"transB": 1, **({CLAMP: node.attrs[CLAMP]} if CLAMP in node.attrs else {})}
 
 
 @register_pass("normalize_gemm", "canonical Gemm(x, W[M,K], b) form; MatMul by constant -> Gemm")

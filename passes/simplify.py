@@ -37,7 +37,7 @@ def _merge_transposes(graph: Graph, node: Node) -> bool:
     combined = [p1[i] for i in p2]
     node.set_input(0, first.inputs[0])
     node.attrs["perm"] = combined
-    graph.remove_node(first)
+    graph.erase_node(first)
     if combined == sorted(combined):
         _drop(graph, node)
     return True
@@ -55,12 +55,8 @@ def _as_reshape(graph: Graph, node: Node, src) -> None:
     """Turn a reshape-like node into Reshape(src, static target shape)."""
     target = np.array(node.outputs[0].shape, np.int64)
     shape = graph.add_constant(f"{node.name}_shape", target)
-    for i in reversed(range(len(node.inputs))):
-        node.set_input(i, None)
-    node._inputs = []
     node.op, node.attrs = "Reshape", {}
-    node.append_input(src)
-    node.append_input(shape)
+    node.set_inputs([src, shape])
 
 
 def _merge_reshapes(graph: Graph, node: Node) -> bool:
@@ -76,7 +72,7 @@ def _merge_reshapes(graph: Graph, node: Node) -> bool:
             or not _static(first):
         return False
     _as_reshape(graph, node, first.inputs[0])
-    graph.remove_node(first)
+    graph.erase_node(first)
     return True
 
 

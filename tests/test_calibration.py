@@ -338,7 +338,7 @@ def test_data_free_ranges_from_batchnorm_statistics():
     g = Graph("bn")
     x = g.add_input("x", np.float32, (1, 2, 4, 4))
     w = g.add_constant("w", np.ones((3, 2, 1, 1), np.float32))
-    conv = g.add_node("Conv", [x, w], attrs={"fused_activation": "RELU"})
+    conv = g.add_node("Conv", [x, w], attrs={"clamp": [0.0, None]})
     y = conv.outputs[0]
     y.shape = (1, 3, 4, 4)
     g.outputs.append(y)

@@ -12,14 +12,20 @@ from qcompiler.interp import FLOAT_KERNELS, INT_KERNELS, Interpreter
 from qcompiler.ir import Graph
 from qcompiler.frontend.onnx_import import load_model
 from qcompiler.ir.pass_manager import PassContext, PassManager
+from qcompiler.ir.activation import set_clamp
 from qcompiler.passes.equalize import equalize, find_pairs
 from qcompiler.driver.pipeline import CompileOptions, optimize, quantize
 from qcompiler.passes import COMMON_PIPELINE
 
 
+CLAMPS = {"RELU": (0.0, None), "RELU6": (0.0, 6.0)}  # act name -> fused clamp
+
+
 def _conv(g, x, w, b, act="RELU", group=1, pads=(0, 0, 0, 0)):
     n = g.add_node("Conv", [x, g.add_constant("w", w), g.add_constant("b", b)],
-                   attrs={"group": group, "pads": list(pads), "fused_activation": act})
+                   attrs={"group": group, "pads": list(pads)})
+    if act != "NONE":
+        set_clamp(n, *CLAMPS[act])
     y = n.outputs[0]
     y.shape = (1, w.shape[0], *x.shape[2:])
     return n, y

@@ -31,7 +31,7 @@ def test_inception_branches_merge(tmp_path):
     g, ctx = run_passes(path, PIPE)
     assert ops(g) == ["Conv", "Split", "Conv", "Concat"]
     merged = g.nodes[0]
-    assert merged.inputs[1].shape == (9, 4, 1, 1) and merged.attrs["fused_activation"] == "RELU"
+    assert merged.inputs[1].shape == (9, 4, 1, 1) and merged.attrs["clamp"] == [0.0, None]
     assert g.nodes[1].inputs[1].data.tolist() == [3, 6]
     assert any("merged" in line for line in ctx.log)
     assert_matches_onnxruntime(path, g)

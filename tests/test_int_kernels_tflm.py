@@ -23,6 +23,12 @@ TflTensor, TflOperator, TflModel = fb.TflTensor, fb.TflOperator, fb.TflModel
 
 ARENA = 1 << 22
 ACTS = ["NONE", "RELU", "RELU6", "RELU_N1_TO_1"]
+# TFLite's fused activations as the IR's clamp attribute (qcompiler/ir/activation.py)
+CLAMPS = {"RELU": [0.0, None], "RELU6": [0.0, 6.0], "RELU_N1_TO_1": [-1.0, 1.0]}
+
+
+def clamp_attr(act: str) -> dict:
+    return {"clamp": CLAMPS[act]} if act != "NONE" else {}
 SEEDS = [0, 1, 2]
 NHWC, NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -149,7 +155,7 @@ def conv_case(seed, *, k=3, stride=1, dil=1, padding="SAME", explicit=None, act=
     else:
         pads = [0, 0, 0, 0]
     attrs = {"strides": [stride, stride], "pads": pads, "dilations": [dil, dil], "group": group,
-             "fused_activation": act}
+             **clamp_attr(act)}
     mine = ours("Conv", attrs, [(x, qi, False), (w, qw, True),
                                 None if b is None else (b, pq(1.0), True)], qo)[0]
 
@@ -221,7 +227,7 @@ def fc_case(seed, per_channel, act="NONE", bias=True, ties=False, m=7, kdim=33, 
     qo = pq(acc_std * rng.uniform(0.02, 0.06), int(rng.integers(-100, 100)))
     bscale = (qi.scale[0] * ws).astype(np.float32)
     b = np.round(rng.normal(0, 0.5 * acc_std, m) / bscale).astype(np.int32) if bias else None
-    mine = ours("Gemm", {"transB": 1, "fused_activation": act},
+    mine = ours("Gemm", {"transB": 1, **clamp_attr(act)},
                 [(x, qi, False), (w, qw, True), None if b is None else (b, pq(1.0), True)], qo)[0]
     c = Case()
     ins = [c.input(x, qi), c.tensor(w.shape, data=w, q=qw)]
@@ -263,7 +269,7 @@ def binary_case(seed, op, opcode, *, shape_b=(1, 4, 5, 6), act="NONE", const_b=F
     else:
         so = max(s1, s2) * rng.uniform(1.0, 2.5)
     qo = pq(2.0 ** np.round(np.log2(so)) if ties else so, int(rng.integers(-100, 100)))
-    mine = ours(op, {"fused_activation": act}, [(a, q1, False), (b, q2, const_b)], qo)[0]
+    mine = ours(op, clamp_attr(act), [(a, q1, False), (b, q2, const_b)], qo)[0]
     c = Case()
     ia = c.input(a.transpose(NHWC), q1)
     bt = b.transpose(NHWC)
@@ -311,7 +317,7 @@ def pool_case(seed, op, *, k=3, stride=1, padding="SAME", act="NONE", hw=(9, 10)
         else:
             pads = [0, 0, 0, 0]
         attrs = {"kernel_shape": [k, k], "strides": [stride, stride], "pads": pads,
-                 "fused_activation": act}
+                 **clamp_attr(act)}
     mine = ours(op, attrs, [(x, q, False)], q)[0]
     c = Case()
     xi = c.input(x.transpose(NHWC), q)
@@ -810,7 +816,7 @@ def test_conv_transpose(seed, k, stride, padding, act, per_channel, bias):
     pads = [th // 2, tw // 2, th - th // 2, tw - tw // 2]
     bscale = np.broadcast_to((qi.scale[0] * ws).astype(np.float32), (cout,)).copy()
     b = np.round(rng.normal(0, 0.5 * acc_std, cout) / bscale).astype(np.int32) if bias else None
-    attrs = {"strides": [stride, stride], "pads": pads, "fused_activation": act}
+    attrs = {"strides": [stride, stride], "pads": pads, **clamp_attr(act)}
     mine = ours("ConvTranspose", attrs, [(x, qi, False), (wt, qw, True),
                                          None if b is None else (b, pq(1.0), True)], qo)[0]
     assert mine.shape == (1, cout, ho, wo)
@@ -855,7 +861,7 @@ def test_conv1d_as_conv2d(seed):
     ws = (10 ** rng.uniform(-3, -1.5, 6)).astype(np.float32)
     qw = QuantParams(ws, np.zeros(6, np.int32), axis=0)
     qo = pq(float(qi.scale[0] * ws.mean()) * 50 * 73 * 4.5 * 0.04, int(rng.integers(-50, 50)))
-    attrs = {"pads": [2, 2], "strides": [2], "dilations": [1], "fused_activation": "RELU"}
+    attrs = {"pads": [2, 2], "strides": [2], "dilations": [1], **clamp_attr("RELU")}
     mine = ours("Conv", attrs, [(x, qi, False), (w, qw, True)], qo)[0]
     c = Case()
     wt = w[:, :, None, :].transpose(0, 2, 3, 1)

@@ -60,7 +60,7 @@ def test_conv_multipliers_per_channel_and_clamp():
     w = np.ones((3, 4, 3, 3), np.int8)
     n = node("Conv", [q(0.5, -3), (w, q([0.25, 0.125, 0.5], [0, 0, 0], axis=0))], q(1 / 16, -128),
              {"pads": [1, 2, 1, 2], "strides": [2, 1], "dilations": [1, 2], "group": 1,
-              "fused_activation": "RELU6"})
+              "clamp": [0.0, 6.0]})
     p = qops.conv_params(n)
     # reals 2, 1, 4: M = 2^30 (0.5 in Q0.31), shift = log2(real) + 1
     assert p.multiplier.tolist() == [1 << 30] * 3 and p.shift.tolist() == [2, 1, 3]
@@ -108,7 +108,7 @@ def test_conv_transpose_refuses_groups():
 # ---- element-wise ---------------------------------------------------------------------------
 
 def test_add_mul_prelu_multipliers():
-    p = qops.add_params(node("Add", [q(0.5, 3), q(0.25, -4)], q(1.0, 7), {"fused_activation": "RELU"}))
+    p = qops.add_params(node("Add", [q(0.5, 3), q(0.25, -4)], q(1.0, 7), {"clamp": [0.0, None]}))
     assert (p.input1_multiplier, p.input1_shift) == (1 << 30, 0)       # 0.5 / (2 * 0.5)
     assert (p.input2_multiplier, p.input2_shift) == (1 << 30, -1)      # 0.25 / 1.0
     assert math.isclose(real_of(p.output_multiplier, p.output_shift), 1.0 / (1 << 20))

@@ -125,10 +125,10 @@ def _op_graph() -> Graph:
     x.quant, y.quant, z.quant = xq, yq, xq
     w, b = _conv_weights(g, "c1", (6, 4, 3, 3), 0.05)
     c1 = _node(g, "Conv", [x, w, b], _q(0.01, 5), {"pads": [1, 1, 1, 1], "strides": [2, 2],
-                                                  "fused_activation": "RELU6"})
+                                                  "clamp": [0.0, 6.0]})
     w, b = _conv_weights(g, "dw", (8, 1, 3, 3), 0.05)
     _node(g, "Conv", [x, w, b], _q(0.2, -20), {"pads": [2, 1, 2, 1], "dilations": [2, 1],
-                                              "group": 4, "fused_activation": "RELU"})
+                                              "group": 4, "clamp": [0.0, None]})
     w, b = _conv_weights(g, "c1d", (3, 4, 3), 0.05)
     _node(g, "Conv", [z, w, b], _q(0.3, 0), {"pads": [1, 0]})
     flat = _node(g, "Flatten", [x], xq, {"axis": 1})
@@ -138,7 +138,7 @@ def _op_graph() -> Graph:
                                   _q(0.0005))], _q(0.6, 2), {"transB": 1})
     _node(g, "Softmax", [gm], _q(1 / 256, -128), {"axis": -1})
     _node(g, "Softmax", [c1], _q(1 / 256, -128), {"axis": 1})
-    _node(g, "Add", [x, y], _q(0.1, -7), {"fused_activation": "RELU"})
+    _node(g, "Add", [x, y], _q(0.1, -7), {"clamp": [0.0, None]})
     _node(g, "Sub", [x, y], _q(0.12, 3))
     _node(g, "Mul", [x, y], _q(0.02, -1))
     _node(g, "MaxPool", [x], xq, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],

@@ -6,9 +6,12 @@ Param ids follow each layer's `load_param` in ncnn's `src/layer/*.cpp`.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from qcompiler.interp.float_kernels.nn import WindowGeometry, attr, ints, opset
+from qcompiler.ir.activation import RELU, clamp_of, has_activation
 
 from qcompiler.backends.ncnn import quant
 from qcompiler.backends.ncnn.lower import Blob, Lowering, Unsupported, ncnn_dims, shape_params
@@ -18,11 +21,6 @@ from qcompiler.backends.ncnn.resize import interp_params
 CONVERTERS: dict = {}
 F32 = np.float32
 
-# fused_activation -> (activation_type, activation_params) of layers with params 9/10
-FUSED = {"RELU": (1, None), "RELU6": (3, [0.0, 6.0]), "RELU_N1_TO_1": (3, [-1.0, 1.0])}
-# ... and the standalone layer for layers without them
-STANDALONE = {"RELU": ("ReLU", {}), "RELU6": ("Clip", {0: 0.0, 1: 6.0}),
-              "RELU_N1_TO_1": ("Clip", {0: -1.0, 1: 1.0})}
 FUSABLE = {"Convolution", "ConvolutionDepthWise", "InnerProduct", "Deconvolution", "DeconvolutionDepthWise"}
 SHAPE_ONLY = {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}
 
@@ -44,26 +42,36 @@ def _const(node, i, what: str) -> np.ndarray | None:
     return v.data
 
 
+def activation_params(clamp) -> tuple[tuple, tuple]:
+    """A fused clamp as ((activation_type, activation_params) of layers with params 9/10,
+    (type, params) of the standalone layer for the others): relu, or clip to finite bounds."""
+    lo, hi = clamp
+    if clamp == RELU:
+        return (1, None), ("ReLU", {})
+    if math.isfinite(lo) and math.isfinite(hi):
+        return (3, [lo, hi]), ("Clip", {0: lo, 1: hi})
+    raise Unsupported(f"fused clamp [{lo:g}, {hi:g}]: ncnn fuses relu or a clip to finite bounds")
+
+
 def _emit(lw: Lowering, node, type_: str, bottoms: list[Blob], params: dict | None = None,
           weights: list[Weight] | None = None, meta: dict | None = None) -> Layer:
-    """Add the node's layer writing its (single) output, realising `fused_activation`."""
-    kind = node.attrs.get("fused_activation") or "NONE"
+    """Add the node's layer writing its (single) output, realising its fused clamp."""
+    clamp = clamp_of(node)
     out_v = node.outputs[0]
     top = lw.top(out_v)
     params, meta = dict(params or {}), dict(meta or {})
-    if kind == "NONE":
+    if clamp is None:
         return lw.add(type_, node, bottoms, [top], params, weights, **meta)
-    if kind not in FUSED:
-        raise Unsupported(f"fused activation {kind}")
+    fused, standalone = activation_params(clamp)
     if type_ in FUSABLE:
-        act, act_params = FUSED[kind]
+        act, act_params = fused
         params[9] = act
         if act_params:
             params[10] = act_params
         return lw.add(type_, node, bottoms, [top], params, weights, **meta)
     tmp = lw.new_blob(f"{out_v.name}_preact", top.dims, top.batch_dropped)
     layer = lw.add(type_, node, bottoms, [tmp], params, weights, **meta)
-    act_type, act_params = STANDALONE[kind]
+    act_type, act_params = standalone
     lw.add(act_type, node, [tmp], [top], act_params, name=f"{node.name}_{act_type.lower()}",
            activation_of=node.name)
     return layer
@@ -201,7 +209,7 @@ def global_pool(lw: Lowering, node):
     src = lw.bottom(x)
     params = {0: POOL_TYPE[node.op], 4: 1}
     flat_ok = all(c.op in SHAPE_ONLY for c in out.consumers)
-    if flat_ok and not node.attrs.get("fused_activation"):
+    if flat_ok and not has_activation(node):
         # ncnn's global pooling gives a 1-D blob; reshape ops after it do not care
         blob = lw.new_blob(out.name, (x.shape[1],))
         lw.blobs[id(out)] = blob

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.interp import FLOAT_KERNELS, Interpreter
-from qcompiler.ir.activation import FUSED_ACTIVATION_RANGES
+from qcompiler.ir.activation import clamp_of
 from qcompiler.ir import Graph
 
 from qcompiler.backends.ncnn import quant
@@ -36,10 +36,10 @@ X86_FMA_LAYERS = ("Convolution",)
 
 
 def _activate(node, y: np.ndarray) -> np.ndarray:
-    kind = node.attrs.get("fused_activation") or "NONE"
-    if kind == "NONE":
+    clamp = clamp_of(node)
+    if clamp is None:
         return y
-    lo, hi = FUSED_ACTIVATION_RANGES[kind]
+    lo, hi = clamp
     return np.clip(y, F32(lo), F32(hi)).astype(y.dtype)
 
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qcompiler.errors import BackendError, require_ops
+from qcompiler.errors import BackendError, UnsupportedOpError, require_ops
 from qcompiler.ir import Graph, Value
+from qcompiler.ir.activation import clamp_of
 
 from qcompiler.backends.tflite import lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape
 from qcompiler.backends.tflite.flatbuffer import TflModel, TflTensor
-from qcompiler.backends.tflite.lower_core import (LOWERINGS, NWC, LoweringContext, default_perm, identity, layout_name,
-                         permute, quant_kw)
+from qcompiler.backends.tflite.lower_core import (FUSED_ACTIVATIONS, LOWERINGS, NWC, LoweringContext, default_perm,
+                                                  identity, layout_name, permute, quant_kw, unfusable)
 
 # importing these fills LOWERINGS (each registers its ops with @lowering)
 LOWERING_MODULES = (lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape)
@@ -44,6 +45,9 @@ class Lowered:
 def check_supported(graph: Graph) -> None:
     """Raise one UnsupportedOpError listing every op (with its nodes) TFLite cannot take."""
     require_ops(graph.nodes, LOWERINGS, "the model (TFLite backend)", WHY_UNSUPPORTED)
+    clamps = [unfusable(n) for n in graph.nodes if clamp_of(n) not in FUSED_ACTIVATIONS]
+    if clamps:
+        raise UnsupportedOpError(clamps, "the model (TFLite backend)")
 
 
 WHY_UNSUPPORTED = {

@@ -17,12 +17,14 @@ the integer reference computes on the NCHW graph.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
 
 from qcompiler.errors import BackendError
 from qcompiler.ir import Graph, Node, Value
+from qcompiler.ir.activation import clamp_of
 
 from qcompiler.backends.tflite.flatbuffer import TflOperator, TflTensor
 
@@ -293,5 +295,18 @@ class LoweringContext:
         return perms[0]
 
 
+# a fused clamp (qcompiler/ir/activation.py) -> TFLite's ActivationFunctionType
+FUSED_ACTIVATIONS = {None: "NONE", (0.0, math.inf): "RELU", (0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1"}
+
+
 def fused(node: Node) -> str:
-    return node.attrs.get("fused_activation", "NONE") or "NONE"
+    """The node's fused clamp as a TFLite fused_activation_function; others are refused."""
+    clamp = clamp_of(node)
+    if clamp not in FUSED_ACTIVATIONS:
+        raise BackendError(unfusable(node))
+    return FUSED_ACTIVATIONS[clamp]
+
+
+def unfusable(node: Node) -> str:
+    return (f"node {node.name} ({node.op}): fused clamp [{clamp_of(node)[0]:g}, {clamp_of(node)[1]:g}] "
+            "has no TFLite fused activation (RELU [0, inf], RELU6 [0, 6], RELU_N1_TO_1 [-1, 1])")

@@ -151,7 +151,7 @@ def cmd_compile(argv: list[str]) -> int:
     split = lambda items: tuple(x for item in items for x in item.split(",") if x)  # noqa: E731
     try:
         input_range = tuple(float(v) for v in a.input_range.split(",")) if a.input_range else None
-        if input_range is not None and (len(input_range) != 2 or not all(map(np.isfinite, input_range))):
+        if input_range is not None and (len(input_range) != 2 or not all(abs(v) < 3.4e38 for v in input_range)):
             raise ValueError
     except ValueError:
         raise QccError(f"bad --input-range {a.input_range!r}: expected LO,HI e.g. 0,1") from None

@@ -198,7 +198,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     topts = target_options(backend, options)
     model_path, outdir = Path(model_path), Path(outdir)
     _check_output(outdir)
-    graph = load_model(model_path, options.input_shapes)
+    graph = load_model(model_path, options.input_shapes, options.max_memory_mb << 20)
     name = file_stem(options.name or graph.name)
     nodes_in = len(graph.nodes)
     graph, records = optimize(graph, pass_list(options), options)

@@ -9,6 +9,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from qcompiler.errors import ModelLoadError
+
 
 def _convert(value):
     if isinstance(value, bytes):
@@ -21,15 +23,18 @@ def _convert(value):
 
 
 def attrs_from_onnx(node_proto: onnx.NodeProto) -> dict:
-    """The attributes of `node_proto` as a dict of Python values."""
+    """The attributes of `node_proto` as a dict of Python values (ModelLoadError naming the
+    node and attribute for one that cannot be read)."""
     attrs = {}
+    where = f"node {node_proto.name or node_proto.op_type} ({node_proto.op_type})"
     for a in node_proto.attribute:
         if a.ref_attr_name:
-            raise ValueError(f"node {node_proto.name or node_proto.op_type}: attribute {a.name} "
-                             f"refers to function attribute {a.ref_attr_name!r} (functions are not supported)")
-        value = helper.get_attribute_value(a)
-        if a.type == onnx.AttributeProto.SPARSE_TENSOR:
-            attrs[a.name] = value  # kept as the proto; no kernel densifies it
-        else:
-            attrs[a.name] = _convert(value)
+            raise ModelLoadError(f"{where}: attribute {a.name} refers to function attribute "
+                                 f"{a.ref_attr_name!r} (ONNX functions are not supported)")
+        try:
+            value = helper.get_attribute_value(a)
+            attrs[a.name] = value if a.type == onnx.AttributeProto.SPARSE_TENSOR else _convert(value)
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+            raise ModelLoadError(f"{where}: attribute {a.name} cannot be read "
+                                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     return attrs

@@ -1,8 +1,8 @@
 """IR -> ONNX (float graphs): a valid model that onnxruntime can run.
 
-qcc-specific attributes and ops are expanded back into standard ONNX: a
-`fused_activation` becomes a separate Relu / Clip node after its producer, an
-`Rsqrt` node Sqrt + Reciprocal.
+qcc-specific attributes and ops are expanded back into standard ONNX: a fused
+`clamp` becomes a separate Relu / Clip node after its producer, an `Rsqrt` node
+Sqrt + Reciprocal.
 Used for dumping the IR after a pass and for running calibration in
 onnxruntime.
 """
@@ -14,9 +14,9 @@ from onnx import helper, numpy_helper
 
 from qcompiler.errors import GraphError
 from qcompiler.ir import Graph, Node
+from qcompiler.ir.activation import ATTR as CLAMP, RELU, clamp_of
 
 EXPORT_OPSET = 13
-_CLIPS = {"RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
 
 
 def _attr_value(v):
@@ -43,7 +43,7 @@ QCC_OPS = {"Rsqrt": _rsqrt_protos}
 
 
 def _node_protos(graph: Graph, n: Node, initializers: list, opset: int) -> list[onnx.NodeProto]:
-    attrs = {k: _attr_value(v) for k, v in n.attrs.items() if k != "fused_activation"}
+    attrs = {k: _attr_value(v) for k, v in n.attrs.items() if k != CLAMP}
     ins = [v.name if v is not None else "" for v in n.inputs]
     outs = [v.name for v in n.outputs]
     if n.op in QCC_OPS:
@@ -52,22 +52,23 @@ def _node_protos(graph: Graph, n: Node, initializers: list, opset: int) -> list[
         # the IR keeps opset-13 Split (sizes as an input, e.g. from horizontal_merge)
         attrs["split"] = [int(d) for d in np.asarray(n.input(1).data).reshape(-1)]
         ins = ins[:1]
-    act = n.attrs.get("fused_activation", "NONE")
-    if act == "NONE":
+    clamp = clamp_of(n)
+    if clamp is None:
         return [helper.make_node(n.op, ins, outs, name=n.name, **attrs)]
-    pre = f"{outs[0]}__pre_{act.lower()}"
+    kind = "relu" if clamp == RELU else "clip"
+    pre = f"{outs[0]}__pre_{kind}"
     nodes = [helper.make_node(n.op, ins, [pre] + outs[1:], name=n.name, **attrs)]
-    if act == "RELU":
+    if kind == "relu":
         nodes.append(helper.make_node("Relu", [pre], [outs[0]], name=f"{n.name}__relu"))
-    else:
-        lo, hi = _CLIPS[act]
-        if opset < 11:  # Clip bounds were attributes before opset 11
-            nodes.append(helper.make_node("Clip", [pre], [outs[0]], name=f"{n.name}__clip", min=lo, max=hi))
-            return nodes
-        names = [f"{n.name}__clip_min", f"{n.name}__clip_max"]
-        initializers += [numpy_helper.from_array(np.array(lo, np.float32), names[0]),
-                         numpy_helper.from_array(np.array(hi, np.float32), names[1])]
-        nodes.append(helper.make_node("Clip", [pre] + names, [outs[0]], name=f"{n.name}__clip"))
+        return nodes
+    bounds = {k: b for k, b in zip(("min", "max"), clamp) if np.isfinite(b)}
+    if opset < 11:  # Clip bounds were attributes before opset 11
+        nodes.append(helper.make_node("Clip", [pre], [outs[0]], name=f"{n.name}__clip", **bounds))
+        return nodes
+    names = [f"{n.name}__clip_{k}" if k in bounds else "" for k in ("min", "max")]
+    initializers += [numpy_helper.from_array(np.array(bounds[k], np.float32), f"{n.name}__clip_{k}")
+                     for k in ("min", "max") if k in bounds]
+    nodes.append(helper.make_node("Clip", [pre] + names, [outs[0]], name=f"{n.name}__clip"))
     return nodes
 
 

@@ -3,9 +3,13 @@
 Loads a model (external data included), fixes dynamic input dims (batch defaults
 to 1, others from `input_shapes`), runs ONNX shape inference, converts
 initializers and Constant nodes to constant values, folds constant subgraphs
-(Shape/Gather/Concat chains feeding Reshape, ...), fills in any shape that
-inference left open by running the float interpreter once, and reports every
-unsupported op in one error.
+(Shape/Gather/Concat chains feeding Reshape, ...), gives every tensor the dtype and
+shape qcc's own shape inference (qcompiler/ir/shapes.py) computes — running the float
+interpreter once for what it cannot tell —, and reports every unsupported op in one error.
+
+Shapes the file itself declares (graph outputs, value_info) must agree with the computed
+ones: a contradiction is an error naming the tensor, not a silently wrong model. Shapes
+that only ONNX's shape inference filled in are hints and are replaced.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from onnx import numpy_helper, shape_inference
 
 from qcompiler.errors import ModelLoadError, QccError, UnsupportedOpError, require_ops
 from qcompiler.ir import Graph, Value
+from qcompiler.ir.shapes import Type, infer_node
 from qcompiler.frontend.onnx_attrs import attrs_from_onnx
 
 MIN_OPSET = 7  # light zoo models are opset 9; the brief asks for 11+ but older files load fine
@@ -36,7 +41,7 @@ def parse_input_shapes(spec: str | None) -> dict[str, tuple[int, ...]]:
             if not sep or not name:
                 raise ValueError
             shapes[name] = tuple(int(d) for d in dims.split(","))
-            if any(d <= 0 for d in shapes[name]):
+            if any(not 0 < d < 2 ** 31 for d in shapes[name]):
                 raise ValueError
         except ValueError:
             raise QccError(f"bad --input-shape {item!r}: expected NAME=D0,D1,... with positive dims, "
@@ -98,8 +103,24 @@ def _fix_input_dims(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, .
                                f"({d.dim_param or '?'}); give it with --input-shape {inp.name}=...")
 
 
-def _onnx_dtype(elem_type: int) -> np.dtype:
-    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+def _onnx_dtype(elem_type: int, what: str = "a tensor") -> np.dtype:
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except (KeyError, TypeError, ValueError):
+        raise ModelLoadError(f"{what} has element type {elem_type}, which is not an ONNX tensor type "
+                             "numpy can hold") from None
+
+
+FLOAT_INPUTS = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64))
+
+
+def _initializer(init: onnx.TensorProto) -> np.ndarray:
+    try:
+        return numpy_helper.to_array(init)
+    except Exception as e:  # noqa: BLE001 - onnx raises several types for data not matching dims/type
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ModelLoadError(f"initializer {init.name!r} (dims {list(init.dims)}, type {init.data_type}) "
+                             f"cannot be read: {first}") from None
 
 
 def _value_infos(model: onnx.ModelProto) -> dict[str, tuple[np.dtype, tuple[int, ...] | None]]:
@@ -111,7 +132,7 @@ def _value_infos(model: onnx.ModelProto) -> dict[str, tuple[np.dtype, tuple[int,
         shape = None
         if tt.HasField("shape") and all(d.dim_value > 0 for d in tt.shape.dim):
             shape = tuple(d.dim_value for d in tt.shape.dim)
-        infos[vi.name] = (_onnx_dtype(tt.elem_type), shape)
+        infos[vi.name] = (_onnx_dtype(tt.elem_type, f"tensor {vi.name!r}"), shape)
     return infos
 
 
@@ -121,8 +142,12 @@ def check_supported(graph: Graph) -> None:
     require_ops(graph.nodes, FLOAT_KERNELS)
 
 
+DEFAULT_MAX_INPUT_BYTES = 4096 << 20
+
+
 def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
-                  input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
+                  input_shapes: dict[str, tuple[int, ...]] | None = None,
+                  max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Graph:
     """Convert a loaded ModelProto to a Graph with static shapes and folded constants."""
     opset = _opset(model)
     if opset < MIN_OPSET:
@@ -132,6 +157,7 @@ def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
             raise UnsupportedOpError([f"{n.domain}.{n.op_type} (node {n.name or '?'})"])
     model = onnx.ModelProto.FromString(model.SerializeToString())  # we edit input dims
     _fix_input_dims(model, input_shapes or {})
+    declared = _value_infos(model)
     try:
         model = shape_inference.infer_shapes(model, data_prop=True)
     except Exception:
@@ -143,11 +169,23 @@ def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
     g.meta["producer"] = f"{model.producer_name} {model.producer_version}".strip()
     values: dict[str, Value] = {}
     for init in model.graph.initializer:
-        values[init.name] = g.add_constant(init.name, numpy_helper.to_array(init))
+        values[init.name] = g.add_constant(init.name, _initializer(init))
+    if not model.graph.output:
+        raise ModelLoadError(f"model {name} declares no graph outputs")
     for inp in model.graph.input:
         if inp.name in values:
             continue
+        if inp.name not in infos:
+            raise ModelLoadError(f"graph input {inp.name!r} has no tensor type")
         dtype, shape = infos[inp.name]
+        if dtype not in FLOAT_INPUTS:
+            raise UnsupportedOpError([f"graph input {inp.name!r} of type {dtype.name}: qcc compiles models "
+                                      "with float inputs"])
+        size = int(np.prod(shape, dtype=object)) * dtype.itemsize if shape else 0
+        if size > max_input_bytes:
+            raise ModelLoadError(f"graph input {inp.name!r} of shape {list(shape)} needs "
+                                 f"{size / 2**20:,.0f} MB, over the {max_input_bytes / 2**20:,.0f} MB limit "
+                                 "(--max-memory; fix dynamic dims with --input-shape)")
         values[inp.name] = g.add_input(inp.name, dtype, shape)
 
     for i, node in enumerate(model.graph.node):
@@ -192,31 +230,46 @@ def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
     from qcompiler.passes.fold_constants import fold_constants
     from qcompiler.ir.pass_manager import PassContext
     fold_constants(g, PassContext())
-    infer_shapes_by_running(g)
     g.toposort()
+    settle_shapes(g, declared)
     g.verify()
     return g
 
 
-def infer_shapes_by_running(g: Graph) -> None:
-    """Fill dtype/shape of every activation by one float run on zeros (exact, if not cheap).
-
-    Also run when a pooling node uses ceil_mode: ONNX shape inference keeps windows that
-    start in the end padding, which onnxruntime (and every kernel here) drops.
-    """
-    if all(v.shape is not None for v in g.values()) and not any(n.attrs.get("ceil_mode") for n in g.nodes):
+def settle_shapes(g: Graph, declared: dict | None = None) -> None:
+    """Give every activation its computed dtype/shape: by shape inference, then by one float
+    run on zeros for what inference cannot tell (a shape computed from data). `declared`:
+    {tensor name: (dtype, shape)} the model file states, each checked against the result."""
+    declared = declared or {}
+    for n in g.nodes:
+        _settle(n, infer_node(n), declared)
+    if all(v.shape is not None for v in g.values()):
         return
     from qcompiler.interp import FLOAT_KERNELS, Interpreter
 
     def hook(node, outs):
-        for v, arr in zip(node.outputs, outs):
-            v.shape, v.dtype = tuple(arr.shape), arr.dtype
+        _settle(node, [Type(np.asarray(a).dtype, np.shape(a)) for a in outs], declared)
 
     feeds = {v.name: np.zeros(v.shape, v.dtype) for v in g.inputs}
     Interpreter(g, FLOAT_KERNELS, hook=hook).run(feeds)
 
 
-def load_model(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None) -> Graph:
-    """Load an ONNX file into the IR (the usual entry point)."""
+def _settle(node, types, declared: dict) -> None:
+    for v, t in zip(node.outputs, types):
+        if t is None or t.shape is None:
+            continue
+        dtype = v.dtype if t.dtype is None else np.dtype(t.dtype)
+        stated = declared.get(v.name)
+        if stated is not None and stated[1] is not None and (stated[1] != tuple(t.shape) or stated[0] != dtype):
+            raise ModelLoadError(f"tensor {v.name!r}: the model declares {stated[0].name}{list(stated[1])} but "
+                                 f"node {node.name} ({node.op}) computes {dtype.name}{list(t.shape)}; "
+                                 "fix or remove the declaration (graph output / value_info)")
+        v.shape, v.dtype = tuple(t.shape), dtype
+
+
+def load_model(path: str | os.PathLike, input_shapes: dict[str, tuple[int, ...]] | None = None,
+               max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Graph:
+    """Load an ONNX file into the IR (the usual entry point); a graph input larger than
+    `max_input_bytes` is refused before anything is allocated."""
     model = load_onnx(path)
-    return onnx_to_graph(model, name=Path(path).stem, input_shapes=input_shapes)
+    return onnx_to_graph(model, name=Path(path).stem, input_shapes=input_shapes, max_input_bytes=max_input_bytes)

@@ -17,7 +17,7 @@ import numpy as np
 from qcompiler.errors import CalibrationError, GraphError, QccError, require_ops
 from qcompiler.interp.float_kernels.registry import FLOAT_KERNELS
 from qcompiler.ir import Graph, Node
-from qcompiler.ir.activation import FUSED_ACTIVATION_RANGES
+from qcompiler.ir.activation import clamp_of
 
 Kernel = Callable[[Node, list], list]
 
@@ -69,10 +69,9 @@ class Interpreter:
             except Exception as e:  # a kernel bug or unsupported attribute: name the node
                 raise GraphError(f"while executing node {node.name} ({node.op}): "
                                  f"{type(e).__name__}: {e}") from e
-            act = node.attrs.get("fused_activation")
-            if act and act != "NONE" and self.kernels is FLOAT_KERNELS:
-                lo, hi = FUSED_ACTIVATION_RANGES[act]
-                outs = [np.clip(outs[0], lo, hi).astype(outs[0].dtype)] + list(outs[1:])
+            clamp = clamp_of(node) if self.kernels is FLOAT_KERNELS else None
+            if clamp is not None:  # integer kernels clamp through their output range
+                outs = [np.clip(outs[0], *clamp).astype(outs[0].dtype)] + list(outs[1:])
             if self.hook is not None:
                 self.hook(node, outs)
             for v, arr in zip(node.outputs, outs):

@@ -85,19 +85,23 @@ class Node:
         self._inputs.append(None)
         self.set_input(len(self._inputs) - 1, value)
 
+    def set_inputs(self, values: Iterable[Value | None]) -> None:
+        """Replace the whole input list (consumer lists follow)."""
+        for i in range(len(self._inputs)):
+            self.set_input(i, None)
+        self._inputs = []
+        for v in values:
+            self.append_input(v)
+
     def replace_input(self, old: Value, new: Value) -> None:
         for i, v in enumerate(self._inputs):
             if v is old:
                 self.set_input(i, new)
 
-    def _detach(self) -> None:
-        for v in self._inputs:
-            if v is not None:
-                v.consumers.remove(self)
-        self._inputs = []
-        for v in self._outputs:
-            v.producer = None
-        self._outputs = []
+    @property
+    def users(self) -> list[Node]:
+        """Nodes reading any output of this one, each once, in first-use order."""
+        return list(dict.fromkeys(u for v in self._outputs for u in v.consumers))
 
     def __repr__(self):
         return f"{self.op}({self.name})"
@@ -136,7 +140,11 @@ class Graph:
 
     def add_node(self, op: str, inputs: Iterable[Value | None], outputs: int | Sequence[Value] = 1,
                  attrs: dict | None = None, name: str | None = None, index: int | None = None) -> Node:
-        """Create a node; `outputs` is a count (fresh untyped values) or given values."""
+        """Create a node; `outputs` is a count (fresh untyped values) or given values.
+
+        It is appended to `nodes` (or placed at `index`); passes rewriting around a node use
+        `insert_before` / `insert_after`, which also type the fresh outputs.
+        """
         node = Node(op, self.unique_name(name or op), attrs)
         for v in inputs:
             node.append_input(v)
@@ -154,23 +162,115 @@ class Graph:
             self.nodes.insert(index, node)
         return node
 
+    def insert_before(self, anchor: Node, op: str, inputs: Iterable[Value | None],
+                      outputs: int | Sequence[Value] = 1, attrs: dict | None = None,
+                      name: str | None = None) -> Node:
+        """A new node placed just before `anchor`; fresh outputs get their inferred dtype/shape.
+
+            Before: %y = Relu[r](%x)
+            g.insert_before(r, "Neg", [x])
+            After:  %Neg_out = Neg(%x); %y = Relu[r](%x)
+        """
+        return self._insert(self._index_of(anchor), op, inputs, outputs, attrs, name)
+
+    def insert_after(self, anchor: Node, op: str, inputs: Iterable[Value | None],
+                     outputs: int | Sequence[Value] = 1, attrs: dict | None = None,
+                     name: str | None = None) -> Node:
+        """As `insert_before`, just after `anchor` (chain several by anchoring on the last one)."""
+        return self._insert(self._index_of(anchor) + 1, op, inputs, outputs, attrs, name)
+
+    def _index_of(self, node: Node) -> int:
+        for i, n in enumerate(self.nodes):
+            if n is node:
+                return i
+        raise GraphError(f"node {node.name} ({node.op}) is not in graph {self.name}")
+
+    def _insert(self, index, op, inputs, outputs, attrs, name) -> Node:
+        from qcompiler.ir.shapes import infer_node  # shapes imports this module
+        fresh = isinstance(outputs, int)
+        node = self.add_node(op, inputs, outputs, attrs=attrs, name=name, index=index)
+        if fresh:
+            for v, t in zip(node.outputs, infer_node(node)):
+                if t is not None and t.shape is not None:
+                    v.shape = t.shape
+                    v.dtype = np.dtype(t.dtype) if t.dtype is not None else v.dtype
+        return node
+
     # ---- editing ------------------------------------------------------
-    def replace_all_uses(self, old: Value, new: Value) -> None:
+    def replace_all_uses_with(self, old: Value, new: Value) -> None:
         """Point every consumer (and graph output slot) of `old` at `new`."""
         for node in list(old.consumers):
             node.replace_input(old, new)
         self.outputs = [new if v is old else v for v in self.outputs]
 
-    def remove_node(self, node: Node) -> None:
-        """Remove a node whose outputs are unused; refuses (naming the users) otherwise."""
-        for v in node.outputs:
-            users = [u.name for u in v.consumers if u is not node]
-            if users or v in self.outputs:
-                where = ", ".join(users) or "a graph output"
-                raise GraphError(f"cannot remove node {node.name} ({node.op}): its output {v.name} "
-                                 f"is still used by {where}")
-        self.nodes.remove(node)
-        node._detach()
+    def erase_node(self, node: Node, keep_outputs: bool = False) -> tuple[Value, ...]:
+        """Remove a node whose outputs are unused; refuses (naming the users) otherwise.
+
+        With `keep_outputs=True` the node goes even while its outputs are used: they stay in
+        the graph without a producer and are returned, for a new node to produce (pass them
+        as its `outputs`); until then `verify()` fails. This is how several nodes are
+        replaced by one that keeps their tensors' names (see passes/horizontal_merge.py).
+        """
+        if not keep_outputs:
+            for v in node.outputs:
+                self._refuse_if_used(v, node, f"cannot erase node {node.name} ({node.op}): its output")
+        self._drop(node)
+        outs = node.outputs
+        for v in outs:
+            v.producer = None
+        node._outputs = []
+        return outs
+
+    def replace_node(self, old: Node, new: Node | Sequence[Value]) -> None:
+        """Replace `old` by a node or by values, then erase it.
+
+        - `new` a Node (already in the graph, before old's users): it takes over old's
+          output values (their names, shapes, quantization, meta and every use); its own
+          fresh outputs must be unused and are dropped. Old outputs beyond new's count must
+          be unused.
+        - `new` a sequence of values, one per output of `old`: every use of old's outputs
+          (graph output slots included) moves to them.
+
+            Before: %a = Mul[m](%x, %x); %y = LRN[l](%x)
+            g.replace_node(l, m)
+            After:  %y = Mul[m](%x, %x)
+        """
+        if isinstance(new, Node):
+            what = f"cannot replace node {old.name} ({old.op}) by {new.name} ({new.op})"
+            if len(new.outputs) > len(old.outputs):
+                raise GraphError(f"{what}: {len(new.outputs)} outputs for {len(old.outputs)}")
+            for v in new.outputs:
+                self._refuse_if_used(v, new, f"{what}: the new node's own output")
+            for v in old.outputs[len(new.outputs):]:
+                self._refuse_if_used(v, old, f"{what}: the output the new node does not produce,")
+            taken = self.erase_node(old, keep_outputs=True)
+            for i, (mine, theirs) in enumerate(zip(new.outputs, taken)):
+                mine.producer, theirs.producer = None, new
+                new._outputs[i] = theirs
+                self._names.discard(mine.name)  # never used: its name is free again
+            return
+        new = list(new)
+        if len(new) != len(old.outputs):
+            raise GraphError(f"cannot replace node {old.name} ({old.op}): {len(new)} values for "
+                             f"{len(old.outputs)} outputs")
+        for v, w in zip(old.outputs, new):
+            self.replace_all_uses_with(v, w)
+        self.erase_node(old)
+
+    def _refuse_if_used(self, v: Value, producer: Node, what: str) -> None:
+        users = list(dict.fromkeys(u.name for u in v.consumers if u is not producer))
+        if any(o is v for o in self.outputs):
+            users.append("a graph output")
+        if users:
+            raise GraphError(f"{what} {v.name} is still used by {', '.join(users)}")
+
+    def _drop(self, node: Node) -> None:
+        """Take a node out of `nodes` and out of its inputs' consumer lists."""
+        del self.nodes[self._index_of(node)]
+        for v in node._inputs:
+            if v is not None:
+                v.consumers.remove(node)
+        node._inputs = []
 
     def bypass_node(self, node: Node, input_index: int = 0) -> None:
         """Remove a single-output node, wiring its users to one of its inputs.
@@ -180,16 +280,14 @@ class Graph:
         """
         src, out = node.inputs[input_index], node.outputs[0]
         keep_name = out in self.outputs and src.producer is not None and src not in self.outputs
-        self.replace_all_uses(out, src)
-        self.remove_node(node)
+        self.replace_all_uses_with(out, src)
+        self.erase_node(node)
         if keep_name:
             src.name, out.name = out.name, src.name
 
     def replace_with_constants(self, node: Node, arrays: Sequence[np.ndarray]) -> None:
         """Turn a node's outputs into constants holding `arrays` and drop the node."""
-        outs = node.outputs
-        self.nodes.remove(node)
-        node._detach()
+        outs = self.erase_node(node, keep_outputs=True)
         for v, arr in zip(outs, arrays):
             arr = np.asarray(arr)
             v.data, v.dtype, v.shape = arr, arr.dtype, tuple(arr.shape)
@@ -233,44 +331,10 @@ class Graph:
         return self
 
     def verify(self) -> None:
-        """Check structural invariants; raise GraphError naming the offending node/value."""
-        node_set = set(map(id, self.nodes))
-        if len(node_set) != len(self.nodes):
-            raise GraphError("a node appears twice in graph.nodes")
-        position = {id(n): i for i, n in enumerate(self.nodes)}
-        for n in self.nodes:
-            for i, v in enumerate(n.inputs):
-                if v is None:
-                    continue
-                if v.consumers.count(n) != n.inputs.count(v):
-                    raise GraphError(f"node {n.name} ({n.op}): consumer list of input {v.name} is out of sync")
-                p = v.producer
-                if p is None:
-                    if not v.is_constant and v not in self.inputs:
-                        raise GraphError(f"node {n.name} ({n.op}): input #{i} {v.name} has no producer, "
-                                         "is not a constant and not a graph input")
-                elif id(p) not in node_set:
-                    raise GraphError(f"node {n.name} ({n.op}): input {v.name} comes from node {p.name} "
-                                     "which is not in the graph")
-                elif position[id(p)] >= position[id(n)]:
-                    raise GraphError(f"node {n.name} ({n.op}) comes before the producer {p.name} of its "
-                                     f"input {v.name} (call toposort())")
-            for v in n.outputs:
-                if v.producer is not n:
-                    raise GraphError(f"node {n.name} ({n.op}): output {v.name} names another producer")
-                if v.is_constant:
-                    raise GraphError(f"node {n.name} ({n.op}): output {v.name} carries constant data")
-        for v in self.values():
-            for c in v.consumers:
-                if id(c) not in node_set:
-                    raise GraphError(f"value {v.name} lists consumer {c.name} which is not in the graph")
-        names = [v.name for v in self.values()]
-        dup = {x for x in names if names.count(x) > 1}
-        if dup:
-            raise GraphError(f"duplicate value names: {sorted(dup)[:5]}")
-        for v in self.outputs:
-            if v.producer is None and v not in self.inputs and not v.is_constant:
-                raise GraphError(f"graph output {v.name} is produced by no node")
+        """Check links, order, names and every output's dtype/shape against shape inference;
+        raise GraphError naming the offending node/value (linear in the graph size)."""
+        from qcompiler.ir.verify import verify_graph
+        verify_graph(self)
 
     def copy(self) -> "Graph":
         """A deep copy (values, nodes, data, meta); iterative, so deep graphs do not recurse."""

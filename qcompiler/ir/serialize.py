@@ -3,6 +3,9 @@
 Used to keep the quantized IR next to emitted artifacts, so `qcc verify` can run
 the integer reference on exactly the graph the backend lowered. Archive members
 carry a fixed timestamp, so identical graphs give identical bytes.
+
+Format 2 spells a fused activation as the clamp `clamp: [lo, hi]` (None: unbounded);
+format-1 files (`fused_activation: "RELU" | "RELU6" | "RELU_N1_TO_1"`) still load.
 """
 from __future__ import annotations
 
@@ -15,8 +18,11 @@ import numpy as np
 
 from qcompiler.errors import ModelLoadError
 from qcompiler.ir import Graph, QuantParams, Value
+from qcompiler.ir.activation import set_clamp
 
-FORMAT = "qcc-ir/1"
+FORMAT = "qcc-ir/2"
+_FORMAT_1 = "qcc-ir/1"
+_FORMAT_1_ACTIVATIONS = {"NONE": (None, None), "RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -99,7 +105,7 @@ def load_graph(path: str | Path) -> Graph:
         doc = json.loads(zf.read("graph.json"))
     except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
         raise ModelLoadError(f"{path} is not a qcc IR file ({e})") from None
-    if doc.get("format") != FORMAT:
+    if doc.get("format") not in (FORMAT, _FORMAT_1):
         raise ModelLoadError(f"{path}: unknown IR format {doc.get('format')!r}")
 
     def arr(key):
@@ -120,6 +126,9 @@ def load_graph(path: str | Path) -> Graph:
         node = g.add_node(n["op"], [values[i] if i is not None else None for i in n["inputs"]],
                           [values[i] for i in n["outputs"]], attrs=attrs, name=n["name"])
         node.meta.update(n.get("meta", {}))
+        if "fused_activation" in node.attrs and doc["format"] == _FORMAT_1:
+            set_clamp(node, *_FORMAT_1_ACTIVATIONS[node.attrs.pop("fused_activation")])
+            node.attrs = dict(sorted(node.attrs.items()))  # as a format-2 file lists them
     g.inputs = [values[i] for i in doc["inputs"]]
     g.outputs = [values[i] for i in doc["outputs"]]
     g.verify()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node
+from qcompiler.ir.activation import commutes_with_positive_scale
 from qcompiler.ir.rewrite import replace_constant
 from qcompiler.passes.equalize import _kind, find_pairs
 
@@ -42,7 +43,7 @@ def equalizable_pairs(graph: Graph) -> list[tuple[Node, Node]]:
     pairs, _ = find_pairs(graph)
     return [(a, b) for a, b, between in pairs
             if not between and _kind(a) in ("conv", "dw") and _kind(b) == "dw"
-            and a.attrs.get("fused_activation", "NONE") in ("NONE", "RELU")
+            and commutes_with_positive_scale(a)
             and a.outputs[0] not in graph.outputs and len(a.outputs[0].consumers) == 1]
 
 

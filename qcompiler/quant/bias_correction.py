@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.interp import FLOAT_KERNELS
-from qcompiler.ir.activation import FUSED_ACTIVATION_RANGES
+from qcompiler.ir.activation import clamp_of
 from qcompiler.ir import Graph, Node
 from qcompiler.quant.quantize import quantize_bias
 
@@ -108,10 +108,9 @@ def _fake_quant(x: np.ndarray, quant) -> np.ndarray:
 
 
 def _clamp(node: Node, y: np.ndarray) -> np.ndarray:
-    act = node.attrs.get("fused_activation", "NONE")
-    if act and act != "NONE":
-        lo, hi = FUSED_ACTIVATION_RANGES[act]
-        return np.clip(y, lo, hi).astype(y.dtype)
+    clamp = clamp_of(node)
+    if clamp is not None:
+        return np.clip(y, *clamp).astype(y.dtype)
     return y
 
 

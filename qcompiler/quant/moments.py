@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from qcompiler.errors import CalibrationError
-from qcompiler.ir.activation import FUSED_ACTIVATION_RANGES
+from qcompiler.ir.activation import clamp_of
 from qcompiler.ir import Graph, Node, Value
 
 # range = mean +- k std per channel. Output SQNR (dB) of the data-free sample models, digits
@@ -190,9 +190,9 @@ def _node_moments(node: Node, env: dict) -> Moments:
 
 
 def _clamp_of(node: Node) -> tuple[float, float] | None:
-    act = node.attrs.get("fused_activation", "NONE")
-    if act and act != "NONE":
-        return FUSED_ACTIVATION_RANGES[act]
+    fused = clamp_of(node)
+    if fused is not None:
+        return fused
     if node.op == "Relu":
         return _CLAMPS["Relu"]
     if node.op == "Clip":

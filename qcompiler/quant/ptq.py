@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from qcompiler.util.blas import one_blas_thread
-from qcompiler.quant.calibration import (FloatRunner, source_name, choose_ranges, collect_statistics, iterate_samples, load_samples,
+from qcompiler.quant.calibration import (LARGEST_ACTIVATION, FloatRunner, source_name, choose_ranges, collect_statistics, iterate_samples, load_samples,
                           minmax_tensors, sample_count, samples_within, spread_indices)
 from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
@@ -127,6 +127,11 @@ def _data_free(graph: Graph, options, summary: dict):
                                "keyed by input name), or, for data-free quantization from BatchNorm "
                                "statistics, the input value range with --input-range LO,HI")
     ranges, sources = data_free_estimate(graph, inputs)
+    for name, (lo, hi) in ranges.items():
+        if not (np.isfinite(lo) and np.isfinite(hi)) or max(abs(lo), abs(hi)) >= LARGEST_ACTIVATION:
+            raise CalibrationError(f"activation {name}: the data-free estimate of its range is [{lo:.3g}, {hi:.3g}], "
+                                   "beyond what int8 quantization can represent; check the model's weights and "
+                                   "BatchNorm statistics for extreme values")
     print(DATA_FREE_WARNING, file=sys.stderr)
     summary.update({"file": None, "samples": 0, "data_free": True, "sigmas": DATA_FREE_SIGMAS,
                     "statistics_from": sources,

@@ -204,9 +204,37 @@ def quantize_weights(graph: Graph, per_channel_fc: bool | str = False, per_tenso
                 n.set_input(i, _quantize_operand(graph, c))
 
 
+# requantization multipliers in_scale * w_scale / out_scale the runtimes can apply: TFLM's
+# QuantizeMultiplier keeps a shift of at most 31 bits, i.e. a multiplier below 2^31
+LARGEST_MULTIPLIER = 2.0 ** 31
+
+
+def check_multipliers(qgraph: Graph) -> None:
+    """Every weighted layer's requantization multipliers are within what the runtimes apply
+    (extreme weights or biases otherwise make shifts no kernel implements, and a silently
+    different result in each runtime)."""
+    for n in qgraph.nodes:
+        w = n.input(1) if n.op in WEIGHTED else None
+        if w is None or w.quant is None or n.inputs[0].quant is None or n.outputs[0].quant is None:
+            continue
+        real = (float(n.inputs[0].quant.scale[0]) * w.quant.scale.astype(np.float64)
+                / float(n.outputs[0].quant.scale[0]))
+        if not np.all(np.isfinite(real)) or real.max(initial=0.0) >= LARGEST_MULTIPLIER:
+            raise QuantizationError(f"node {n.name} ({n.op}): requantization multiplier {real.max():.3g} is out of "
+                                    "range (weight or bias values far beyond the activations'); check the layer "
+                                    "for extreme weights or biases")
+
+
 def check_quantizable(graph: Graph) -> None:
+    """Every op has an integer kernel, and in the form the quantizer expects (a pipeline given
+    with --passes may leave out the normalizing passes)."""
     from qcompiler.interp import INT_KERNELS
     require_ops(graph.nodes, INT_KERNELS, "the model (int8 quantization)")
+    for n in graph.nodes:
+        if n.op == "Gemm" and (int(n.attrs.get("transB", 0)) != 1 or int(n.attrs.get("transA", 0)) != 0
+                               or float(n.attrs.get("alpha", 1.0)) != 1.0 or float(n.attrs.get("beta", 1.0)) != 1.0):
+            raise QuantizationError(f"node {n.name} (Gemm) is not in the form the quantizer takes (transA=0, "
+                                    "transB=1, alpha=beta=1): keep the normalize_gemm pass in the pipeline")
 
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool | str = False,
@@ -219,6 +247,7 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_cha
     assign_activation_params(q, ranges)
     mark_wide_softmax(q)
     quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor, scheme=scheme)
+    check_multipliers(q)
     q.meta["float_io"] = float_io
     q.meta["quantized"] = True
     q.verify()

@@ -72,7 +72,7 @@ def _retype_output(graph: Graph, node: Node, q16) -> tuple[Value, Value]:
     y8 = Value(y.name, y.dtype, y.shape)
     y8.quant, y8.meta = y.quant, dict(y.meta)
     y.name = graph.unique_name(f"{y.name}_int16")
-    graph.replace_all_uses(y, y8)
+    graph.replace_all_uses_with(y, y8)
     y.dtype, y.quant = np.dtype(np.int16), q16
     return y, y8
 
@@ -86,7 +86,7 @@ def expand_wide_softmax(graph: Graph) -> int:
             x = n.inputs[0]
             x16 = graph.add_value(f"{x.name}_int16", np.int16, x.shape)
             x16.quant = int16_input_params(x.quant)
-            graph.add_node("Requantize", [x], [x16], name=f"{n.name}_to_int16", index=graph.nodes.index(n))
+            graph.insert_before(n, "Requantize", [x], [x16], name=f"{n.name}_to_int16")
             n.set_input(0, x16)
             q16 = params(*SOFTMAX16_OUTPUT, np.int16)
         elif path == "int16_output":
@@ -94,7 +94,7 @@ def expand_wide_softmax(graph: Graph) -> int:
         else:
             raise QuantizationError(f"node {n.name} (Softmax): unknown {WIDE_SOFTMAX_ATTR} path {path!r}")
         y16, y8 = _retype_output(graph, n, q16)
-        graph.add_node("Requantize", [y16], [y8], name=f"{n.name}_to_int8", index=graph.nodes.index(n) + 1)
+        graph.insert_after(n, "Requantize", [y16], [y8], name=f"{n.name}_to_int8")
         count += 1
     if count:
         graph.verify()

@@ -24,7 +24,7 @@ depend on a runtime shape or operand take optional `shape` / `values` (a kernel 
 its own) and otherwise read the IR's static shapes and constants.
 
 Modules: common (quantization access, the activation clamp -- the one reader of the
-`fused_activation` attribute here --, per-channel multipliers), conv, eltwise, pool, act,
+fused clamp attribute here --, per-channel multipliers), conv, eltwise, pool, act,
 softmax (with Requantize and the wide-softmax rules), shape (Pad).
 """
 from qcompiler.numerics.qops.act import (ClipParams, HardSwishParams, LeakyReluParams, LogisticParams,

@@ -3,11 +3,13 @@ operands, the activation clamp, per-channel multipliers, and the record base cla
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from qcompiler.errors import GraphError
+from qcompiler.ir.activation import clamp_of
 from qcompiler.ir import Node, QuantParams
 from qcompiler.numerics import fixed_point as qm
 
@@ -114,28 +116,26 @@ def in_shape(node: Node, shape=None, index: int = 0) -> tuple[int, ...]:
     return v.shape
 
 
-# ---- the activation clamp (the one reader of `fused_activation` among the parameters) ------
+# ---- the activation clamp (the one reader of the fused clamp among the parameters) --------
 
-def activation_range(activation: str, scale, zero_point: int, qmin: int = -128,
+def activation_range(clamp: tuple[float, float] | None, scale, zero_point: int, qmin: int = -128,
                      qmax: int = 127) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for a fused activation name (TFLite enum names)."""
+    """CalculateActivationRangeQuantized for a fused clamp (lo, hi) in float units (+-inf or
+    None: unbounded): [max(qmin, Quantize(lo)), min(qmax, Quantize(hi))]. TFLite's RELU,
+    RELU6 and RELU_N1_TO_1 are the clamps (0, inf), (0, 6) and (-1, 1)."""
     lo, hi = qmin, qmax
-    if activation in ("RELU", "RELU6", "RELU_N1_TO_1"):
-        floor_value = -1.0 if activation == "RELU_N1_TO_1" else 0.0
-        lo = max(qmin, qm.quantize_scalar(floor_value, scale, zero_point))
-    if activation in ("RELU6", "RELU_N1_TO_1"):
-        ceil_value = 6.0 if activation == "RELU6" else 1.0
-        hi = min(qmax, qm.quantize_scalar(ceil_value, scale, zero_point))
-    elif activation not in ("NONE", "RELU", None):
-        raise ValueError(f"unknown fused activation {activation!r}")
+    if clamp is not None:
+        if clamp[0] is not None and math.isfinite(clamp[0]):
+            lo = max(qmin, qm.quantize_scalar(clamp[0], scale, zero_point))
+        if clamp[1] is not None and math.isfinite(clamp[1]):
+            hi = min(qmax, qm.quantize_scalar(clamp[1], scale, zero_point))
     return lo, hi
 
 
 def activation_clamp(node: Node) -> tuple[int, int]:
-    """(act_min, act_max): output 0's type range narrowed by the node's fused activation."""
+    """(act_min, act_max): output 0's type range narrowed by the node's fused clamp."""
     q = qparams(node, 0, output=True)
-    act = node.attrs.get("fused_activation", "NONE") or "NONE"
-    return activation_range(act, q.scale[0], int(q.zero_point[0]), q.qmin, q.qmax)
+    return activation_range(clamp_of(node), q.scale[0], int(q.zero_point[0]), q.qmin, q.qmax)
 
 
 # ---- per-channel multipliers ---------------------------------------------------------------
