@@ -11,6 +11,14 @@ SEEDS = [0, 1]
 ACTS = ["NONE", "RELU", "RELU6", "RELU_N1_TO_1"]
 
 
+# a fused activation as the IR spells it: the clamp of the output in float units (ir/activation.py)
+CLAMPS = {"NONE": None, "RELU": [0.0, None], "RELU6": [0.0, 6.0], "RELU_N1_TO_1": [-1.0, 1.0]}
+
+
+def clamp(act: str) -> dict:
+    return {} if CLAMPS[act] is None else {"clamp": CLAMPS[act]}
+
+
 def ids(d):
     return ",".join(f"{k}={v}" for k, v in d.items()) or "default"
 
@@ -32,7 +40,7 @@ def conv_net(rng, net, x, cin, cout, k=3, stride=1, dil=1, pads=(1, 1, 1, 1), ac
         bs = (qi.scale[0].astype(np.float64) * qw.scale).astype(np.float32)
         b = net.const(np.round(rng.normal(0, 0.5 * acc_std, cout) / bs).astype(np.int32), pq(1.0))
     attrs = {"strides": [stride] if one_d else [stride, stride], "dilations": [dil] if one_d else [dil, dil],
-             "pads": list(pads), "group": group, "fused_activation": act}
+             "pads": list(pads), "group": group, **clamp(act)}
     return net.node("Conv", [x, net.const(w, qw), b], qo, attrs)
 
 
@@ -74,7 +82,7 @@ def gemm_net(rng, net, x, m, per_channel=False, act="NONE", bias=True, trans_b=1
         bs = (x.quant.scale[0].astype(np.float64) * np.broadcast_to(ws, (m,))).astype(np.float32)
         b = net.const(np.round(rng.normal(0, 0.5 * acc_std, m) / bs).astype(np.int32), pq(1.0))
     return net.node("Gemm", [x, net.const(w if trans_b else w.T.copy(), qw), b], qo,
-                    {"transB": trans_b, "fused_activation": act})
+                    {"transB": trans_b, **clamp(act)})
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -126,7 +134,7 @@ def binary_case(tmp_path, seed, op, shape_a=(1, 4, 5, 6), shape_b=(1, 4, 5, 6), 
         q1 = a.quant
     s1, s2 = float(q1.scale[0]), float(q2.scale[0])
     so = s1 * s2 * rng.uniform(10, 60) if op == "Mul" else max(s1, s2) * rng.uniform(1.0, 2.5)
-    y = net.node(op, [a, b], pq(so, int(rng.integers(-100, 100))), {"fused_activation": act})
+    y = net.node(op, [a, b], pq(so, int(rng.integers(-100, 100))), {**clamp(act)})
     net.output(y)
     check(net, tmp_path)
 
@@ -218,7 +226,7 @@ def test_pool(tmp_path, seed, op, cfg):
     hw, k = cfg.pop("hw", (9, 10)), cfg.pop("k", 3)
     x = net.input(rand_act(rng, (2, 4, *hw), int(q.zero_point[0])), q)
     attrs = {"kernel_shape": [k, k] if hw[0] > 1 else [1, k], "strides": [cfg.pop("stride", 1)] * 2,
-             "pads": list(cfg.pop("pads", (1, 1, 1, 1))), "fused_activation": cfg.pop("act", "NONE"), **cfg}
+             "pads": list(cfg.pop("pads", (1, 1, 1, 1))), **clamp(cfg.pop("act", "NONE")), **cfg}
     net.output(net.node(op, [x], q, attrs))
     check(net, tmp_path)
 
@@ -229,7 +237,7 @@ def test_max_pool_dilation_and_global_average(tmp_path):
     q = rand_q(rng)
     x = net.input(rand_act(rng, (1, 3, 9, 8), int(q.zero_point[0])), q)
     m = net.node("MaxPool", [x], q, {"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [2, 1, 2, 1]})
-    net.output(net.node("GlobalAveragePool", [m], q, {"fused_activation": "RELU"}))
+    net.output(net.node("GlobalAveragePool", [m], q, clamp("RELU")))
     check(net, tmp_path)
 
 
@@ -402,7 +410,7 @@ def test_conv_transpose(tmp_path, seed, cfg):
         bs = (qi.scale[0].astype(np.float64) * ws).astype(np.float32)
         b = net.const(np.round(rng.normal(0, 0.5 * acc_std, cout) / bs).astype(np.int32), pq(1.0))
     attrs = {"strides": [stride, stride], "pads": list(cfg.get("pads", (1, 1, 1, 1))),
-             "output_padding": list(cfg.get("output_padding", (0, 0))), "fused_activation": cfg.get("act", "NONE")}
+             "output_padding": list(cfg.get("output_padding", (0, 0))), **clamp(cfg.get("act", "NONE"))}
     net.output(net.node("ConvTranspose", [x, net.const(w, qw), b], qo, attrs))
     check(net, tmp_path)
 
