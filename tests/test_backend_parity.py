@@ -62,7 +62,9 @@ def run_parity(op: str, target: str, tmp_path) -> str:
     opts = CompileOptions(target=target, calib=calib)
     graph, _ = optimize(load_model(path), pass_list(opts), opts)
     problems = target_support(graph, backend)
-    reason = backend.unsupported_reason(op)
+    # an op the default pipeline rewrites away (Div by a constant -> Mul) is held to running;
+    # the backend's declaration covers only the forms that stay (Div by a tensor)
+    reason = backend.unsupported_reason(op) if any(n.op == op for n in graph.nodes) else None
     if reason is not None:
         assert any(reason in p for p in problems), (f"qcc inspect --target {target} does not give the "
                                                     f"declared reason for {op}: {problems}")

@@ -24,7 +24,7 @@ from qcompiler.errors import BackendError, QccError
 from qcompiler.interp import INT_KERNELS, Interpreter
 from qcompiler.ir.serialize import load_graph
 from qcompiler.numerics.compare import LsbDiff
-from qcompiler.passes import LRN_DECOMPOSED_PIPELINE
+from qcompiler.passes import DECOMPOSED_PIPELINE
 from qcompiler.quant.scheme import TFLITE_INT8
 
 from qcompiler.backends.base import Artifact, Backend, Check, option
@@ -100,13 +100,17 @@ class CBackend(Backend):
     description = "plain C99: no interpreter, no heap, static memory plan (verified on the host)"
     options_class = COptions
     scheme = TFLITE_INT8            # per-channel multipliers live in flash: no RAM per channel
-    default_passes = tuple(LRN_DECOMPOSED_PIPELINE)
+    default_passes = tuple(DECOMPOSED_PIPELINE)
 
     def check_supported(self, graph) -> None:
         check_supported(graph)
 
     def supported_ops(self) -> set[str]:
         return set(EMITTERS)
+
+    def unsupported_reason(self, op: str) -> str | None:
+        from qcompiler.backends.c.lower import why_unsupported
+        return why_unsupported(op)
 
     def emit(self, comp, outdir: Path) -> dict:
         return emit(comp, outdir)

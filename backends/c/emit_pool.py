@@ -52,17 +52,25 @@ def average_pool(ctx, node):
     _pool(ctx, node, fields, "qcc_avg_pool")
 
 
-@emitter("GlobalAveragePool")
-def global_average_pool(ctx, node):
+def _global_fields(node) -> dict:
     x = node.inputs[0]
     p = qops.global_pool_params(node)
     if len(x.shape) != 4:
-        raise BackendError(f"node {node.name} (GlobalAveragePool): only NCHW inputs, got rank {len(x.shape)}")
+        raise BackendError(f"node {node.name} ({node.op}): only NCHW inputs, got rank {len(x.shape)}")
     n, c, h, w = x.shape
-    fields = dict(batch=n, channels=c, in_h=h, in_w=w, out_h=1, out_w=1, k_h=h, k_w=w, stride_h=1, stride_w=1,
-                  dil_h=1, dil_w=1, pad_top=0, pad_left=0, act_min=p.act_min, act_max=p.act_max,
-                  count=p.count, counts="NULL")
-    _pool(ctx, node, fields, "qcc_avg_pool")
+    return dict(batch=n, channels=c, in_h=h, in_w=w, out_h=1, out_w=1, k_h=h, k_w=w, stride_h=1, stride_w=1,
+                dil_h=1, dil_w=1, pad_top=0, pad_left=0, act_min=p.act_min, act_max=p.act_max,
+                count=p.count, counts="NULL")
+
+
+@emitter("GlobalAveragePool")
+def global_average_pool(ctx, node):
+    _pool(ctx, node, _global_fields(node), "qcc_avg_pool")
+
+
+@emitter("GlobalMaxPool")
+def global_max_pool(ctx, node):
+    _pool(ctx, node, {**_global_fields(node), "count": 0}, "qcc_max_pool")
 
 
 # ---- reductions over some axes: (outer, count, inner) in memory ------------------------------

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from qcompiler.errors import BackendError, require_ops
+from qcompiler.interp import WHY_NO_INT_KERNEL
 from qcompiler.ir import Graph, Node, Value
 
 from qcompiler.backends.c.layout import Layout, channels_last_perm, identity, merge_dims, same_memory, strides_for
@@ -262,8 +263,14 @@ def io_layouts(graph: Graph) -> dict[str, Layout]:
     return out
 
 
+def why_unsupported(op: str) -> str | None:
+    """The C kernels reproduce the integer reference: an op it has no kernel for is refused
+    for the reference's reason."""
+    return None if op in EMITTERS else WHY_NO_INT_KERNEL.get(op)
+
+
 def check_supported(graph: Graph) -> None:
-    require_ops(graph.nodes, EMITTERS, "the model (C backend)")
+    require_ops(graph.nodes, EMITTERS, "the model (C backend)", {op: why_unsupported(op) for op in WHY_NO_INT_KERNEL})
 
 
 def lower(graph: Graph) -> Lowering:

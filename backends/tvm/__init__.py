@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qcompiler.errors import BackendError, MissingDependencyError
-from qcompiler.passes import LRN_DECOMPOSED_PIPELINE
+from qcompiler.passes import DECOMPOSED_PIPELINE
 from qcompiler.quant.scheme import TFLITE_INT8
 
 from qcompiler.backends.base import Artifact, Backend, Check, option
@@ -117,7 +117,7 @@ class TvmBackend(Backend):
     extra = "tvm"
     options_class = TvmOptions
     scheme = TFLITE_INT8  # TVM keeps no per-channel parameters in RAM
-    default_passes = tuple(LRN_DECOMPOSED_PIPELINE)
+    default_passes = tuple(DECOMPOSED_PIPELINE)
 
     def check_supported(self, graph) -> None:
         """Every op without a TVM lowering in one error (the pipeline calls it before calibration)."""

@@ -17,9 +17,9 @@ WHY_NO_INT_KERNEL: dict[str, str] = {
         ("Cos", "COS"), ("Sqrt", "SQRT"), ("Neg", "NEG"))},
     **{op: _NOT_YET.format(k=k) for op, k in (
         ("Abs", "ABS"), ("Elu", "ELU"), ("Max", "MAXIMUM"), ("Min", "MINIMUM"),
-        ("Div", "DIV (a constant divisor can be a MUL)"), ("Reciprocal", "DIV"))},
+        ("Div", "DIV by a tensor (the div_to_mul pass makes a constant divisor a MUL)"), ("Reciprocal", "DIV"))},
     "Pow": "TFLite Micro has no POW kernel",
-    "HardSigmoid": "TFLite has no HARD_SIGMOID op (it folds into MUL / ADD / clamp)",
+    "HardSigmoid": "TFLite has no HARD_SIGMOID op (the lower_hard_sigmoid pass folds it into MUL / ADD / clamp)",
     "LRN": "TFLite Micro has no LOCAL_RESPONSE_NORMALIZATION kernel; the decompose_lrn pass "
            "rewrites LRN into MUL, CONV_2D and RSQRT",
 }
