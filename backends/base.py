@@ -138,6 +138,13 @@ class Backend:
         """Op names it lowers (for `qcc inspect --target` and the parity test)."""
         raise NotImplementedError
 
+    def unsupported_reason(self, op: str) -> str | None:
+        """Why this target refuses `op` (what its runtime or integer scheme lacks), for an op
+        some other backend lowers; None when it runs the op (after its default passes) or has
+        declared nothing. `check_supported` puts the same reason into its error, and
+        tests/test_backend_parity.py holds every backend to this answer."""
+        return None
+
     def emit(self, comp: Compilation, outdir: Path) -> dict:
         """Write the artifact files into `outdir`; return report.json entries (with "files")."""
         raise NotImplementedError

@@ -16,6 +16,7 @@ BACKENDS = {
     "tflite": "qcompiler.backends.tflite:TFLITE",
     "tvm": "qcompiler.backends.tvm:TVM",
     "ncnn": "qcompiler.backends.ncnn:NCNN",
+    "c": "qcompiler.backends.c:C",
 }
 
 

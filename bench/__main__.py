@@ -2,8 +2,10 @@
 
 Sections (each a module with `run(quick) -> (markdown, rows)`): fidelity (qcc's
 calibration methods vs ONNX Runtime quantize_static vs the official int8 files),
-TFLite Micro deployment (arena, flash, latency vs official), TVM latency, ncnn
-fidelity. `--quick` runs one tiny sample model per section (CI keeps the script
+TFLite Micro deployment (arena, flash, latency vs official), the C backend (scratch vs
+live-set bound vs TFLM arena, flash, stack, instructions), TVM latency, ncnn
+fidelity, backend parity (verify on tflm / tvm / ncnn / c for every model). `--quick`
+runs one tiny sample model per section (CI keeps the script
 alive with it). Needs ../shared/models/mlperf_tiny for the MLPerf rows.
 """
 from __future__ import annotations
@@ -19,8 +21,10 @@ from bench.common import machine
 
 SECTIONS = [("Fidelity against the float model", "bench.fidelity"),
             ("TFLite Micro deployment", "bench.tflm"),
+            ("C backend (--target c) deployment", "bench.c_backend"),
             ("TVM latency", "bench.tvm_latency"),
-            ("ncnn", "bench.ncnn_fidelity")]
+            ("ncnn", "bench.ncnn_fidelity"),
+            ("Backend parity: verify on every target", "bench.parity")]
 
 
 def output_dir(argv: list[str]) -> Path:

@@ -6,17 +6,21 @@ from qcompiler.passes import (  # noqa: F401  (each module registers its passes)
     canonicalize,
     dead_code,
     decompose_lrn,
+    div_to_mul,
     equalize,
     fold_affine,
     fold_batchnorm,
     fold_constants,
     fuse_activation,
+    hard_sigmoid,
+    hard_swish,
     horizontal_merge,
     normalize_gemm,
     simplify,
 )
 
-__all__ = ["PASSES", "PassContext", "PassManager", "register_pass", "COMMON_PIPELINE", "LRN_DECOMPOSED_PIPELINE"]
+__all__ = ["PASSES", "PassContext", "PassManager", "register_pass", "COMMON_PIPELINE", "LRN_DECOMPOSED_PIPELINE",
+           "DECOMPOSED_PIPELINE"]
 
 # The float-graph clean-up every target starts from (backends name their default pipeline).
 COMMON_PIPELINE = ("select_outputs", "fold_constants", "canonicalize", "eliminate_identity", "dead_code",
@@ -25,3 +29,14 @@ COMMON_PIPELINE = ("select_outputs", "fold_constants", "canonicalize", "eliminat
 # For runtimes without an LRN kernel (TFLite Micro, the integer reference): decompose_lrn
 # rewrites LRN into Mul / Conv / Rsqrt right after constant folding and canonicalization.
 LRN_DECOMPOSED_PIPELINE = COMMON_PIPELINE[:3] + ("decompose_lrn",) + COMMON_PIPELINE[3:]
+
+# For int8 op sets without DIV, HARD_SIGMOID and LRN kernels (TFLite Micro, the integer
+# reference): besides decompose_lrn, hard-swish written out of Add/Clip/Mul/Div becomes HardSwish
+# (before fold_affine could fold its "/ 6" into the next Conv), Div by a constant becomes Mul,
+# and HardSigmoid becomes an affine map (folded into its Conv/Gemm, after fold_affine has put the
+# bias Adds there) with the clamp [0, 1].
+_AFTER_IDENTITY = COMMON_PIPELINE.index("dead_code") + 1
+_AFTER_AFFINE = COMMON_PIPELINE.index("fold_affine") + 1
+DECOMPOSED_PIPELINE = (COMMON_PIPELINE[:3] + ("decompose_lrn",) + COMMON_PIPELINE[3:_AFTER_IDENTITY]
+                       + ("fuse_hard_swish", "div_to_mul") + COMMON_PIPELINE[_AFTER_IDENTITY:_AFTER_AFFINE]
+                       + ("lower_hard_sigmoid",) + COMMON_PIPELINE[_AFTER_AFFINE:])

@@ -2,12 +2,18 @@
 
 - `Sum(a, b, c)` -> `Add(Add(a, b), c)` (a one-input Sum becomes Identity);
 - `auto_pad` SAME_UPPER / SAME_LOWER / VALID on Conv and pooling -> explicit `pads`
-  computed from the static input shape (kernels and backends read only `pads`).
+  computed from the static input shape (kernels and backends read only `pads`);
+- `Upsample` (opset 7-9) and the two-input `Resize` (opset 10) -> the opset-13 `Resize` with
+  their coordinate rule spelled out: asymmetric, nearest rounding toward zero (floor when
+  enlarging, ceil when shrinking; an op that does both stays as it is), so every target
+  reads one Resize form.
 
     Before: %y = Conv(%x[1x3x7x7], W[8x3x3x3]) auto_pad=SAME_UPPER strides=[2,2]
     After:  %y = Conv(%x, W) pads=[1,1,1,1] strides=[2,2]
 """
 from __future__ import annotations
+
+import numpy as np
 
 from qcompiler.ir import Graph, Node
 from qcompiler.ir.pass_manager import PassContext, register_pass
@@ -53,11 +59,33 @@ def _explicit_pads(node: Node) -> list[int] | None:
     return begins + ends
 
 
-@register_pass("canonicalize", "Sum -> Add chain; auto_pad -> explicit pads")
+def _resize13(graph: Graph, node: Node) -> bool:
+    """Upsample / Resize-10 -> Resize(x, roi=None, scales) with explicit attributes."""
+    scales = node.inputs[1] if len(node.inputs) > 1 else None
+    if scales is None and "scales" in node.attrs:  # Upsample-7: an attribute
+        scales = graph.add_constant(f"{node.name}_scales", np.asarray(node.attrs["scales"], np.float32))
+    if scales is None or not scales.is_constant:
+        return False
+    s = np.asarray(scales.data, np.float32).reshape(-1)
+    mode = node.attrs.get("mode", "nearest")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = "linear" if mode in ("bilinear", "trilinear") else mode
+    if mode == "nearest" and np.any(s > 1) and np.any(s < 1):
+        return False
+    attrs = {"mode": mode, "coordinate_transformation_mode": "asymmetric",
+             "nearest_mode": "ceil" if np.any(s < 1) else "floor"}
+    graph.replace_node(node, graph.insert_before(node, "Resize", [node.inputs[0], None, scales],
+                                                 attrs=attrs, name=node.name))
+    return True
+
+
+@register_pass("canonicalize", "Sum -> Add chain; auto_pad -> explicit pads; Upsample -> Resize")
 def canonicalize(graph: Graph, ctx: PassContext) -> bool:
     changed = False
     for node in list(graph.nodes):
-        if node.op == "Sum":
+        if node.op == "Upsample" or (node.op == "Resize" and len(node.inputs) == 2):
+            changed |= _resize13(graph, node)
+        elif node.op == "Sum":
             _sum_to_adds(graph, node)
             changed = True
         elif node.op in WINDOW_OPS:

@@ -79,11 +79,25 @@ def test_tflite_maps_its_three_ranges_and_refuses_others():
     for name, clamp in TFLITE.items():
         assert fused(_node(clamp)[1]) == name
     assert fused(_node()[1]) == "NONE"
-    g, n = _node((0.0, 3.0))
-    with pytest.raises(BackendError, match=r"node add \(Add\): fused clamp \[0, 3\] has no TFLite fused activation"):
+    g, n = _node((0.5, 3.0))   # no TFLite activation, and no int8 range (it excludes 0) can be it
+    with pytest.raises(BackendError, match=r"node add \(Add\): fused clamp \[0.5, 3\] has no TFLite fused activation"):
         fused(n)
-    with pytest.raises(UnsupportedOpError, match=r"fused clamp \[0, 3\]"):
+    with pytest.raises(UnsupportedOpError, match=r"fused clamp \[0.5, 3\]"):
         check_supported(g)
+
+
+def test_tflite_takes_a_clamp_its_output_range_realizes():
+    """[0, 3] is no TFLite activation: accepted when the output's int8 range saturates exactly
+    there (the scheme's promise), so the op runs with NONE; refused when it does not."""
+    from qcompiler.backends.tflite.lower import check_supported
+    from qcompiler.backends.tflite.lower_core import fused
+    g, n = _node((0.0, 3.0))
+    check_supported(g)
+    n.outputs[0].quant = QuantParams(np.float32(3.0 / 255), -128)
+    assert fused(n) == "NONE"
+    n.outputs[0].quant = QuantParams(np.float32(4.0 / 255), -128)   # would saturate at 4, not 3
+    with pytest.raises(BackendError, match=r"fused clamp \[0, 3\].*does not saturate there"):
+        fused(n)
 
 
 def test_ncnn_relu_and_clip_params():

@@ -14,7 +14,8 @@ def test_bench_quick_runs(tmp_path):
     text = written.read_text() if written.is_file() else ""
     failed = [part for part in text.split("\n## ") if "FAILED" in part]  # a section's traceback, if any
     assert proc.returncode == 0 and not failed, "\n".join(failed)[-3000:] or proc.stderr[-3000:]
-    for section in ("Fidelity against the float model", "TFLite Micro deployment", "TVM latency", "ncnn"):
+    for section in ("Fidelity against the float model", "TFLite Micro deployment", "TVM latency", "ncnn",
+                    "Backend parity: verify on every target"):
         assert f"## {section}" in text
     assert "digits_cnn" in text
 

@@ -39,7 +39,8 @@ def test_argparse_mistakes_are_one_line(tmp_path):
 
 def test_default_output_is_a_few_lines_and_quiet_is_silent(tmp_path):
     args = [*QCC, str(MODELS / "digits_cnn.onnx"), "--calib", str(MODELS / "digits_calib.npy")]
-    normal = subprocess.run(args + ["-o", str(tmp_path / "a")], capture_output=True, text=True)
+    # a relative -o: the line names it, and pytest's numbered tmp paths grow with its run counter
+    normal = subprocess.run(args + ["-o", "a"], capture_output=True, text=True, cwd=tmp_path)
     assert normal.returncode == 0 and 1 <= len(normal.stdout.splitlines()) <= 3, normal.stdout
     assert all(len(line) <= 160 for line in normal.stdout.splitlines())
     quiet = subprocess.run(args + ["-o", str(tmp_path / "b"), "-q"], capture_output=True, text=True)

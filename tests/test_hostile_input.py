@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -26,7 +27,7 @@ def _files(root):
 def test_name_never_leaves_the_output_folder(tmp_path, name, stem):
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.run(["python", "-m", "qcompiler", str(MODELS / "digits_cnn.onnx"), "--calib", str(CALIB),
+    proc = subprocess.run([sys.executable, "-m", "qcompiler", str(MODELS / "digits_cnn.onnx"), "--calib", str(CALIB),
                            "-o", "out", "-q", "--name", name], cwd=work, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert {p.split("/")[0] for p in _files(work)} == {"out"}

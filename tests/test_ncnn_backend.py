@@ -262,6 +262,28 @@ SYNTHETIC = {
                       N("Unsqueeze", ["g", "ax"], ["u"]), N("Softmax", ["u"], ["y"], axis=-1)],
                      [("x", [1, 2, 3, 4])], ["y"],
                      [("shape", np.array([1, 6, 4])), ("w", _r(5, 24)), ("b", _r(5)), ("ax", np.array([1]))]),
+    "prelu_reduce_slice_lrn": ([N("PRelu", ["x", "slope"], ["p"]), N("LRN", ["p"], ["l"], size=3, alpha=0.5),
+                                N("Slice", ["l", "st", "en", "ax"], ["s"]),
+                                N("Split", ["s", "sp"], ["a", "b"], axis=1),
+                                N("ReduceMean", ["a"], ["m"], axes=[2, 3], keepdims=0),
+                                N("ReduceMean", ["b"], ["y"], axes=[1], keepdims=1),
+                                N("PRelu", ["m", "one_slope"], ["z"])],
+                               [("x", [1, 6, 7, 5])], ["y", "z"],
+                               [("slope", _r(6, 1, 1) * 0.3), ("st", np.array([1, -6])),
+                                ("en", np.array([99, -1])), ("ax", np.array([1, 2])), ("sp", np.array([2, 3])),
+                                ("one_slope", np.array([0.25]))]),
+    "focus_strided_slices": ([N("Slice", ["x", "s0", "e", "ax", "st"], ["a"]),
+                              N("Slice", ["x", "s1", "e", "ax", "st"], ["b"]),
+                              N("Slice", ["x", "s2", "e2", "ax2", "st2"], ["c"]),
+                              N("Concat", ["a", "b"], ["y"], axis=1)],
+                             [("x", [1, 3, 8, 7])], ["y", "c"],
+                             [("s0", np.array([0, 0])), ("s1", np.array([1, 0])), ("e", np.array([99, 99])),
+                              ("ax", np.array([2, 3])), ("st", np.array([2, 2])),
+                              ("s2", np.array([1, 1, 2])), ("e2", np.array([3, 7, 6])), ("ax2", np.array([1, 2, 3])),
+                              ("st2", np.array([1, 3, 1]))]),
+    "pow_negative_bases": ([N("Pow", ["x", "two"], ["a"]), N("Pow", ["x", "three"], ["b"]),
+                            N("Add", ["a", "b"], ["y"])],
+                           [("x", [1, 3, 4, 4])], ["y"], [("two", np.array(2.0)), ("three", np.array(3.0))]),
 }
 
 
@@ -301,14 +323,14 @@ def test_synthetic_ops_int8_match_simulation(tmp_path, case):
 
 
 def test_unsupported_ops_are_listed_together(tmp_path):
-    model = _model([N("LRN", ["x"], ["a"], size=3), N("Relu", ["a"], ["b"]),
+    model = _model([N("Hardmax", ["x"], ["a"]), N("Relu", ["a"], ["b"]),
                     N("ReduceMax", ["b"], ["y"], axes=[1], keepdims=1)], [("x", [1, 4, 5, 5])], ["y"])
     onnx.save(model, str(tmp_path / "m.onnx"))
     graph = load_model(tmp_path / "m.onnx")
     with pytest.raises(UnsupportedOpError) as e:
         lower_graph(graph, "fp32", {})
     assert len(e.value.problems) == 2
-    assert "LRN" in str(e.value) and "ReduceMax" in str(e.value)
+    assert "Hardmax" in str(e.value) and "ReduceMax" in str(e.value)
 
 
 def test_batch_axis_concat_is_rejected(tmp_path):

@@ -141,3 +141,22 @@ def test_canonicalize_sum_and_auto_pad(tmp_path):
     assert g.nodes[0].attrs["pads"] == [1, 1, 1, 1] and "auto_pad" not in g.nodes[0].attrs
     assert g.nodes[1].attrs["pads"] == [1, 1, 0, 0]
     assert_matches_onnxruntime(path, g)
+
+
+@pytest.mark.parametrize("opset,inputs,attrs,scales", [
+    (9, ["x", "s"], {"mode": "nearest"}, [1, 1, 2, 3]),
+    (9, ["x", "s"], {"mode": "linear"}, [1, 1, 2, 2]),
+    (10, ["x", "s"], {"mode": "nearest"}, [1, 1, 0.5, 0.6]),
+    (10, ["x", "s"], {"mode": "linear"}, [1, 1, 1.5, 2]),
+])
+def test_canonicalize_upsample_and_resize10_to_resize13(tmp_path, opset, inputs, attrs, scales):
+    """The old forms become one opset-13 Resize that computes the same (against onnxruntime)."""
+    op = "Upsample" if opset == 9 else "Resize"
+    s = helper.make_tensor("s", 1, [4], np.asarray(scales, np.float32))
+    path = save_model(tmp_path / "m.onnx", [helper.make_node(op, inputs, ["y"], **attrs)],
+                      {"x": [1, 2, 5, 6]},
+                      {"y": [1, 2] + [int(np.floor(n * f)) for n, f in zip((5, 6), scales[2:])]}, [s],
+                      opset=opset)
+    g, _ = run_passes(path, ["canonicalize"])
+    assert ops(g) == ["Resize"] and g.nodes[0].attrs["coordinate_transformation_mode"] == "asymmetric"
+    assert_matches_onnxruntime(path, g)

@@ -21,8 +21,7 @@ from qcompiler.numerics import qops
 from qcompiler.numerics.qops.softmax import WIDE_SOFTMAX_ATTR, exp_terms
 
 # ops whose kernels only move raw values: no integer parameters beyond equal quantization
-DATA_MOVEMENT = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Concat",
-                 "Slice", "Split"}
+DATA_MOVEMENT = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Concat"}
 
 
 def q(scale, zp=0, dtype=np.int8, axis=None):
@@ -270,7 +269,20 @@ def _every_op():
         node("LeakyRelu", [x], y), node("HardSwish", [x], y), node("Rsqrt", [x], y),
         node("Softmax", [x], q(1 / 256, -128)), node("Requantize", [x], q(0.01, 0, np.int16)),
         node("Pad", [x, (np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), None)], x),
+        node("Slice", [x, (np.array([5, 0]), None), (np.array([-99, 3]), None), (np.array([3, 1]), None),
+                       (np.array([-2, 1]), None)], x),
+        node("Split", [x, (np.array([4]), None)], x, {"axis": 1}), node("GlobalMaxPool", [x], x),
     ]
+
+
+def test_slice_and_split_numbers_by_hand():
+    """numpy's slice clamping and negative steps; Split sizes given or the whole axis."""
+    x = q(0.05, 3)
+    p = qops.slice_params(node("Slice", [x, (np.array([5, 0]), None), (np.array([-99, 3]), None),
+                                         (np.array([3, 1]), None), (np.array([-2, 1]), None)], x))
+    assert (p.begin, p.step, p.count) == ((0, 0, 0, 5), (1, 1, 1, -2), (1, 3, 6, 3))
+    assert qops.split_params(node("Split", [x], x, {"axis": 2})).sizes == (6,)
+    assert qops.split_params(node("Split", [x, (np.array([4]), None)], x, {"axis": 1})).sizes == (4,)
 
 
 def test_qops_covers_every_integer_op_with_parameters():

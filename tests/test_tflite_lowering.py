@@ -492,7 +492,7 @@ def test_uint8_with_float_io_is_refused(tmp_path):
 
 
 def test_global_max_pool_lowering_in_tflm():
-    """GlobalMaxPool has a lowering but no integer kernel yet: check the lowered model alone."""
+    """GlobalMaxPool as one MAX_POOL_2D window, run in TFLM against the per-channel maximum."""
     from qcompiler.backends.tflite.flatbuffer import write_model
     from qcompiler.backends.tflite.lower import lower
     from qcompiler.ir import Graph, QuantParams

@@ -156,7 +156,46 @@ def _op_graph() -> Graph:
     _node(g, "Transpose", [x], xq, {"perm": [0, 2, 3, 1]})
     _node(g, "Concat", [x, x], xq, {"axis": 1})
     _node(g, "Reshape", [x, _const(g, "shape", np.array([1, -1], np.int64))], xq)
+    _new_ops(g, x, xq)
     return g
+
+
+def _new_ops(g, x, xq):
+    """The issue-20 lowerings: ConvTranspose (crop and zero extension), PRelu, GlobalMaxPool,
+    Pad (negative pads, PADV2 fill), Slice (negative steps), Split, Resize (every mode)."""
+    wt = RNG.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8)
+    ws = (10 ** RNG.uniform(-2.5, -1, 3)).astype(np.float32)
+    _node(g, "ConvTranspose", [x, _const(g, "ct_w", wt, _q(ws, np.zeros(3, np.int64), axis=1)),
+                               _const(g, "ct_b", RNG.integers(-900, 900, 3).astype(np.int32),
+                                      _q(ws * np.float32(0.05), np.zeros(3, np.int64), 1))],
+          _q(0.07, 3), {"strides": [2, 2], "pads": [1, 0, 0, 1], "output_padding": [1, 1]})
+    _node(g, "ConvTranspose", [x, _const(g, "ct2_w", wt, _q(0.02))], _q(0.1, -9),
+          {"strides": [1, 2], "pads": [0, 1, 1, 0], "clamp": [0.0, None]})
+    alpha = _const(g, "alpha", RNG.integers(-128, 128, (4, 1, 1)).astype(np.int8), _q(0.01, 5))
+    _node(g, "PRelu", [x, alpha], _q(0.04, -2))
+    _node(g, "GlobalMaxPool", [x], xq)
+    _node(g, "Pad", [x, _const(g, "pads", np.array([0, 1, -2, 3, 0, 0, 1, -1], np.int64))], xq)
+    _node(g, "Pad", [x, _const(g, "pads2", np.array([0, 0, 1, 1, 0, 0, 2, 0], np.int64)),
+                     _const(g, "pad_value", np.array([17], np.int8))], xq)
+    _node(g, "Slice", [x, _const(g, "starts", np.array([3, -1, 0], np.int64)),
+                       _const(g, "ends", np.array([0, -100, 99], np.int64)),
+                       _const(g, "axes", np.array([1, 2, 3], np.int64)),
+                       _const(g, "steps", np.array([-1, -2, 3], np.int64))], xq)
+    for v in g.add_node("Split", [x, _const(g, "split", np.array([1, 3], np.int64))],
+                        attrs={"axis": 1}, outputs=2).outputs:
+        v.quant = xq
+        g.outputs.append(v)
+    resize_attrs = [
+        {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+        {"mode": "nearest", "coordinate_transformation_mode": "align_corners",
+         "nearest_mode": "round_prefer_ceil"},
+        {"mode": "linear", "coordinate_transformation_mode": "half_pixel"},
+        {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+        {"mode": "linear", "coordinate_transformation_mode": "asymmetric"}]
+    for k, attrs in enumerate(resize_attrs):
+        v = _node(g, "Resize", [x, None, None, _const(g, f"sizes{k}", np.array([1, 4, 12, 5], np.int64))],
+                  xq, attrs)
+        v.shape = (1, 4, 12, 5)
 
 
 def _infer_types(g: Graph, feeds) -> None:
@@ -278,11 +317,9 @@ def test_compile_is_deterministic(compiled_samples, tmp_path):
 
 MLPERF_EVAL_SAMPLES = 10
 MLPERF_CALIB_SAMPLES = 16  # bit-exactness does not depend on calibration quality
-SLOW_MLPERF = {"vww_96_float"}  # the biggest build (~10 s)
 
 
-@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_MLPERF else m
-                                   for m in sorted(MLPERF_MODELS)])
+@pytest.mark.parametrize("model", sorted(MLPERF_MODELS))  # all five (vww: the biggest build, ~10 s)
 def test_mlperf_tvm_bit_exact(model, tmp_path):
     require_shared()
     kind = MLPERF_MODELS[model]

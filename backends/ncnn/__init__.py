@@ -94,7 +94,7 @@ class NcnnBackend(Backend):
     extra = "ncnn"
     options_class = NcnnOptions
     scheme = NCNN_INT8
-    default_passes = tuple(COMMON_PIPELINE)  # ncnn has an LRN layer (not lowered yet)
+    default_passes = tuple(COMMON_PIPELINE)  # LRN stays LRN: ncnn has the layer
 
     def check_supported(self, graph) -> None:
         """Every node ncnn cannot run, in one error: a trial lowering (fp32, no ranges needed)."""
@@ -103,6 +103,10 @@ class NcnnBackend(Backend):
     def supported_ops(self) -> set[str]:
         from qcompiler.backends.ncnn.ops import CONVERTERS
         return set(CONVERTERS)
+
+    def unsupported_reason(self, op: str) -> str | None:
+        from qcompiler.backends.ncnn.ops import CONVERTERS, WHY_UNSUPPORTED
+        return None if op in CONVERTERS else WHY_UNSUPPORTED.get(op)
 
     def emit(self, comp, outdir: Path) -> dict:
         return emit(comp, outdir)

@@ -151,7 +151,7 @@ def lower_graph(graph: Graph, precision: str = "int8", ranges: dict | None = Non
 
     Raises one UnsupportedOpError naming every node ncnn cannot run.
     """
-    from qcompiler.backends.ncnn.ops import CONVERTERS
+    from qcompiler.backends.ncnn.ops import CONVERTERS, WHY_UNSUPPORTED
 
     if precision not in ("int8", "fp32"):
         raise ValueError(f"ncnn precision must be int8 or fp32, not {precision!r}")
@@ -171,7 +171,7 @@ def lower_graph(graph: Graph, precision: str = "int8", ranges: dict | None = Non
         conv = CONVERTERS.get(node.op)
         try:
             if conv is None:
-                raise Unsupported("no ncnn layer for this op")
+                raise Unsupported(WHY_UNSUPPORTED.get(node.op, "no ncnn layer for this op"))
             conv(lw, node)  # after a failure too: every problem is reported at once
         except Unsupported as e:
             problems.append(f"{node.op} (node {node.name}): {e}")

@@ -19,6 +19,9 @@ from qcompiler.backends.ncnn.model import TAG_FP32, TAG_INT8, Layer, Weight
 from qcompiler.backends.ncnn.resize import interp_params
 
 CONVERTERS: dict = {}
+# why ncnn refuses an op that another target lowers (what ncnn lacks); an op listed in
+# neither table gets "no ncnn layer for this op"
+WHY_UNSUPPORTED: dict[str, str] = {}
 F32 = np.float32
 
 FUSABLE = {"Convolution", "ConvolutionDepthWise", "InnerProduct", "Deconvolution", "DeconvolutionDepthWise"}
@@ -387,3 +390,6 @@ def pad(lw: Lowering, node):
 @converter("Resize", "Upsample")
 def resize(lw: Lowering, node):
     _emit(lw, node, "Interp", [lw.bottom(node.input(0))], interp_params(node))
+
+
+from qcompiler.backends.ncnn import ops_extra  # noqa: E402,F401  (registers its converters)

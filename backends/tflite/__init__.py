@@ -14,13 +14,15 @@ from qcompiler.ir.memory import Buffer, plan
 from qcompiler.ir.serialize import load_graph
 from qcompiler.numerics.compare import FloatDiff, LsbDiff
 from qcompiler.numerics.fixed_point import round_half_away
-from qcompiler.passes import LRN_DECOMPOSED_PIPELINE
+from qcompiler.passes import DECOMPOSED_PIPELINE
 from qcompiler.quant.scheme import TFLITE_INT8, TFLITE_INT16
 
 from qcompiler.backends.base import Artifact, Backend, Check, option
 from qcompiler.backends.tflite.c_bundle import write_c_bundle
 from qcompiler.backends.tflite.flatbuffer import TflModel
-from qcompiler.backends.tflite.lower import INPUT_DTYPES, IO_MODES, LOWERINGS, check_supported, lower
+from qcompiler.backends.tflite.lower import (INPUT_DTYPES, IO_MODES, LOWERINGS, WHY_UNSUPPORTED, check_supported,
+                                             lower)
+from qcompiler.backends.tflite.lower_core import FUSED_ACTIVATIONS
 from qcompiler.backends.tflite.memory import memory_plan, plan_arena
 # TFLM keeps per-tensor runtime structs and per-op data (e.g. per-channel multipliers) in the arena
 TFLM_BYTES_PER_TENSOR = 64
@@ -188,19 +190,28 @@ class TfliteBackend(Backend):
 
     extra = "tflite"
     options_class = TfliteOptions
-    default_passes = tuple(LRN_DECOMPOSED_PIPELINE)
+    default_passes = tuple(DECOMPOSED_PIPELINE)
 
     def __init__(self, name: str, c_bundle: bool, description: str):
         self.name, self.c_bundle, self.description = name, c_bundle, description
-        # TFLM keeps an int32 multiplier and an int32 shift per output channel in its arena
-        self.scheme = replace(TFLITE_INT8, per_channel_param_bytes=TFLM_BYTES_PER_CHANNEL)
-        self.int16_scheme = replace(TFLITE_INT16, per_channel_param_bytes=TFLM_BYTES_PER_CHANNEL)
+        # TFLM keeps an int32 multiplier and an int32 shift per output channel in its arena;
+        # clamps without a fused activation are realized by the output's int8 range
+        fused = frozenset(c for c in FUSED_ACTIVATIONS if c is not None)
+        self.scheme = replace(TFLITE_INT8, per_channel_param_bytes=TFLM_BYTES_PER_CHANNEL,
+                              fused_clamps=fused)
+        self.int16_scheme = replace(TFLITE_INT16, per_channel_param_bytes=TFLM_BYTES_PER_CHANNEL,
+                                    fused_clamps=fused)
 
     def check_supported(self, graph) -> None:
         check_supported(graph)
 
     def supported_ops(self) -> set[str]:
         return set(LOWERINGS)
+
+    def unsupported_reason(self, op: str) -> str | None:
+        if op in LOWERINGS or (op == "LRN" and "decompose_lrn" in self.default_passes):
+            return None
+        return WHY_UNSUPPORTED.get(op)
 
     def emit(self, comp, outdir: Path) -> dict:
         return emit(comp, outdir, self.c_bundle)

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 
 from qcompiler.errors import BackendError, UnsupportedOpError, require_ops
 from qcompiler.ir import Graph, Value
+from qcompiler.interp import WHY_NO_INT_KERNEL
 from qcompiler.ir.activation import clamp_of
 
 from qcompiler.backends.tflite import lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape
 from qcompiler.backends.tflite.flatbuffer import TflModel, TflTensor
-from qcompiler.backends.tflite.lower_core import (FUSED_ACTIVATIONS, LOWERINGS, NWC, LoweringContext, default_perm,
-                                                  identity, layout_name, permute, quant_kw, unfusable)
+from qcompiler.backends.tflite.lower_core import (FUSED_ACTIVATIONS, LOWERINGS, NWC, LoweringContext, by_range,
+                                                  default_perm, identity, layout_name, permute, quant_kw, unfusable)
 
 # importing these fills LOWERINGS (each registers its ops with @lowering)
 LOWERING_MODULES = (lower_conv, lower_eltwise, lower_pool, lower_quant, lower_shape)
@@ -45,15 +46,14 @@ class Lowered:
 def check_supported(graph: Graph) -> None:
     """Raise one UnsupportedOpError listing every op (with its nodes) TFLite cannot take."""
     require_ops(graph.nodes, LOWERINGS, "the model (TFLite backend)", WHY_UNSUPPORTED)
-    clamps = [unfusable(n) for n in graph.nodes if clamp_of(n) not in FUSED_ACTIVATIONS]
+    clamps = [unfusable(n) for n in graph.nodes if clamp_of(n) not in FUSED_ACTIVATIONS and not by_range(clamp_of(n))]
     if clamps:
         raise UnsupportedOpError(clamps, "the model (TFLite backend)")
 
 
-WHY_UNSUPPORTED = {
-    "LRN": "TFLite Micro has no LOCAL_RESPONSE_NORMALIZATION kernel; the decompose_lrn pass (in the "
-           "default pipeline, not run here) rewrites LRN into MUL, CONV_2D and RSQRT",
-}
+# why TFLite refuses an op that another target lowers (the int8 reference's gaps, since every
+# TFLite op here must be bit-exact with it); LRN only without the default decompose_lrn pass
+WHY_UNSUPPORTED = {op: why for op, why in WHY_NO_INT_KERNEL.items() if op not in LOWERINGS}
 
 
 def _io_perm(graph: Graph, v: Value, is_input: bool) -> tuple[int, ...]:

@@ -25,6 +25,7 @@ import numpy as np
 from qcompiler.errors import BackendError
 from qcompiler.ir import Graph, Node, Value
 from qcompiler.ir.activation import clamp_of
+from qcompiler.numerics.qops import activation_clamp
 
 from qcompiler.backends.tflite.flatbuffer import TflOperator, TflTensor
 
@@ -299,14 +300,26 @@ class LoweringContext:
 FUSED_ACTIVATIONS = {None: "NONE", (0.0, math.inf): "RELU", (0.0, 6.0): "RELU6", (-1.0, 1.0): "RELU_N1_TO_1"}
 
 
+def by_range(clamp) -> bool:
+    """A clamp TFLite has no fused activation for, which the int8 range of the output can be
+    (it contains 0): the scheme then gives that output exactly the clamp's range."""
+    return clamp not in FUSED_ACTIVATIONS and clamp[0] <= 0.0 <= clamp[1]
+
+
 def fused(node: Node) -> str:
-    """The node's fused clamp as a TFLite fused_activation_function; others are refused."""
+    """The node's fused clamp as a TFLite fused_activation_function: one of TFLite's, or NONE
+    when the output's int8 range already is the clamp; others are refused."""
     clamp = clamp_of(node)
-    if clamp not in FUSED_ACTIVATIONS:
-        raise BackendError(unfusable(node))
-    return FUSED_ACTIVATIONS[clamp]
+    if clamp in FUSED_ACTIVATIONS:
+        return FUSED_ACTIVATIONS[clamp]
+    q = node.outputs[0].quant
+    if by_range(clamp) and q is not None and activation_clamp(node) == (q.qmin, q.qmax):
+        return "NONE"
+    raise BackendError(unfusable(node) + ("" if q is None else f"; its output int8(s={float(q.scale[0]):g}, "
+                                          f"zp={int(q.zero_point[0])}) does not saturate there"))
 
 
 def unfusable(node: Node) -> str:
     return (f"node {node.name} ({node.op}): fused clamp [{clamp_of(node)[0]:g}, {clamp_of(node)[1]:g}] "
-            "has no TFLite fused activation (RELU [0, inf], RELU6 [0, 6], RELU_N1_TO_1 [-1, 1])")
+            "has no TFLite fused activation (RELU [0, inf], RELU6 [0, 6], RELU_N1_TO_1 [-1, 1]) and the "
+            "output's int8 range can realize only clamps containing 0")

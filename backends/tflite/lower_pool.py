@@ -99,8 +99,7 @@ def lower_pool(ctx: LoweringContext, node: Node):
 @lowering("GlobalAveragePool", "GlobalMaxPool")
 def lower_global_pool(ctx: LoweringContext, node: Node):
     """One window over the whole image. AVERAGE_POOL_2D rounds like the reference (MEAN
-    would requantize differently). GlobalMaxPool has no integer kernel yet, so the
-    quantizer refuses it before this lowering is reached."""
+    would requantize differently); MAX_POOL_2D is the reference's GlobalMaxPool."""
     x, y = node.inputs[0], node.outputs[0]
     if len(x.shape) != 4:
         raise BackendError(f"node {node.name}: only 2-D {node.op} lowers to TFLite")

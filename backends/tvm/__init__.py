@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qcompiler.errors import BackendError, MissingDependencyError
-from qcompiler.passes import LRN_DECOMPOSED_PIPELINE
+from qcompiler.passes import DECOMPOSED_PIPELINE
 from qcompiler.quant.scheme import TFLITE_INT8, TFLITE_INT16
 
 from qcompiler.backends.base import Artifact, Backend, Check, option
@@ -118,7 +118,7 @@ class TvmBackend(Backend):
     options_class = TvmOptions
     scheme = TFLITE_INT8  # TVM keeps no per-channel parameters in RAM
     int16_scheme = TFLITE_INT16
-    default_passes = tuple(LRN_DECOMPOSED_PIPELINE)
+    default_passes = tuple(DECOMPOSED_PIPELINE)
 
     def check_supported(self, graph) -> None:
         """Every op without a TVM lowering in one error (the pipeline calls it before calibration)."""
@@ -129,6 +129,12 @@ class TvmBackend(Backend):
     def supported_ops(self) -> set[str]:
         from qcompiler.backends.tvm.lower import LOWERINGS
         return set(LOWERINGS)
+
+    def unsupported_reason(self, op: str) -> str | None:
+        from qcompiler.backends.tvm.lower import LOWERINGS, WHY_UNSUPPORTED
+        if op in LOWERINGS or (op == "LRN" and "decompose_lrn" in self.default_passes):
+            return None
+        return WHY_UNSUPPORTED.get(op)
 
     def emit(self, comp, outdir: Path) -> dict:
         return emit(comp, outdir)

@@ -19,10 +19,12 @@ import tvm
 from tvm import relax
 
 from qcompiler.errors import BackendError, require_ops
+from qcompiler.interp import WHY_NO_INT_KERNEL
 from qcompiler.numerics.qops import require_same_quant
 from qcompiler.ir import Graph, Node, Value
 
 from qcompiler.backends.tvm.intmath import RelaxEmitter, dtype_of, shape_of
+from qcompiler.backends.tvm.lower_movement import MOVEMENT_LOWERINGS
 from qcompiler.backends.tvm.lower_ops import COMPUTE_LOWERINGS
 from qcompiler.backends.tvm.lower_softmax import SOFTMAX_LOWERINGS
 
@@ -57,7 +59,7 @@ SHAPE_LOWERINGS = {
 }
 
 # op name -> fn(Lowering, Node) -> [relax expr per output]
-LOWERINGS = {**COMPUTE_LOWERINGS, **SHAPE_LOWERINGS, **SOFTMAX_LOWERINGS}
+LOWERINGS = {**COMPUTE_LOWERINGS, **SHAPE_LOWERINGS, **MOVEMENT_LOWERINGS, **SOFTMAX_LOWERINGS}
 SUPPORTED_OPS = tuple(sorted(LOWERINGS))
 
 
@@ -108,10 +110,16 @@ class Lowering:
             self.env[id(v)] = expr
 
 
+# why TVM refuses an op another target lowers: it is bit-exact with the integer reference,
+# so the reference's gaps are its gaps, in the quantizer's words (`qcc inspect` lists each
+# once); LRN only without the default decompose_lrn pass
+WHY_UNSUPPORTED = {op: why for op, why in WHY_NO_INT_KERNEL.items() if op not in LOWERINGS}
+
+
 def check_supported(graph: Graph) -> None:
     """Raise UnsupportedOpError listing every op without a lowering (all at once)."""
     require_ops(graph.nodes, LOWERINGS, f"graph {graph.name} for target tvm "
-                f"(supported: {', '.join(SUPPORTED_OPS)})")
+                f"(supported: {', '.join(SUPPORTED_OPS)})", WHY_UNSUPPORTED)
 
 
 def lower_graph(graph: Graph) -> Lowered:

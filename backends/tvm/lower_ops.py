@@ -86,6 +86,34 @@ def gemm(lw, node):
     return [y]
 
 
+def conv_transpose(lw, node):
+    """TRANSPOSE_CONV: the full int32 scatter of w * (x - in_zp) (no padding), extended with
+    zeros where the output reaches past it, cropped at the top / left pads, + bias."""
+    em = lw.em
+    x = lw.value(node.inputs[0])
+    w, bias = _constant(node, 1, "weight"), _constant(node, 2, "bias")
+    p = qops.conv_transpose_params(node)
+    weight = em.array(w.astype(np.int8), f"{node.name}_weight")          # [Cin, Cout, kh, kw]
+    acc = em.emit(R.nn.conv2d_transpose(_offset(lw, x, p.input_zero_point), em.cast(weight, "int16"),
+                                        strides=list(p.strides), out_dtype="int32"),
+                  f"{node.name}_acc")
+    ho, wo = lw.out_shape(node)[2:]
+    pt, pl = p.pads[:2]
+    for axis, (start, size) in ((2, (pt, ho)), (3, (pl, wo))):
+        full = shape_of(acc)[axis]
+        if start + size > full:
+            shape = list(shape_of(acc))
+            shape[axis] = start + size - full
+            acc = em.emit(R.concat([acc, R.zeros(shape, "int32")], axis=axis))
+        if start or start + size < shape_of(acc)[axis]:
+            acc = em.emit(R.strided_slice(acc, [axis], [start], [start + size], assume_inbound=True))
+    if bias is not None:
+        acc = em.emit(R.add(acc, em.const(bias.reshape(1, -1, 1, 1), "int32", f"{node.name}_bias")))
+    y = em.requantize(acc, p.multiplier.reshape(1, -1, 1, 1), p.shift.reshape(1, -1, 1, 1),
+                      p.output_zero_point, p.act_min, p.act_max, name=node.name)
+    return [y]
+
+
 # ---- element-wise binary ----------------------------------------------------------------
 
 def add_sub(lw, node):
@@ -112,6 +140,18 @@ def mul(lw, node):
     b = em.emit(R.subtract(em.i64(lw.value(node.inputs[1])), em.const(p.input2_zero_point)))
     y = em.mbqm(em.emit(R.multiply(a, b)), p.multiplier, p.shift, name=node.name)
     return [em.clamp_cast(em.emit(R.add(y, em.const(p.output_zero_point))), p.act_min, p.act_max)]
+
+
+def prelu(lw, node):
+    """PRELU: x >= zp: MBQM(x - zp, M1, s1); else MBQM((x - zp) * (a - a_zp), M2, s2); + out_zp."""
+    em = lw.em
+    p = qops.prelu_params(node)
+    xv = em.emit(R.subtract(em.i64(lw.value(node.inputs[0])), em.const(p.input_zero_point)))
+    av = em.emit(R.subtract(em.i64(lw.value(node.inputs[1])), em.const(p.alpha_zero_point)))
+    pos = em.mbqm(xv, p.identity_multiplier, p.identity_shift, name=f"{node.name}_pos")
+    neg = em.mbqm(em.emit(R.multiply(xv, av)), p.alpha_multiplier, p.alpha_shift, name=f"{node.name}_neg")
+    y = em.emit(R.where(em.emit(R.greater_equal(xv, em.const(0))), pos, neg))  # broadcast shape
+    return [em.clamp_cast(em.emit(R.add(y, em.const(p.output_zero_point))), -128, 127)]
 
 
 # ---- pooling ------------------------------------------------------------------------------
@@ -163,6 +203,14 @@ def global_average_pool(lw, node):
     return [em.clamp_cast(mean, p.act_min, p.act_max)]
 
 
+def global_max_pool(lw, node):
+    em = lw.em
+    x = lw.value(node.inputs[0])
+    p = qops.global_pool_params(node, shape_of(x))
+    y = em.emit(R.max(x, axis=list(range(2, len(shape_of(x)))), keepdims=True))
+    return [em.clamp_cast(y, p.act_min, p.act_max)]
+
+
 def reduce_mean(lw, node):
     """MEAN: sum of raw values minus zp * n, MBQM with 1/n folded into the multiplier."""
     em = lw.em
@@ -203,8 +251,10 @@ def rsqrt(lw, node):
 
 
 COMPUTE_LOWERINGS = {
-    "Conv": conv, "Gemm": gemm, "Add": add_sub, "Sub": add_sub, "Mul": mul,
+    "Conv": conv, "Gemm": gemm, "ConvTranspose": conv_transpose,
+    "Add": add_sub, "Sub": add_sub, "Mul": mul, "PRelu": prelu,
     "MaxPool": max_pool, "AveragePool": average_pool, "GlobalAveragePool": global_average_pool,
+    "GlobalMaxPool": global_max_pool,
     "ReduceMean": reduce_mean,
     "Rsqrt": rsqrt,
     **{op: unary_table for op in ("Sigmoid", "Tanh", "Relu", "Clip", "LeakyRelu", "HardSwish")},

@@ -199,6 +199,8 @@ def _print_summary(r: dict, out: str, target: str, verbose: bool) -> None:
     if "arena" in r:
         kind = "measured" if r["arena"].get("arena_source", "").startswith("measured") else "estimated"
         size.append(f"arena {r['arena']['arena_bytes']:,} B ({kind})")
+    elif "memory_plan" in r:
+        size.append(f"planned memory {r['memory_plan']['planned_bytes']:,} B")
     print(f"qcc: {r['source_model']} -> {out} ({target}): {sum(ops.values())} ops from {r['nodes']['onnx']} "
           f"ONNX nodes" + (f", {', '.join(size)}" if size else ""))
     worst = r.get("calibration", {}).get("worst_layers", [])
@@ -217,6 +219,18 @@ def _print_summary(r: dict, out: str, target: str, verbose: bool) -> None:
         for rec in r.get("passes", []):
             print(f"qcc:   pass {rec['name']:20} {'changed' if rec['changed'] else '-':8} "
                   f"{rec['nodes_before']} -> {rec['nodes_after']} nodes")
+        if "memory_plan" in r:
+            _print_plan(r["memory_plan"])
+
+
+def _print_plan(plan: dict) -> None:
+    """report.json's memory_plan as a table: one line per buffer, by first step."""
+    print(f"qcc: memory plan, {plan['planned_bytes']:,} bytes: {plan['source']}")
+    print(f"qcc:   steps: {', '.join(f'{k} {op}' for k, op in enumerate(plan['ops'], 1))}")
+    print(f"qcc:   {'offset':>8} {'bytes':>8}  steps    tensors")
+    for b in plan["buffers"]:
+        names = ", ".join(_short(t) for t in b["tensors"][:3]) + (", ..." if len(b["tensors"]) > 3 else "")
+        print(f"qcc:   {b['offset']:8,} {b['size']:8,}  {b['first']:>3}-{b['last']:<4} {names}")
 
 
 def cmd_inspect(argv: list[str]) -> int:

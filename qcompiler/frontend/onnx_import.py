@@ -76,6 +76,10 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def _fix_input_dims(model: onnx.ModelProto, input_shapes: dict[str, tuple[int, ...]]) -> None:
+    """Make every graph input's dims static in place: --input-shape where given, a dynamic batch
+    set to 1, any other dynamic dim an error naming the input. Edited on the proto directly: an
+    onnx-graphsurgeon round trip (tried) re-encodes every attribute and fails on ones it cannot
+    type (an empty `pads` list: fuzz seed 15, case 4), for what is one field per dim."""
     init_names = {i.name for i in model.graph.initializer}
     real_inputs = [i for i in model.graph.input if i.name not in init_names]
     unknown = set(input_shapes) - {i.name for i in real_inputs}

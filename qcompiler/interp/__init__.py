@@ -9,10 +9,12 @@ import numpy as np
 
 from qcompiler.interp.float_kernels import FLOAT_KERNELS, float_kernel
 from qcompiler.interp.int_kernels import INT_KERNELS, int_kernel
+from qcompiler.interp.int_kernels.missing import WHY_NO_INT_KERNEL
 from qcompiler.interp.interpreter import Interpreter
 from qcompiler.ir import Graph
 
-__all__ = ["FLOAT_KERNELS", "INT_KERNELS", "Interpreter", "float_kernel", "int_kernel", "run_float", "run_int"]
+__all__ = ["FLOAT_KERNELS", "INT_KERNELS", "WHY_NO_INT_KERNEL", "Interpreter", "float_kernel", "int_kernel",
+           "run_float", "run_int"]
 
 
 def run_float(graph: Graph, feeds: dict[str, np.ndarray], **kw) -> dict[str, np.ndarray]:

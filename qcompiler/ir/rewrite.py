@@ -1,9 +1,9 @@
-"""Small helpers shared by the passes that rewrite Conv / Gemm parameters."""
+"""Small helpers shared by the passes: new Conv / Gemm parameters, matching constant operands."""
 from __future__ import annotations
 
 import numpy as np
 
-from qcompiler.ir import Graph, Node
+from qcompiler.ir import Graph, Node, Value
 
 
 def set_weight_and_bias(graph: Graph, node: Node, weight: np.ndarray, bias: np.ndarray | None) -> None:
@@ -34,3 +34,23 @@ def replace_constant(graph: Graph, node: Node, index: int, data: np.ndarray, tag
         node.set_input(index, c)
     else:
         node.append_input(c)
+
+
+def constant_operand(node: Node) -> tuple[Value, Value] | None:
+    """(activation input, constant input) of a binary node whose other input is computed."""
+    a, b = node.input(0), node.input(1)
+    if a is None or b is None or a.is_constant == b.is_constant:
+        return None
+    return (b, a) if a.is_constant else (a, b)
+
+
+def scalar_of(v: Value | None) -> float | None:
+    """The one value of a single-element float constant (any rank), else None."""
+    if v is None or not v.is_constant or v.data.size != 1 or not np.issubdtype(v.data.dtype, np.floating):
+        return None
+    return float(v.data.reshape(()))
+
+
+def sole_use(graph: Graph, v: Value, user: Node) -> bool:
+    """`v` is read once, by `user`, and is no graph output: a rewrite may drop it."""
+    return len(v.consumers) == 1 and v.consumers[0] is user and not any(o is v for o in graph.outputs)

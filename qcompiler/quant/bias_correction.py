@@ -42,12 +42,16 @@ PARAMETER_INPUTS = {"Conv", "Gemm"}
 
 
 def node_pairs(float_graph: Graph, qgraph: Graph) -> list[tuple[Node, Node]]:
-    """(float node, quantized node) pairs; quantize_graph keeps order and names (the
-    int8 <-> int16 conversions it adds, qcompiler/quant/precision.py, have no float node)."""
-    qnodes = [n for n in qgraph.nodes if not is_border(n)]
-    if [n.name for n in float_graph.nodes] != [n.name for n in qnodes]:
-        raise ValueError("bias correction needs the float graph the quantized graph was made from")
-    return list(zip(float_graph.nodes, qnodes))
+    """(float node, quantized node) pairs by name: quantize_graph keeps names and order and may
+    add Requantize nodes (identity in float, fake-quantized by the next node's output anyway)."""
+    qnodes = {n.name: n for n in qgraph.nodes}
+    fnames = {n.name for n in float_graph.nodes}
+    missing = [n.name for n in float_graph.nodes if n.name not in qnodes]
+    extra = [n.name for n in qgraph.nodes if n.name not in fnames and n.op != "Requantize"]
+    if missing or extra:
+        raise ValueError("bias correction needs the float graph the quantized graph was made from "
+                         f"(float-only nodes {missing[:3]}, quantized-only {extra[:3]})")
+    return [(f, qnodes[f.name]) for f in float_graph.nodes]
 
 
 def is_corrected_layer(q: Node) -> bool:

@@ -81,12 +81,17 @@ def _activations(node: Node) -> list[Value]:
     return ins if node.op == "Concat" else ins[:1]
 
 
-def resolve(graph: Graph, precision: Precision) -> tuple[dict[str, int], dict[str, int]]:
-    """({node name: 8 or 16}, {tensor name: 8 or 16}) per the rules in the module docstring."""
+def resolve(graph: Graph, precision: Precision, keep8=None) -> tuple[dict[str, int], dict[str, int]]:
+    """({node name: 8 or 16}, {tensor name: 8 or 16}) per the rules in the module docstring;
+    `keep8(node)` True keeps a node int8 (a clamp realized by the int8 output range: int16's
+    symmetric range cannot realize [0, hi])."""
     nodes: dict[str, int] = {}
     for n in graph.nodes:
-        if n.op not in FOLLOWERS:
-            nodes[n.name] = 16 if precision.wants16(n) and int16_capable(n) else 8
+        if n.op == "Requantize" and n.inputs[0].producer is not None and n.inputs[0].producer.name in nodes:
+            nodes[n.name] = nodes[n.inputs[0].producer.name]  # keeps a fixed output's own width
+        elif n.op not in FOLLOWERS:
+            wide = precision.wants16(n) and int16_capable(n) and not (keep8 is not None and keep8(n))
+            nodes[n.name] = 16 if wide else 8
 
     memo: dict[str, int] = {}
 

@@ -4,7 +4,9 @@
 - ops that must not rescale (pooling, reshape, concat, pad, transpose, ...) share
   one parameter set across inputs and outputs: values are grouped with a
   union-find and each group gets the union of its members' ranges;
-- fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0); a Softmax
+- fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0), and exactly
+  [lo, hi] for the output of a node whose fused clamp the scheme realizes by the range
+  (`QuantScheme.fused_clamps`: e.g. [0, 1] after a folded HardSigmoid); a Softmax
   over more than 511 classes is marked for a wider TFLM path (qcompiler/quant/wide_softmax.py);
 - range constraints from the graph: inputs of Rsqrt start at 0 (TFLM's int8 RSQRT refuses
   inputs below the zero point), and a value's meta["range_floor"] is the least upper end its
@@ -30,13 +32,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcompiler.errors import QuantizationError, require_ops
+from qcompiler.errors import GraphError, QuantizationError, require_ops
 from qcompiler.ir import Graph, QuantParams, Value
+from qcompiler.ir.activation import clamp_of
 from qcompiler.quant.fc_weights import per_channel_fc_layers
 from qcompiler.quant.precision import FOLLOWERS, INT8, Precision, insert_borders, resolve
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.wide_softmax import mark_wide_softmax
 from qcompiler.numerics.fixed_point import choose_activation_params, choose_symmetric_params, symmetric_weight_scales
+from qcompiler.numerics.qops import clip_bounds
 
 # ops whose outputs must carry exactly their (first) input's parameters
 SAME_PARAMS = FOLLOWERS
@@ -74,10 +78,19 @@ def _activation_values(graph: Graph) -> list[Value]:
     return [v for v in graph.values() if not v.is_constant and np.issubdtype(v.dtype, np.floating)]
 
 
+def _raw_clamp(node) -> bool:
+    """A Clip other than max(x, 0): the reference clamps raw values, so its input and output
+    share parameters (a computed bound is left to the kernel's own error)."""
+    try:
+        return not clip_bounds(node)[2]
+    except GraphError:
+        return False
+
+
 def _groups(graph: Graph) -> _UnionFind:
     uf = _UnionFind()
     for n in graph.nodes:
-        if n.op in SAME_PARAMS:
+        if n.op in SAME_PARAMS or (n.op == "Clip" and _raw_clamp(n)):
             members = [n.inputs[0]] + list(n.outputs)
             if n.op == "Concat":
                 members += [v for v in n.inputs if v is not None and not v.is_constant]
@@ -96,26 +109,86 @@ def constrained_range(v: Value, lo: float, hi: float) -> tuple[float, float]:
     return lo, max(hi, float(v.meta.get("range_floor", hi)))
 
 
+def fixed_range(op: str) -> tuple[float, float]:
+    """The float range an op's fixed int8 output parameters cover."""
+    scale, zp = FIXED_OUTPUT[op]
+    return (-128 - zp) * scale, (127 - zp) * scale
+
+
+def release_fixed_outputs(graph: Graph, ranges: dict[str, tuple[float, float]]) -> list[str]:
+    """A Softmax / Sigmoid / Tanh output (fixed int8 parameters: [0, 1) for a Sigmoid) that would
+    share parameters with tensors reaching far beyond that range -- a Concat of box coordinates
+    and scores, as detection heads write -- gets a Requantize after it: the fixed op keeps its
+    parameters and the group's range is its own. (Before, the group took the fixed parameters
+    and the other members were clipped to [0, 1): 32 % of a YOLOX head's output.) Returns the
+    Requantize node names; `ranges` gains their outputs."""
+    uf = _groups(graph)
+    members: dict[int, list[Value]] = {}
+    for v in _activation_values(graph):
+        members.setdefault(uf.find(id(v)), []).append(v)
+    inserted = []
+    for n in list(graph.nodes):
+        if n.op not in FIXED_OUTPUT or n.outputs[0].name not in ranges:
+            continue
+        y = n.outputs[0]
+        lo, hi = fixed_range(n.op)
+        step = FIXED_OUTPUT[n.op][0]
+        others = [ranges[v.name] for v in members.get(uf.find(id(y)), [])
+                  if v.name in ranges and not (v.producer is not None and v.producer.op in FIXED_OUTPUT)]
+        if not others or (min(r[0] for r in others) >= lo - step and max(r[1] for r in others) <= hi + step):
+            continue
+        grouped = [c for c in y.consumers if c.op in SAME_PARAMS]
+        r = graph.insert_after(n, "Requantize", [y], 1, name=f"{n.name}_requantized")
+        out = r.outputs[0]
+        out.meta["float_name"] = y.name  # the float graph has no such tensor: compare with y
+        for c in grouped:
+            c.replace_input(y, out)
+        ranges[out.name] = ranges[y.name]
+        inserted.append(r.name)
+    return inserted
+
+
+def clamp_range(node, calibrated: tuple[float, float]) -> tuple[float, float]:
+    """The output range realizing `node`'s fused clamp: its finite bounds, the calibrated
+    values on an unbounded side; a clamp excluding 0 has no int8 range (zero point) to be."""
+    lo, hi = clamp_of(node)
+    if lo > 0.0 or hi < 0.0:
+        raise QuantizationError(f"node {node.name} ({node.op}): its clamp [{lo:g}, {hi:g}] excludes 0, so no "
+                                "int8 range can realize it and the runtime has no such fused activation")
+    return (lo if np.isfinite(lo) else min(calibrated[0], 0.0)), (hi if np.isfinite(hi) else max(calibrated[1], 0.0))
+
+
+def _fixed_params(graph: Graph, uf: _UnionFind, ranges: dict, scheme: QuantScheme, widths: dict) -> dict:
+    """Groups whose parameters the graph fixes: root -> (scale, zero point, node name)."""
+    fixed: dict[int, tuple[float, int, str]] = {}
+    for n in graph.nodes:
+        table = FIXED_OUTPUT_INT16 if widths.get(n.outputs[0].name) == 16 else FIXED_OUTPUT
+        if n.op in table:
+            scale, zp = table[n.op]
+        elif scheme.clamp_by_range(clamp_of(n)):
+            scale, zp = choose_activation_params(*clamp_range(n, ranges.get(n.outputs[0].name, (0.0, 0.0))))
+        else:
+            continue
+        root = uf.find(id(n.outputs[0]))
+        if root in fixed and fixed[root][:2] != (scale, zp):
+            raise QuantizationError(f"node {n.name} ({n.op}) needs output parameters {scale}, {zp} "
+                                    f"but shares them with {fixed[root][2]}")
+        fixed[root] = (scale, zp, n.name)
+    return fixed
+
+
 def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]],
-                             widths: dict[str, int] | None = None, wide_ranges: dict | None = None) -> None:
+                             scheme: QuantScheme = TFLITE_INT8, widths: dict[str, int] | None = None,
+                             wide_ranges: dict | None = None) -> None:
     """Parameters of every activation from its group's range: int8 asymmetric, or, for tensors
     `widths` marks 16 bits, int16 symmetric from `wide_ranges` (converted copies read their
     source's range: meta["range_of"])."""
     widths = widths or {}
     acts = _activation_values(graph)
     uf = _groups(graph)
-    fixed: dict[int, tuple[float, int, str]] = {}
+    fixed = _fixed_params(graph, uf, ranges, scheme, widths)
     span: dict[int, tuple[float, float]] = {}
     bits: dict[int, int] = {}
-    for n in graph.nodes:
-        table = FIXED_OUTPUT_INT16 if widths.get(n.outputs[0].name) == 16 else FIXED_OUTPUT
-        if n.op in table:
-            root = uf.find(id(n.outputs[0]))
-            scale, zp = table[n.op]
-            if root in fixed and fixed[root][:2] != (scale, zp):
-                raise QuantizationError(f"node {n.name} ({n.op}) needs output parameters {scale}, {zp} "
-                                        f"but shares them with {fixed[root][2]}")
-            fixed[root] = (scale, zp, n.name)
     for v in acts:
         width = widths.get(v.name, 8)
         source = v.meta.get("range_of", v.name)
@@ -265,8 +338,8 @@ def check_multipliers(qgraph: Graph) -> None:
 def check_quantizable(graph: Graph) -> None:
     """Every op has an integer kernel, and in the form the quantizer expects (a pipeline given
     with --passes may leave out the normalizing passes)."""
-    from qcompiler.interp import INT_KERNELS
-    require_ops(graph.nodes, INT_KERNELS, "the model (int8 quantization)")
+    from qcompiler.interp import INT_KERNELS, WHY_NO_INT_KERNEL
+    require_ops(graph.nodes, INT_KERNELS, "the model (int8 quantization)", WHY_NO_INT_KERNEL)
     for n in graph.nodes:
         if n.op == "Gemm" and (int(n.attrs.get("transB", 0)) != 1 or int(n.attrs.get("transA", 0)) != 0
                                or float(n.attrs.get("alpha", 1.0)) != 1.0 or float(n.attrs.get("beta", 1.0)) != 1.0):
@@ -284,11 +357,18 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_cha
     check_quantizable(graph)
     q = graph.copy()
     float_io = {v.name: (v.dtype, v.shape) for v in q.inputs + q.outputs}
+    ranges = dict(ranges)
+    released = release_fixed_outputs(q, ranges)
     widths = None
+    wide = dict(wide_ranges if wide_ranges is not None else ranges)
     if not precision.is_int8:
-        nodes, widths = resolve(q, precision)
+        for r in (n for n in q.nodes if n.name in released):
+            wide[r.outputs[0].name] = wide[r.inputs[0].name]
+        nodes, widths = resolve(q, precision, keep8=lambda n: scheme.clamp_by_range(clamp_of(n)))
         insert_borders(q, nodes, widths)
-    assign_activation_params(q, ranges, widths, wide_ranges if wide_ranges is not None else ranges)
+    assign_activation_params(q, ranges, scheme, widths, wide)
+    if released:
+        q.meta["released_fixed_outputs"] = released
     mark_wide_softmax(q)
     quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor, scheme=scheme)
     check_multipliers(q)

@@ -86,7 +86,7 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
     current: dict[str, np.ndarray] = {}
 
     def compare(v, q_arr):
-        ref = current.get(v.name)
+        ref = current.get(v.meta.get("float_name", v.name))
         if ref is None or v.name not in accs:
             return
         a = accs[v.name]

@@ -5,7 +5,8 @@ scheme instead of asking which target it compiles for.
 
     TFLITE_INT8   the TFLite int8 specification: asymmetric int8 activations, symmetric
                   int8 weights (per output channel for convolutions), int32 biases; qcc
-                  builds the integer IR and its reference interpreter is the oracle.
+                  builds the integer IR and its reference interpreter is the oracle;
+                  fused activations RELU, RELU6 and RELU_N1_TO_1, other clamps by range.
     TFLITE_INT16  TFLite's 16x8 scheme: symmetric int16 activations (zero point 0), the
                   same int8 weights, int64 biases for CONV_2D / DEPTHWISE_CONV_2D /
                   FULLY_CONNECTED; every activation range is its min-max (with 65536
@@ -17,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+
+from qcompiler.ir.activation import INF
 
 # Range rules: tensor roles (see calibration.tensor_roles) whose range is the observed
 # min-max whatever --calib-method says.
@@ -42,6 +45,11 @@ class QuantScheme:
     per_channel_param_share: share of the activation memory such parameters may take
         before fully connected layers fall back to per-tensor weights (FC weights "auto").
     bias_bits: width of the biases of convolutions and fully connected layers.
+    fused_clamps: the clamps (lo, hi) the runtime applies as a fused activation of any op
+        (None: every clamp). Any other fused clamp (qcompiler/ir/activation.py) is realized
+        by the int8 range of its output: the quantizer gives that tensor exactly [lo, hi]
+        (the calibrated value on an unbounded side), so that saturating to int8 is the
+        clamp and the op runs with no activation. Needs lo <= 0 <= hi (zero representable).
     """
 
     name: str
@@ -54,6 +62,11 @@ class QuantScheme:
     per_channel_param_bytes: int = 0
     per_channel_param_share: float = 0.05
     bias_bits: int = 32
+    fused_clamps: frozenset | None = None
+
+    def clamp_by_range(self, clamp: tuple[float, float] | None) -> bool:
+        """True when a node's fused `clamp` is realized by its output's int8 range."""
+        return clamp is not None and self.fused_clamps is not None and clamp not in self.fused_clamps
 
     @property
     def weight_qmax(self) -> int:
@@ -65,6 +78,7 @@ class QuantScheme:
         return np.dtype(f"int{self.activation_bits}")
 
 
-TFLITE_INT8 = QuantScheme("tflite-int8")
+# TFLite's fused activations: RELU, RELU6, RELU_N1_TO_1
+TFLITE_INT8 = QuantScheme("tflite-int8", fused_clamps=frozenset({(0.0, INF), (0.0, 6.0), (-1.0, 1.0)}))
 TFLITE_INT16 = replace(TFLITE_INT8, name="tflite-int16", activation_bits=16, symmetric_activations=True,
                        minmax_roles=ALL_ROLES, bias_bits=64)

@@ -14,7 +14,7 @@ against the tflite-micro interpreter on random inputs and quantization parameter
 
     conv     Conv (grouped, depthwise), Gemm, ConvTranspose
     eltwise  Add, Sub, Mul, PRelu
-    pool     MaxPool, AveragePool, GlobalAveragePool, ReduceMean, Resize
+    pool     MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, ReduceMean, Resize
     act      Sigmoid, Tanh, Relu, Clip, LeakyRelu, HardSwish
     softmax  Softmax (int8, int16, and the wide paths for > 511 classes), Requantize
     rsqrt    Rsqrt

@@ -4,7 +4,7 @@ int16 range; TFLM has no int16 RESIZE_BILINEAR, so bilinear stays int8).
 MAX_POOL_2D: max over in-image taps (start -128), clamp to the activation range.
 AVERAGE_POOL_2D: raw int8 sum over in-image taps / their count, rounded half away
 from zero ((sum +- count/2) / count, C division), clamp. Input and output
-parameters must be equal (TFLM checks). GlobalAveragePool = full-window average.
+parameters must be equal (TFLM checks). GlobalAveragePool / GlobalMaxPool = one full window.
 MEAN: sum raw values, subtract zp * n, multiplier QuantizeMultiplier(in_s / out_s)
 with 1/n folded in (qops.mean_multiplier), requantize, + out zp.
 RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR: TFLM's float32 index maths and 10-bit
@@ -62,6 +62,14 @@ def global_average_pool(node, inputs):
     p = global_pool_params(node, x.shape)
     total = x.sum(axis=tuple(range(2, x.ndim)), keepdims=True)
     return [to_output(node, _rounded_mean(total, np.int64(p.count)), p.act_min, p.act_max)]
+
+
+@int_kernel("GlobalMaxPool")
+def global_max_pool(node, inputs):
+    """MAX_POOL_2D with one window over the whole image (as the TFLite lowering emits it)."""
+    x = as_int(inputs[0])
+    p = global_pool_params(node, x.shape)
+    return [to_int8(x.max(axis=tuple(range(2, x.ndim)), keepdims=True), p.act_min, p.act_max)]
 
 
 @int_kernel("ReduceMean")

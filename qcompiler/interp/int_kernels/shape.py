@@ -12,7 +12,7 @@ from qcompiler.interp.float_kernels import shape as layout
 from qcompiler.errors import GraphError
 from qcompiler.interp.int_kernels.registry import int_kernel
 from qcompiler.numerics.qops.common import int_list
-from qcompiler.numerics.qops.shape import pad_params
+from qcompiler.numerics.qops.shape import pad_params, slice_params, split_params
 
 
 def _check_same(node, in_indices=(0,)):
@@ -92,13 +92,11 @@ def pad(node, inputs):
 def slice_(node, inputs):
     _check_same(node)
     x = inputs[0]
-    starts = int_list(node, 1, "starts", inputs)
-    ends = int_list(node, 2, "ends", inputs)
-    axes = int_list(node, 3, "axes", inputs) or list(range(len(starts)))
-    steps = int_list(node, 4, None, inputs) or [1] * len(starts)
-    index = [slice(None)] * x.ndim
-    for s, e, a, st in zip(starts, ends, axes, steps):
-        index[a % x.ndim] = slice(s, e, st)
+    p = slice_params(node, x.shape, inputs)
+    index = []
+    for b, st, c in zip(p.begin, p.step, p.count):
+        stop = b + st * c
+        index.append(slice(b, stop if stop >= 0 else None, st))
     return [np.ascontiguousarray(x[tuple(index)])]
 
 
@@ -106,12 +104,5 @@ def slice_(node, inputs):
 def split(node, inputs):
     _check_same(node)
     x = inputs[0]
-    axis = int(node.attrs.get("axis", 0)) % x.ndim
-    sizes = int_list(node, 1, "split", inputs)
-    n = len(node.outputs)
-    if not sizes:
-        chunk = -(-x.shape[axis] // n)
-        sizes = [min(chunk, x.shape[axis] - i * chunk) for i in range(n)]
-    if sum(sizes) != x.shape[axis]:
-        raise GraphError(f"node {node.name} (Split): sizes {sizes} do not sum to {x.shape[axis]}")
-    return list(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+    p = split_params(node, x.shape, inputs)
+    return list(np.split(x, np.cumsum(p.sizes)[:-1], axis=p.axis))

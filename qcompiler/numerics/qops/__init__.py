@@ -30,7 +30,7 @@ rules), shape (Pad). Every record serves int8 and int16 (TFLite's 16x8 scheme) a
 TFLM's kernels share the formula; conv records say how wide the accumulator is.
 """
 from qcompiler.numerics.qops.act import (ClipParams, HardSwishParams, LeakyReluParams, LogisticParams,
-                                         ReluParams, RsqrtParams, calculate_input_radius, clip_params,
+                                         ReluParams, RsqrtParams, calculate_input_radius, clip_bounds, clip_params,
                                          float_to_quantized, hard_swish_multipliers, hard_swish_params,
                                          leaky_relu_params, logistic_params, logistic_tanh_multiplier,
                                          relu_params, rsqrt_multiplier, rsqrt_params, rsqrt_values,
@@ -46,9 +46,10 @@ from qcompiler.numerics.qops.eltwise import (ADD_LEFT_SHIFT, ADD_LEFT_SHIFT_INT1
                                              PReluParams, add_left_shift, add_multipliers, add_params,
                                              mul_params, prelu_params)
 from qcompiler.numerics.qops.pool import (GlobalPoolParams, MeanParams, PoolParams, ResizeParams,
-                                          global_pool_params, mean_multiplier, mean_params, pool_params,
+                                          global_pool_params, mean_axes, mean_multiplier, mean_params, pool_params,
                                           pooled_size, resize_mode, resize_params)
-from qcompiler.numerics.qops.shape import PadParams, pad_params
+from qcompiler.numerics.qops.shape import (PadParams, SliceParams, SplitParams, pad_params, slice_params,
+                                           split_params)
 from qcompiler.numerics.qops.softmax import (RequantizeParams, Softmax16Params, SoftmaxParams,
                                              requantize_params, requantize_params_for, softmax8_params,
                                              softmax16_params, softmax_input_multiplier, softmax_params)
@@ -62,6 +63,7 @@ QOPS = {
     "Sigmoid": logistic_params, "Tanh": tanh_params, "Relu": relu_params, "Clip": clip_params,
     "LeakyRelu": leaky_relu_params, "HardSwish": hard_swish_params, "Rsqrt": rsqrt_params,
     "Softmax": softmax_params, "Requantize": requantize_params, "Pad": pad_params,
+    "Slice": slice_params, "Split": split_params, "GlobalMaxPool": global_pool_params,
 }
 
 __all__ = [
@@ -73,12 +75,12 @@ __all__ = [
     "AddParams", "MulParams", "PReluParams", "ADD_LEFT_SHIFT", "ADD_LEFT_SHIFT_INT16", "add_left_shift", "add_multipliers", "add_params",
     "mul_params", "prelu_params",
     "PoolParams", "GlobalPoolParams", "MeanParams", "ResizeParams", "pool_params", "global_pool_params",
-    "mean_params", "mean_multiplier", "pooled_size", "resize_mode", "resize_params",
+    "mean_params", "mean_axes", "mean_multiplier", "pooled_size", "resize_mode", "resize_params",
     "LogisticParams", "ReluParams", "ClipParams", "LeakyReluParams", "HardSwishParams", "RsqrtParams",
-    "logistic_params", "tanh_params", "relu_params", "clip_params", "leaky_relu_params",
+    "logistic_params", "tanh_params", "relu_params", "clip_params", "clip_bounds", "leaky_relu_params",
     "hard_swish_params", "rsqrt_params", "calculate_input_radius", "logistic_tanh_multiplier",
     "hard_swish_multipliers", "rsqrt_multiplier", "rsqrt_values", "float_to_quantized",
     "SoftmaxParams", "Softmax16Params", "RequantizeParams", "softmax_params", "softmax8_params",
     "softmax16_params", "softmax_input_multiplier", "requantize_params", "requantize_params_for",
-    "PadParams", "pad_params",
+    "PadParams", "pad_params", "SliceParams", "slice_params", "SplitParams", "split_params",
 ]

@@ -158,12 +158,19 @@ class ClipParams(QopParams):
     act_max: int
 
 
+def clip_bounds(node: Node, values: list | None = None) -> tuple[float | None, float | None, bool]:
+    """(low, high, is_relu) of a Clip in real units; is_relu: max(x, 0), TFLM RELU, which may
+    rescale; every other Clip copies raw values, so its input and output share parameters."""
+    lo, hi = _bound(node, 1, "min", values), _bound(node, 2, "max", values)
+    return lo, hi, lo == 0.0 and (hi is None or hi == math.inf)
+
+
 def clip_params(node: Node, values: list | None = None) -> ClipParams:
     """`values`: a kernel's runtime operands (bounds may be inputs); default the constants."""
-    lo, hi = _bound(node, 1, "min", values), _bound(node, 2, "max", values)
+    lo, hi, relu = clip_bounds(node, values)
     qi = qparams(node, 0)
     qmin, qmax = qi.qmin, qi.qmax
-    if lo == 0.0 and (hi is None or hi == math.inf):
+    if relu:
         return ClipParams(lo, hi, 1, qmin, qmax)
     require_same_quant(node)       # RELU6 / MINIMUM / MAXIMUM copy raw values
     si, zi = scale_zp(node, 0)

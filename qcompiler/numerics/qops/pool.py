@@ -113,10 +113,9 @@ class MeanParams(QopParams):
     shift: int
 
 
-def mean_params(node: Node, shape=None, values: list | None = None) -> MeanParams:
-    """`shape` / `values`: a kernel's runtime input shape and operands (default: the IR's)."""
-    shape = in_shape(node, shape)
-    rank = len(shape)
+def mean_axes(node: Node, rank: int, values: list | None = None) -> tuple[tuple[int, ...], int, int]:
+    """(sorted reduced axes, keepdims, noop) of a ReduceMean over a rank-`rank` input: the
+    geometry alone, which a float backend reads too (no quantization parameters needed)."""
     axes = int_list(node, 1, "axes", values, "axes")
     keep = int(bool(int(node.attrs.get("keepdims", 1))))
     noop = not axes and bool(int(node.attrs.get("noop_with_empty_axes", 0)))
@@ -124,12 +123,18 @@ def mean_params(node: Node, shape=None, values: list | None = None) -> MeanParam
         axes = []
     elif not axes:
         axes = list(range(rank))
-    axes = tuple(sorted(a % rank for a in axes))
+    return tuple(sorted(a % rank for a in axes)), keep, int(noop)
+
+
+def mean_params(node: Node, shape=None, values: list | None = None) -> MeanParams:
+    """`shape` / `values`: a kernel's runtime input shape and operands (default: the IR's)."""
+    shape = in_shape(node, shape)
+    axes, keep, noop = mean_axes(node, len(shape), values)
     count = int(np.prod([shape[a] for a in axes]))
     si, zi = scale_zp(node, 0)
     so, zo = scale_zp(node, 0, output=True)
     m, e = mean_multiplier(*qm.quantize_multiplier(float(si) / float(so)), count)
-    return MeanParams(axes, keep, int(noop), count, zi, zo, m, e)
+    return MeanParams(axes, keep, noop, count, zi, zo, m, e)
 
 
 # ---- RESIZE ------------------------------------------------------------------------------------

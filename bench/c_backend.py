@@ -1,0 +1,271 @@
+"""`--target c` deployment numbers against the TFLM bundle, per sample and MLPerf Tiny model.
+
+- RAM: the C scratch buffer (qcc's static plan) and the caller's input / output arrays, against
+  the live-set bound of the schedule (the peak of simultaneously live int8 activations, computed
+  here from the quantized graph in node order: reshapes share their input's bytes, every op's
+  inputs and outputs are live at its step) with and without the graph I/O, and against the
+  TFLM arena of `--target tflm` (which holds the I/O tensors and TFLM's runtime structs);
+- flash: text + data of a minimal Cortex-M4 firmware (the model, the kernels it calls, a main that
+  invokes it; arm-none-eabi-gcc -O2 -mthumb --gc-sections, no stdio), the const data alone, and
+  the .tflite size (TFLM needs its runtime beside it);
+- stack: the deepest call chain below <name>_invoke (-fcallgraph-info=su, Cortex-M4);
+- instructions per invoke on the host (callgrind, gcc -O2, one all-zero-point input) against
+  TFLM's reference kernels (the tflite-micro wheel, bench/instructions.py), and on emulated
+  Cortex-M4 (SMLAD path) and Cortex-M3 (plain C): QEMU mps2-an386 / an385 with -icount shift=0
+  (one instruction per virtual ns) read through SysTick (25 MHz: 40-instruction steps);
+- bit-exactness: `qcc verify` over the whole evaluation set.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import models, table
+from bench.instructions import tflm_invoke_instructions
+
+VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+ARM = ["arm-none-eabi-gcc", "-std=c99", "-O2", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"]
+
+
+def live_bounds(graph) -> tuple[int, int]:
+    """(peak live activation bytes without the graph I/O, with it)."""
+    root = {}
+    for n in graph.nodes:
+        if n.op in VIEW_OPS and not n.inputs[0].is_constant:
+            root[n.outputs[0].name] = root.get(n.inputs[0].name, n.inputs[0].name)
+    index = {id(n): k for k, n in enumerate(graph.nodes, start=1)}
+    io = {root.get(v.name, v.name) for v in list(graph.inputs) + list(graph.outputs)}
+    spans: dict[str, list] = {}
+    for v in graph.values():
+        if v.is_constant or v.shape is None:
+            continue
+        r = root.get(v.name, v.name)
+        first = index[id(v.producer)] if v.producer is not None else 0
+        uses = [index[id(c)] for c in v.consumers if id(c) in index]
+        last = len(graph.nodes) + 1 if v in graph.outputs else max(uses + [first])
+        size = int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize
+        s = spans.setdefault(r, [first, last, size])
+        s[0], s[1], s[2] = min(s[0], first), max(s[1], last), max(s[2], size)
+    steps = range(len(graph.nodes) + 2)
+    peak = lambda keep: max(sum(sz for r, (f, l, sz) in spans.items() if f <= t <= l and keep(r))  # noqa: E731
+                            for t in steps)
+    return peak(lambda r: r not in io), peak(lambda r: True)
+
+
+FIRMWARE_MAIN = """#include "{ident}.h"
+static int8_t inputs[{inputs}], outputs[{outputs}];
+static int32_t scratch[{scratch} / 4 + 1];
+int main(void) {{ return {ident}_invoke({args}scratch); }}
+void Reset_Handler(void) {{ main(); for (;;) {{}} }}
+extern void __stack_top(void);
+__attribute__((section(".isr_vector"), used)) static void (*const vectors[2])(void) = {{__stack_top, Reset_Handler}};
+"""
+
+
+def arm_sizes(outdir: Path, ident: str, report: dict, work: Path) -> dict | None:
+    """Flash of a minimal Cortex-M4 firmware (model + kernels + a main calling invoke once + a
+    2-entry vector table; no stdio) and the invoke's deepest stack (-fcallgraph-info=su)."""
+    if not shutil.which(ARM[0]):
+        return None
+    sizes = [[int(np.prod(d["shape"])) for d in report[k]] for k in ("inputs", "outputs")]
+    offsets = [0, *np.cumsum(sizes[0])], [0, *np.cumsum(sizes[1])]
+    args = "".join(f"inputs + {o}, " for o in offsets[0][:-1]) + "".join(f"outputs + {o}, " for o in offsets[1][:-1])
+    (work / "fw_main.c").write_text(FIRMWARE_MAIN.format(ident=ident, inputs=sum(sizes[0]), outputs=sum(sizes[1]),
+                                                         scratch=report["c"]["scratch_bytes"], args=args))
+    for src in (f"{ident}.c", "qcc_kernels.c"):
+        subprocess.run([*ARM, "-fcallgraph-info=su", "-c", str(outdir / src), "-o", str(work / f"{Path(src).stem}.o")],
+                       check=True, capture_output=True, cwd=work)
+    elf = work / "fw.elf"
+    subprocess.run([*ARM, "-ffunction-sections", "-fdata-sections", "-nostartfiles", "--specs=nano.specs",
+                    "--specs=nosys.specs", "-Wl,--gc-sections", "-T", str(outdir / "mps2.ld"), "-I", str(outdir),
+                    "-o", str(elf), str(work / "fw_main.c"), str(outdir / f"{ident}.c"), str(outdir / "qcc_kernels.c")],
+                   check=True, capture_output=True, cwd=work)
+    out = subprocess.run(["arm-none-eabi-size", str(elf)], check=True, capture_output=True, text=True).stdout
+    text, data, bss = (int(v) for v in out.splitlines()[1].split()[:3])
+    return {"flash": text + data, "bss": bss, "stack": _stack(work, f"{ident}_invoke")}
+
+
+COUNTER_MAIN = """#include <stdint.h>
+#include "{ident}.h"
+/* Instructions of one invoke under QEMU -icount shift=0 (one instruction per ns of virtual time):
+ * SysTick on the 25 MHz system clock ticks every 40 instructions; wraps are counted. */
+#define SYST ((volatile uint32_t *)0xE000E010u)
+static int8_t inputs[{inputs}], outputs[{outputs}];
+static int32_t scratch[{scratch} / 4 + 1];
+static volatile uint32_t wraps;
+static int semihost(int op, void *arg) {{
+  register int r0 __asm__("r0") = op;
+  register void *r1 __asm__("r1") = arg;
+  __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+  return r0;
+}}
+void SysTick_Handler(void) {{ ++wraps; }}
+void Reset_Handler(void) {{
+  char text[24], *c = text + sizeof text - 1;
+  uint32_t t0, t1, w0;
+  unsigned long long ticks;
+  SYST[1] = 0xFFFFFFu; SYST[2] = 0; SYST[0] = 7u;
+  while (SYST[2] == 0) {{}}                    /* the first reload */
+  w0 = wraps; t0 = SYST[2];
+  {ident}_invoke({args}scratch);
+  t1 = SYST[2];
+  ticks = ((unsigned long long)(wraps - w0) * 0x1000000u + t0 - (unsigned long long)t1) * 40u;
+  *c = 0;
+  *--c = 10;
+  do {{
+    *--c = (char)('0' + ticks % 10);
+    ticks /= 10;
+  }} while (ticks != 0);
+  semihost(4, c);
+  semihost(0x18, (void *)0x20026);
+  for (;;) {{}}
+}}
+extern void __stack_top(void);
+__attribute__((section(".isr_vector"), used)) static void (*const vectors[16])(void) = {{
+    __stack_top, Reset_Handler, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, SysTick_Handler}};
+"""
+
+
+def qemu_instructions(outdir: Path, ident: str, report: dict, work: Path, cpu: str = "cortex-m4",
+                      machine: str = "mps2-an386") -> int | None:
+    """Instructions of one invoke on an emulated Cortex-M (QEMU -icount + SysTick, 40-instruction steps)."""
+    if not (shutil.which(ARM[0]) and shutil.which("qemu-system-arm")):
+        return None
+    sizes = [[int(np.prod(d["shape"])) for d in report[k]] for k in ("inputs", "outputs")]
+    offsets = [0, *np.cumsum(sizes[0])], [0, *np.cumsum(sizes[1])]
+    args = "".join(f"inputs + {o}, " for o in offsets[0][:-1]) + "".join(f"outputs + {o}, " for o in offsets[1][:-1])
+    (work / "count_main.c").write_text(COUNTER_MAIN.format(ident=ident, inputs=sum(sizes[0]), outputs=sum(sizes[1]),
+                                                           scratch=report["c"]["scratch_bytes"], args=args))
+    elf = work / f"count_{cpu}.elf"
+    flags = [f if not f.startswith("-mcpu") else f"-mcpu={cpu}" for f in ARM]
+    subprocess.run([*flags, "-nostartfiles", "-nostdlib", "-Wl,--gc-sections", "-T", str(outdir / "mps2.ld"),
+                    "-I", str(outdir), "-o", str(elf), str(work / "count_main.c"), str(outdir / f"{ident}.c"),
+                    str(outdir / "qcc_kernels.c"), "-lgcc"], check=True, capture_output=True)
+    res = subprocess.run(["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
+                          "-icount", "shift=0,align=off", "-semihosting-config", "enable=on,target=native",
+                          "-kernel", str(elf)], check=True, capture_output=True, text=True, timeout=1800,
+                         stdin=subprocess.DEVNULL)
+    return int((res.stdout + res.stderr).split()[0])   # semihosting writes to stderr without a tty
+
+
+def _stack(work: Path, entry: str) -> int:
+    """Deepest chain of static frame sizes from `entry` in the .ci call graphs gcc wrote."""
+    frames, edges = {}, {}
+    for ci in work.glob("*.ci"):
+        text = ci.read_text()
+        for title, size in re.findall(r'node: \{ title: "([^"]+)" label: "[^"]*\\n(\d+) bytes', text):
+            frames[title] = int(size)
+        for a, b in re.findall(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', text):
+            edges.setdefault(a, set()).add(b)
+
+    def depth(f, seen=()):
+        return frames.get(f, 0) + max((depth(g, seen + (f,)) for g in edges.get(f, ()) if g not in seen), default=0)
+    return depth(entry)
+
+
+def host_instructions(outdir: Path, ident: str, work: Path) -> int | None:
+    if not shutil.which("valgrind"):
+        return None
+    exe = work / "main"
+    subprocess.run(["cc", "-std=c99", "-O2", "-o", str(exe), str(outdir / "main.c"), str(outdir / f"{ident}.c"),
+                    str(outdir / "qcc_kernels.c")], check=True, capture_output=True)
+    out = work / "callgrind.out"
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--toggle-collect={ident}_invoke",
+                    str(exe)], check=True, capture_output=True)
+    return int(re.search(r"^totals:\s+(\d+)", out.read_text(), re.M).group(1))
+
+
+def measure(name, onnx_path, calib, evalset, workdir: Path) -> dict:
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
+    from qcompiler.driver.verify import verify_outdir
+    from qcompiler.ir.serialize import load_graph
+    np.save(workdir / "calib.npy", calib)
+    out_c, out_t = workdir / f"{name}_c", workdir / f"{name}_tflm"
+    compile_model(onnx_path, out_c, CompileOptions(target="c", calib=str(workdir / "calib.npy")))
+    compile_model(onnx_path, out_t, CompileOptions(target="tflm", calib=str(workdir / "calib.npy")))
+    out_s = workdir / f"{name}_c_io_scratch"
+    compile_model(onnx_path, out_s, CompileOptions(target="c", calib=str(workdir / "calib.npy"),
+                                                   target_options={"c_io": "scratch"}))
+    io_scratch = json.loads((out_s / "report.json").read_text())["c"]["scratch_bytes"]
+    io_scratch_exact = bool(verify_outdir(out_s, evalset, limit=50)["c"]["bit_exact"])
+    rep = json.loads((out_c / "report.json").read_text())
+    tflm = json.loads((out_t / "report.json").read_text())
+    c = rep["c"]
+    bound, bound_io = live_bounds(load_graph(out_c / rep["ir_file"]))
+    res = verify_outdir(out_c, evalset)
+    work = workdir / f"{name}_build"
+    work.mkdir()
+    arm = arm_sizes(out_c, c["ident"], rep, work) or {}
+    tflite = next(out_t.glob("*.tflite"))
+    return {"model": name, "scratch": c["scratch_bytes"], "io": c["io_bytes"], "io_in_scratch": io_scratch,
+            "io_in_scratch_bit_exact": io_scratch_exact, "live_bound": bound,
+            "live_bound_io": bound_io, "tflm_arena": tflm["arena"]["arena_bytes"], "const_data": c["flash_data_bytes"],
+            "firmware_flash": arm.get("flash"), "stack": arm.get("stack"),
+            "tflite_bytes": tflite.stat().st_size, "host_instructions": host_instructions(out_c, c["ident"], work),
+            "m4_instructions": qemu_instructions(out_c, c["ident"], rep, work),
+            "m3_instructions": qemu_instructions(out_c, c["ident"], rep, work, "cortex-m3", "mps2-an385"),
+            "tflm_instructions": tflm_invoke_instructions(tflite), "samples": res["samples"],
+            "bit_exact": bool(res["c"]["bit_exact"]), "max_abs_diff_lsb": res["c"]["max_abs_diff_lsb"],
+            "sqnr_db": next(iter(res.get("fidelity", {}).get("c", {}).values()), {}).get("sqnr_db")}
+
+
+def _n(x):
+    return "—" if x is None else f"{x:,}"
+
+
+def run(quick: bool = False):
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, onnx_path, calib, evalset, _labels, _official in models(quick):
+            d = Path(tmp) / name
+            d.mkdir()
+            rows.append(measure(name, onnx_path, calib, evalset, d))
+    md = table(["model", "scratch B", "live bound B (ratio)", "scratch + I/O B", "--c-io scratch B",
+                "live bound with I/O B", "TFLM arena B", "firmware flash B (M4)", "const data B", ".tflite B",
+                "stack B (M4)",
+                "host instr. ours / TFLM", "Cortex-M4 / M3 instr. (QEMU)", "bit-exact (samples)", "SQNR dB"],
+               [[r["model"], _n(r["scratch"]), f"{_n(r['live_bound'])} ({r['scratch'] / max(r['live_bound'], 1):.2f})",
+                 _n(r["scratch"] + r["io"]),
+                 _n(r["io_in_scratch"]) + ("" if r["io_in_scratch_bit_exact"] else " (NOT bit-exact)"),
+                 _n(r["live_bound_io"]), _n(r["tflm_arena"]),
+                 _n(r["firmware_flash"]), _n(r["const_data"]), _n(r["tflite_bytes"]),
+                 _n(r["stack"]),
+                 f"{_n(r['host_instructions'])} / {_n(r['tflm_instructions'])}"
+                 + (f" = {r['host_instructions'] / r['tflm_instructions']:.2f}"
+                    if r["host_instructions"] and r["tflm_instructions"] else ""),
+                 f"{_n(r['m4_instructions'])} / {_n(r['m3_instructions'])}",
+                 f"{'yes' if r['bit_exact'] else 'NO'} ({r['samples']})",
+                 "—" if r["sqnr_db"] is None else f"{r['sqnr_db']:.2f}"] for r in rows])
+    note = ("Scratch: `<NAME>_SCRATCH_BYTES`, the only RAM the model needs besides the caller's input / output "
+            "arrays and the stack; live bound: the peak of simultaneously live activations in node order without "
+            "in-place execution (so a plan that runs ops in place can go below it). `--c-io scratch`: the inputs "
+            "and outputs placed in the scratch buffer too (the whole RAM of the model besides the stack; checked "
+            "bit-exact on 50 samples), against the bound with I/O. TFLM arena: measured minimum "
+            "of the same model compiled with `--target tflm` (it also holds the I/O tensors and TFLM's runtime "
+            "structs). Firmware flash: text + data of a Cortex-M4 ELF (arm-none-eabi-gcc -O2 -mthumb, "
+            "--gc-sections) holding the model, the kernels it calls and a main that invokes it once (no stdio); "
+            "stack: the deepest chain of static frames below `<name>_invoke`. Host instructions: callgrind "
+            "inside `<name>_invoke` (gcc -O2) vs "
+            "inside TFLM's `MicroInterpreter::Invoke` (the tflite-micro wheel's reference kernels). Cortex-M: "
+            "arm-none-eabi-gcc -O2, QEMU -icount shift=0, counted by SysTick in steps of 40 instructions.")
+    return md + "\n\n" + note, rows
+
+
+if __name__ == "__main__":   # python -m bench.c_backend [--quick]: this section alone -> bench/c_backend.md
+    import sys
+    import time
+    from bench.common import machine
+    t0 = time.time()
+    md, rows = run("--quick" in sys.argv)
+    out = Path(__file__).resolve().parent / "c_backend.md"
+    out.write_text(f"# C backend (--target c) deployment\n\nMachine: {machine()}\n\nCommand: `python -m bench.c_backend"
+                   f"{' --quick' if '--quick' in sys.argv else ''}` ({time.strftime('%Y-%m-%d')}, "
+                   f"{time.time() - t0:.0f} s)\n\n{md}\n")
+    (out.with_suffix(".json")).write_text(json.dumps(rows, indent=1, default=float) + "\n")
+    print(f"bench: wrote {out}", file=sys.stderr)
