@@ -69,7 +69,7 @@ def global_max_pool(node, inputs):
     """MAX_POOL_2D with one window over the whole image (as the TFLite lowering emits it)."""
     x = as_int(inputs[0])
     p = global_pool_params(node, x.shape)
-    return [to_int8(x.max(axis=tuple(range(2, x.ndim)), keepdims=True), p.act_min, p.act_max)]
+    return [to_output(node, x.max(axis=tuple(range(2, x.ndim)), keepdims=True), p.act_min, p.act_max)]
 
 
 @int_kernel("ReduceMean")
