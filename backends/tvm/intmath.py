@@ -46,6 +46,7 @@ class RelaxEmitter:
         self.params: dict[str, np.ndarray] = {}   # name -> array, in creation order
         self.param_vars: list[relax.Var] = []
         self._names: set[str] = set()
+        self.out_dtype = "int8"   # the type of the node being lowered (int8, or int16 for 16x8)
 
     # ---- naming, constants, parameters ------------------------------------------
     def unique(self, base: str) -> str:
@@ -93,8 +94,10 @@ class RelaxEmitter:
         """Two's-complement wrap of int64 values to int32 (truncating cast and back)."""
         return self.emit(R.astype(self.emit(R.astype(x, "int32")), "int64"))
 
-    def clamp_cast(self, x, lo: int, hi: int, dtype: str = "int8"):
-        """clip(x, lo, hi) then cast; a bound at x's own dtype limit is a no-op and is left out."""
+    def clamp_cast(self, x, lo: int, hi: int, dtype: str | None = None):
+        """clip(x, lo, hi) then cast (default: to the node's output type); a bound at x's own
+        dtype limit is a no-op and is left out."""
+        dtype = dtype or self.out_dtype
         info = np.iinfo(dtype_of(x))
         if lo > info.min:
             x = self.emit(R.maximum(x, self.const(lo, dtype_of(x))))
@@ -168,6 +171,17 @@ class RelaxEmitter:
             x = self.wrap32(self.emit(R.left_shift(x, self.const(left, name=f"{name}_lshift"))))
         y = self.srdhm(x, np.asarray(multiplier, np.int64), name=f"{name}_mult")
         return self.rdbpot(y, right, name=f"{name}_rshift")
+
+    def mbqm_int64(self, x, multiplier, shift, name: str = "rq"):
+        """The int64-accumulator MultiplyByQuantizedMultiplier of 16x8 CONV_2D / FULLY_CONNECTED
+        (fixed_point.multiply_by_quantized_multiplier_int64): 16-bit multiplier, one rounding
+        shift, wrapped to int32. |x| < 2^47 and M16 < 2^15 keep the product inside int64."""
+        m = np.asarray(multiplier, np.int64)
+        m16 = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
+        total = 15 - np.asarray(shift, np.int64)
+        y = self.emit(R.multiply(x, self.const(m16, name=f"{name}_mult16")))
+        y = self.emit(R.add(y, self.const(np.int64(1) << (total - 1), name=f"{name}_round")))
+        return self.wrap32(self.emit(R.right_shift(y, self.const(total, name=f"{name}_rshift"))))
 
     def mbqm_smaller_than_one(self, x, multiplier, left_shift, name: str = "rq"):
         """MultiplyByQuantizedMultiplierSmallerThanOneExp (left_shift <= 0)."""

@@ -123,7 +123,7 @@ def check_supported(graph: Graph) -> None:
 
 
 def lower_graph(graph: Graph) -> Lowered:
-    """Build `main(inputs..., params...)` from a quantized graph (static shapes, int8 NCHW)."""
+    """Build `main(inputs..., params...)` from a quantized graph (static shapes, int8 / int16 NCHW)."""
     check_supported(graph)
     bb = relax.BlockBuilder()
     em = RelaxEmitter(bb)
@@ -138,6 +138,7 @@ def lower_graph(graph: Graph) -> Lowered:
     with bb.function("main"):
         with bb.dataflow():
             for node in graph.nodes:
+                em.out_dtype = np.dtype(node.outputs[0].dtype).name
                 lw.bind(node, LOWERINGS[node.op](lw, node))
             results = [lw.value(v) for v in graph.outputs]
             out = bb.emit_output(results[0] if len(results) == 1 else relax.Tuple(results))

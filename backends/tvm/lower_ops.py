@@ -3,7 +3,10 @@
 Each function `fn(lw, node) -> [relax expr]` reproduces the integer reference
 kernel of the same op (qcompiler/interp/int_kernels/*.py) with integer tensor ops:
 int8 data, int16 zero-point-offset operands, int32 accumulation, int64
-fixed-point requantization (intmath.RelaxEmitter), clamp, cast to int8.
+fixed-point requantization (intmath.RelaxEmitter), clamp, cast to int8. 16x8 (int16 data,
+zero point 0): CONV_2D / FULLY_CONNECTED accumulate in int64 with the int64 bias and requantize
+with the int64 MultiplyByQuantizedMultiplier; element-wise ops clamp to the int16 range; the
+table ops take a 65536-entry table.
 Parameters (multipliers, shifts, clamps, geometry, tables) come from the same
 `qcompiler.numerics.qops` records the reference reads, so both sides use identical constants.
 """
@@ -16,7 +19,7 @@ from qcompiler.errors import BackendError
 from qcompiler.interp import INT_KERNELS
 from qcompiler.numerics import qops
 
-from qcompiler.backends.tvm.intmath import shape_of
+from qcompiler.backends.tvm.intmath import dtype_of, shape_of
 
 R = relax.op
 
@@ -32,15 +35,33 @@ def _constant(node, index, what):
 
 
 def _offset(lw, x, zero_point: int):
-    """int8 -> int16 with the zero point subtracted (|x - zp| <= 255 fits exactly)."""
+    """int8 -> int16 with the zero point subtracted (|x - zp| <= 255 fits exactly); int16
+    data (16x8) has zero point 0 and passes as it is."""
     em = lw.em
+    if dtype_of(x) == "int16":
+        if zero_point:
+            raise BackendError(f"int16 operand with zero point {zero_point}: 16x8 activations are symmetric")
+        return x
     return em.emit(R.subtract(em.cast(x, "int16"), em.const(zero_point, "int16")))
 
 
 # ---- Conv / Gemm ------------------------------------------------------------------------
 
+def _accumulate(lw, node, acc, bias, p, shape):
+    """+ bias, requantize: int32 (double rounding) or, for 16x8 int64 accumulators, int64."""
+    em = lw.em
+    wide = p.accumulator_bits == 64
+    if bias is not None:
+        acc = em.emit(R.add(acc, em.const(bias.reshape(shape), "int64" if wide else "int32", f"{node.name}_bias")))
+    m, e = p.multiplier.reshape(shape), p.shift.reshape(shape)
+    if not wide:
+        return em.requantize(acc, m, e, p.output_zero_point, p.act_min, p.act_max, name=node.name)
+    y = em.emit(R.add(em.mbqm_int64(acc, m, e, name=node.name), em.const(p.output_zero_point)))
+    return em.clamp_cast(y, p.act_min, p.act_max)
+
+
 def conv(lw, node):
-    """CONV_2D / DEPTHWISE_CONV_2D: int32 sum of w * (x - in_zp), + bias, requantize."""
+    """CONV_2D / DEPTHWISE_CONV_2D: int32 (16x8: int64) sum of w * (x - in_zp), + bias, requantize."""
     em = lw.em
     x = lw.value(node.inputs[0])
     w, bias = _constant(node, 1, "weight"), _constant(node, 2, "bias")
@@ -52,12 +73,9 @@ def conv(lw, node):
     weight = em.array(w.astype(np.int8), f"{node.name}_weight")
     acc = em.emit(R.nn.conv2d(_offset(lw, x, p.input_zero_point), em.cast(weight, "int16"),
                               strides=list(p.strides), padding=list(p.pads), dilation=list(p.dilations),
-                              groups=p.group, out_dtype="int32"),
+                              groups=p.group, out_dtype="int64" if p.accumulator_bits == 64 else "int32"),
                   f"{node.name}_acc")
-    if bias is not None:
-        acc = em.emit(R.add(acc, em.const(bias.reshape(1, -1, 1, 1), "int32", f"{node.name}_bias")))
-    y = em.requantize(acc, p.multiplier.reshape(1, -1, 1, 1), p.shift.reshape(1, -1, 1, 1),
-                      p.output_zero_point, p.act_min, p.act_max, name=node.name)
+    y = _accumulate(lw, node, acc, bias, p, (1, -1, 1, 1))
     if len(xshape) == 3:
         y = em.emit(R.reshape(y, tuple(shape_of(y)[:2]) + (shape_of(y)[3],)))
     return [y]
@@ -76,11 +94,8 @@ def gemm(lw, node):
         x = em.emit(R.reshape(x, (-1, k)))
     weight = em.array(np.ascontiguousarray(wm.T).astype(np.int8), f"{node.name}_weight_t")
     acc = em.emit(R.matmul(_offset(lw, x, p.input_zero_point), em.cast(weight, "int16"),
-                           out_dtype="int32"), f"{node.name}_acc")
-    if bias is not None:
-        acc = em.emit(R.add(acc, em.const(bias.reshape(1, -1), "int32", f"{node.name}_bias")))
-    y = em.requantize(acc, p.multiplier.reshape(1, -1), p.shift.reshape(1, -1), p.output_zero_point,
-                      p.act_min, p.act_max, name=node.name)
+                           out_dtype="int64" if p.accumulator_bits == 64 else "int32"), f"{node.name}_acc")
+    y = _accumulate(lw, node, acc, bias, p, (1, -1))
     if len(xshape) != 2:
         y = em.emit(R.reshape(y, tuple(xshape[:-1]) + (m,)))
     return [y]
@@ -222,23 +237,27 @@ def reduce_mean(lw, node):
     shifted = em.wrap32(em.emit(R.subtract(total, em.const(p.input_zero_point * p.count))))
     y = em.emit(R.add(em.mbqm(shifted, p.multiplier, p.shift, name=node.name),
                       em.const(p.output_zero_point)))
-    return [em.clamp_cast(y, -128, 127)]
+    info = np.iinfo(em.out_dtype)
+    return [em.clamp_cast(y, int(info.min), int(info.max))]
 
 
 # ---- table-driven element-wise ops (Softmax: lower_softmax.py) ------------------------------
 
 def unary_table(lw, node):
-    """Element-wise int8 -> int8 op as a 256-entry table built by the reference kernel itself.
+    """Element-wise int8 -> int8 op as a 256-entry table built by the reference kernel itself
+    (int16 -> int16: a 65536-entry one).
 
     Valid for ops whose output element depends only on the same input element
     (Sigmoid, Tanh, Relu, Clip, LeakyRelu, HardSwish), so it is exact by construction.
     """
     em = lw.em
-    args = [np.arange(-128, 128, dtype=np.int8)]
+    x = lw.value(node.inputs[0])
+    info = np.iinfo(dtype_of(x))
+    args = [np.arange(info.min, info.max + 1, dtype=info.dtype)]
     for i in range(1, len(node.inputs)):
         args.append(_constant(node, i, "bound"))
-    table = np.asarray(INT_KERNELS[node.op](node, args)[0]).astype(np.int8).reshape(256)
-    index = em.emit(R.add(em.cast(lw.value(node.inputs[0]), "int32"), em.const(128, "int32")))
+    table = np.asarray(INT_KERNELS[node.op](node, args)[0]).astype(em.out_dtype).reshape(-1)
+    index = em.emit(R.add(em.cast(x, "int32"), em.const(-int(info.min), "int32")))
     return [em.emit(R.take(em.array(table, f"{node.name}_table"), index, axis=0, mode="clip"))]
 
 
