@@ -115,6 +115,7 @@ class Backend:
     options_class: ClassVar[type] = NoOptions   # dataclass of its options (see `option`)
     scheme: QuantScheme
     int16_scheme: QuantScheme | None = None     # int16 activations (--activations int16 / auto)
+    no_int16_reason: ClassVar[str] = "its runtime quantizes activations to int8 only"
     default_passes: tuple[str, ...]
 
     def check_supported(self, graph: Graph) -> None:
@@ -129,9 +130,9 @@ class Backend:
         if activations not in ("int16", "auto"):
             raise QccError(f"--activations {activations!r}: choose int8, int16 or auto")
         if self.int16_scheme is None:
-            raise QccError(f"target {self.name!r} has no int16 activation scheme (its runtime quantizes "
-                           f"activations to int8 only), so --activations {activations} is not available; "
-                           "use --activations int8")
+            raise QccError(f"target {self.name!r} has no int16 activation scheme ({self.no_int16_reason}), "
+                           f"so --activations {activations} is not available; use --activations int8 or a "
+                           "target with TFLite's 16x8 scheme (tflm, tflite, tvm)")
         return self.scheme, self.int16_scheme
 
     def supported_ops(self) -> set[str]:

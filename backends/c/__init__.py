@@ -100,6 +100,7 @@ class CBackend(Backend):
     description = "plain C99: no interpreter, no heap, static memory plan (verified on the host)"
     options_class = COptions
     scheme = TFLITE_INT8            # per-channel multipliers live in flash: no RAM per channel
+    no_int16_reason = "the C kernels (templates/qcc_kernels.c) are int8 only; int16 needs the 16x8 kernels written"
     default_passes = tuple(DECOMPOSED_PIPELINE)
 
     def check_supported(self, graph) -> None:

@@ -94,6 +94,7 @@ class NcnnBackend(Backend):
     extra = "ncnn"
     options_class = NcnnOptions
     scheme = NCNN_INT8
+    no_int16_reason = "ncnn's quantized layers take int8 activations only; it has no 16-bit scheme"
     default_passes = tuple(COMMON_PIPELINE)  # LRN stays LRN: ncnn has the layer
 
     def check_supported(self, graph) -> None:

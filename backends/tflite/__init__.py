@@ -205,6 +205,15 @@ class TfliteBackend(Backend):
     def check_supported(self, graph) -> None:
         check_supported(graph)
 
+    def cost(self, qgraph) -> int | None:
+        """Arena bytes of a candidate integer graph (the --activations auto search): lowered
+        and measured in the tflite-micro interpreter as emit does (an estimate without it)."""
+        from qcompiler.quant.wide_softmax import expand_wide_softmax
+        q = qgraph.copy()
+        expand_wide_softmax(q)
+        model, arena, _ = plan_arena(lower(q).model)
+        return arena["arena_bytes"] if arena["arena_bytes"] is not None else arena_estimate(model)["arena_bytes"]
+
     def supported_ops(self) -> set[str]:
         return set(LOWERINGS)
 

@@ -88,8 +88,10 @@ def _auto_choice(graph: Graph, scheme: QuantScheme) -> tuple[set[str], list[Node
 def per_channel_fc_layers(graph: Graph, mode: bool | str, scheme: QuantScheme) -> set[str]:
     """Names of the Gemm nodes whose weights are quantized per output channel.
 
-    mode True / False: all / none; "auto": see the module docstring.
+    mode True / False: all / none; "auto": see the module docstring; a set: those names.
     """
+    if isinstance(mode, (set, frozenset)):
+        return set(mode)
     if mode != "auto":
         return {n.name for n in _fc_layers(graph)} if mode else set()
     return _auto_choice(graph, scheme)[0]

@@ -260,13 +260,22 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     if not scheme.integer_ir:
         summary["bias_correction"] = "not applicable (the target quantizes with its own scheme)"
         return None, summary, ranges
-    precision, fc_scheme = INT8, scheme
+    precision, fc_scheme, per_channel_fc, search = INT8, scheme, options.per_channel_fc, None
     if mode == "int16":
         precision, fc_scheme = INT16, wide_scheme
-    qgraph = quantize_graph(graph, ranges, per_channel_fc=options.per_channel_fc, per_tensor=options.per_tensor,
+    elif mode == "auto":
+        if samples is None:
+            raise CalibrationError("--activations auto measures candidates on calibration data: pass --calib")
+        config, search = _search_precision(graph, ranges, wide_ranges, options, scheme, bc, samples, total,
+                                           moments, runner, input_sums, cost)
+        precision = config.precision
+        per_channel_fc = _auto_fc(graph, options, scheme) | config.fc
+    qgraph = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
                             scheme=fc_scheme, precision=precision, wide_ranges=wide_ranges)
     if mode != "int8":
         summary["activations"] = precision_summary(graph, qgraph, precision)
+        if search is not None:
+            summary["activations"].update(mode="auto", **search)
     summary["fc_arena_budget_bytes"] = ram_budget(graph, fc_scheme)
     if options.per_channel_fc == "auto" and not options.per_tensor:
         given_up = kept_per_tensor_for_arena(graph, fc_scheme)
@@ -280,6 +289,39 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
                                                      input_sums)
     _add_layer_report(graph, qgraph, samples, total, summary, runner, defer=defer_report)
     return qgraph, summary, ranges
+
+
+def _auto_fc(graph: Graph, options, scheme: QuantScheme) -> set[str]:
+    from qcompiler.quant.fc_weights import per_channel_fc_layers
+    return set() if options.per_tensor else per_channel_fc_layers(graph, options.per_channel_fc, scheme)
+
+
+def _search_precision(graph: Graph, ranges: dict, wide_ranges: dict, options, scheme: QuantScheme, bc: str,
+                      samples, total: int, moments, runner, input_sums, cost):
+    """--activations auto: (mixed.Config, report entry); qcompiler/quant/mixed.py."""
+    from qcompiler.ir.activation import clamp_of
+    from qcompiler.quant import mixed
+    from qcompiler.quant.fc_weights import kept_per_tensor_for_arena
+    from qcompiler.quant.quantize import quantize_graph
+    auto_fc = _auto_fc(graph, options, scheme)
+    fc_candidates = []
+    if options.per_channel_fc == "auto" and not options.per_tensor:
+        fc_candidates = (kept_per_tensor_for_arena(graph, scheme) or {}).get("layers", [])
+
+    def build(config, corrected: bool) -> Graph:
+        q = quantize_graph(graph, ranges, per_channel_fc=auto_fc | config.fc, per_tensor=options.per_tensor,
+                           scheme=scheme, precision=config.precision, wide_ranges=wide_ranges)
+        if corrected and bc != "off":
+            _correct_biases(graph, q, bc, samples, total, moments, runner, input_sums)
+        return q
+
+    feeds = list(iterate_samples(samples, graph, indices=spread_indices(total, mixed.SEARCH_SAMPLES)))
+    names = [v.name for v in graph.outputs]
+    refs = [{k: runner.run(f)[k] for k in names} for f in feeds]
+    knobs = mixed.knobs(graph, lambda n: scheme.clamp_by_range(clamp_of(n)), fc_candidates)
+    arena = cost if cost is not None else mixed.activation_bytes
+    return mixed.search(knobs, build, mixed.Scorer(refs, feeds), arena, mixed.activation_bytes,
+                        options.min_sqnr, options.max_arena)
 
 
 class _Replay:
