@@ -135,6 +135,11 @@ class Backend:
                            "target with TFLite's 16x8 scheme (tflm, tflite, tvm)")
         return self.scheme, self.int16_scheme
 
+    def cost(self, qgraph: Graph, exact: bool = True) -> int | None:
+        """Runtime arena bytes of a candidate integer graph, for --activations auto (None: the
+        search plans the activations itself)."""
+        return None
+
     def supported_ops(self) -> set[str]:
         """Op names it lowers (for `qcc inspect --target` and the parity test)."""
         raise NotImplementedError

@@ -23,7 +23,7 @@ from qcompiler.backends.tflite.flatbuffer import TflModel
 from qcompiler.backends.tflite.lower import (INPUT_DTYPES, IO_MODES, LOWERINGS, WHY_UNSUPPORTED, check_supported,
                                              lower)
 from qcompiler.backends.tflite.lower_core import FUSED_ACTIVATIONS
-from qcompiler.backends.tflite.memory import memory_plan, plan_arena
+from qcompiler.backends.tflite.memory import memory_plan, plan_arena, quick_arena
 # TFLM keeps per-tensor runtime structs and per-op data (e.g. per-channel multipliers) in the arena
 TFLM_BYTES_PER_TENSOR = 64
 TFLM_BYTES_PER_CHANNEL = 8
@@ -205,13 +205,15 @@ class TfliteBackend(Backend):
     def check_supported(self, graph) -> None:
         check_supported(graph)
 
-    def cost(self, qgraph) -> int | None:
-        """Arena bytes of a candidate integer graph (the --activations auto search): lowered
-        and measured in the tflite-micro interpreter as emit does (an estimate without it)."""
+    def cost(self, qgraph, exact: bool = True) -> int | None:
+        """Arena bytes of a candidate integer graph (the --activations auto search): lowered and
+        measured in the tflite-micro interpreter as emit does (`exact`), or only TFLM's recorded
+        total of the variant emit would pick (one run instead of a bisection); an estimate
+        without tflite-micro."""
         from qcompiler.quant.wide_softmax import expand_wide_softmax
         q = qgraph.copy()
         expand_wide_softmax(q)
-        model, arena, _ = plan_arena(lower(q).model)
+        model, arena, _ = (plan_arena if exact else quick_arena)(lower(q).model)
         return arena["arena_bytes"] if arena["arena_bytes"] is not None else arena_estimate(model)["arena_bytes"]
 
     def supported_ops(self) -> set[str]:

@@ -117,6 +117,8 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "reach with the smallest change from all-int8")
     g.add_argument("--max-arena", type=int, metavar="BYTES",
                    help="with --activations auto: the largest runtime arena a choice may need")
+    g.add_argument("--int16-nodes", metavar="NODES",
+                   help="with --activations auto: compute these nodes (comma-separated IR names) in int16, no search")
 
     g = p.add_argument_group("target")
     g.add_argument("--target", default="tflm", choices=targets(), help="the runtime to compile for")
@@ -175,7 +177,8 @@ def cmd_compile(argv: list[str]) -> int:
                           input_shapes=parse_input_shapes(";".join(a.input_shape)),
                           passes=tuple(a.passes.split(",")) if a.passes else None,
                           per_channel_fc=_fc_mode(a), name=a.name, target_options=_given_target_options(a),
-                          activations=a.activations, min_sqnr=a.min_sqnr, max_arena=a.max_arena)
+                          activations=a.activations, min_sqnr=a.min_sqnr, max_arena=a.max_arena,
+                          int16_nodes=tuple(a.int16_nodes.split(",")) if a.int16_nodes else ())
     if a.explain:
         from qcompiler.ir.pass_manager import PASSES
         from qcompiler.driver.pipeline import pass_list
@@ -193,7 +196,7 @@ def cmd_compile(argv: list[str]) -> int:
 
 def _print_summary(r: dict, out: str, target: str, verbose: bool) -> None:
     """A few lines by default: what was written, the size, the weakest layer, trade-offs."""
-    from qcompiler.quant.report import fc_tradeoff
+    from qcompiler.quant.report import activations_line, fc_tradeoff
     ops = r.get("ops", {})
     size = [f"flash {r['flash_bytes']:,} B"] if "flash_bytes" in r else []
     if "arena" in r:
@@ -211,6 +214,9 @@ def _print_summary(r: dict, out: str, target: str, verbose: bool) -> None:
     tradeoff = fc_tradeoff(r.get("calibration", {}))
     if tradeoff:
         print(f"qcc: {tradeoff}")
+    widths = activations_line(r.get("calibration", {}))
+    if widths:
+        print(f"qcc: {widths}")
     if verbose:
         print(f"qcc: files: {', '.join(r['files'])}")
         print(f"qcc: ops: {', '.join(f'{k} x{v}' for k, v in ops.items())}")

@@ -27,6 +27,7 @@ class CompileOptions:
     activations: str = "int8"           # int8 | int16 (TFLite's 16x8 scheme) | auto (per layer, to --min-sqnr)
     min_sqnr: float | None = None       # with auto: the output SQNR (dB, calibration data) to reach
     max_arena: int | None = None        # with auto: the largest runtime arena (bytes) a choice may need
+    int16_nodes: tuple[str, ...] = ()   # with auto: these nodes in int16 (no search)
     disable_passes: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     dump_after: tuple[str, ...] = ()
@@ -72,6 +73,8 @@ class CompileOptions:
             parts.append(f"--min-sqnr {self.min_sqnr:g}")
         if self.max_arena is not None:
             parts.append(f"--max-arena {self.max_arena}")
+        if self.int16_nodes:
+            parts.append(f"--int16-nodes {','.join(self.int16_nodes)}")
         if target_options is not None:
             parts += target_options.describe()
         return " ".join(parts)

@@ -209,7 +209,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     from qcompiler.quant.ptq import cancel_report, finish_report
     # no calib: data-free; the per-layer report overlaps with the backend (finish_report below)
     qgraph, calib_summary, ranges = quantize(graph, options.calib, options, scheme=scheme, defer_report=True,
-                                             wide_scheme=wide_scheme, cost=getattr(backend, "cost", None))
+                                             wide_scheme=wide_scheme, cost=backend.cost)
     tmp = None
     try:
         header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe(topts)}"

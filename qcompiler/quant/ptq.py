@@ -22,7 +22,7 @@ from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
 from qcompiler.quant.moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
 from qcompiler.quant.fc_weights import FC_PER_CHANNEL_GAIN_DB
-from qcompiler.quant.precision import INT8, INT16, precision_summary
+from qcompiler.quant.precision import INT8, INT16, Precision, precision_summary
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.report import layer_report, parameters_only, report_samples, worst_layers
 
@@ -82,6 +82,16 @@ def _check_options(options) -> None:
                                f"(choose {', '.join(METHODS)})")
     if not 50.0 < float(options.percentile) <= 100.0:
         raise CalibrationError(f"--percentile {options.percentile}: give a value in (50, 100], e.g. 99.99")
+    mode = activations_mode(options)
+    given = [flag for flag, value in (("--min-sqnr", getattr(options, "min_sqnr", None)),
+                                      ("--max-arena", getattr(options, "max_arena", None)),
+                                      ("--int16-nodes", getattr(options, "int16_nodes", ()) or None))
+             if value is not None]
+    if given and mode != "auto":
+        raise CalibrationError(f"{', '.join(given)} choose(s) layer widths: use it with --activations auto")
+    if mode == "auto" and not given:
+        raise CalibrationError("--activations auto needs a target: --min-sqnr DB and/or --max-arena BYTES "
+                               "(or the layers: --int16-nodes)")
 
 
 def _input_range_override(graph: Graph, options) -> dict[str, tuple[float, float]]:
@@ -215,8 +225,8 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
             cost=None) -> tuple[Graph | None, dict, dict]:
     """Quantize `graph` per `options`: (integer graph, summary for report.json, ranges).
 
-    `wide_scheme`: the int16 scheme, for --activations int16 / auto; `cost(qgraph) -> dict`
-    (arena bytes, ...), the backend's measure of a candidate for the auto search.
+    `wide_scheme`: the int16 scheme, for --activations int16 / auto; `cost(qgraph, exact) -> int
+    | None`, the backend's arena bytes of a candidate for the auto search (Backend.cost).
 
     With CLE on, `graph` is equalized in place (its float function is unchanged),
     so the float graph, the ranges and the int8 graph describe the same tensors.
@@ -263,6 +273,13 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     precision, fc_scheme, per_channel_fc, search = INT8, scheme, options.per_channel_fc, None
     if mode == "int16":
         precision, fc_scheme = INT16, wide_scheme
+    elif mode == "auto" and getattr(options, "int16_nodes", ()):
+        names = {n.name for n in graph.nodes}
+        unknown = [n for n in options.int16_nodes if n not in names]
+        if unknown:
+            raise CalibrationError(f"--int16-nodes: no node named {', '.join(unknown[:3])} in the graph "
+                                   "(`qcc MODEL --dump-after PASS` shows the IR names)")
+        precision = Precision(wide=frozenset(options.int16_nodes))
     elif mode == "auto":
         if samples is None:
             raise CalibrationError("--activations auto measures candidates on calibration data: pass --calib")
@@ -279,6 +296,9 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     summary["fc_arena_budget_bytes"] = ram_budget(graph, fc_scheme)
     if options.per_channel_fc == "auto" and not options.per_tensor:
         given_up = kept_per_tensor_for_arena(graph, fc_scheme)
+        if given_up and search is not None:  # the search weighed them: only those it left per tensor
+            chosen = {e["node"] for e in search["per_channel_fc_layers"]}
+            given_up = None if set(given_up["layers"]) <= chosen else given_up
         if given_up:
             summary["fc_kept_per_tensor_for_arena"] = given_up
     summary["fc_per_channel"] = [n.name for n in qgraph.nodes
@@ -319,7 +339,10 @@ def _search_precision(graph: Graph, ranges: dict, wide_ranges: dict, options, sc
     names = [v.name for v in graph.outputs]
     refs = [{k: runner.run(f)[k] for k in names} for f in feeds]
     knobs = mixed.knobs(graph, lambda n: scheme.clamp_by_range(clamp_of(n)), fc_candidates)
-    arena = cost if cost is not None else mixed.activation_bytes
+    def arena(q: Graph, exact: bool) -> int:
+        size = cost(q, exact) if cost is not None else None
+        return size if size is not None else mixed.activation_bytes(q)
+
     return mixed.search(knobs, build, mixed.Scorer(refs, feeds), arena, mixed.activation_bytes,
                         options.min_sqnr, options.max_arena)
 

@@ -195,6 +195,28 @@ def fc_tradeoff(summary: dict) -> str | None:
             f"{kept['arena_bytes']:,} more arena bytes (their per-channel multipliers)")
 
 
+def activations_line(summary: dict) -> str | None:
+    """One sentence on --activations int16 / auto (None for int8)."""
+    a = summary.get("activations")
+    if not a:
+        return None
+    if a.get("mode") == "int16":
+        kept = a.get("int8_nodes") or {}
+        return (f"int16 activations (TFLite 16x8) on {a['int16_nodes']} nodes"
+                + (f"; int8 for {len(kept)} without an int16 kernel ({', '.join(sorted(kept)[:3])})" if kept else ""))
+    names = [e["node"] for e in a.get("int16_layers", [])]
+    fc = a.get("per_channel_fc_layers", [])
+    target = " and ".join(t for t in (f">= {a['min_sqnr_db']:g} dB" if a.get("min_sqnr_db") is not None else "",
+                                      f"arena <= {a['max_arena_bytes']:,} B" if a.get("max_arena_bytes") else "") if t)
+    head = (f"auto activations: {len(names)} layer(s) int16" + (f" ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+                                                               if names else "")
+            + (f", {len(fc)} FC layer(s) per-channel" if fc else "")
+            + f"; SQNR {a['search_sqnr_db']:.2f} dB on {a['search']['samples']} calibration samples"
+            + (f", arena {a['search_arena_bytes']:,} B" if a.get("search_arena_bytes") else "")
+            + f" (target {target}; {len(a['pareto'])} candidates, {a['search']['seconds']:.1f} s)")
+    return head if a.get("reached") else head + f"; NOT REACHED: {a.get('why_not', '')}"
+
+
 def _sizes(report: dict) -> str:
     ops = sum(report.get("ops", {}).values())
     parts = [f"{ops} ops from {report['nodes']['onnx']} ONNX nodes"] if "nodes" in report else []
