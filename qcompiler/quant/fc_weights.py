@@ -113,6 +113,6 @@ def kept_per_tensor_for_arena(graph: Graph, scheme: QuantScheme) -> dict | None:
 def ram_budget(graph: Graph, scheme: QuantScheme) -> int | None:
     """Bytes of per-channel parameters the scheme allows in RAM (its share of the activation
     peak), or None when its per-channel parameters take no RAM."""
-    if not scheme.per_channel_param_bytes:
+    if not scheme.per_channel_param_bytes or scheme.per_channel_param_share is None:
         return None
     return int(scheme.per_channel_param_share * activation_peak_bytes(graph))

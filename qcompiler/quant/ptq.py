@@ -39,7 +39,7 @@ def weights_summary(options, scheme: QuantScheme) -> str:
         return "per-channel (conv), per-tensor (fc)"
     budget = (f" (while their per-channel parameters, kept in the runtime's RAM, fit in "
               f"{100 * scheme.per_channel_param_share:g}% of the activation memory)"
-              if scheme.per_channel_param_bytes else "")
+              if scheme.per_channel_param_bytes and scheme.per_channel_param_share is not None else "")
     return f"per-channel (conv), fc per-channel where it gains >= {FC_PER_CHANNEL_GAIN_DB:g} dB weight SQNR{budget}"
 # Empirical bias correction simulates the quantized network on a fixed budget of activation
 # values (its cost): VWW gets 32 samples, smaller models more (digits: all 200; with 32 digits_dwsep
@@ -246,7 +246,8 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     if mode != "int8" and wide_scheme is None:
         raise CalibrationError(f"--activations {mode} needs an int16 scheme, which this target does not have")
     cle, bc = resolved_cle(options), resolved_bias_correction(options)
-    summary: dict = {"method": options.calib_method, "weights": weights_summary(options, scheme),
+    summary: dict = {"method": options.calib_method,
+                     "weights": weights_summary(options, wide_scheme if mode == "int16" else scheme),
                      "cle": equalize(graph) if cle else "off", "bias_correction": bc}
     if options.calib_method == "percentile":
         summary["percentile"] = options.percentile

@@ -43,7 +43,8 @@ class QuantScheme:
         with per-channel weights, next to the activations (TFLM: an int32 multiplier and an
         int32 shift in its arena); 0 when they live in flash or cost nothing.
     per_channel_param_share: share of the activation memory such parameters may take
-        before fully connected layers fall back to per-tensor weights (FC weights "auto").
+        before fully connected layers fall back to per-tensor weights (FC weights "auto");
+        None: no budget (16x8: int16 activations already trade memory for fidelity).
     bias_bits: width of the biases of convolutions and fully connected layers.
     fused_clamps: the clamps (lo, hi) the runtime applies as a fused activation of any op
         (None: every clamp). Any other fused clamp (qcompiler/ir/activation.py) is realized
@@ -60,7 +61,7 @@ class QuantScheme:
     minmax_roles: frozenset = IO_ROLES | {"first"}
     activation_equalization: bool = True
     per_channel_param_bytes: int = 0
-    per_channel_param_share: float = 0.05
+    per_channel_param_share: float | None = 0.05
     bias_bits: int = 32
     fused_clamps: frozenset | None = None
 
@@ -81,4 +82,4 @@ class QuantScheme:
 # TFLite's fused activations: RELU, RELU6, RELU_N1_TO_1
 TFLITE_INT8 = QuantScheme("tflite-int8", fused_clamps=frozenset({(0.0, INF), (0.0, 6.0), (-1.0, 1.0)}))
 TFLITE_INT16 = replace(TFLITE_INT8, name="tflite-int16", activation_bits=16, symmetric_activations=True,
-                       minmax_roles=ALL_ROLES, bias_bits=64)
+                       minmax_roles=ALL_ROLES, bias_bits=64, per_channel_param_share=None)

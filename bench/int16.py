@@ -1,0 +1,186 @@
+"""int16 activations and `--activations auto` (issue 16): fidelity, arena, flash, search cost.
+
+    python -m bench.int16 [--quick] [--out DIR]   -> int16.md, int16.json
+    python -m bench                                -> this section inside bench/results.md
+
+Per MLPerf Tiny model, on its whole evaluation set (kws 500, vww 300, ic 500, ad 300 samples;
+calibration: the whole calibration set, 128-200 samples): output SQNR vs the float model of
+
+- ONNX Runtime quantize_static (QDQ, per channel; MinMax, Entropy, Percentile: the best counts),
+- qcc all-int8 (the default), all-int16 (`--activations int16`) and `--activations auto
+  --min-sqnr ORT-best+3` for TFLM, with their arena (measured in tflite-micro) and flash.
+
+qcc's outputs come from the integer reference interpreter; each compiled model is also run in
+the tflite-micro interpreter on its first `TFLM_CHECK` evaluation samples (bit-exact column).
+Then: AD under the official int8 model's arena (4,640 bytes) with the target ORT best, and the
+search's cost on VWW against an int8 compile (wall and CPU seconds, same run, best of 2).
+"""
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from bench.common import MLPERF, MODELS, SHARED, mlperf_data, table  # noqa: E402
+from bench.fidelity import float_outputs, int8_outputs, metrics, ort_quantize  # noqa: E402
+
+TFLM_CHECK = 8
+ORT_METHODS = ("MinMax", "Entropy", "Percentile")
+AD_OFFICIAL_ARENA = 4640
+
+
+def _cpu() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def qcc_row(name: str, onnx_path: Path, calib_file: str, evals, ref, out: Path, label: str, **fields) -> dict:
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
+    from qcompiler.driver.verify import verify_outdir
+    shutil.rmtree(out, ignore_errors=True)
+    t, c = time.perf_counter(), _cpu()
+    res = compile_model(onnx_path, out, CompileOptions(calib=calib_file, **fields))
+    seconds, cpu = time.perf_counter() - t, _cpu() - c
+    y = int8_outputs(res.quant_graph, evals)
+    check = verify_outdir(out, evals[:TFLM_CHECK], with_litert=False)
+    acts = res.report["calibration"].get("activations", {})
+    row = {"model": name, "config": label, **metrics(ref, y, None), "arena_bytes": res.report["arena"]["arena_bytes"],
+           "flash_bytes": res.report["flash_bytes"], "tflm_bit_exact": bool(check["tflm"]["bit_exact"]),
+           "seconds": seconds, "cpu_seconds": cpu}
+    if acts.get("mode") == "auto":
+        row.update(int16_layers=len(acts.get("int16_layers", [])), per_channel_fc=len(acts.get("per_channel_fc_layers", [])),
+                   reached_on_calib=acts.get("reached"), search_sqnr_db=acts.get("search_sqnr_db"),
+                   search_seconds=acts["search"]["seconds"], pareto=acts.get("pareto"),
+                   why_not=acts.get("why_not"))
+    elif acts.get("mode") == "int16":
+        row["int16_layers"] = acts.get("int16_nodes")
+    print(f"int16: {name:6} {label:40} SQNR {row['sqnr_db']:6.2f} arena {row['arena_bytes']} "
+          f"bit-exact {row['tflm_bit_exact']} {seconds:.1f} s", file=sys.stderr, flush=True)
+    return row
+
+
+def ort_best(onnx_path: Path, calib, evals, ref, work: Path, quick: bool) -> tuple[float, str]:
+    best = (-np.inf, "")
+    for method in ORT_METHODS[:1] if quick else ORT_METHODS:
+        model, _, _ = ort_quantize(onnx_path, calib, method, work)
+        s = metrics(ref, float_outputs(model, evals), None)["sqnr_db"]
+        best = max(best, (s, method))
+    return best
+
+
+def measure(name: str, onnx_path: Path, calib, evals, work: Path, quick: bool) -> list[dict]:
+    calib_file = str(work / f"{name}_calib.npy")
+    np.save(calib_file, calib)
+    ref = float_outputs(onnx_path, evals)
+    ort, method = ort_best(onnx_path, calib, evals, ref, work, quick)
+    rows = [{"model": name, "config": f"ORT best ({method})", "sqnr_db": ort}]
+    rows.append(qcc_row(name, onnx_path, calib_file, evals, ref, work / f"{name}_int8", "qcc int8"))
+    rows.append(qcc_row(name, onnx_path, calib_file, evals, ref, work / f"{name}_int16", "qcc int16",
+                        activations="int16"))
+    rows.append(qcc_row(name, onnx_path, calib_file, evals, ref, work / f"{name}_auto",
+                        f"qcc auto --min-sqnr {ort + 3:.2f}", activations="auto", min_sqnr=round(ort + 3, 2)))
+    for r in rows[1:]:
+        r["ort_best_db"] = ort
+    if name == "ad":
+        rows.append(qcc_row(name, onnx_path, calib_file, evals, ref, work / f"{name}_auto_arena",
+                            f"qcc auto --min-sqnr {ort:.2f} --max-arena {AD_OFFICIAL_ARENA}", activations="auto",
+                            min_sqnr=round(ort, 2), max_arena=AD_OFFICIAL_ARENA))
+    return rows
+
+
+def search_cost(work: Path, target_db: float, repeats: int = 2) -> dict:
+    """VWW: int8 compile vs auto compile (search included) at `target_db`, best of `repeats`."""
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
+    calib_file = str(work / "vww_calib.npy")
+    np.save(calib_file, mlperf_data("vww", "calib"))
+    onnx_path = SHARED / "vww_96_float.onnx"
+    times: dict[str, list] = {"int8": [], "auto": []}
+    search = None
+    for _ in range(repeats):
+        for key, fields in (("int8", {}), ("auto", {"activations": "auto", "min_sqnr": target_db})):
+            out = work / f"vww_cost_{key}"
+            shutil.rmtree(out, ignore_errors=True)
+            t, c = time.perf_counter(), _cpu()
+            res = compile_model(onnx_path, out, CompileOptions(calib=calib_file, **fields))
+            times[key].append((time.perf_counter() - t, _cpu() - c))
+            if key == "auto":
+                search = res.report["calibration"]["activations"]
+    best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in times.items()}
+    return {"target_db": target_db, "int8_wall_s": best["int8"][0], "int8_cpu_s": best["int8"][1],
+            "auto_wall_s": best["auto"][0], "auto_cpu_s": best["auto"][1],
+            "ratio_wall": best["auto"][0] / best["int8"][0], "ratio_cpu": best["auto"][1] / best["int8"][1],
+            "evaluations": search["search"]["evaluations"], "int16_layers": len(search["int16_layers"]),
+            "reached_on_calib": search["reached"], "search_sqnr_db": search["search_sqnr_db"], "repeats": repeats}
+
+
+def _md(rows: list[dict], cost: list[dict]) -> str:
+    body = []
+    for r in rows:
+        body.append([r["model"], r["config"], r["sqnr_db"],
+                     (r["sqnr_db"] - r["ort_best_db"]) if "ort_best_db" in r else None,
+                     r.get("arena_bytes"), r.get("flash_bytes"), r.get("int16_layers"), r.get("per_channel_fc"),
+                     {True: "yes", False: "NO"}.get(r.get("tflm_bit_exact")), r.get("seconds")])
+    md = [table(["model", "config", "SQNR dB (eval set)", "vs ORT best dB", "arena B", "flash B", "int16 layers",
+                 "FC per-channel (auto)", f"TFLM bit-exact ({TFLM_CHECK} samples)", "compile s"], body)]
+    notes = [f"- {r['model']} `{r['config']}`: {r['why_not']}" for r in rows if r.get("why_not")]
+    if notes:
+        md.append("Targets the search did not reach (on its calibration samples):\n\n" + "\n".join(notes))
+    for c in cost:
+        md.append(f"Search cost on VWW, target {c['target_db']:.2f} dB (best of {c['repeats']}, same run): int8 compile "
+                  f"{c['int8_wall_s']:.1f} s wall / {c['int8_cpu_s']:.1f} s CPU; auto compile {c['auto_wall_s']:.1f} s "
+                  f"wall / {c['auto_cpu_s']:.1f} s CPU = {c['ratio_wall']:.1f}x wall, {c['ratio_cpu']:.1f}x CPU "
+                  f"({c['evaluations']} candidate evaluations, {c['int16_layers']} int16 layers, "
+                  f"{c['search_sqnr_db']:.2f} dB on the search samples).")
+    for r in rows:
+        if r.get("pareto") and r["model"] == "ad":
+            md.append(f"Pareto table explored for ad `{r['config']}` (calibration samples):\n\n" + table(
+                ["candidate", "int16 nodes", "FC per-channel", "SQNR dB", "arena B", "measured", "Pareto", "chosen"],
+                [[p["config"][:60], p["int16_nodes"], p["per_channel_fc"], p["sqnr_db"], p["arena_bytes"],
+                  p["arena_measured"], p["pareto"], p["chosen"]] for p in r["pareto"]]))
+    return "\n\n".join(md)
+
+
+def run(quick: bool = False) -> tuple[str, dict]:
+    rows, cost = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if quick or not SHARED.is_dir():
+            x = np.load(MODELS / "digits_calib.npy")
+            rows += measure("digits_cnn", MODELS / "digits_cnn.onnx", x, np.load(MODELS / "digits_eval.npy")[:50],
+                            work, True)
+        else:
+            for name in ("kws", "vww", "ic", "ad"):
+                onnx_file, kind, _ = MLPERF[name]
+                rows += measure(name, SHARED / onnx_file, mlperf_data(kind, "calib"), mlperf_data(kind, "eval"),
+                                work, quick)
+            vww_ort = next(r["sqnr_db"] for r in rows if r["model"] == "vww" and r["config"].startswith("ORT"))
+            cost.append(search_cost(work, round(vww_ort + 3, 2)))
+            cost.append(search_cost(work, round(vww_ort + 10, 2)))
+    for r in rows:
+        r.pop("paired_top1", None)
+    return _md(rows, cost), {"rows": rows, "search_cost_vww": cost}
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else Path(__file__).resolve().parent
+    out.mkdir(parents=True, exist_ok=True)
+    md, data = run("--quick" in argv)
+    name = "int16_quick" if "--quick" in argv else "int16"
+    (out / f"{name}.md").write_text(f"# int16 activations and --activations auto\n\n{md}\n")
+    (out / f"{name}.json").write_text(json.dumps(data, indent=1, default=float) + "\n")
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
