@@ -12,6 +12,8 @@ calibration: the whole calibration set, 128-200 samples): output SQNR vs the flo
 
 qcc's outputs come from the integer reference interpreter; each compiled model is also run in
 the tflite-micro interpreter on its first `TFLM_CHECK` evaluation samples (bit-exact column).
+For the int16 row, the int8-weight ceiling is the float model run with qcc's quantized weights
+and biases (dequantized) and float activations: no activation width beats it with those weights.
 Then: AD under the official int8 model's arena (4,640 bytes) with the target ORT best, and the
 search's cost on VWW against an int8 compile (wall and CPU seconds, same run, best of 2).
 """
@@ -57,6 +59,8 @@ def qcc_row(name: str, onnx_path: Path, calib_file: str, evals, ref, out: Path, 
     row = {"model": name, "config": label, **metrics(ref, y, None), "arena_bytes": res.report["arena"]["arena_bytes"],
            "flash_bytes": res.report["flash_bytes"], "tflm_bit_exact": bool(check["tflm"]["bit_exact"]),
            "seconds": seconds, "cpu_seconds": cpu}
+    if fields.get("activations") == "int16":
+        row["weight_ceiling_db"] = weight_ceiling(res, evals, ref)
     if acts.get("mode") == "auto":
         row.update(int16_layers=len(acts.get("int16_layers", [])), per_channel_fc=len(acts.get("per_channel_fc_layers", [])),
                    reached_on_calib=acts.get("reached"), search_sqnr_db=acts.get("search_sqnr_db"),
@@ -67,6 +71,25 @@ def qcc_row(name: str, onnx_path: Path, calib_file: str, evals, ref, out: Path, 
     print(f"int16: {name:6} {label:40} SQNR {row['sqnr_db']:6.2f} arena {row['arena_bytes']} "
           f"bit-exact {row['tflm_bit_exact']} {seconds:.1f} s", file=sys.stderr, flush=True)
     return row
+
+
+def weight_ceiling(res, evals, ref) -> float:
+    """Output SQNR of the float model with qcc's integer weights and biases (dequantized) and
+    float activations: what no activation width can beat with these weights."""
+    from qcompiler.interp import run_float
+    g = res.float_graph.copy()
+    qnodes = {n.name: n for n in res.quant_graph.nodes}
+    for n in g.nodes:
+        qn = qnodes.get(n.name)
+        if n.op not in ("Conv", "Gemm", "ConvTranspose") or qn is None:
+            continue
+        for i in (1, 2):
+            w = qn.input(i)
+            if w is not None and w.is_constant and w.quant is not None:
+                n.set_input(i, g.add_constant(f"{w.name}_dequantized", w.quant.dequantize(w.data).astype(np.float32)))
+    name, out = g.inputs[0].name, g.outputs[0].name
+    y = np.concatenate([run_float(g, {name: evals[i:i + 1]})[out] for i in range(len(evals))])
+    return metrics(ref, y, None)["sqnr_db"]
 
 
 def ort_best(onnx_path: Path, calib, evals, ref, work: Path, quick: bool) -> tuple[float, str]:
@@ -128,9 +151,10 @@ def _md(rows: list[dict], cost: list[dict]) -> str:
     for r in rows:
         body.append([r["model"], r["config"], r["sqnr_db"],
                      (r["sqnr_db"] - r["ort_best_db"]) if "ort_best_db" in r else None,
+                     r.get("weight_ceiling_db"),
                      r.get("arena_bytes"), r.get("flash_bytes"), r.get("int16_layers"), r.get("per_channel_fc"),
                      {True: "yes", False: "NO"}.get(r.get("tflm_bit_exact")), r.get("seconds")])
-    md = [table(["model", "config", "SQNR dB (eval set)", "vs ORT best dB", "arena B", "flash B", "int16 layers",
+    md = [table(["model", "config", "SQNR dB (eval set)", "vs ORT best dB", "int8-weight ceiling dB", "arena B", "flash B", "int16 layers",
                  "FC per-channel (auto)", f"TFLM bit-exact ({TFLM_CHECK} samples)", "compile s"], body)]
     notes = [f"- {r['model']} `{r['config']}`: {r['why_not']}" for r in rows if r.get("why_not")]
     if notes:
