@@ -117,6 +117,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "reach with the smallest change from all-int8")
     g.add_argument("--max-arena", type=int, metavar="BYTES",
                    help="with --activations auto: the largest runtime arena a choice may need")
+    g.add_argument("--weight-rounding", default="auto", choices=["auto", "nearest", "gptq"],
+                   help="int8 weights rounded to nearest, or by GPTQ (error-compensating, on the calibration "
+                        "data's layer inputs); auto: gptq with --activations int16 / auto, nearest with int8")
     g.add_argument("--int16-nodes", metavar="NODES",
                    help="with --activations auto: compute these nodes (comma-separated IR names) in int16, no search")
 
@@ -178,7 +181,8 @@ def cmd_compile(argv: list[str]) -> int:
                           passes=tuple(a.passes.split(",")) if a.passes else None,
                           per_channel_fc=_fc_mode(a), name=a.name, target_options=_given_target_options(a),
                           activations=a.activations, min_sqnr=a.min_sqnr, max_arena=a.max_arena,
-                          int16_nodes=tuple(a.int16_nodes.split(",")) if a.int16_nodes else ())
+                          int16_nodes=tuple(a.int16_nodes.split(",")) if a.int16_nodes else (),
+                          weight_rounding=a.weight_rounding)
     if a.explain:
         from qcompiler.ir.pass_manager import PASSES
         from qcompiler.driver.pipeline import pass_list

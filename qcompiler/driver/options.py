@@ -28,6 +28,7 @@ class CompileOptions:
     min_sqnr: float | None = None       # with auto: the output SQNR (dB, calibration data) to reach
     max_arena: int | None = None        # with auto: the largest runtime arena (bytes) a choice may need
     int16_nodes: tuple[str, ...] = ()   # with auto: these nodes in int16 (no search)
+    weight_rounding: str = "auto"       # nearest | gptq | auto (gptq with int16 / auto activations)
     disable_passes: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     dump_after: tuple[str, ...] = ()
@@ -73,6 +74,8 @@ class CompileOptions:
             parts.append(f"--min-sqnr {self.min_sqnr:g}")
         if self.max_arena is not None:
             parts.append(f"--max-arena {self.max_arena}")
+        if self.weight_rounding != "auto":
+            parts.append(f"--weight-rounding {self.weight_rounding}")
         if self.int16_nodes:
             parts.append(f"--int16-nodes {','.join(self.int16_nodes)}")
         if target_options is not None:

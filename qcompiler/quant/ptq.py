@@ -219,6 +219,19 @@ def activations_mode(options) -> str:
     return getattr(options, "activations", "int8")
 
 
+# calibration samples whose layer inputs make GPTQ's H = X^T X
+GPTQ_SAMPLES = 32
+
+
+def weight_rounding(options) -> str:
+    """--weight-rounding: "nearest" or "gptq"; "auto" is gptq with int16 activations (then the
+    weights are the main error left) and nearest with int8."""
+    mode = getattr(options, "weight_rounding", "auto")
+    if mode == "auto":
+        return "nearest" if activations_mode(options) == "int8" or getattr(options, "calib", None) is None else "gptq"
+    return mode
+
+
 @one_blas_thread()
 def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme = TFLITE_INT8,
             defer_report: bool = False, wide_scheme: QuantScheme | None = None,
@@ -272,6 +285,14 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
         summary["bias_correction"] = "not applicable (the target quantizes with its own scheme)"
         return None, summary, ranges
     precision, fc_scheme, per_channel_fc, search = INT8, scheme, options.per_channel_fc, None
+    hessians = None
+    if weight_rounding(options) == "gptq":
+        if samples is None:
+            raise CalibrationError("--weight-rounding gptq needs calibration data (--calib)")
+        from qcompiler.quant.gptq import hessians as layer_hessians
+        feeds = list(iterate_samples(samples, graph, indices=spread_indices(total, GPTQ_SAMPLES)))
+        hessians = layer_hessians(graph, feeds, runner)
+        summary["weight_rounding"] = {"method": "gptq", "layers": len(hessians), "samples": len(feeds)}
     if mode == "int16":
         precision, fc_scheme = INT16, wide_scheme
     elif mode == "auto" and getattr(options, "int16_nodes", ()):
@@ -285,11 +306,11 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
         if samples is None:
             raise CalibrationError("--activations auto measures candidates on calibration data: pass --calib")
         config, search = _search_precision(graph, ranges, wide_ranges, options, scheme, bc, samples, total,
-                                           moments, runner, input_sums, cost)
+                                           moments, runner, input_sums, cost, hessians)
         precision = config.precision
         per_channel_fc = _auto_fc(graph, options, scheme) | config.fc
     qgraph = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
-                            scheme=fc_scheme, precision=precision, wide_ranges=wide_ranges)
+                            scheme=fc_scheme, precision=precision, wide_ranges=wide_ranges, hessians=hessians)
     if mode != "int8":
         summary["activations"] = precision_summary(graph, qgraph, precision)
         if search is not None:
@@ -318,7 +339,7 @@ def _auto_fc(graph: Graph, options, scheme: QuantScheme) -> set[str]:
 
 
 def _search_precision(graph: Graph, ranges: dict, wide_ranges: dict, options, scheme: QuantScheme, bc: str,
-                      samples, total: int, moments, runner, input_sums, cost):
+                      samples, total: int, moments, runner, input_sums, cost, hessians=None):
     """--activations auto: (mixed.Config, report entry); qcompiler/quant/mixed.py."""
     from qcompiler.ir.activation import clamp_of
     from qcompiler.quant import mixed
@@ -331,7 +352,7 @@ def _search_precision(graph: Graph, ranges: dict, wide_ranges: dict, options, sc
 
     def build(config, corrected: bool) -> Graph:
         q = quantize_graph(graph, ranges, per_channel_fc=auto_fc | config.fc, per_tensor=options.per_tensor,
-                           scheme=scheme, precision=config.precision, wide_ranges=wide_ranges)
+                           scheme=scheme, precision=config.precision, wide_ranges=wide_ranges, hessians=hessians)
         if corrected and bc != "off":
             _correct_biases(graph, q, bc, samples, total, moments, runner, input_sums)
         return q

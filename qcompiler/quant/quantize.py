@@ -239,13 +239,17 @@ def bias_safe_scales(scales: np.ndarray, bias: np.ndarray | None, in_scale: floa
 
 
 def _quantize_weight(graph: Graph, w: Value, axis: int | None, bias: Value | None = None,
-                     in_q: QuantParams | None = None) -> Value:
+                     in_q: QuantParams | None = None, hessian: list | None = None) -> Value:
     scales = symmetric_weight_scales(w.data, axis)
     if bias is not None and in_q is not None:
         headroom = BIAS_HEADROOM_INT64 if in_q.dtype == np.int16 else BIAS_HEADROOM
         scales = bias_safe_scales(scales, bias.data, float(in_q.scale[0]), headroom)
     q = QuantParams(scales, np.zeros_like(scales, dtype=np.int32), axis=axis)
-    data = q.quantize(w.data)
+    source = w.data
+    if hessian is not None:  # error-compensating rounding onto the same grid (quant/gptq.py)
+        from qcompiler.quant.gptq import round_weights
+        source = round_weights(w.data, scales, axis, hessian)
+    data = q.quantize(source)
     data = np.clip(data, -127, 127).astype(np.int8)
     out = graph.add_constant(f"{w.name}_q", data)
     out.quant = q
@@ -290,14 +294,15 @@ def _quantize_operand(graph: Graph, c: Value, int16: bool = False) -> Value:
 
 
 def quantize_weights(graph: Graph, per_channel_fc: bool | str = False, per_tensor: bool = False,
-                     scheme: QuantScheme = TFLITE_INT8) -> None:
+                     scheme: QuantScheme = TFLITE_INT8, hessians: dict | None = None) -> None:
     fc_channelwise = per_channel_fc_layers(graph, per_channel_fc, scheme)
     for n in graph.nodes:
         if n.op in WEIGHTED and n.input(1) is not None and n.input(1).is_constant:
             axis = WEIGHTED[n.op]
             if per_tensor or (n.op == "Gemm" and n.name not in fc_channelwise):
                 axis = None
-            wq = _quantize_weight(graph, n.input(1), axis, n.input(2), n.inputs[0].quant)
+            wq = _quantize_weight(graph, n.input(1), axis, n.input(2), n.inputs[0].quant,
+                                  (hessians or {}).get(n.name) if n.op != "ConvTranspose" else None)
             n.set_input(1, wq)
             if n.input(2) is not None:
                 n.set_input(2, quantize_bias(graph, n.input(2), n.inputs[0].quant, wq.quant))
@@ -349,10 +354,11 @@ def check_quantizable(graph: Graph) -> None:
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_channel_fc: bool | str = False,
                    per_tensor: bool = False, scheme: QuantScheme = TFLITE_INT8, precision: Precision = INT8,
-                   wide_ranges: dict | None = None) -> Graph:
+                   wide_ranges: dict | None = None, hessians: dict | None = None) -> Graph:
     """Return an integer copy of the float `graph` using calibrated `ranges`, in `scheme`
     (its FULLY_CONNECTED weight choice); `precision` names the nodes computing in int16,
-    whose tensors take their ranges from `wide_ranges` (default `ranges`)."""
+    whose tensors take their ranges from `wide_ranges` (default `ranges`); `hessians`: weights
+    of those layers rounded by GPTQ (qcompiler/quant/gptq.py) instead of to nearest."""
     check_finite(graph)
     check_quantizable(graph)
     q = graph.copy()
@@ -370,7 +376,7 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_cha
     if released:
         q.meta["released_fixed_outputs"] = released
     mark_wide_softmax(q)
-    quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor, scheme=scheme)
+    quantize_weights(q, per_channel_fc=per_channel_fc, per_tensor=per_tensor, scheme=scheme, hessians=hessians)
     check_multipliers(q)
     q.meta["float_io"] = float_io
     q.meta["quantized"] = True
