@@ -114,3 +114,24 @@ def test_auto_options_are_checked(tmp_path, data):
     for target in ("ncnn", "c"):
         with pytest.raises(QccError, match="no int16 activation scheme"):
             compile_model(model, tmp_path / target, CompileOptions(target=target, calib=data, activations="int16"))
+
+
+def test_int16_keeps_ops_without_an_int16_kernel_in_int8(tmp_path, data):
+    """HardSwish has no int16 TFLM kernel: inside an int16 model it stays int8 between QUANTIZEs."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array((rng.normal(size=(4, 3, 3, 3)) * 0.4).astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.normal(size=(4, 4, 1, 1)) * 0.4).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["h"], name="Conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("HardSwish", ["h"], ["hs"], name="HardSwish"),
+             helper.make_node("Conv", ["hs", "w2"], ["y"], name="Conv2")]
+    g = helper.make_graph(nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "hs.onnx")
+    res = compile_model(tmp_path / "hs.onnx", tmp_path / "out", CompileOptions(calib=data, activations="int16"))
+    a = res.report["calibration"]["activations"]
+    assert a["mode"] == "int16" and "HARD_SWISH" in a["int8_nodes"]["HardSwish"]
+    assert [c["to"] for c in a["conversions"]] == ["int8", "int16"]
+    check = verify_outdir(tmp_path / "out", data[:16], with_litert=False)
+    assert check["tflm"]["bit_exact"]

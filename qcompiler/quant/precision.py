@@ -145,22 +145,28 @@ def is_border(node: Node) -> bool:
     return bool(node.meta.get(BORDER))
 
 
-def int8_reasons(graph: Graph, nodes: dict[str, int], precision: Precision) -> dict[str, str]:
-    """{node name: why it stays int8} for nodes the precision wanted in int16 but cannot have."""
+def int8_reasons(qgraph: Graph, precision: Precision) -> dict[str, str]:
+    """{node name: why it stays int8} for compute nodes the precision wanted in int16."""
     out = {}
-    for n in graph.nodes:
-        if precision.wants16(n) and nodes.get(n.name) == 8 and not int16_capable(n):
+    for n in qgraph.nodes:
+        if not precision.wants16(n) or n.op in FOLLOWERS or is_border(n) or n.outputs[0].quant is None \
+                or n.outputs[0].quant.dtype.itemsize != 1:
+            continue
+        if not int16_capable(n):
             out[n.name] = WHY_INT8.get(n.op, f"no int16 {n.op} kernel")
+        else:
+            out[n.name] = ("its clamp is no TFLite fused activation: the int8 output range realizes it, "
+                           "int16's symmetric range cannot")
     return out
 
 
 def precision_summary(graph: Graph, qgraph: Graph, precision: Precision) -> dict:
     """report.json's calibration "activations": the widths chosen and why some stay int8."""
-    nodes, _ = resolve(graph, precision)
-    wide = [n.name for n in graph.nodes if nodes[n.name] == 16]
+    wide = [n.name for n in qgraph.nodes if not is_border(n) and n.outputs[0].quant is not None
+            and n.outputs[0].quant.dtype.itemsize == 2]
     borders = [n for n in qgraph.nodes if is_border(n)]
     return {"mode": "int16" if precision.all16 else "mixed",
             "int16_nodes": len(wide) if precision.all16 else wide,
-            "int8_nodes": int8_reasons(graph, nodes, precision),
+            "int8_nodes": int8_reasons(qgraph, precision),
             "conversions": [{"node": b.name, "from": b.inputs[0].quant.dtype.name, "to": b.outputs[0].quant.dtype.name}
                             for b in borders]}
