@@ -285,12 +285,13 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
         summary["bias_correction"] = "not applicable (the target quantizes with its own scheme)"
         return None, summary, ranges
     precision, fc_scheme, per_channel_fc, search = INT8, scheme, options.per_channel_fc, None
-    hessians = None
+    hessians, fitted = None, []
     if weight_rounding(options) == "gptq":
         if samples is None:
             raise CalibrationError("--weight-rounding gptq needs calibration data (--calib)")
         from qcompiler.quant.gptq import hessians as layer_hessians
-        feeds = list(iterate_samples(samples, graph, indices=spread_indices(total, GPTQ_SAMPLES)))
+        fitted = spread_indices(total, GPTQ_SAMPLES)
+        feeds = list(iterate_samples(samples, graph, indices=fitted))
         hessians = layer_hessians(graph, feeds, runner)
         summary["weight_rounding"] = {"method": "gptq", "layers": len(hessians), "samples": len(feeds)}
     if mode == "int16":
@@ -306,7 +307,7 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
         if samples is None:
             raise CalibrationError("--activations auto measures candidates on calibration data: pass --calib")
         config, search = _search_precision(graph, ranges, wide_ranges, options, scheme, bc, samples, total,
-                                           moments, runner, input_sums, cost, hessians)
+                                           moments, runner, input_sums, cost, hessians, fitted)
         precision = config.precision
         per_channel_fc = _auto_fc(graph, options, scheme) | config.fc
     qgraph = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
@@ -339,7 +340,7 @@ def _auto_fc(graph: Graph, options, scheme: QuantScheme) -> set[str]:
 
 
 def _search_precision(graph: Graph, ranges: dict, wide_ranges: dict, options, scheme: QuantScheme, bc: str,
-                      samples, total: int, moments, runner, input_sums, cost, hessians=None):
+                      samples, total: int, moments, runner, input_sums, cost, hessians=None, fitted=()):
     """--activations auto: (mixed.Config, report entry); qcompiler/quant/mixed.py."""
     from qcompiler.ir.activation import clamp_of
     from qcompiler.quant import mixed
@@ -357,7 +358,11 @@ def _search_precision(graph: Graph, ranges: dict, wide_ranges: dict, options, sc
             _correct_biases(graph, q, bc, samples, total, moments, runner, input_sums)
         return q
 
-    feeds = list(iterate_samples(samples, graph, indices=spread_indices(total, mixed.SEARCH_SAMPLES)))
+    # measured on samples GPTQ did not fit the weights to (on those, VWW's int8 model read 44 dB
+    # against 36.8 on the evaluation set)
+    count = samples_within(graph, mixed.SEARCH_VALUES, mixed.SEARCH_MIN_SAMPLES, mixed.SEARCH_MAX_SAMPLES)
+    free = [i for i in range(total) if i not in set(fitted)] or list(range(total))
+    feeds = list(iterate_samples(samples, graph, indices=[free[i] for i in spread_indices(len(free), count)]))
     names = [v.name for v in graph.outputs]
     refs = [{k: runner.run(f)[k] for k in names} for f in feeds]
     knobs = mixed.knobs(graph, lambda n: scheme.clamp_by_range(clamp_of(n)), fc_candidates)
