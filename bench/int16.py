@@ -38,6 +38,7 @@ from bench.fidelity import float_outputs, int8_outputs, metrics, ort_quantize  #
 TFLM_CHECK = 8
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
 AD_OFFICIAL_ARENA = 4640
+SEARCH_COST_TARGET_DB = 46.0
 
 
 def _cpu() -> float:
@@ -164,7 +165,8 @@ def _md(rows: list[dict], cost: list[dict]) -> str:
                   f"{c['int8_wall_s']:.1f} s wall / {c['int8_cpu_s']:.1f} s CPU; auto compile {c['auto_wall_s']:.1f} s "
                   f"wall / {c['auto_cpu_s']:.1f} s CPU = {c['ratio_wall']:.1f}x wall, {c['ratio_cpu']:.1f}x CPU "
                   f"({c['evaluations']} candidate evaluations, {c['int16_layers']} int16 layers, "
-                  f"{c['search_sqnr_db']:.2f} dB on the search samples).")
+                  f"{c['search_sqnr_db']:.2f} dB on the search samples"
+                  f"{'' if c['reached_on_calib'] else ', target not reachable: every candidate measured'}).")
     for r in rows:
         if r.get("pareto") and r["model"] == "ad":
             md.append(f"Pareto table explored for ad `{r['config']}` (calibration samples):\n\n" + table(
@@ -190,6 +192,9 @@ def run(quick: bool = False) -> tuple[str, dict]:
             vww_ort = next(r["sqnr_db"] for r in rows if r["model"] == "vww" and r["config"].startswith("ORT"))
             cost.append(search_cost(work, round(vww_ort + 3, 2)))
             cost.append(search_cost(work, round(vww_ort + 10, 2)))
+            # VWW's calibration crops read ~7 dB above its evaluation set, so the targets above are
+            # met by all-int8 on the search samples; 46 dB makes the search run in full
+            cost.append(search_cost(work, SEARCH_COST_TARGET_DB))
     for r in rows:
         r.pop("paired_top1", None)
     return _md(rows, cost), {"rows": rows, "search_cost_vww": cost}
