@@ -263,9 +263,10 @@ def run(quick: bool = False):
             "stack: the deepest chain of static frames below `<name>_invoke`. Host instructions: callgrind "
             "inside `<name>_invoke` (gcc -O2) vs "
             "inside TFLM's `MicroInterpreter::Invoke` (the tflite-micro wheel's reference kernels), one invoke "
-            "on an all-zero-point input. Cortex-M: arm-none-eabi-gcc -O2 -mfloat-abi=soft, one invoke on QEMU "
-            "(mps2-an386 / mps2-an385 / mps3-an547) counted exactly by the TCG plugin bench/qemu_insn_count.c, "
-            "as bench/tflm_firmware.md counts TFLM; M4 and M55 run the kernels' SMLAD path, M3 plain C.")
+            "on an all-zero-point input. Cortex-M: arm-none-eabi-gcc -O2 -mfloat-abi=soft, one invoke (all-zero "
+            "int8 inputs) on QEMU (mps2-an386 / mps2-an385 / mps3-an547) counted exactly by the TCG plugin "
+            "bench/qemu_insn_count.c, as bench/tflm_firmware.md counts TFLM; M4 and M55 run the kernels' SMLAD "
+            "path, M3 plain C.")
     return md + "\n\n" + note + "\n\n" + against_tflm_firmware(rows), rows
 
 
@@ -286,14 +287,15 @@ def against_tflm_firmware(rows: list[dict]) -> str:
             continue
         ours_ram = r["scratch"] + r["io"] + r["stack"]
         m4 = r["m4_instructions"]
+        also = (lambda key: f" / {_n(official[key])}" if official else "")  # noqa: E731
         out.append([r["model"],
-                    f"{_n(ours_ram)} / {_n(ref['ram'])}" + (f" / {_n(official['ram'])}" if official else ""),
-                    f"{ours_ram / ref['ram']:.2f}",
-                    f"{_n(r['firmware_flash'])} / {_n(ref['flash'])}" + (f" / {_n(official['flash'])}" if official else ""),
+                    f"{_n(ours_ram)} / {_n(ref['ram'])}{also('ram')}", f"{ours_ram / ref['ram']:.2f}",
+                    f"{_n(r['firmware_flash'])} / {_n(ref['flash'])}{also('flash')}",
                     f"{r['firmware_flash'] / ref['flash']:.2f}",
                     f"{_n(m4)} / {_n(ref['insn_invoke'])} / {_n(ref_os and ref_os['insn_invoke'])}",
                     f"{m4 / ref['insn_invoke']:.2f}" if m4 else "—",
-                    f"{_n(cmsis and cmsis['insn_invoke'])}" + (f" ({m4 / cmsis['insn_invoke']:.2f}x)" if m4 and cmsis else "")])
+                    _n(cmsis and cmsis["insn_invoke"])
+                    + (f" ({m4 / cmsis['insn_invoke']:.2f}x)" if m4 and cmsis else "")])
     if not out:
         return ""
     md = table(["model", "RAM B: ours / TFLM / TFLM official .tflite", "ratio", "flash B: ours / TFLM / official",
