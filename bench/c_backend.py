@@ -11,8 +11,9 @@
 - stack: the deepest call chain below <name>_invoke (-fcallgraph-info=su, Cortex-M4);
 - instructions per invoke on the host (callgrind, gcc -O2, one all-zero-point input) against
   TFLM's reference kernels (the tflite-micro wheel, bench/instructions.py), and on emulated
-  Cortex-M4 (SMLAD path) and Cortex-M3 (plain C): QEMU mps2-an386 / an385 with -icount shift=0
-  (one instruction per virtual ns) read through SysTick (25 MHz: 40-instruction steps);
+  Cortex-M4 and M55 (SMLAD path) and Cortex-M3 (plain C): QEMU mps2-an386 / mps3-an547 / mps2-an385,
+  counted exactly by the TCG plugin bench/qemu_insn_count.c between two marker calls (the counter
+  bench/tflm_firmware.py uses for TFLM), and a table against that bench's TFLM firmwares;
 - bit-exactness: `qcc verify` over the whole evaluation set.
 """
 from __future__ import annotations
