@@ -281,6 +281,13 @@ SYNTHETIC = {
                               ("ax", np.array([2, 3])), ("st", np.array([2, 2])),
                               ("s2", np.array([1, 1, 2])), ("e2", np.array([3, 7, 6])), ("ax2", np.array([1, 2, 3])),
                               ("st2", np.array([1, 3, 1]))]),
+    # a CRNN's sequence transpose [1, C, T] -> [T, 1, C] moves the unit batch axis
+    "crnn_sequence_transpose": ([N("Conv", ["x", "w"], ["c"], pads=[0, 1, 0, 1]),
+                                 N("Squeeze", ["c", "ax"], ["s"]), N("Transpose", ["s"], ["t"], perm=[2, 0, 1]),
+                                 N("Sigmoid", ["t"], ["y"]), N("Transpose", ["c"], ["y2"], perm=[2, 0, 3, 1]),
+                                 N("Transpose", ["c"], ["y3"], perm=[2, 0, 1, 3])],
+                                [("x", [1, 3, 1, 6])], ["y", "y2", "y3"],
+                                [("w", _r(8, 3, 1, 3)), ("ax", np.array([2]))]),
     "pow_negative_bases": ([N("Pow", ["x", "two"], ["a"]), N("Pow", ["x", "three"], ["b"]),
                             N("Add", ["a", "b"], ["y"])],
                            [("x", [1, 3, 4, 4])], ["y"], [("two", np.array(2.0)), ("three", np.array(3.0))]),

@@ -341,7 +341,8 @@ def transpose(lw: Lowering, node):
     perm = ints(attr(node, "perm", list(range(rank))[::-1]))
     off = rank - len(src.dims)
     if perm[:off] != list(range(off)):
-        raise Unsupported("it moves the batch axis")
+        _transpose_moving_batch(lw, node, src, perm)
+        return
     nperm = tuple(p - off for p in perm[off:])
     if len(nperm) == 1:
         order = 0
@@ -350,6 +351,40 @@ def transpose(lw: Lowering, node):
     else:
         raise Unsupported(f"permutation {perm}")
     _emit(lw, node, "Permute", [src], {0: order})
+
+
+def _reshaped(lw: Lowering, node, src: Blob, dims: tuple[int, ...], suffix: str) -> Blob:
+    """`src` reshaped to blob dims `dims` (a new blob; `src` itself when the dims agree)."""
+    if tuple(src.dims) == tuple(dims):
+        return src
+    blob = lw.new_blob(f"{node.outputs[0].name}_{suffix}", dims, False)
+    params = {} if len(dims) == 1 else shape_params(dims)
+    lw.add("Flatten" if len(dims) == 1 else "Reshape", node, [src], [blob], params, name=f"{node.name}_{suffix}")
+    return blob
+
+
+def _transpose_moving_batch(lw: Lowering, node, src: Blob, perm: list[int]):
+    """A Transpose that moves the (unit) batch axis, e.g. a CRNN's [1, C, T] -> [T, 1, C]: the
+    data moves as the permutation of the non-unit axes alone, so it is a Reshape to those axes,
+    a Permute and a Reshape to the output's blob dims."""
+    shape = node.input(0).shape
+    keep = [a for a in range(len(shape)) if shape[a] != 1]
+    nperm = tuple(keep.index(a) for a in perm if shape[a] != 1)
+    if len(keep) > 4:
+        raise Unsupported(f"it moves the batch axis and permutes {len(keep)} non-unit axes (ncnn: at most 4)")
+    out_dims = ncnn_dims(node.outputs[0].shape)[0]
+    if nperm == tuple(range(len(keep))):  # only unit axes move: the data stays in place
+        _emit(lw, node, "Flatten" if len(out_dims) == 1 else "Reshape", [src],
+              {} if len(out_dims) == 1 else shape_params(out_dims))
+        return
+    squeezed = _reshaped(lw, node, src, tuple(shape[a] for a in keep), "squeezed")
+    permuted_dims = tuple(shape[keep[i]] for i in nperm)
+    if tuple(permuted_dims) == tuple(out_dims):
+        _emit(lw, node, "Permute", [squeezed], {0: PERMUTE[(len(nperm), nperm)]})
+        return
+    permuted = lw.new_blob(f"{node.outputs[0].name}_permuted", permuted_dims, False)
+    lw.add("Permute", node, [squeezed], [permuted], {0: PERMUTE[(len(nperm), nperm)]})
+    _emit(lw, node, "Reshape", [permuted], shape_params(out_dims))
 
 
 PAD_MODE = {"constant": 0, "edge": 1, "reflect": 2}
