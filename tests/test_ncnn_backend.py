@@ -437,3 +437,27 @@ def test_simulated_float_layers_are_ncnn_bit_for_bit(tmp_path, channels):
     if channels % 4 == 0:  # the packed path; others keep the float64 mean
         got = _one_layer(tmp_path, "Pooling", {0: 1, 4: 1}, x)
         assert np.array_equal(NCNN_FLOAT_KERNELS["GlobalAveragePool"](node, [x[None]])[0].reshape(-1), got)
+
+
+def test_resynchronized_check_catches_a_wrong_layer(samples_out, tmp_path):
+    """The simulation reads ncnn's own intermediate blobs (no drift through deep networks), so
+    each of them is checked too: negated int8 weights in the first convolution fail that layer
+    even though every layer after it matches the simulation fed with ncnn's values."""
+    import shutil
+    d, report = samples_out("digits_cnn", "int8")
+    bad = tmp_path / "bad"
+    shutil.copytree(d, bad)
+    bin_file = bad / report["ncnn"]["bin_file"]
+    data = bytearray(bin_file.read_bytes())
+    tag, = struct.unpack_from("<I", data, 0)
+    assert tag == TAG_INT8  # the first layer with weights is the first convolution
+    w = np.frombuffer(bytes(data[4:4 + 16]), np.int8)
+    data[4:4 + 16] = (-w.astype(np.int16)).clip(-127, 127).astype(np.int8).tobytes()
+    bin_file.write_bytes(bytes(data))
+    samples = {"input": np.load(MODELS / "digits_eval.npy")[:20]}
+    good = verify(d, report, samples)
+    assert good["ok"] and good["ncnn"]["intermediates"]["compared"] > 0, good["ncnn"]
+    result = verify(bad, report, samples)
+    assert not result["ok"]
+    assert result["ncnn"]["intermediates"]["failing"], result["ncnn"]
+    assert not verify(bad, report, samples, resync=False)["ok"]

@@ -114,9 +114,27 @@ class NcnnScheme:
         kernels["Gemm"] = self._gemm
         self.interp = Interpreter(graph, kernels)
 
-    def run(self, feeds: dict) -> dict:
-        """Graph outputs for one feed of float inputs."""
-        return self.interp.run(feeds)
+    def run(self, feeds: dict, forced: dict | None = None, own: dict | None = None) -> dict:
+        """Graph outputs for one feed of float inputs.
+
+        `forced` {value name: array}: later nodes read these values instead of the simulation's
+        own results (graph outputs excepted), which go into `own` {value name: array}."""
+        if not forced:
+            return self.interp.run(feeds)
+        own = {} if own is None else own
+        outputs = {v.name for v in self.interp.graph.outputs}
+
+        def resync(node, outs):
+            for i, v in enumerate(node.outputs):
+                if v.name in forced and v.name not in outputs:
+                    own[v.name] = outs[i]
+                    outs[i] = np.asarray(forced[v.name], dtype=np.asarray(outs[i]).dtype)
+
+        self.interp.hook = resync
+        try:
+            return self.interp.run(feeds)
+        finally:
+            self.interp.hook = None
 
     # ---- int8 layers -----------------------------------------------------
     def _quantized(self, node, x, w):
