@@ -288,6 +288,11 @@ SYNTHETIC = {
                                  N("Transpose", ["c"], ["y3"], perm=[2, 0, 1, 3])],
                                 [("x", [1, 3, 1, 6])], ["y", "y2", "y3"],
                                 [("w", _r(8, 3, 1, 3)), ("ax", np.array([2]))]),
+    # the CRNN head: one Gemm over every time step's row
+    "gemm_rows": ([N("Conv", ["x", "w"], ["c"]), N("Reshape", ["c", "shape"], ["r"]),
+                   N("Gemm", ["r", "wg", "bg"], ["g"], transB=1), N("Relu", ["g"], ["y"])],
+                  [("x", [1, 3, 4, 5])], ["y"],
+                  [("w", _r(8, 3, 1, 1)), ("shape", np.array([20, 8])), ("wg", _r(6, 8)), ("bg", _r(6))]),
     "pow_negative_bases": ([N("Pow", ["x", "two"], ["a"]), N("Pow", ["x", "three"], ["b"]),
                             N("Add", ["a", "b"], ["y"])],
                            [("x", [1, 3, 4, 4])], ["y"], [("two", np.array(2.0)), ("three", np.array(3.0))]),

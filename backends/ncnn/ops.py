@@ -133,8 +133,9 @@ def gemm(lw: Lowering, node):
                  and a.get("beta", 1.0) == 1.0 and w.ndim == 2 and (b is None or b.ndim == 1))
     if not canonical:
         raise Unsupported("only the canonical Gemm(x, W[M,K], b[M]) form (run normalize_gemm)")
-    if x.shape is None or len(x.shape) != 2 or x.shape[0] != 1:
-        raise Unsupported(f"input shape {x.shape}: InnerProduct needs one row [1, K]")
+    if x.shape is None or len(x.shape) != 2:
+        raise Unsupported(f"input shape {x.shape}: InnerProduct takes rows [M, K]")
+    # [1, K] is a 1-D blob; [M, K] a 2-D one, which InnerProduct multiplies row by row (its gemm path)
     src = lw.bottom(x)
     params = {0: w.shape[0], 1: int(b is not None), 2: int(w.size)}
     weights, qparams, meta = _weights(lw, node, "InnerProduct", w, b, w.shape[0])
