@@ -40,6 +40,7 @@ TARGETS = ("tflm", "tvm", "ncnn", "c")
 EVAL_SAMPLES = 50          # per model and target (the sample / MLPerf eval sets)
 CORPUS_CALIB, CORPUS_EVAL = 8, 3   # corpus models are large: a few samples each
 CACHE = Path(__file__).resolve().parent / "parity.json"
+NOT_CLASSIFIERS = {"ad"}  # an argmax over its 640-value reconstruction means nothing
 MARKDOWN = CACHE.with_suffix(".md")
 
 
@@ -157,21 +158,40 @@ def _cell(r: dict) -> str:
     return f"{'bit-exact' if r.get('bit_exact') else 'NOT bit-exact'}, {sqnr}"
 
 
-def render(rows: list[dict], cached: bool = False) -> str:
+def _fmt_db(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def _fmt_pct(x) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def render(rows: list[dict], cached: bool = False, eval_samples: int = EVAL_SAMPLES) -> str:
     names = list(dict.fromkeys(r["model"] for r in rows))
     cells = {(r["model"], r["target"]): _cell(r) for r in rows}
+    cells_rows = {(r["model"], r["target"]): r for r in rows}
     md = table(["model"] + list(TARGETS), [[n] + [cells.get((n, t), "-") for t in TARGETS] for n in names])
     md += ("\n\nEach cell: `qcc verify` of the compiled model (TFLM, TVM, C: bit-exact against the integer "
            "reference; ncnn: share of output elements within one int8 step of its scheme simulation, "
            ">= 99.9 % required, and the largest difference in steps) and the fidelity of that runtime's "
            "outputs against the float model (SQNR, worst output). "
-           f"{EVAL_SAMPLES} eval samples per sample / MLPerf model (MLPerf image sets converted as "
+           f"{eval_samples} eval samples per sample / MLPerf model (MLPerf image sets converted as "
            "../shared/models/mlperf_tiny/README.md states: VWW u8 / 255, IC u8 as float); corpus models "
            f"(bench/corpus.py): {CORPUS_CALIB} calibration and the first {CORPUS_EVAL} eval samples, "
            "skipped with `qcc inspect --target`'s first reason when a target refuses them.")
+    fid = [[n] + [_fmt_db((cells_rows.get((n, t)) or {}).get("fidelity_sqnr_db")) for t in TARGETS]
+           + [_fmt_pct((cells_rows.get((n, "ncnn")) or {}).get("top1_agreement") if n not in NOT_CLASSIFIERS else None),
+              _fmt_pct((cells_rows.get((n, "tflm")) or {}).get("top1_agreement") if n not in NOT_CLASSIFIERS else None)]
+           for n in names if any("fidelity_sqnr_db" in (cells_rows.get((n, t)) or {}) for t in TARGETS)]
+    md += ("\n\nFidelity against the float model (SQNR of the runtime's outputs, worst output; top-1 agreement "
+           "for classifiers). TVM and C run the integer reference that TFLM matches; they differ from TFLM only "
+           "where the quantizer decides per target (AD: per-channel fully connected weights, which TFLM's "
+           "arena budget declines). ncnn has its own scheme (symmetric per-tensor activations, float between "
+           "its int8 layers). Corpus numbers come from 3 samples: indicative only.\n\n")
+    md += table(["model"] + [f"{t} dB" for t in TARGETS] + ["ncnn top-1", "tflm top-1"], fid)
     if cached:
         when = sorted({f"{r.get('commit', '?')} ({r.get('date', '?')})" for r in rows if "commit" in r})
-        md += f" Measured at: {', '.join(when)}; cache bench/parity.json (`python -m bench.parity --render`)."
+        md += f"\n\nMeasured at: {', '.join(when)}; cache bench/parity.json (`python -m bench.parity --render`)."
     return md
 
 
@@ -210,7 +230,7 @@ def run(quick: bool = False):
     with tempfile.TemporaryDirectory() as tmp:
         if quick:
             rows = list(model_rows(Path(tmp), quick=True))
-            return render(rows), rows
+            return render(rows, eval_samples=5), rows
         cache = load_cache()
         store(cache, model_rows(Path(tmp)))
         store(cache, corpus_rows(Path(tmp), skip=lambda m, t: f"{m}/{t}" in cache))

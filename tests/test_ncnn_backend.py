@@ -202,7 +202,7 @@ def test_sample_int8_matches_simulation(samples_out, name):
 def test_portable_simulation_is_close(samples_out):
     """Without ncnn's measured depthwise multipliers the simulation is the reference C++ arithmetic."""
     d, report = samples_out("digits_dwsep", "int8")
-    result = verify(d, report, {"input": np.load(MODELS / "digits_eval.npy")}, probe=False, fma=())
+    result = verify(d, report, {"input": np.load(MODELS / "digits_eval.npy")}, probe=False, fma=(), resync=False)
     sim = result["ncnn"]["outputs"]["output"]
     assert sim["within_one_step"] >= 0.99 and sim["max_diff_steps"] < 8, sim
 
