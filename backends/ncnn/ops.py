@@ -320,9 +320,19 @@ def softmax(lw: Lowering, node):
 @converter("Concat")
 def concat(lw: Lowering, node):
     rank = len(node.outputs[0].shape)
-    blobs = [_memory_data(lw, node, v.data, rank) if v.is_constant else lw.bottom(v)
-             for v in node.inputs if v is not None]
-    _emit(lw, node, "Concat", blobs, {0: blobs[0].axis(int(attr(node, "axis")), rank)})
+    inputs = [v for v in node.inputs if v is not None]
+    blobs = [_memory_data(lw, node, v.data, rank) if v.is_constant else lw.bottom(v) for v in inputs]
+    axis = int(attr(node, "axis")) % rank
+    if not ncnn_dims(node.outputs[0].shape)[1] and any(b.batch_dropped for b in blobs):
+        # along the unit batch axis of the inputs (a CRNN's time steps [1, 1, C] -> [T, 1, C]): the
+        # output keeps that axis, so each input is reshaped to its full shape and joined there
+        if rank > 4 or any(v.is_constant for v in inputs):
+            raise Unsupported("it works along the batch axis, which ncnn blobs do not have")
+        blobs = [_reshaped(lw, node, b, tuple(v.shape), f"full{i}") if b.batch_dropped else b
+                 for i, (v, b) in enumerate(zip(inputs, blobs))]
+        _emit(lw, node, "Concat", blobs, {0: axis})
+        return
+    _emit(lw, node, "Concat", blobs, {0: blobs[0].axis(axis, rank)})
 
 
 # ncnn Permute order types, each listed innermost axis first as in `src/layer/permute.cpp`
