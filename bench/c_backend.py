@@ -11,8 +11,9 @@
 - stack: the deepest call chain below <name>_invoke (-fcallgraph-info=su, Cortex-M4);
 - instructions per invoke on the host (callgrind, gcc -O2, one all-zero-point input) against
   TFLM's reference kernels (the tflite-micro wheel, bench/instructions.py), and on emulated
-  Cortex-M4 (SMLAD path) and Cortex-M3 (plain C): QEMU mps2-an386 / an385 with -icount shift=0
-  (one instruction per virtual ns) read through SysTick (25 MHz: 40-instruction steps);
+  Cortex-M4 and M55 (SMLAD path) and Cortex-M3 (plain C): QEMU mps2-an386 / mps3-an547 / mps2-an385,
+  counted exactly by the TCG plugin bench/qemu_insn_count.c between two marker calls (the counter
+  bench/tflm_firmware.py uses for TFLM), and a table against that bench's TFLM firmwares;
 - bit-exactness: `qcc verify` over the whole evaluation set.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from bench.common import models, table
 from bench.instructions import tflm_invoke_instructions
+from bench.tflm_firmware import PLUGIN_SRC, symbol_address
 
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
 ARM = ["arm-none-eabi-gcc", "-std=c99", "-O2", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"]
@@ -93,50 +95,56 @@ def arm_sizes(outdir: Path, ident: str, report: dict, work: Path) -> dict | None
 
 COUNTER_MAIN = """#include <stdint.h>
 #include "{ident}.h"
-/* Instructions of one invoke under QEMU -icount shift=0 (one instruction per ns of virtual time):
- * SysTick on the 25 MHz system clock ticks every 40 instructions; wraps are counted. */
-#define SYST ((volatile uint32_t *)0xE000E010u)
+/* One invoke between two calls of bench_mark(), whose address the instruction-counting QEMU
+ * plugin (bench/qemu_insn_count.c) watches; then semihosting SYS_EXIT. */
+extern uint32_t __data_load[], __data_start[], __data_end[], __bss_start[], __bss_end[];
 static int8_t inputs[{inputs}], outputs[{outputs}];
 static int32_t scratch[{scratch} / 4 + 1];
-static volatile uint32_t wraps;
-static int semihost(int op, void *arg) {{
-  register int r0 __asm__("r0") = op;
-  register void *r1 __asm__("r1") = arg;
+__attribute__((noinline, used)) void bench_mark(void) {{ __asm__ volatile("" ::: "memory"); }}
+static void semihosting_exit(void) {{
+  register int r0 __asm__("r0") = 0x18;               /* SYS_EXIT */
+  register void *r1 __asm__("r1") = (void *)0x20026;  /* ADP_Stopped_ApplicationExit */
   __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
-  return r0;
 }}
-void SysTick_Handler(void) {{ ++wraps; }}
 void Reset_Handler(void) {{
-  char text[24], *c = text + sizeof text - 1;
-  uint32_t t0, t1, w0;
-  unsigned long long ticks;
-  SYST[1] = 0xFFFFFFu; SYST[2] = 0; SYST[0] = 7u;
-  while (SYST[2] == 0) {{}}                    /* the first reload */
-  w0 = wraps; t0 = SYST[2];
+  uint32_t *src = __data_load;
+  volatile uint32_t *dst;  /* volatile: no memcpy / memset calls (no libc here) */
+  for (dst = __data_start; dst < __data_end;) *dst++ = *src++;
+  for (dst = __bss_start; dst < __bss_end;) *dst++ = 0;
+  bench_mark();
   {ident}_invoke({args}scratch);
-  t1 = SYST[2];
-  ticks = ((unsigned long long)(wraps - w0) * 0x1000000u + t0 - (unsigned long long)t1) * 40u;
-  *c = 0;
-  *--c = 10;
-  do {{
-    *--c = (char)('0' + ticks % 10);
-    ticks /= 10;
-  }} while (ticks != 0);
-  semihost(4, c);
-  semihost(0x18, (void *)0x20026);
+  bench_mark();
+  semihosting_exit();
   for (;;) {{}}
 }}
 extern void __stack_top(void);
-__attribute__((section(".isr_vector"), used)) static void (*const vectors[16])(void) = {{
-    __stack_top, Reset_Handler, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, SysTick_Handler}};
+__attribute__((section(".isr_vector"), used)) static void (*const vectors[2])(void) = {{__stack_top, Reset_Handler}};
 """
 
+# QEMU board and mps2.ld memory map per core, as the emitted Makefile has them
+BOARDS = {"cortex-m3": ("mps2-an385", []), "cortex-m4": ("mps2-an386", []),
+          "cortex-m33": ("mps2-an505", ["-Wl,--defsym=__code_base=0x10000000,--defsym=__ram_base=0x38000000"]),
+          "cortex-m55": ("mps3-an547", ["-Wl,--defsym=__code_size=512K,--defsym=__ram_base=0x21000000"])}
 
-def qemu_instructions(outdir: Path, ident: str, report: dict, work: Path, cpu: str = "cortex-m4",
-                      machine: str = "mps2-an386") -> int | None:
-    """Instructions of one invoke on an emulated Cortex-M (QEMU -icount + SysTick, 40-instruction steps)."""
-    if not (shutil.which(ARM[0]) and shutil.which("qemu-system-arm")):
+
+def insn_plugin(work: Path) -> Path | None:
+    """bench/qemu_insn_count.c built for the host (None without gcc)."""
+    if not shutil.which("gcc"):
         return None
+    plugin = work / "qemu_insn_count.so"
+    if not plugin.is_file():
+        subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(plugin), str(PLUGIN_SRC)], check=True,
+                       capture_output=True)
+    return plugin
+
+
+def qemu_instructions(outdir: Path, ident: str, report: dict, work: Path, cpu: str = "cortex-m4") -> int | None:
+    """Instructions of one invoke on an emulated Cortex-M: QEMU with the counting plugin, between
+    the two bench_mark() calls (exact and deterministic; the count TFLM's firmware bench takes)."""
+    plugin = insn_plugin(work.parent)
+    if not (shutil.which(ARM[0]) and shutil.which("qemu-system-arm") and plugin):
+        return None
+    machine, memory = BOARDS[cpu]
     sizes = [[int(np.prod(d["shape"])) for d in report[k]] for k in ("inputs", "outputs")]
     offsets = [0, *np.cumsum(sizes[0])], [0, *np.cumsum(sizes[1])]
     args = "".join(f"inputs + {o}, " for o in offsets[0][:-1]) + "".join(f"outputs + {o}, " for o in offsets[1][:-1])
@@ -144,14 +152,16 @@ def qemu_instructions(outdir: Path, ident: str, report: dict, work: Path, cpu: s
                                                            scratch=report["c"]["scratch_bytes"], args=args))
     elf = work / f"count_{cpu}.elf"
     flags = [f if not f.startswith("-mcpu") else f"-mcpu={cpu}" for f in ARM]
-    subprocess.run([*flags, "-nostartfiles", "-nostdlib", "-Wl,--gc-sections", "-T", str(outdir / "mps2.ld"),
+    subprocess.run([*flags, "-nostartfiles", "-nostdlib", "-Wl,--gc-sections", "-T", str(outdir / "mps2.ld"), *memory,
                     "-I", str(outdir), "-o", str(elf), str(work / "count_main.c"), str(outdir / f"{ident}.c"),
                     str(outdir / "qcc_kernels.c"), "-lgcc"], check=True, capture_output=True)
-    res = subprocess.run(["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
-                          "-icount", "shift=0,align=off", "-semihosting-config", "enable=on,target=native",
-                          "-kernel", str(elf)], check=True, capture_output=True, text=True, timeout=1800,
-                         stdin=subprocess.DEVNULL)
-    return int((res.stdout + res.stderr).split()[0])   # semihosting writes to stderr without a tty
+    log = work / f"count_{cpu}.log"
+    subprocess.run(["qemu-system-arm", "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
+                    "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
+                    "-plugin", f"{plugin},mark={symbol_address(elf, 'bench_mark'):#x}", "-d", "plugin", "-D", str(log)],
+                   check=True, capture_output=True, text=True, timeout=1800, stdin=subprocess.DEVNULL)
+    marks = [int(v) for v in re.findall(r"^mark (\d+)", log.read_text(), re.M)]
+    return marks[1] - marks[0]
 
 
 def _stack(work: Path, entry: str) -> int:
@@ -209,7 +219,8 @@ def measure(name, onnx_path, calib, evalset, workdir: Path) -> dict:
             "firmware_flash": arm.get("flash"), "stack": arm.get("stack"),
             "tflite_bytes": tflite.stat().st_size, "host_instructions": host_instructions(out_c, c["ident"], work),
             "m4_instructions": qemu_instructions(out_c, c["ident"], rep, work),
-            "m3_instructions": qemu_instructions(out_c, c["ident"], rep, work, "cortex-m3", "mps2-an385"),
+            "m3_instructions": qemu_instructions(out_c, c["ident"], rep, work, "cortex-m3"),
+            "m55_instructions": qemu_instructions(out_c, c["ident"], rep, work, "cortex-m55"),
             "tflm_instructions": tflm_invoke_instructions(tflite), "samples": res["samples"],
             "bit_exact": bool(res["c"]["bit_exact"]), "max_abs_diff_lsb": res["c"]["max_abs_diff_lsb"],
             "sqnr_db": next(iter(res.get("fidelity", {}).get("c", {}).values()), {}).get("sqnr_db")}
@@ -229,7 +240,7 @@ def run(quick: bool = False):
     md = table(["model", "scratch B", "live bound B (ratio)", "scratch + I/O B", "--c-io scratch B",
                 "live bound with I/O B", "TFLM arena B", "firmware flash B (M4)", "const data B", ".tflite B",
                 "stack B (M4)",
-                "host instr. ours / TFLM", "Cortex-M4 / M3 instr. (QEMU)", "bit-exact (samples)", "SQNR dB"],
+                "host instr. ours / TFLM", "Cortex-M4 / M3 / M55 instr. (QEMU)", "bit-exact (samples)", "SQNR dB"],
                [[r["model"], _n(r["scratch"]), f"{_n(r['live_bound'])} ({r['scratch'] / max(r['live_bound'], 1):.2f})",
                  _n(r["scratch"] + r["io"]),
                  _n(r["io_in_scratch"]) + ("" if r["io_in_scratch_bit_exact"] else " (NOT bit-exact)"),
@@ -239,7 +250,7 @@ def run(quick: bool = False):
                  f"{_n(r['host_instructions'])} / {_n(r['tflm_instructions'])}"
                  + (f" = {r['host_instructions'] / r['tflm_instructions']:.2f}"
                     if r["host_instructions"] and r["tflm_instructions"] else ""),
-                 f"{_n(r['m4_instructions'])} / {_n(r['m3_instructions'])}",
+                 f"{_n(r['m4_instructions'])} / {_n(r['m3_instructions'])} / {_n(r.get('m55_instructions'))}",
                  f"{'yes' if r['bit_exact'] else 'NO'} ({r['samples']})",
                  "—" if r["sqnr_db"] is None else f"{r['sqnr_db']:.2f}"] for r in rows])
     note = ("Scratch: `<NAME>_SCRATCH_BYTES`, the only RAM the model needs besides the caller's input / output "
@@ -252,9 +263,54 @@ def run(quick: bool = False):
             "--gc-sections) holding the model, the kernels it calls and a main that invokes it once (no stdio); "
             "stack: the deepest chain of static frames below `<name>_invoke`. Host instructions: callgrind "
             "inside `<name>_invoke` (gcc -O2) vs "
-            "inside TFLM's `MicroInterpreter::Invoke` (the tflite-micro wheel's reference kernels). Cortex-M: "
-            "arm-none-eabi-gcc -O2, QEMU -icount shift=0, counted by SysTick in steps of 40 instructions.")
-    return md + "\n\n" + note, rows
+            "inside TFLM's `MicroInterpreter::Invoke` (the tflite-micro wheel's reference kernels), one invoke "
+            "on an all-zero-point input. Cortex-M: arm-none-eabi-gcc -O2 -mfloat-abi=soft, one invoke (all-zero "
+            "int8 inputs) on QEMU (mps2-an386 / mps2-an385 / mps3-an547) counted exactly by the TCG plugin "
+            "bench/qemu_insn_count.c, as bench/tflm_firmware.md counts TFLM; M4 and M55 run the kernels' SMLAD "
+            "path, M3 plain C.")
+    return md + "\n\n" + note + "\n\n" + against_tflm_firmware(rows), rows
+
+
+FIRMWARE_JSON = Path(__file__).resolve().parent / "tflm_firmware.json"
+
+
+def against_tflm_firmware(rows: list[dict]) -> str:
+    """The same models as TFLM firmwares on Cortex-M4 (bench/tflm_firmware.json, built from TFLM's
+    sources with reference kernels and with CMSIS-NN): RAM, flash and instructions per invoke."""
+    if not FIRMWARE_JSON.is_file():
+        return "(No TFLM firmware numbers: run bench/tflm_firmware.py for the comparison with a TFLM firmware.)"
+    fw = {(r["config"], r["model"]): r for r in json.loads(FIRMWARE_JSON.read_text())["rows"]}
+    out = []
+    for r in rows:
+        ref, ref_os, cmsis = (fw.get((cfg, r["model"])) for cfg in ("ref", "ref-Os", "cmsis_nn"))
+        official = fw.get(("ref", f"{r['model']}_official"))
+        if ref is None or r["stack"] is None:
+            continue
+        ours_ram = r["scratch"] + r["io"] + r["stack"]
+        m4 = r["m4_instructions"]
+        also = (lambda key: f" / {_n(official[key])}" if official else "")  # noqa: E731
+        out.append([r["model"],
+                    f"{_n(ours_ram)} / {_n(ref['ram'])}{also('ram')}", f"{ours_ram / ref['ram']:.2f}",
+                    f"{_n(r['firmware_flash'])} / {_n(ref['flash'])}{also('flash')}",
+                    f"{r['firmware_flash'] / ref['flash']:.2f}",
+                    f"{_n(m4)} / {_n(ref['insn_invoke'])} / {_n(ref_os and ref_os['insn_invoke'])}",
+                    f"{m4 / ref['insn_invoke']:.2f}" if m4 else "—",
+                    _n(cmsis and cmsis["insn_invoke"])
+                    + (f" ({m4 / cmsis['insn_invoke']:.2f}x)" if m4 and cmsis else "")])
+    if not out:
+        return ""
+    md = table(["model", "RAM B: ours / TFLM / TFLM official .tflite", "ratio", "flash B: ours / TFLM / official",
+                "ratio", "M4 instructions: ours / TFLM ref kernels / ref -Os", "ratio", "TFLM CMSIS-NN (ours vs it)"],
+               out)
+    return ("### Against a TFLM firmware on Cortex-M4 (bench/tflm_firmware.md)\n\n" + md + "\n\n"
+            "Ours: RAM = scratch + the caller's I/O arrays + the invoke's stack; flash = the firmware above (-O2). "
+            "TFLM (bench/tflm_firmware.md, BUILD_TYPE=release, TFLM's default levels: -Os core, -O2 reference "
+            "kernels): RAM = .data + .bss (the arena of qcc's declared size and TFLM's objects) + the measured stack "
+            "peak; flash = text + rodata + data of a firmware with the same model compiled by qcc for TFLM "
+            "(`official`: the MLPerf Tiny int8 file with its bisected minimum arena); instructions = one Invoke "
+            "counted by the same QEMU plugin. CMSIS-NN is TFLM with Arm's SIMD kernels (SMLAD and the like "
+            "throughout, hand-scheduled inner loops): the distance to it is how far the plain-C kernels with "
+            "their SMLAD dot products are from an optimized SIMD library on this core.")
 
 
 if __name__ == "__main__":   # python -m bench.c_backend [--quick]: this section alone -> bench/c_backend.md
