@@ -4,7 +4,8 @@ Sections (each a module with `run(quick) -> (markdown, rows)`): fidelity (qcc's
 calibration methods vs ONNX Runtime quantize_static vs the official int8 files),
 TFLite Micro deployment (arena, flash, latency vs official), the C backend (scratch vs
 live-set bound vs TFLM arena, flash, stack, instructions), TVM latency, ncnn
-fidelity, backend parity (verify on tflm / tvm / ncnn / c for every model). `--quick`
+fidelity, backend parity (verify on tflm / tvm / ncnn / c for every model), real models (the
+issue 14 corpus, per output; cached in bench/real_models.json). `--quick`
 runs one tiny sample model per section (CI keeps the script
 alive with it). Needs ../shared/models/mlperf_tiny for the MLPerf rows.
 """
@@ -24,7 +25,8 @@ SECTIONS = [("Fidelity against the float model", "bench.fidelity"),
             ("C backend (--target c) deployment", "bench.c_backend"),
             ("TVM latency", "bench.tvm_latency"),
             ("ncnn", "bench.ncnn_fidelity"),
-            ("Backend parity: verify on every target", "bench.parity")]
+            ("Backend parity: verify on every target", "bench.parity"),
+            ("Real models (issue 14 corpus): qcc default vs ONNX Runtime vs NNCF", "bench.real_models")]
 
 
 def output_dir(argv: list[str]) -> Path:

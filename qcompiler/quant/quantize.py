@@ -96,10 +96,43 @@ def _groups(graph: Graph) -> _UnionFind:
 NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero point
 
 
-def constrained_range(v: Value, lo: float, hi: float) -> tuple[float, float]:
-    """The calibrated range of `v` with the graph's constraints (see the module docstring)."""
+def consumer_domain(node) -> tuple[float, float] | None:
+    """The input interval outside which `node`'s output no longer changes (in its int8 output):
+    HardSwish is 0 below -3, Relu 0 below 0, Clip constant outside its bounds, and a Sigmoid /
+    Tanh with fixed int8 output parameters is within a quarter step of its asymptote beyond
+    ln(4 / step - 1) (6.9 for the Sigmoid's 1/256) resp. half that for Tanh; None: no such interval."""
+    inf = float("inf")
+    if node.op == "HardSwish":
+        return -3.0, inf
+    if node.op == "Relu":
+        return 0.0, inf
+    if node.op == "Clip":
+        try:
+            lo, hi, _ = clip_bounds(node)
+        except GraphError:  # a bound computed at run time
+            return None
+        return (-inf if lo is None else lo), (inf if hi is None else hi)
+    if node.op in FIXED_OUTPUT and node.op != "Softmax":
+        step = FIXED_OUTPUT[node.op][0]
+        bound = float(np.log(4.0 / step - 1.0)) / (2.0 if node.op == "Tanh" else 1.0)
+        return -bound, bound
+    return None
+
+
+def constrained_range(v: Value, lo: float, hi: float, graph_output: bool = False) -> tuple[float, float]:
+    """The calibrated range of `v` with the graph's constraints (see the module docstring).
+
+    A tensor read only by saturating ops (`consumer_domain`) needs its range only where some
+    reader still responds: the rest maps to the same outputs whatever its int8 value, so the
+    range stops there and the steps inside get finer (the input of a HardSwish after a
+    BatchNorm-folded conv reaches -40 where everything below -3 gives 0). Not for graph outputs."""
     if any(c.op in NONNEGATIVE_INPUT for c in v.consumers):
         lo = max(lo, 0.0)
+    domains = [consumer_domain(c) if c.inputs and c.inputs[0] is v else None for c in v.consumers]
+    if v.consumers and not graph_output and all(d is not None for d in domains):
+        dlo, dhi = min(d[0] for d in domains), max(d[1] for d in domains)
+        if dlo < hi and dhi > lo:  # never an empty range
+            lo, hi = max(lo, dlo), min(hi, dhi)
     return lo, max(hi, float(v.meta.get("range_floor", hi)))
 
 
@@ -175,12 +208,13 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
     acts = _activation_values(graph)
     uf = _groups(graph)
     fixed = _fixed_params(graph, uf, ranges, scheme)
+    outputs = set(graph.outputs)
     span: dict[int, tuple[float, float]] = {}
     for v in acts:
         if v.name not in ranges:
             raise QuantizationError(f"no calibration range for tensor {v.name} "
                                     f"(produced by {v.producer.name if v.producer else 'graph input'})")
-        lo, hi = constrained_range(v, *ranges[v.name])
+        lo, hi = constrained_range(v, *ranges[v.name], graph_output=v in outputs)
         root = uf.find(id(v))
         plo, phi = span.get(root, (lo, hi))
         span[root] = (min(lo, plo), max(hi, phi))
