@@ -9,8 +9,10 @@
   (`QuantScheme.fused_clamps`: e.g. [0, 1] after a folded HardSigmoid); a Softmax
   over more than 511 classes is marked for a wider TFLM path (qcompiler/quant/wide_softmax.py);
 - range constraints from the graph: inputs of Rsqrt start at 0 (TFLM's int8 RSQRT refuses
-  inputs below the zero point), and a value's meta["range_floor"] is the least upper end its
-  range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32);
+  inputs below the zero point), a value's meta["range_floor"] is the least upper end its
+  range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32), and a
+  value read only by saturating ops (HardSwish, Relu, Clip, fixed-output Sigmoid / Tanh) keeps
+  its range only where one of them still responds (`consumer_domain`);
 - Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
   Gemm weights: `per_channel_fc` True -> per output channel, False -> per tensor (the
   spec's FULLY_CONNECTED), "auto" -> per channel only where it buys accuracy and, on
@@ -100,7 +102,7 @@ def consumer_domain(node) -> tuple[float, float] | None:
     """The input interval outside which `node`'s output no longer changes (in its int8 output):
     HardSwish is 0 below -3, Relu 0 below 0, Clip constant outside its bounds, and a Sigmoid /
     Tanh with fixed int8 output parameters is within a quarter step of its asymptote beyond
-    ln(4 / step - 1) (6.9 for the Sigmoid's 1/256) resp. half that for Tanh; None: no such interval."""
+    ln(4 / step - 1) (6.9 for the Sigmoid's 1/256; Tanh's 1/128: 3.5); None: no such interval."""
     inf = float("inf")
     if node.op == "HardSwish":
         return -3.0, inf
@@ -113,8 +115,8 @@ def consumer_domain(node) -> tuple[float, float] | None:
             return None
         return (-inf if lo is None else lo), (inf if hi is None else hi)
     if node.op in FIXED_OUTPUT and node.op != "Softmax":
-        step = FIXED_OUTPUT[node.op][0]
-        bound = float(np.log(4.0 / step - 1.0)) / (2.0 if node.op == "Tanh" else 1.0)
+        step = FIXED_OUTPUT[node.op][0]  # tanh(x) = 2 sigmoid(2x) - 1: half the step at twice x
+        bound = float(np.log(8.0 / step - 1.0)) / 2.0 if node.op == "Tanh" else float(np.log(4.0 / step - 1.0))
         return -bound, bound
     return None
 
