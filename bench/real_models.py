@@ -259,7 +259,8 @@ def measure(key: str, configs, subsets, cache: dict) -> None:
                            **evaluate(key, diag.run_ort(q, x_eval), *ref)}
                 else:
                     q, secs = nncf_model(key, subset, calib)
-                    row = {"seconds": secs, **evaluate(key, diag.run_ort(q, x_eval), *ref)}
+                    row = {"seconds": secs if secs is not None else (old or {}).get("seconds"),
+                           **evaluate(key, diag.run_ort(q, x_eval), *ref)}
             except Exception as e:  # noqa: BLE001  (recorded in the table)
                 import traceback
                 traceback.print_exc()
