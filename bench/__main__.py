@@ -5,7 +5,8 @@ calibration methods vs ONNX Runtime quantize_static vs the official int8 files),
 TFLite Micro deployment (arena, flash, latency vs official), the C backend (scratch vs
 live-set bound vs TFLM arena, flash, stack, instructions), TVM latency, ncnn
 fidelity, backend parity (verify on tflm / tvm / ncnn / c for every model), int16 activations
-and the auto search (bench/int16.py). `--quick`
+and the auto search (bench/int16.py), real models (the issue 14 corpus, per output; cached in
+bench/real_models.json). `--quick`
 runs one tiny sample model per section (CI keeps the script
 alive with it). Needs ../shared/models/mlperf_tiny for the MLPerf rows.
 """
@@ -26,7 +27,8 @@ SECTIONS = [("Fidelity against the float model", "bench.fidelity"),
             ("TVM latency", "bench.tvm_latency"),
             ("ncnn", "bench.ncnn_fidelity"),
             ("Backend parity: verify on every target", "bench.parity"),
-            ("int16 activations and --activations auto", "bench.int16")]
+            ("int16 activations and --activations auto", "bench.int16"),
+            ("Real models (issue 14 corpus): qcc default vs ONNX Runtime vs NNCF", "bench.real_models")]
 
 
 def output_dir(argv: list[str]) -> Path:

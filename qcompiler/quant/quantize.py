@@ -9,8 +9,10 @@
   (`QuantScheme.fused_clamps`: e.g. [0, 1] after a folded HardSigmoid); a Softmax
   over more than 511 classes is marked for a wider TFLM path (qcompiler/quant/wide_softmax.py);
 - range constraints from the graph: inputs of Rsqrt start at 0 (TFLM's int8 RSQRT refuses
-  inputs below the zero point), and a value's meta["range_floor"] is the least upper end its
-  range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32);
+  inputs below the zero point), a value's meta["range_floor"] is the least upper end its
+  range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32), and a
+  value read only by saturating ops (HardSwish, Relu, Clip, fixed-output Sigmoid / Tanh) keeps
+  its range only where one of them still responds (`consumer_domain`);
 - Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
   Gemm weights: `per_channel_fc` True -> per output channel, False -> per tensor (the
   spec's FULLY_CONNECTED), "auto" -> per channel only where it buys accuracy and, on
@@ -102,10 +104,43 @@ def _groups(graph: Graph) -> _UnionFind:
 NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero point
 
 
-def constrained_range(v: Value, lo: float, hi: float) -> tuple[float, float]:
-    """The calibrated range of `v` with the graph's constraints (see the module docstring)."""
+def consumer_domain(node) -> tuple[float, float] | None:
+    """The input interval outside which `node`'s output no longer changes (in its int8 output):
+    HardSwish is 0 below -3, Relu 0 below 0, Clip constant outside its bounds, and a Sigmoid /
+    Tanh with fixed int8 output parameters is within a quarter step of its asymptote beyond
+    ln(4 / step - 1) (6.9 for the Sigmoid's 1/256; Tanh's 1/128: 3.5); None: no such interval."""
+    inf = float("inf")
+    if node.op == "HardSwish":
+        return -3.0, inf
+    if node.op == "Relu":
+        return 0.0, inf
+    if node.op == "Clip":
+        try:
+            lo, hi, _ = clip_bounds(node)
+        except GraphError:  # a bound computed at run time
+            return None
+        return (-inf if lo is None else lo), (inf if hi is None else hi)
+    if node.op in FIXED_OUTPUT and node.op != "Softmax":
+        step = FIXED_OUTPUT[node.op][0]  # tanh(x) = 2 sigmoid(2x) - 1: half the step at twice x
+        bound = float(np.log(8.0 / step - 1.0)) / 2.0 if node.op == "Tanh" else float(np.log(4.0 / step - 1.0))
+        return -bound, bound
+    return None
+
+
+def constrained_range(v: Value, lo: float, hi: float, graph_output: bool = False) -> tuple[float, float]:
+    """The calibrated range of `v` with the graph's constraints (see the module docstring).
+
+    A tensor read only by saturating ops (`consumer_domain`) needs its range only where some
+    reader still responds: the rest maps to the same outputs whatever its int8 value, so the
+    range stops there and the steps inside get finer (the input of a HardSwish after a
+    BatchNorm-folded conv reaches -40 where everything below -3 gives 0). Not for graph outputs."""
     if any(c.op in NONNEGATIVE_INPUT for c in v.consumers):
         lo = max(lo, 0.0)
+    domains = [consumer_domain(c) if c.inputs and c.inputs[0] is v else None for c in v.consumers]
+    if v.consumers and not graph_output and all(d is not None for d in domains):
+        dlo, dhi = min(d[0] for d in domains), max(d[1] for d in domains)
+        if dlo < hi and dhi > lo:  # never an empty range
+            lo, hi = max(lo, dlo), min(hi, dhi)
     return lo, max(hi, float(v.meta.get("range_floor", hi)))
 
 
@@ -187,6 +222,7 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
     acts = _activation_values(graph)
     uf = _groups(graph)
     fixed = _fixed_params(graph, uf, ranges, scheme, widths)
+    outputs = set(graph.outputs)
     span: dict[int, tuple[float, float]] = {}
     bits: dict[int, int] = {}
     for v in acts:
@@ -196,7 +232,7 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
         if source not in table:
             raise QuantizationError(f"no calibration range for tensor {v.name} "
                                     f"(produced by {v.producer.name if v.producer else 'graph input'})")
-        lo, hi = constrained_range(v, *table[source])
+        lo, hi = constrained_range(v, *table[source], graph_output=v in outputs)
         root = uf.find(id(v))
         if bits.setdefault(root, width) != width:
             raise QuantizationError(f"tensor {v.name} ({width}-bit) shares parameters with a "
