@@ -638,3 +638,29 @@ def test_ad_output_dtype_int64(tmp_path):
         m.graph.output[0].type.tensor_type.elem_type = TensorProto.INT64
     model = mlperf(tmp_path, "ad01_fp32", mutate)
     assert_clean_error(qcc(tmp_path, model, "--calib", mlperf_calib(tmp_path, "ad"), "-o", "out"))
+
+
+@pytest.mark.parametrize("field,ok", [("node", True), ("tensor", False)])
+def test_names_that_are_not_utf8(tmp_path, field, ok):
+    """Seed 2, case 1088: one byte of a node name := 0x80; protobuf hands such a name over as bytes
+    and writing the .qir raised a TypeError (traceback). A node name is a label (shown escaped);
+    a tensor name must match the calibration data and the artifacts: a clean error."""
+    m = onnx.load(MODELS / "digits_cnn.onnx")
+    marker = "QCCMARKER"
+    if field == "node":
+        m.graph.node[0].name = marker
+    else:
+        old = m.graph.node[0].output[0]
+        m.graph.node[0].output[0] = marker
+        for n in m.graph.node[1:]:
+            for i, t in enumerate(n.input):
+                if t == old:
+                    n.input[i] = marker
+    data = m.SerializeToString().replace(marker.encode(), b"QCC\x80ARKER")
+    (tmp_path / "model.onnx").write_bytes(data)
+    calib(tmp_path)
+    proc = qcc(tmp_path, "model.onnx", "--calib", "calib.npy", "-o", "out", "-q")
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert_clean_error(proc, "UTF-8")

@@ -193,6 +193,23 @@ def check_supported(graph: Graph) -> None:
 DEFAULT_MAX_INPUT_BYTES = 4096 << 20
 
 
+def _check_names_are_text(model: onnx.ModelProto) -> None:
+    """Names that are not UTF-8 come out of protobuf as bytes (onnx's proto2 strings): a node's
+    name is only a label and is shown escaped; a tensor name must match across the file, the
+    calibration data and the artifacts, so it is an error (fuzz seed 2, case 1088)."""
+    g = model.graph
+    for i, n in enumerate(g.node):
+        if isinstance(n.name, bytes):
+            n.name = n.name.decode("utf-8", "backslashreplace")
+        for t in list(n.input) + list(n.output):
+            if isinstance(t, bytes):
+                raise ModelLoadError(f"node {n.name or i} ({n.op_type}) names a tensor that is not valid "
+                                     f"UTF-8: {t[:60]!r}")
+    for t in list(g.input) + list(g.output) + list(g.initializer) + list(g.value_info):
+        if isinstance(t.name, bytes):
+            raise ModelLoadError(f"a graph tensor name is not valid UTF-8: {t.name[:60]!r}")
+
+
 def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
                   input_shapes: dict[str, tuple[int, ...]] | None = None,
                   max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES) -> Graph:
@@ -200,6 +217,7 @@ def onnx_to_graph(model: onnx.ModelProto, name: str = "model",
     opset = _opset(model)
     if opset < MIN_OPSET:
         raise ModelLoadError(f"model {name} uses opset {opset}; qcc needs opset {MIN_OPSET} or newer")
+    _check_names_are_text(model)
     for n in model.graph.node:
         if n.domain not in ("", "ai.onnx"):
             raise UnsupportedOpError([f"{n.domain}.{n.op_type} (node {n.name or '?'})"])
