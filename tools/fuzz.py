@@ -1540,7 +1540,7 @@ def classify(case: Case, base: Path, run: dict, before: dict, after: dict, opts)
             cls, cause = "outside-read", f"external data outside the model folder accepted ({case.desc[-1][:80]})"
         else:
             check = check_output(case, base, out_abs, opts)
-            if check["status"] == "fail" and case.data_free and DATA_FREE_WARNING in err:
+            if check["status"] == "fail" and case.input_range is not None and DATA_FREE_WARNING in err:
                 # not silent: data-free ranges are estimates and qcc said so (quality, not a lie)
                 cls, cause = "warned", f"data-free, warned: {check['reason']}"
             elif check["status"] == "fail":
