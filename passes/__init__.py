@@ -17,14 +17,17 @@ from qcompiler.passes import (  # noqa: F401  (each module registers its passes)
     horizontal_merge,
     normalize_gemm,
     simplify,
+    unroll_lstm,
 )
 
 __all__ = ["PASSES", "PassContext", "PassManager", "register_pass", "COMMON_PIPELINE", "LRN_DECOMPOSED_PIPELINE",
            "DECOMPOSED_PIPELINE"]
 
 # The float-graph clean-up every target starts from (backends name their default pipeline).
-COMMON_PIPELINE = ("select_outputs", "fold_constants", "canonicalize", "eliminate_identity", "dead_code",
-                   "simplify", "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation",
+# unroll_lstm runs once constants are folded (an LSTM's zero initial state is often computed
+# from Shape / ConstantOfShape) and before the Gemm / activation passes see its ops.
+COMMON_PIPELINE = ("select_outputs", "fold_constants", "canonicalize", "unroll_lstm", "eliminate_identity",
+                   "dead_code", "simplify", "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation",
                    "horizontal_merge", "dead_code")
 # For runtimes without an LRN kernel (TFLite Micro, the integer reference): decompose_lrn
 # rewrites LRN into Mul / Conv / Rsqrt right after constant folding and canonicalization.

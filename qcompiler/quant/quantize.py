@@ -3,7 +3,9 @@
 - activations: int8 asymmetric per-tensor, parameters from calibrated ranges;
 - ops that must not rescale (pooling, reshape, concat, pad, transpose, ...) share
   one parameter set across inputs and outputs: values are grouped with a
-  union-find and each group gets the union of its members' ranges;
+  union-find and each group gets the union of its members' ranges; so do values
+  carrying the same meta["range_group"] (a pass's statement that they are one
+  quantity, e.g. an unrolled LSTM's cell state at every step);
 - fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0), and exactly
   [lo, hi] for the output of a node whose fused clamp the scheme realizes by the range
   (`QuantScheme.fused_clamps`: e.g. [0, 1] after a folded HardSigmoid); a Softmax
@@ -90,6 +92,11 @@ def _groups(graph: Graph) -> _UnionFind:
                 members += [v for v in n.inputs if v is not None and not v.is_constant]
             for v in members[1:]:
                 uf.union(id(v), id(members[0]))
+    tagged: dict[str, Value] = {}
+    for v in _activation_values(graph):  # e.g. an unrolled LSTM's cell states (passes/unroll_lstm.py)
+        key = v.meta.get("range_group")
+        if key is not None:
+            uf.union(id(v), id(tagged.setdefault(key, v)))
     return uf
 
 

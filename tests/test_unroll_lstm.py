@@ -1,0 +1,108 @@
+"""unroll_lstm: structure, float equivalence with onnxruntime (every output, both directions,
+constant initial state, peepholes), refusals, and the pipelines that run it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import helper, numpy_helper
+
+from onnx_builders import assert_matches_onnxruntime, ops, run_passes, save_model
+from qcompiler.errors import UnsupportedOpError
+from qcompiler.driver.pipeline import default_pipeline
+from qcompiler.passes import COMMON_PIPELINE, DECOMPOSED_PIPELINE
+
+RNG = np.random.default_rng(14)
+SEQ, BATCH, IN, H = 5, 2, 6, 4
+
+
+def init(name, *shape, scale=0.6):
+    return numpy_helper.from_array((RNG.normal(size=shape) * scale).astype(np.float32), name)
+
+
+def lstm_model(tmp_path, direction="forward", state=False, peepholes=False, lens=None, outputs=("y",),
+               seq=SEQ, batch=BATCH, zero_state=False, **attrs):
+    """X -> LSTM -> the outputs named (y, y_h, y_c); weights, bias, state and P as initializers."""
+    nd = 2 if direction == "bidirectional" else 1
+    inits = [init("W", nd, 4 * H, IN), init("R", nd, 4 * H, H), init("B", nd, 8 * H, scale=0.3)]
+    ins = ["x", "W", "R", "B", "", "", ""]
+    if lens is not None:
+        inits.append(numpy_helper.from_array(np.asarray(lens, np.int32), "lens"))
+        ins[4] = "lens"
+    if state:
+        inits += [init("h0", nd, batch, H), init("c0", nd, batch, H, scale=1.0)]
+        if zero_state:
+            inits[-2:] = [numpy_helper.from_array(np.zeros((nd, batch, H), np.float32), k) for k in ("h0", "c0")]
+        ins[5:7] = ["h0", "c0"]
+    if peepholes:
+        inits.append(init("P", nd, 3 * H))
+        ins.append("P")
+    names = {"y": "y", "y_h": "y_h", "y_c": "y_c"}
+    node = helper.make_node("LSTM", ins, [names[k] if k in outputs else "" for k in ("y", "y_h", "y_c")],
+                            name="lstm", direction=direction, hidden_size=H, **attrs)
+    shapes = {"y": (seq, nd, batch, H), "y_h": (nd, batch, H), "y_c": (nd, batch, H)}
+    return save_model(tmp_path / "lstm.onnx", [node], {"x": (seq, batch, IN)},
+                      {k: shapes[k] for k in outputs}, inits)
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"direction": "reverse"},
+    {"direction": "bidirectional", "outputs": ("y", "y_h", "y_c")},
+    {"direction": "bidirectional", "state": True, "outputs": ("y", "y_c")},
+    {"direction": "bidirectional", "state": True, "zero_state": True},
+    {"state": True, "peepholes": True, "outputs": ("y", "y_h", "y_c")},
+    {"direction": "reverse", "peepholes": True, "outputs": ("y_h",)},
+    {"lens": [SEQ, SEQ], "seq": SEQ},
+    {"seq": 1, "batch": 1, "direction": "bidirectional", "outputs": ("y", "y_h")},
+], ids=["fwd", "rev", "bidi-all-outputs", "bidi-state", "bidi-zero-state", "peephole-state", "rev-peephole-yh",
+        "full-seq-lens", "one-step"])
+def test_matches_onnxruntime(tmp_path, kw):
+    path = lstm_model(tmp_path, **kw)
+    g, ctx = run_passes(path, ["unroll_lstm", "dead_code"])
+    assert "LSTM" not in ops(g) and set(ops(g)) <= {"Reshape", "Gemm", "Split", "Add", "Mul", "Sigmoid", "Tanh",
+                                                    "Concat"}
+    assert [v.name for v in g.outputs] == list(kw.get("outputs", ("y",)))
+    assert_matches_onnxruntime(path, g, samples=3, tol=1e-5)
+    assert ctx.log and ctx.log[0].startswith("unroll_lstm: lstm")
+
+
+def test_structure_forward(tmp_path):
+    """One Gemm + Split per gate for the input projection; step 0 (zero state) has no recurrent
+    Gemm and no forget gate; every later step has one recurrent Gemm per gate."""
+    g, _ = run_passes(lstm_model(tmp_path), ["unroll_lstm", "dead_code"])
+    o = ops(g)
+    assert o.count("Gemm") == 4 + 4 * (SEQ - 1) and o.count("Split") == 4
+    assert o.count("Sigmoid") == 2 + 3 * (SEQ - 1) and o.count("Tanh") == 2 * SEQ
+    assert o.count("Concat") == 1 and o[-1] == "Reshape"
+    cells = [v for n in g.nodes for v in n.outputs if "range_group" in v.meta]
+    assert len(cells) == SEQ and len({v.meta["range_group"] for v in cells}) == 1
+
+
+@pytest.mark.parametrize("kw,what", [
+    ({"clip": 0.5}, "clip=0.5"),
+    ({"input_forget": 1}, "input_forget=1"),
+    ({"lens": [SEQ, 2]}, "sequence_lens"),
+    ({"activations": ["Sigmoid", "Relu", "Tanh"]}, "activations"),
+])
+def test_refusals_name_the_node_and_reason(tmp_path, kw, what):
+    path = lstm_model(tmp_path, **kw)
+    with pytest.raises(UnsupportedOpError, match=f"LSTM \\(node lstm\\).*{what}"):
+        run_passes(path, ["unroll_lstm"])
+
+
+def test_computed_initial_state_is_refused(tmp_path):
+    nodes = [helper.make_node("Relu", ["h"], ["h0"]),
+             helper.make_node("LSTM", ["x", "W", "R", "", "", "h0"], ["y"], name="lstm", hidden_size=H)]
+    path = save_model(tmp_path / "m.onnx", nodes, {"x": (SEQ, 1, IN), "h": (1, 1, H)}, {"y": (SEQ, 1, 1, H)},
+                      [init("W", 1, 4 * H, IN), init("R", 1, 4 * H, H)])
+    with pytest.raises(UnsupportedOpError, match="initial_h is computed"):
+        run_passes(path, ["unroll_lstm"])
+
+
+def test_in_every_default_pipeline():
+    assert "unroll_lstm" in COMMON_PIPELINE and "unroll_lstm" in DECOMPOSED_PIPELINE
+    for target in ("tflm", "tflite", "tvm", "c", "ncnn"):
+        try:
+            assert "unroll_lstm" in default_pipeline(target)
+        except KeyError:
+            pass
