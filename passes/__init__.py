@@ -24,22 +24,21 @@ __all__ = ["PASSES", "PassContext", "PassManager", "register_pass", "COMMON_PIPE
            "DECOMPOSED_PIPELINE"]
 
 # The float-graph clean-up every target starts from (backends name their default pipeline).
-# unroll_lstm runs once constants are folded (an LSTM's zero initial state is often computed
-# from Shape / ConstantOfShape) and before the Gemm / activation passes see its ops.
-COMMON_PIPELINE = ("select_outputs", "fold_constants", "canonicalize", "unroll_lstm", "eliminate_identity",
-                   "dead_code", "simplify", "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation",
+COMMON_PIPELINE = ("select_outputs", "fold_constants", "canonicalize", "eliminate_identity", "dead_code",
+                   "simplify", "normalize_gemm", "fold_batchnorm", "fold_affine", "fuse_activation",
                    "horizontal_merge", "dead_code")
 # For runtimes without an LRN kernel (TFLite Micro, the integer reference): decompose_lrn
 # rewrites LRN into Mul / Conv / Rsqrt right after constant folding and canonicalization.
 LRN_DECOMPOSED_PIPELINE = COMMON_PIPELINE[:3] + ("decompose_lrn",) + COMMON_PIPELINE[3:]
 
-# For int8 op sets without DIV, HARD_SIGMOID and LRN kernels (TFLite Micro, the integer
-# reference): besides decompose_lrn, hard-swish written out of Add/Clip/Mul/Div becomes HardSwish
-# (before fold_affine could fold its "/ 6" into the next Conv), Div by a constant becomes Mul,
+# For int8 op sets without DIV, HARD_SIGMOID, LRN and LSTM kernels (TFLite Micro, TVM, C, the
+# integer reference): besides decompose_lrn, unroll_lstm (once constants are folded: an LSTM's
+# zero initial state is often computed from Shape / ConstantOfShape), hard-swish written out
+# of Add/Clip/Mul/Div becomes HardSwish (before fold_affine could fold its "/ 6" into the next Conv), Div by a constant becomes Mul,
 # and HardSigmoid becomes an affine map (folded into its Conv/Gemm, after fold_affine has put the
 # bias Adds there) with the clamp [0, 1].
 _AFTER_IDENTITY = COMMON_PIPELINE.index("dead_code") + 1
 _AFTER_AFFINE = COMMON_PIPELINE.index("fold_affine") + 1
-DECOMPOSED_PIPELINE = (COMMON_PIPELINE[:3] + ("decompose_lrn",) + COMMON_PIPELINE[3:_AFTER_IDENTITY]
+DECOMPOSED_PIPELINE = (COMMON_PIPELINE[:3] + ("decompose_lrn", "unroll_lstm") + COMMON_PIPELINE[3:_AFTER_IDENTITY]
                        + ("fuse_hard_swish", "div_to_mul") + COMMON_PIPELINE[_AFTER_IDENTITY:_AFTER_AFFINE]
                        + ("lower_hard_sigmoid",) + COMMON_PIPELINE[_AFTER_AFFINE:])

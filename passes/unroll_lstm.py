@@ -138,6 +138,7 @@ class _Unroller:
         p = self.p[d].astype(np.float32) if self.p is not None and np.any(self.p[d]) else None
         peep = dict(zip(("i", "o", "f"), np.split(p, 3))) if p is not None else {}
         steps = range(self.seq - 1, -1, -1) if self.dirs[d] == "reverse" else range(self.seq)
+        r_const = {}  # one constant per gate, read by every step's Gemm (stored once)
         hs: dict[int, Value] = {}
         for t in steps:
             tag = f"d{d}_t{t}"
@@ -148,7 +149,9 @@ class _Unroller:
                 if isinstance(h, np.ndarray):
                     zk = self.out("Add", [zk, self.const(f"{tag}_h0R{gate}", h @ rk.T)], f"{tag}_z{gate}")
                 elif h is not None:
-                    rec = self.out("Gemm", [h, self.const(f"{tag}_R{gate}", rk)], f"{tag}_hR{gate}", {"transB": 1})
+                    if gate not in r_const:
+                        r_const[gate] = self.const(f"d{d}_R{gate}", rk)
+                    rec = self.out("Gemm", [h, r_const[gate]], f"{tag}_hR{gate}", {"transB": 1})
                     zk = self.out("Add", [zk, rec], f"{tag}_z{gate}")
                 z[gate] = zk
             for gate in ("i", "f"):

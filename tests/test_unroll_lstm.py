@@ -99,10 +99,35 @@ def test_computed_initial_state_is_refused(tmp_path):
         run_passes(path, ["unroll_lstm"])
 
 
-def test_in_every_default_pipeline():
-    assert "unroll_lstm" in COMMON_PIPELINE and "unroll_lstm" in DECOMPOSED_PIPELINE
-    for target in ("tflm", "tflite", "tvm", "c", "ncnn"):
-        try:
-            assert "unroll_lstm" in default_pipeline(target)
-        except KeyError:
-            pass
+def test_in_the_integer_targets_pipelines():
+    """tflm / tflite / tvm / c unroll; ncnn keeps the LSTM and refuses it, saying why."""
+    assert "unroll_lstm" in DECOMPOSED_PIPELINE and "unroll_lstm" not in COMMON_PIPELINE
+    for target in ("tflm", "tflite", "tvm", "c"):
+        assert "unroll_lstm" in default_pipeline(target), target
+    assert "unroll_lstm" not in default_pipeline("ncnn")
+
+
+def test_sigmoid_and_tanh_inputs_stop_where_the_outputs_saturate():
+    """A tensor read only by Sigmoid (or Tanh) gets at most [-ln 511, ln 511] (ln(511) / 2):
+    beyond, the fixed-parameter int8 output moves by less than half a step. A tensor with another
+    reader, or a graph output, keeps its calibrated range."""
+    from qcompiler.ir import Graph
+    from qcompiler.quant.quantize import quantize_graph
+    g = Graph("sat")
+    x = g.add_input("x", np.float32, (1, 4))
+    outs = {}
+    for name, readers in (("s", ["Sigmoid"]), ("t", ["Tanh"]), ("st", ["Sigmoid", "Tanh"]), ("sm", ["Sigmoid", "Relu"])):
+        v = g.add_node("Relu", [x], name=f"{name}_src").outputs[0]
+        v.shape, outs[name] = (1, 4), v
+        for r in readers:
+            y = g.add_node(r, [v], name=f"{name}_{r}").outputs[0]
+            y.shape = (1, 4)
+            g.outputs.append(y)
+    ranges = {v.name: (-20.0, 20.0) for v in g.values() if not v.is_constant}
+    q = quantize_graph(g, ranges)
+    span = {k: float(q_v.quant.scale[0]) * 255 for k, q_v in
+            ((k, next(v for v in q.values() if v.name == outs[k].name)) for k in outs)}
+    assert span["s"] == pytest.approx(2 * np.log(511), rel=1e-3)
+    assert span["t"] == pytest.approx(np.log(511), rel=1e-3)
+    assert span["st"] == pytest.approx(np.log(511), rel=1e-3)
+    assert span["sm"] == pytest.approx(40.0, rel=1e-3)

@@ -21,7 +21,14 @@ from qcompiler.backends.ncnn.resize import interp_params
 CONVERTERS: dict = {}
 # why ncnn refuses an op that another target lowers (what ncnn lacks); an op listed in
 # neither table gets "no ncnn layer for this op"
-WHY_UNSUPPORTED: dict[str, str] = {}
+WHY_UNSUPPORTED: dict[str, str] = {
+    # measured on the corpus CRNN and tests/test_corpus_patterns.py's: unrolled (passes/unroll_lstm.py,
+    # what the other targets run), it needs a Gemm over all time steps at once ([steps, K]: an
+    # InnerProduct takes one row) and a Concat along the time axis, which qcc's ncnn blobs (no
+    # batch axis, axis 0 taken as the batch) do not express; ncnn's own LSTM layer is not mapped
+    "LSTM": "not mapped to ncnn's LSTM layer, and its unrolled form needs a multi-row InnerProduct and a "
+            "Concat along axis 0 (time), which qcc's ncnn blobs cannot express; use --target tflm, tvm or c",
+}
 F32 = np.float32
 
 FUSABLE = {"Convolution", "ConvolutionDepthWise", "InnerProduct", "Deconvolution", "DeconvolutionDepthWise"}

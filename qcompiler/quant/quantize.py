@@ -11,7 +11,8 @@
   (`QuantScheme.fused_clamps`: e.g. [0, 1] after a folded HardSigmoid); a Softmax
   over more than 511 classes is marked for a wider TFLM path (qcompiler/quant/wide_softmax.py);
 - range constraints from the graph: inputs of Rsqrt start at 0 (TFLM's int8 RSQRT refuses
-  inputs below the zero point), and a value's meta["range_floor"] is the least upper end its
+  inputs below the zero point), a tensor read only by Sigmoid / Tanh stops where their fixed
+  int8 outputs saturate (|x| <= ln 511, resp. ln(511) / 2), and a value's meta["range_floor"] is the least upper end its
   range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32);
 - Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
   Gemm weights: `per_channel_fc` True -> per output channel, False -> per tensor (the
@@ -101,12 +102,28 @@ def _groups(graph: Graph) -> _UnionFind:
 
 
 NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero point
+# |x| beyond which Sigmoid / Tanh, with their fixed output parameters, are within half an output
+# step of their limits: sigmoid(-ln 511) = 1/512, tanh(ln(511) / 2) = 1 - 1/256
+SATURATED_BEYOND = {"Sigmoid": float(np.log(511.0)), "Tanh": float(np.log(511.0) / 2)}
 
 
-def constrained_range(v: Value, lo: float, hi: float) -> tuple[float, float]:
+def saturation_bound(v: Value, is_output: bool = False) -> float | None:
+    """For a tensor read only by Sigmoid / Tanh (an LSTM gate's pre-activation, a detector's
+    score logits): the input magnitude past which every reader's int8 output no longer changes
+    by more than half a step. Its range need not reach further: the clipped values lose at most
+    half an output step, and the int8 steps of the input get finer. None otherwise."""
+    if is_output or not v.consumers or not all(c.op in SATURATED_BEYOND for c in v.consumers):
+        return None
+    return min(SATURATED_BEYOND[c.op] for c in v.consumers)
+
+
+def constrained_range(v: Value, lo: float, hi: float, is_output: bool = False) -> tuple[float, float]:
     """The calibrated range of `v` with the graph's constraints (see the module docstring)."""
     if any(c.op in NONNEGATIVE_INPUT for c in v.consumers):
         lo = max(lo, 0.0)
+    bound = saturation_bound(v, is_output)
+    if bound is not None:
+        lo, hi = max(lo, -bound), min(hi, bound)
     return lo, max(hi, float(v.meta.get("range_floor", hi)))
 
 
@@ -187,7 +204,7 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
         if v.name not in ranges:
             raise QuantizationError(f"no calibration range for tensor {v.name} "
                                     f"(produced by {v.producer.name if v.producer else 'graph input'})")
-        lo, hi = constrained_range(v, *ranges[v.name])
+        lo, hi = constrained_range(v, *ranges[v.name], is_output=any(v is o for o in graph.outputs))
         root = uf.find(id(v))
         plo, phi = span.get(root, (lo, hi))
         span[root] = (min(lo, plo), max(hi, phi))
