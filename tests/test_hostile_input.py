@@ -197,3 +197,57 @@ def test_native_crashes_are_isolated():
         isolated(crash)
     with pytest.raises(ChildFailed, match="ValueError: bad"):
         isolated(lambda: (_ for _ in ()).throw(ValueError("bad")))
+
+
+def _external_model(folder, location="weights.bin"):
+    """digits_cnn saved with its weights in `location` (relative to the model's folder)."""
+    import onnx
+    folder.mkdir(parents=True, exist_ok=True)
+    m = onnx.load(MODELS / "digits_cnn.onnx")
+    onnx.save(m, folder / "m.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=0)
+    if location != "weights.bin":
+        m = onnx.load(folder / "m.onnx", load_external_data=False)
+        for t in m.graph.initializer:
+            for e in t.external_data:
+                if e.key == "location":
+                    e.value = location
+        onnx.save(m, folder / "m.onnx")
+    return folder / "m.onnx"
+
+
+def test_external_data_symlink_out_of_the_folder_is_refused(tmp_path):
+    """onnx 1.14 / 1.15 follow such a link; qcc resolves external data itself on every version."""
+    model = _external_model(tmp_path / "model")
+    secret = tmp_path / "secret.bin"
+    shutil.move(tmp_path / "model" / "weights.bin", secret)
+    (tmp_path / "model" / "weights.bin").symlink_to(secret)
+    proc = run_qcc(model, "--calib", CALIB, "-o", tmp_path / "out")
+    assert_clean_failure(proc, "weights.bin", "leaves the model's folder")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("location,needle", [("../secret.bin", "relative path inside"),
+                                             ("/etc/passwd", "relative path inside"),
+                                             ("missing.bin", "not a file beside the model")])
+def test_external_data_outside_or_missing_is_refused(tmp_path, location, needle):
+    (tmp_path / "secret.bin").write_bytes(b"\0" * 100000)
+    model = _external_model(tmp_path / "model", location)
+    assert_clean_failure(run_qcc(model, "--calib", CALIB, "-o", tmp_path / "out"), needle)
+
+
+def test_external_data_beyond_the_file_is_refused(tmp_path):
+    import onnx
+    model = _external_model(tmp_path / "model")
+    m = onnx.load(model, load_external_data=False)
+    for e in m.graph.initializer[0].external_data:
+        if e.key == "offset":
+            e.value = str(10 ** 12)
+    onnx.save(m, model)
+    assert_clean_failure(run_qcc(model, "--calib", CALIB, "-o", tmp_path / "out"), "bytes", "file")
+
+
+def test_external_data_inside_the_folder_loads(tmp_path):
+    model = _external_model(tmp_path / "model")
+    proc = run_qcc(model, "--calib", CALIB, "-o", tmp_path / "out", "-q")
+    assert proc.returncode == 0, proc.stderr

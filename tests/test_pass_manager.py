@@ -95,3 +95,46 @@ def test_default_pipeline_is_idempotent(path):
     assert not any(r.changed for r in pm.records), [r.name for r in pm.records if r.changed]
     assert g.dump() == first
     assert not any(n.op == "BatchNormalization" for n in g.nodes)
+
+
+def _fingerprint(graph) -> str:
+    """Everything a pass may change: structure, attributes, constant data, shapes, outputs."""
+    import hashlib
+    h = hashlib.sha256(graph.dump().encode())
+    for n in graph.nodes:
+        h.update(repr((n.name, n.op, sorted((k, repr(v)) for k, v in n.attrs.items()))).encode())
+        for v in list(n.inputs) + list(n.outputs):
+            if v is not None:
+                h.update(repr((v.name, v.shape, str(v.dtype))).encode())
+                if v.is_constant:
+                    h.update(np.ascontiguousarray(v.data).tobytes())
+    h.update(repr([v.name for v in graph.outputs]).encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("target", ["tflm", "ncnn"])
+def test_a_pass_reporting_no_change_changed_nothing(monkeypatch, tmp_path, target):
+    """The PassManager skips verification after a pass that reports no change: hold every pass
+    in the default pipelines to that, on the samples and on every parity model."""
+    import onnx
+    from parity_models import MODELS as PARITY
+    from qcompiler.backends import registry
+    from qcompiler.driver.pipeline import CompileOptions, optimize
+
+    lying = []
+    for name, info in list(PASSES.items()):
+        def checked(graph, ctx, _fn=info.fn, _name=name):
+            before = _fingerprint(graph)
+            changed = _fn(graph, ctx)
+            if not changed and _fingerprint(graph) != before:
+                lying.append(_name)
+            return changed
+        monkeypatch.setattr(info, "fn", checked)
+    paths = [MODELS / f"{m}.onnx" for m in SAMPLE_MODELS]
+    for op, build in PARITY.items():
+        paths.append(tmp_path / f"{op}.onnx")
+        onnx.save(build(), str(paths[-1]))
+    passes = list(registry.get(target).default_passes)
+    for path in paths:
+        optimize(load_model(path), passes, CompileOptions(target=target))
+    assert not lying, f"passes changed the graph but reported no change: {sorted(set(lying))}"

@@ -49,15 +49,59 @@ def parse_input_shapes(spec: str | None) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _external_tensors(model: onnx.ModelProto):
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    return [t for t in _get_all_tensors(model) if uses_external_data(t)]
+
+
+def _external_file(path: Path, tensor: onnx.TensorProto) -> tuple[Path, int, int | None]:
+    """Where `tensor`'s bytes live: a regular file inside the model's folder (resolved by qcc,
+    whatever onnx version is installed: onnx 1.14/1.15 follow a symlink out of the folder), and
+    the offset / length in it, checked against the file's size."""
+    info = {e.key: e.value for e in tensor.external_data}
+    location = info.get("location", "")
+    where = f"tensor {tensor.name!r}: external data {location!r}"
+    folder = path.parent.resolve()
+    if not location or os.path.isabs(location) or ".." in Path(location).parts:
+        raise ModelLoadError(f"{path}: {where} must be a relative path inside the model's folder")
+    target = (path.parent / location)
+    real = target.resolve()
+    if folder not in real.parents:
+        raise ModelLoadError(f"{path}: {where} leaves the model's folder (a symlink to {real}?)")
+    if not real.is_file():
+        raise ModelLoadError(f"{path}: {where} is not a file beside the model")
+    try:
+        offset, length = int(info.get("offset", 0)), (int(info["length"]) if "length" in info else None)
+    except ValueError:
+        raise ModelLoadError(f"{path}: {where} has a non-integer offset or length") from None
+    size = real.stat().st_size
+    if offset < 0 or offset > size or (length is not None and (length < 0 or offset + length > size)):
+        raise ModelLoadError(f"{path}: {where} asks for bytes {offset}..{offset + (length or 0)} "
+                             f"of a {size}-byte file")
+    return real, offset, length
+
+
+def _load_external_data(path: Path, model: onnx.ModelProto) -> None:
+    for tensor in _external_tensors(model):
+        real, offset, length = _external_file(path, tensor)
+        with open(real, "rb") as f:
+            f.seek(offset)
+            tensor.raw_data = f.read() if length is None else f.read(length)
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+
+
 def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read an ONNX file; external data is resolved by qcc itself (see `_external_file`)."""
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"model file {path} does not exist")
     try:
-        model = onnx.load(str(path))  # loads external data relative to the file
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as e:
         raise ModelLoadError(f"{path} is not a readable ONNX model ({type(e).__name__}: "
                              f"{str(e).splitlines()[0] if str(e) else 'parse error'})") from None
+    _load_external_data(path, model)
     if not model.graph.node and not model.graph.output:
         raise ModelLoadError(f"{path} contains no graph (is it an ONNX file?)")
     try:

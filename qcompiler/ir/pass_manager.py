@@ -58,7 +58,9 @@ class PassRecord:
 
 
 class PassManager:
-    """Runs passes by name; verifies after each; optional dump hook."""
+    """Runs passes by name; verifies the graph before the first and after each pass that
+    changed it (a pass returns whether it did; tests/test_pass_manager.py holds passes to it);
+    optional dump hook."""
 
     def __init__(self, names: list[str], verify: bool = True,
                  dump_after: set[str] | None = None, dump: Callable[[str, Graph], None] | None = None):
@@ -74,12 +76,15 @@ class PassManager:
 
     def run(self, graph: Graph, ctx: PassContext | None = None) -> Graph:
         ctx = ctx or PassContext()
+        if self.verify:
+            graph.verify()
         for i, name in enumerate(self.names):
             before = len(graph.nodes)
             t0 = time.perf_counter()
             try:
                 changed = bool(PASSES[name].fn(graph, ctx))
-                if self.verify:
+                # a pass that reports no change left the (verified) graph as it was
+                if self.verify and (changed or len(graph.nodes) != before):
                     graph.verify()
             except QccError as e:
                 done = self.names[:i]

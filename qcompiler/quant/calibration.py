@@ -47,6 +47,7 @@ FIXED_RANGE_OPS = {"Softmax", "Sigmoid", "Tanh", "ArgMax"}
 FIRST_LAYER_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 LAYOUT_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Identity"}
 _CHUNK = 64  # samples per chunk when checking a memory-mapped file for NaN/Inf
+SMALL_FILE_BYTES = 32 << 20  # a .npy up to this size is read whole; larger ones stay memory-mapped
 
 
 def rows(arr: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -129,6 +130,8 @@ def _read_sample_file(path: Path, names: list[str], max_bytes: int):
                 return data
         arr = np.load(path, allow_pickle=False, mmap_mode="r")
         _check_header(path, None, arr.shape, arr.dtype, None)
+        if arr.nbytes <= SMALL_FILE_BYTES and isinstance(arr, np.memmap):
+            return np.array(arr)  # one read instead of one per sample (see `rows`)
         return arr
     except CalibrationError:
         raise
