@@ -68,6 +68,7 @@ VARIANTS = {
     "no_merge": ((), ("horizontal_merge",), {}, None),
     "per_channel_fc": ((), (), {"per_channel_fc": True}, None),
     "no_saturation_bound": ((), (), {}, "no_saturation_bound"),
+    "per_channel_fc_not_recurrent": ((), (), {}, "per_channel_not_recurrent"),
 }
 
 
@@ -78,6 +79,14 @@ def _tweak(name: str | None):
         saved = dict(quantize.SATURATED_BEYOND)
         quantize.SATURATED_BEYOND.clear()
         return lambda: quantize.SATURATED_BEYOND.update(saved)
+    if name == "per_channel_not_recurrent":  # per-channel FC weights except the per-step recurrent Gemms
+        from qcompiler.quant import fc_weights
+        orig = quantize.per_channel_fc_layers
+
+        def chosen(graph, mode, scheme):
+            return {n.name for n in fc_weights._fc_layers(graph) if "_hR" not in n.name}
+        quantize.per_channel_fc_layers = chosen
+        return lambda: setattr(quantize, "per_channel_fc_layers", orig)
     return lambda: None
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from qcompiler.quant.calibration import FloatRunner, samples_in_memory, samples_within
 from qcompiler.interp import INT_KERNELS, Interpreter
 from qcompiler.ir import Graph
+from qcompiler.quant.quantize import saturation_bound
 
 REPORT_SAMPLES = 8  # samples the per-layer report runs (spread over the calibration set) ...
 # ... unless that is more than REPORT_VALUES activation values: the integer reference costs
@@ -81,6 +82,10 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
     (one is made when not given)."""
     acts = [v for v in qgraph.values() if not v.is_constant and v.quant is not None and v.quant.dtype == np.int8]
     accs = {v.name: _Acc(v) for v in acts}
+    # inputs of Sigmoid / Tanh only: their range stops where the readers saturate, so the error
+    # that matters is against the float values clipped there (the clipped % still counts them)
+    outputs = {id(v) for v in qgraph.outputs}
+    bounds = {v.name: b for v in acts if (b := saturation_bound(v, id(v) in outputs)) is not None}
     runner = runner or FloatRunner(float_graph)
     current: dict[str, np.ndarray] = {}
 
@@ -93,10 +98,13 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
         err = ref - v.quant.dequantize(q_arr).astype(np.float64)
         lo = (v.quant.qmin - int(v.quant.zero_point[0])) * float(v.quant.scale[0])
         hi = (v.quant.qmax - int(v.quant.zero_point[0])) * float(v.quant.scale[0])
-        a.signal += float(np.sum(ref * ref))
-        a.noise += float(np.sum(err * err))
         a.clipped += int(np.count_nonzero((ref < lo - 0.5 * float(v.quant.scale[0]))
                                           | (ref > hi + 0.5 * float(v.quant.scale[0]))))
+        if v.name in bounds:
+            ref = np.clip(ref, -bounds[v.name], bounds[v.name])
+            err = ref - v.quant.dequantize(q_arr).astype(np.float64)
+        a.signal += float(np.sum(ref * ref))
+        a.noise += float(np.sum(err * err))
         a.count += ref.size
         _histogram(a, v.quant, ref, q_arr)
 
