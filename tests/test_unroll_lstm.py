@@ -109,25 +109,41 @@ def test_in_the_integer_targets_pipelines():
 
 def test_sigmoid_and_tanh_inputs_stop_where_the_outputs_saturate():
     """A tensor read only by Sigmoid (or Tanh) gets at most [-ln 511, ln 511] (ln(511) / 2):
-    beyond, the fixed-parameter int8 output moves by less than half a step. A tensor with another
-    reader, or a graph output, keeps its calibrated range."""
+    beyond, the fixed-parameter int8 output moves by less than half a step; read by both, the
+    wider. Through a Split and an Add whose other operand reaches 3: 3 more (an unrolled LSTM's
+    input projection). A tensor with another reader keeps its calibrated range."""
     from qcompiler.ir import Graph
     from qcompiler.quant.quantize import quantize_graph
     g = Graph("sat")
-    x = g.add_input("x", np.float32, (1, 4))
+    x = g.add_input("x", np.float32, (2, 4))
+    u = g.add_input("u", np.float32, (1, 4))
     outs = {}
+
+    def node(op, ins, name, n_out=1, **attrs):
+        nd = g.add_node(op, ins, n_out, attrs=attrs, name=name)
+        for o in nd.outputs:
+            o.shape = (1, 4) if op == "Split" or ins[0].shape == (1, 4) else (2, 4)
+        return nd.outputs
+
     for name, readers in (("s", ["Sigmoid"]), ("t", ["Tanh"]), ("st", ["Sigmoid", "Tanh"]), ("sm", ["Sigmoid", "Relu"])):
-        v = g.add_node("Relu", [x], name=f"{name}_src").outputs[0]
-        v.shape, outs[name] = (1, 4), v
+        v, = node("Relu", [x], f"{name}_src")
+        outs[name] = v
         for r in readers:
-            y = g.add_node(r, [v], name=f"{name}_{r}").outputs[0]
-            y.shape = (1, 4)
-            g.outputs.append(y)
+            g.outputs.append(node(r, [v], f"{name}_{r}")[0])
+    v, = node("Relu", [x], "proj")
+    outs["proj"] = v
+    for k, part in enumerate(node("Split", [v], "steps", n_out=2, axis=0)):
+        z, = node("Add", [part, u], f"z{k}")
+        g.outputs.append(node("Tanh", [z], f"g{k}")[0])
     ranges = {v.name: (-20.0, 20.0) for v in g.values() if not v.is_constant}
+    ranges["u"] = (-3.0, 2.0)
     q = quantize_graph(g, ranges)
-    span = {k: float(q_v.quant.scale[0]) * 255 for k, q_v in
-            ((k, next(v for v in q.values() if v.name == outs[k].name)) for k in outs)}
+    qv = {v.name: v for v in q.values()}
+    span = {k: float(qv[v.name].quant.scale[0]) * 255 for k, v in outs.items()}
+    ln511 = np.log(511)
     assert span["s"] == pytest.approx(2 * np.log(511), rel=1e-3)
     assert span["t"] == pytest.approx(np.log(511), rel=1e-3)
-    assert span["st"] == pytest.approx(np.log(511), rel=1e-3)
+    assert span["st"] == pytest.approx(2 * np.log(511), rel=1e-3)
     assert span["sm"] == pytest.approx(40.0, rel=1e-3)
+    assert span["proj"] == pytest.approx(2 * (ln511 / 2 + 3), rel=1e-3)
+    assert qv[outs["proj"].name].meta["saturation_bound"] == pytest.approx(ln511 / 2 + 3)

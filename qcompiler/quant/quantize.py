@@ -11,8 +11,8 @@
   (`QuantScheme.fused_clamps`: e.g. [0, 1] after a folded HardSigmoid); a Softmax
   over more than 511 classes is marked for a wider TFLM path (qcompiler/quant/wide_softmax.py);
 - range constraints from the graph: inputs of Rsqrt start at 0 (TFLM's int8 RSQRT refuses
-  inputs below the zero point), a tensor read only by Sigmoid / Tanh stops where their fixed
-  int8 outputs saturate (|x| <= ln 511, resp. ln(511) / 2), and a value's meta["range_floor"] is the least upper end its
+  inputs below the zero point), a tensor read only by Sigmoid / Tanh (directly, through copies
+  or through an Add) stops where their fixed int8 outputs saturate (`saturation_bounds`), and a value's meta["range_floor"] is the least upper end its
   range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32);
 - Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
   Gemm weights: `per_channel_fc` True -> per output channel, False -> per tensor (the
@@ -107,21 +107,57 @@ NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero
 SATURATED_BEYOND = {"Sigmoid": float(np.log(511.0)), "Tanh": float(np.log(511.0) / 2)}
 
 
-def saturation_bound(v: Value, is_output: bool = False) -> float | None:
-    """For a tensor read only by Sigmoid / Tanh (an LSTM gate's pre-activation, a detector's
-    score logits): the input magnitude past which every reader's int8 output no longer changes
-    by more than half a step. Its range need not reach further: the clipped values lose at most
-    half an output step, and the int8 steps of the input get finer. None otherwise."""
-    if is_output or not v.consumers or not all(c.op in SATURATED_BEYOND for c in v.consumers):
-        return None
-    return min(SATURATED_BEYOND[c.op] for c in v.consumers)
+COPIES = {"Split", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"}
 
 
-def constrained_range(v: Value, lo: float, hi: float, is_output: bool = False) -> tuple[float, float]:
-    """The calibrated range of `v` with the graph's constraints (see the module docstring)."""
+def _consumer_bound(v: Value, c, bounds: dict, ranges: dict) -> float | None:
+    if c.op in SATURATED_BEYOND:
+        return SATURATED_BEYOND[c.op]
+    if c.op in COPIES:
+        if c.inputs[0] is not v or any(id(o) not in bounds for o in c.outputs):
+            return None
+        return max(bounds[id(o)] for o in c.outputs)
+    if c.op == "Add" and clamp_of(c) is None and id(c.outputs[0]) in bounds:
+        others = [u for u in c.inputs if u is not v]
+        if len(others) != 1:
+            return None
+        u = others[0]
+        if u.is_constant:
+            reach = float(np.max(np.abs(u.data))) if u.data.size else 0.0
+        elif u.name in ranges:
+            reach = float(max(abs(ranges[u.name][0]), abs(ranges[u.name][1])))
+        else:
+            return None
+        return bounds[id(c.outputs[0])] + reach
+    return None
+
+
+def saturation_bounds(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[int, float]:
+    """{id(value): bound} for tensors whose every reader ends, unchanged in value, in Sigmoid /
+    Tanh saturation beyond |x| = bound: read by Sigmoid / Tanh directly (beyond ln 511, resp.
+    ln(511) / 2, their fixed-parameter int8 output moves by less than half a step), through
+    copies (Split, Reshape, ...), or through an Add whose other operand reaches at most r
+    (calibrated) and whose sum is bounded by B: then bound B + r (an unrolled LSTM's input
+    projection, which a few always-saturated channels stretch to +-130 on the CRNN). Such a
+    tensor's range need not reach further: clipped values lose at most half an output step and
+    its int8 steps get finer. Graph outputs are never bounded."""
+    outputs = {id(v) for v in graph.outputs}
+    bounds: dict[int, float] = {}
+    for node in reversed(graph.nodes):
+        for v in node.outputs:
+            if id(v) in outputs or not v.consumers:
+                continue
+            per = [_consumer_bound(v, c, bounds, ranges) for c in v.consumers]
+            if all(b is not None for b in per):
+                bounds[id(v)] = max(per)
+    return bounds
+
+
+def constrained_range(v: Value, lo: float, hi: float, bound: float | None = None) -> tuple[float, float]:
+    """The calibrated range of `v` with the graph's constraints (see the module docstring);
+    `bound`: its saturation bound (`saturation_bounds`), if any."""
     if any(c.op in NONNEGATIVE_INPUT for c in v.consumers):
         lo = max(lo, 0.0)
-    bound = saturation_bound(v, is_output)
     if bound is not None:
         lo, hi = max(lo, -bound), min(hi, bound)
     return lo, max(hi, float(v.meta.get("range_floor", hi)))
@@ -200,11 +236,14 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
     uf = _groups(graph)
     fixed = _fixed_params(graph, uf, ranges, scheme)
     span: dict[int, tuple[float, float]] = {}
+    bounds = saturation_bounds(graph, ranges)
     for v in acts:
         if v.name not in ranges:
             raise QuantizationError(f"no calibration range for tensor {v.name} "
                                     f"(produced by {v.producer.name if v.producer else 'graph input'})")
-        lo, hi = constrained_range(v, *ranges[v.name], is_output=any(v is o for o in graph.outputs))
+        if id(v) in bounds:
+            v.meta["saturation_bound"] = bounds[id(v)]  # the per-layer report compares within it
+        lo, hi = constrained_range(v, *ranges[v.name], bound=bounds.get(id(v)))
         root = uf.find(id(v))
         plo, phi = span.get(root, (lo, hi))
         span[root] = (min(lo, plo), max(hi, phi))

@@ -20,7 +20,6 @@ import numpy as np
 from qcompiler.quant.calibration import FloatRunner, samples_in_memory, samples_within
 from qcompiler.interp import INT_KERNELS, Interpreter
 from qcompiler.ir import Graph
-from qcompiler.quant.quantize import saturation_bound
 
 REPORT_SAMPLES = 8  # samples the per-layer report runs (spread over the calibration set) ...
 # ... unless that is more than REPORT_VALUES activation values: the integer reference costs
@@ -82,10 +81,10 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
     (one is made when not given)."""
     acts = [v for v in qgraph.values() if not v.is_constant and v.quant is not None and v.quant.dtype == np.int8]
     accs = {v.name: _Acc(v) for v in acts}
-    # inputs of Sigmoid / Tanh only: their range stops where the readers saturate, so the error
+    # inputs of Sigmoid / Tanh only (quantize.saturation_bounds): their range stops where the readers
+    # saturate, so the error
     # that matters is against the float values clipped there (the clipped % still counts them)
-    outputs = {id(v) for v in qgraph.outputs}
-    bounds = {v.name: b for v in acts if (b := saturation_bound(v, id(v) in outputs)) is not None}
+    bounds = {v.name: v.meta["saturation_bound"] for v in acts if "saturation_bound" in v.meta}
     runner = runner or FloatRunner(float_graph)
     current: dict[str, np.ndarray] = {}
 
