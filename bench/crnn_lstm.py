@@ -150,7 +150,18 @@ def main(argv=None) -> int:
             info["tflm_seconds_per_sample"] = round((time.perf_counter() - t) / len(x), 2)
             info.pop("ops")
             record(f"qcc {v} (TFLM, all int8)", outs, info)
+    print(markdown(results))
     return 0
+
+
+def markdown(results: dict) -> str:
+    rows = ["| quantizer | output SQNR vs float, dB | CTC text = float's | char error vs float | arena B | flash B |",
+            "|---|---|---|---|---|---|"]
+    for label, r in results["rows"].items():
+        rows.append(f"| {label} | {r['sqnr_db']:.2f} | {r['text_agree']:.3f} | {r['char_error_vs_float']:.4f} | "
+                    f"{r.get('arena') or '-'} | {r.get('flash') or '-'} |")
+    return (f"{results['samples']} evaluation samples; float decode = drawn text on "
+            f"{results['float_task']['exact_vs_drawn']:.3f}\n\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -13,14 +13,18 @@ step's input and state ([batch, ...]; see qcompiler/interp/float_kernels/rnn.py)
               %xk = Gemm(%x2, W[d, k], Wb[d, k] + Rb[d, k]) transB=1    [seq*batch, H]
               %xk_0, ..., %xk_{seq-1} = Split(%xk) axis=0               [batch, H] each
             per step t (reverse: t = seq-1 .. 0), gate k:
-              %zk = Add(%xk_t, Gemm(%h, R[d, k]) transB=1)             (no term while h is 0)
+              %r_i, %r_o, %r_f, %r_c = Split(Gemm(%h, R[d]) transB=1) axis=1   (none while h is 0)
+              %zk = Add(%xk_t, %r_k)
               %i, %f, %o = Sigmoid(...); %g = Tanh(%zc)
               %c = Add(Mul(%f, %c), Mul(%i, %g)); %h = Mul(%o, Tanh(%c))
             %Y = Reshape(Concat(h of (t=0, d=0), (0, 1), (1, 0), ... ) axis=0, [seq, dirs, batch, H])
             %Y_h / %Y_c: the last h / c of each direction, concatenated and reshaped (if used)
 
-One Gemm per gate rather than one for all four keeps each gate's pre-activation in its own
-int8 range (the candidate c's tanh input spans more than the gates' sigmoid inputs).
+The input projection takes one Gemm per gate rather than one for all four: each gate's keeps
+its own int8 range (on the CRNN they differ 9x, so horizontal_merge would refuse to merge them).
+The recurrent projection is one Gemm per step (the four gates' results share one range, what
+horizontal_merge makes of four anyway; measured equal on the CRNN) on one constant R[d] for
+every step: unrolling copies no weights.
 A constant initial state enters as constants (h0 Rk^T, Pk * c0 computed here; f * c0 a Mul
 by a constant); a zero state drops its terms.
 
@@ -138,22 +142,20 @@ class _Unroller:
         p = self.p[d].astype(np.float32) if self.p is not None and np.any(self.p[d]) else None
         peep = dict(zip(("i", "o", "f"), np.split(p, 3))) if p is not None else {}
         steps = range(self.seq - 1, -1, -1) if self.dirs[d] == "reverse" else range(self.seq)
-        r_const = {}  # one constant per gate, read by every step's Gemm (stored once)
+        r_all = None  # R[d] ([4H, H]): one constant read by every step's Gemm (stored once)
         hs: dict[int, Value] = {}
         for t in steps:
             tag = f"d{d}_t{t}"
             z = {}
+            if isinstance(h, np.ndarray):
+                recs = [self.const(f"{tag}_h0R{gate}", h @ self.rows(self.r[d], k).T) for k, gate in enumerate(GATES)]
+            elif h is not None:
+                if r_all is None:
+                    r_all = self.const(f"d{d}_R", self.r[d])
+                rec = self.out("Gemm", [h, r_all], f"{tag}_hR", {"transB": 1})
+                recs = list(self.add("Split", [rec], f"{tag}_hR_gates", {"axis": 1}, outputs=4).outputs)
             for k, gate in enumerate(GATES):
-                zk = xs[k][t]
-                rk = self.rows(self.r[d], k)
-                if isinstance(h, np.ndarray):
-                    zk = self.out("Add", [zk, self.const(f"{tag}_h0R{gate}", h @ rk.T)], f"{tag}_z{gate}")
-                elif h is not None:
-                    if gate not in r_const:
-                        r_const[gate] = self.const(f"d{d}_R{gate}", rk)
-                    rec = self.out("Gemm", [h, r_const[gate]], f"{tag}_hR{gate}", {"transB": 1})
-                    zk = self.out("Add", [zk, rec], f"{tag}_z{gate}")
-                z[gate] = zk
+                z[gate] = xs[k][t] if h is None else self.out("Add", [xs[k][t], recs[k]], f"{tag}_z{gate}")
             for gate in ("i", "f"):
                 if gate in peep and c is not None:
                     term = (self.const(f"{tag}_Pc{gate}", peep[gate] * c) if isinstance(c, np.ndarray)

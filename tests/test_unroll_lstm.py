@@ -68,10 +68,14 @@ def test_matches_onnxruntime(tmp_path, kw):
 
 def test_structure_forward(tmp_path):
     """One Gemm + Split per gate for the input projection; step 0 (zero state) has no recurrent
-    Gemm and no forget gate; every later step has one recurrent Gemm per gate."""
+    Gemm and no forget gate; every later step has one recurrent Gemm (all gates, split after),
+    all on one constant R."""
     g, _ = run_passes(lstm_model(tmp_path), ["unroll_lstm", "dead_code"])
     o = ops(g)
-    assert o.count("Gemm") == 4 + 4 * (SEQ - 1) and o.count("Split") == 4
+    assert o.count("Gemm") == 4 + (SEQ - 1) and o.count("Split") == 4 + (SEQ - 1)
+    recurrent = [n for n in g.nodes if n.op == "Gemm" and n.inputs[0].producer is not None
+                 and n.inputs[0].producer.op == "Mul"]
+    assert len(recurrent) == SEQ - 1 and len({id(n.inputs[1]) for n in recurrent}) == 1
     assert o.count("Sigmoid") == 2 + 3 * (SEQ - 1) and o.count("Tanh") == 2 * SEQ
     assert o.count("Concat") == 1 and o[-1] == "Reshape"
     cells = [v for n in g.nodes for v in n.outputs if "range_group" in v.meta]
@@ -147,3 +151,24 @@ def test_sigmoid_and_tanh_inputs_stop_where_the_outputs_saturate():
     assert span["sm"] == pytest.approx(40.0, rel=1e-3)
     assert span["proj"] == pytest.approx(2 * (ln511 / 2 + 3), rel=1e-3)
     assert qv[outs["proj"].name].meta["saturation_bound"] == pytest.approx(ln511 / 2 + 3)
+
+
+@pytest.mark.parametrize("target", ["tvm", "c"])
+def test_unrolled_crnn_runs_bit_exactly_in_tvm_and_c(tmp_path, target):
+    """The corpus CRNN pattern (tests/test_corpus_patterns.py runs it in TFLite Micro) compiles
+    for TVM and the C backend and matches the integer reference bit for bit."""
+    import shutil
+    if target == "tvm":
+        pytest.importorskip("tvm")
+    elif not (shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")):
+        pytest.skip("no C compiler")
+    from test_corpus_patterns import crnn_net
+    from test_tflite_lowering import calib_file
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
+    from qcompiler.driver.verify import verify_outdir
+    net, logits = crnn_net()
+    model = net.save(tmp_path / "m.onnx", logits)
+    calib = calib_file(tmp_path, net)
+    compile_model(model, tmp_path / "out", CompileOptions(target=target, calib=str(calib)))
+    res = verify_outdir(tmp_path / "out", calib, limit=4)
+    assert res["ok"] and res[target]["bit_exact"], res[target]

@@ -99,9 +99,10 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
         hi = (v.quant.qmax - int(v.quant.zero_point[0])) * float(v.quant.scale[0])
         a.clipped += int(np.count_nonzero((ref < lo - 0.5 * float(v.quant.scale[0]))
                                           | (ref > hi + 0.5 * float(v.quant.scale[0]))))
-        if v.name in bounds:
-            ref = np.clip(ref, -bounds[v.name], bounds[v.name])
-            err = ref - v.quant.dequantize(q_arr).astype(np.float64)
+        if v.name in bounds:  # both sides: a shared group's range may reach past this tensor's bound
+            b = bounds[v.name]
+            ref = np.clip(ref, -b, b)
+            err = ref - np.clip(v.quant.dequantize(q_arr).astype(np.float64), -b, b)
         a.signal += float(np.sum(ref * ref))
         a.noise += float(np.sum(err * err))
         a.count += ref.size
