@@ -317,11 +317,15 @@ def test_unknown_method_is_a_clear_error():
         calibrate(g, iter([]), "entropy")
 
 
-def test_npy_samples_are_memory_mapped(tmp_path):
+def test_large_npy_samples_are_memory_mapped_small_ones_read_whole(tmp_path, monkeypatch):
+    from qcompiler.quant import calibration
     g = _digits()
-    np.save(tmp_path / "c.npy", np.load(MODELS / "digits_calib.npy"))
-    samples = load_samples(tmp_path / "c.npy", g)
-    assert isinstance(samples["input"], np.memmap)
+    data = np.load(MODELS / "digits_calib.npy")
+    np.save(tmp_path / "c.npy", data)
+    small = load_samples(tmp_path / "c.npy", g)["input"]
+    assert not isinstance(small, np.memmap) and np.array_equal(small, data)
+    monkeypatch.setattr(calibration, "SMALL_FILE_BYTES", data.nbytes - 1)
+    assert isinstance(load_samples(tmp_path / "c.npy", g)["input"], np.memmap)
 
 
 # ---- data-free ranges ---------------------------------------------------------------------
