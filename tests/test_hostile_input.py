@@ -181,7 +181,7 @@ def test_extreme_calibration_value_is_named(tmp_path):
     x[0, 0, 0, 0] = -3e38
     np.save(tmp_path / "c.npy", x)
     proc = run_qcc(MODELS / "digits_cnn.onnx", "--calib", tmp_path / "c.npy", "-o", tmp_path / "out")
-    assert_clean_failure(proc, "activation input", "-3e+38")
+    assert_clean_failure(proc, "sample 0", "3e+38")  # refused as an outlier sample, before any range
 
 
 def test_native_crashes_are_isolated():
@@ -251,3 +251,14 @@ def test_external_data_inside_the_folder_loads(tmp_path):
     model = _external_model(tmp_path / "model")
     proc = run_qcc(model, "--calib", CALIB, "-o", tmp_path / "out", "-q")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_one_corrupt_calibration_sample_is_refused(tmp_path):
+    """Fuzz seed 2, case 623: one value 1e20 in a calibration file compiled (exit 0) into a model
+    whose every output was wrong."""
+    data = np.load(CALIB).copy()
+    data[17, 0, 3, 3] = 1e20
+    np.save(tmp_path / "c.npy", data)
+    proc = run_qcc(MODELS / "digits_cnn.onnx", "--calib", tmp_path / "c.npy", "-o", tmp_path / "out")
+    assert_clean_failure(proc, "sample 17", "corrupt sample")
+    assert not (tmp_path / "out").exists()

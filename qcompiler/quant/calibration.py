@@ -79,10 +79,34 @@ def _check_array(arr: np.ndarray, v, path: Path) -> np.ndarray:
     arr = arr.astype(v.dtype, copy=False)  # no copy (and memory map kept) when the dtype matches
     if np.issubdtype(arr.dtype, np.floating):
         # chunked, so a memory-mapped file is never materialised as a whole
+        peaks = []
         for i in range(0, arr.shape[0], _CHUNK):
-            if not np.all(np.isfinite(rows(arr, i, i + _CHUNK))):
+            chunk = rows(arr, i, i + _CHUNK)
+            if not np.all(np.isfinite(chunk)):
                 raise CalibrationError(f"calibration file {path}: input {v.name!r} contains NaN or Inf")
+            peaks.append(np.abs(chunk.reshape(chunk.shape[0], -1)).max(axis=1, initial=0.0))
+        _check_outlier_sample(np.concatenate(peaks), v, path)
     return arr
+
+
+# A sample whose largest |value| is this many times the typical sample's cannot be data from the
+# same source: kept, its range would make the input's int8 step so wide that every normal
+# sample rounds to a few codes (fuzz seed 2, case 623: one value 1e20 in KWS's file, exit 0,
+# outputs all wrong).
+OUTLIER_FACTOR = 1e4
+
+
+def _check_outlier_sample(peaks: np.ndarray, v, path: Path) -> None:
+    nonzero = peaks[peaks > 0]
+    if nonzero.size < 4:
+        return
+    typical = float(np.median(nonzero))
+    worst = int(np.argmax(peaks))
+    if peaks[worst] > OUTLIER_FACTOR * typical:
+        raise CalibrationError(f"calibration file {path}: input {v.name!r} sample {worst} reaches "
+                               f"|x| = {peaks[worst]:.3g}, {peaks[worst] / typical:.2g} times the typical sample's "
+                               f"largest value ({typical:.3g}): a corrupt sample? Remove it (kept, it would make "
+                               "the int8 input step so wide that normal inputs round to a few codes)")
 
 
 SampleSource = "str | os.PathLike | np.ndarray | Mapping[str, np.ndarray]"
