@@ -17,6 +17,7 @@ from qcompiler.passes import (  # noqa: F401  (each module registers its passes)
     horizontal_merge,
     normalize_gemm,
     simplify,
+    unroll_lstm,
 )
 
 __all__ = ["PASSES", "PassContext", "PassManager", "register_pass", "COMMON_PIPELINE", "LRN_DECOMPOSED_PIPELINE",
@@ -30,13 +31,14 @@ COMMON_PIPELINE = ("select_outputs", "fold_constants", "canonicalize", "eliminat
 # rewrites LRN into Mul / Conv / Rsqrt right after constant folding and canonicalization.
 LRN_DECOMPOSED_PIPELINE = COMMON_PIPELINE[:3] + ("decompose_lrn",) + COMMON_PIPELINE[3:]
 
-# For int8 op sets without DIV, HARD_SIGMOID and LRN kernels (TFLite Micro, the integer
-# reference): besides decompose_lrn, hard-swish written out of Add/Clip/Mul/Div becomes HardSwish
-# (before fold_affine could fold its "/ 6" into the next Conv), Div by a constant becomes Mul,
+# For int8 op sets without DIV, HARD_SIGMOID, LRN and LSTM kernels (TFLite Micro, TVM, C, the
+# integer reference): besides decompose_lrn, unroll_lstm (once constants are folded: an LSTM's
+# zero initial state is often computed from Shape / ConstantOfShape), hard-swish written out
+# of Add/Clip/Mul/Div becomes HardSwish (before fold_affine could fold its "/ 6" into the next Conv), Div by a constant becomes Mul,
 # and HardSigmoid becomes an affine map (folded into its Conv/Gemm, after fold_affine has put the
 # bias Adds there) with the clamp [0, 1].
 _AFTER_IDENTITY = COMMON_PIPELINE.index("dead_code") + 1
 _AFTER_AFFINE = COMMON_PIPELINE.index("fold_affine") + 1
-DECOMPOSED_PIPELINE = (COMMON_PIPELINE[:3] + ("decompose_lrn",) + COMMON_PIPELINE[3:_AFTER_IDENTITY]
+DECOMPOSED_PIPELINE = (COMMON_PIPELINE[:3] + ("decompose_lrn", "unroll_lstm") + COMMON_PIPELINE[3:_AFTER_IDENTITY]
                        + ("fuse_hard_swish", "div_to_mul") + COMMON_PIPELINE[_AFTER_IDENTITY:_AFTER_AFFINE]
                        + ("lower_hard_sigmoid",) + COMMON_PIPELINE[_AFTER_AFFINE:])

@@ -2,6 +2,8 @@
 
 - Transpose pairs: Transpose(Transpose(x, p1), p2) -> Transpose(x, p1∘p2), or x when
   the composition is the identity.
+- a Transpose that only moves axes of size 1 (the other axes keep their order) is a Reshape:
+  the bytes do not move, e.g. [seq, 2, 1, H] -> perm [0, 2, 1, 3] -> [seq, 1, 2, H].
 - Reshape chains: Reshape/Flatten/Squeeze/Unsqueeze of a single-use Reshape-like
   node collapse into one Reshape to the final static shape; a reshape to the
   input's own shape disappears.
@@ -76,12 +78,22 @@ def _merge_reshapes(graph: Graph, node: Node) -> bool:
     return True
 
 
+def _moves_bytes(node: Node) -> bool:
+    """Whether a static Transpose changes the order of its elements in memory."""
+    shape = node.inputs[0].shape
+    kept = [a for a in _perm(node) if shape[a] != 1]
+    return kept != sorted(kept)
+
+
 @register_pass("simplify", "cancel Transpose pairs, collapse Reshape chains, drop no-op reshapes")
 def simplify(graph: Graph, ctx: PassContext) -> bool:
     changed = False
     for node in list(graph.nodes):
         if node not in graph.nodes:
             continue
+        if node.op == "Transpose" and _static(node) and not _moves_bytes(node):
+            _as_reshape(graph, node, node.inputs[0])
+            changed = True
         if node.op == "Transpose":
             changed |= _merge_transposes(graph, node)
         elif node.op in RESHAPE_LIKE:

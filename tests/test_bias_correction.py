@@ -110,3 +110,26 @@ def test_input_sums_tapped_from_calibration_give_the_same_correction():
     partial = LayerInputSums(g, indices)
     partial.add(indices[0], runner.run(feeds[0]))
     assert not partial.complete(partial.layers)  # not every sample seen: bias correction runs its own pass
+
+
+def test_input_sums_of_a_gemm_over_several_rows_per_sample():
+    """A Gemm whose axis 0 is not the batch (an unrolled LSTM's input projection over its time
+    steps, [steps, K]): the mean input is the mean over every row of every sample, not the
+    per-sample row sum (which made the CRNN's correction shift biases by up to 354)."""
+    from qcompiler.quant.bias_correction import LayerInputSums
+    rng = np.random.default_rng(2)
+    g = Graph("steps")
+    x = g.add_input("x", np.float32, (1, 5, 8))
+    r = g.add_node("Reshape", [x, g.add_constant("shape", np.array([5, 8], np.int64))], name="r").outputs[0]
+    r.shape = (5, 8)
+    w = rng.normal(size=(3, 8)).astype(np.float32)
+    gemm = g.add_node("Gemm", [r, g.add_constant("w", w), g.add_constant("b", np.ones(3, np.float32))],
+                      attrs={"transB": 1}, name="fc")
+    gemm.outputs[0].shape = (5, 3)
+    g.outputs.append(gemm.outputs[0])
+    xs = rng.uniform(0, 2, size=(4, 5, 8)).astype(np.float32)
+    sums = LayerInputSums(g, range(4))
+    for i, s in enumerate(xs):
+        sums.add(i, {"x": s[None], r.name: s})
+    mean = sums.output_means(sums.layers)["fc"]
+    np.testing.assert_allclose(mean, xs.reshape(-1, 8).astype(np.float64).mean(axis=0) @ w.T + 1, rtol=1e-6)

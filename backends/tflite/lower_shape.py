@@ -76,6 +76,28 @@ def lower_transpose(ctx: LoweringContext, node: Node):
     ctx.alias(y, ctx.get(x), tuple(perm.index(a) for a in ctx.perm(x)))
 
 
+CONCAT_MAX_INPUTS = 10  # TFLM's concatenation kernel (kMaxInputNum) refuses more
+
+
+def _concat(ctx: LoweringContext, name: str, ins: list[int], out: int, axis: int, like: Value) -> None:
+    """CONCATENATION of any number of inputs: partial concatenations of at most 10 inputs
+    first (a copy with shared parameters, so the result is the same bytes)."""
+    while len(ins) > CONCAT_MAX_INPUTS:
+        parts = []
+        for k in range(0, len(ins), CONCAT_MAX_INPUTS):
+            chunk = ins[k:k + CONCAT_MAX_INPUTS]
+            if len(chunk) == 1:
+                parts.append(chunk[0])
+                continue
+            shape = list(ctx.tensors[chunk[0]].shape)
+            shape[axis] = sum(ctx.tensors[i].shape[axis] for i in chunk)
+            part = ctx.scratch(f"{name}_part{len(parts)}", shape, like)
+            ctx.op("CONCATENATION", chunk, [part], axis=axis)
+            parts.append(part)
+        ins = parts
+    ctx.op("CONCATENATION", ins, [out], axis=axis)
+
+
 @lowering("Concat")
 def lower_concat(ctx: LoweringContext, node: Node):
     y = node.outputs[0]
@@ -83,7 +105,7 @@ def lower_concat(ctx: LoweringContext, node: Node):
     perm = ctx.common_perm(node, rank)
     ins = [ctx.operand(v, rank, perm) for v in node.inputs]
     axis = perm.index(int(node.attrs["axis"]) % rank)
-    ctx.op("CONCATENATION", ins, [ctx.define(y, perm)], axis=axis)
+    _concat(ctx, node.name, ins, ctx.define(y, perm), axis, y)
 
 
 # ---- Pad -------------------------------------------------------------------------------

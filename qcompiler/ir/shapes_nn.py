@@ -119,3 +119,17 @@ def _resize(node):
     for a, n in zip(axes, sizes):
         out[a] = n
     return Type(_dtype(node), tuple(out))
+
+
+@rule("LSTM")
+def _lstm(node):
+    x, r = _shape(node), _shape(node, 2)
+    if int(_attr(node, "layout", 0)):
+        raise _Unknown  # the kernel refuses batch-major LSTMs
+    seq, batch = x[0], x[1]
+    dirs, hidden = r[0], r[2]
+    if int(_attr(node, "hidden_size", hidden)) != hidden or _shape(node, 1)[:2] != (dirs, 4 * hidden) \
+            or _shape(node, 1)[2] != x[2]:
+        raise ValueError(f"W {_shape(node, 1)} / R {r} do not fit input {x} and hidden_size")
+    state = Type(_dtype(node), (dirs, batch, hidden))
+    return [Type(_dtype(node), (seq, dirs, batch, hidden)), state, state]

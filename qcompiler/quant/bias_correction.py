@@ -211,19 +211,22 @@ class LayerInputSums:
         self.batch = float_graph.inputs[0].shape[0] if float_graph.inputs[0].shape else 1
         self.indices = set(indices)
         self.sums: dict[str, np.ndarray] = {}
-        self.rows = 0
+        self.counts: dict[str, int] = {}  # rows (axis-0 entries) summed per layer: a Gemm's axis 0
+        self.rows = 0                     # may hold more than the batch (an unrolled LSTM's steps)
 
     def add(self, index: int, acts: dict[str, np.ndarray]) -> None:
         if index not in self.indices:
             return
         for f in self.layers:
             x = acts[f.inputs[0].name]
-            if x.shape[0] != 1:
+            n = x.shape[0]
+            if n != 1:
                 x = x.astype(np.float64).sum(axis=0, keepdims=True)
             if f.name in self.sums:  # in place: float64 += float32 converts as it adds
                 np.add(self.sums[f.name], x, out=self.sums[f.name])
             else:
                 self.sums[f.name] = x.astype(np.float64)
+            self.counts[f.name] = self.counts.get(f.name, 0) + n
         self.rows += self.batch
 
     def complete(self, layers: list[Node]) -> bool:
@@ -234,7 +237,7 @@ class LayerInputSums:
         Conv / Gemm are affine, the layer applied to the mean input, averaged over positions."""
         means = {}
         for f in layers:
-            args = [self.sums[f.name] / self.rows] + [v.data.astype(np.float64) if v is not None else None
+            args = [self.sums[f.name] / self.counts[f.name]] + [v.data.astype(np.float64) if v is not None else None
                                                       for v in f.inputs[1:]]
             means[f.name] = _channel_mean(FLOAT_KERNELS[f.op](f, args)[0])
         return means

@@ -3,7 +3,9 @@
 - activations: int8 asymmetric per-tensor, parameters from calibrated ranges;
 - ops that must not rescale (pooling, reshape, concat, pad, transpose, ...) share
   one parameter set across inputs and outputs: values are grouped with a
-  union-find and each group gets the union of its members' ranges;
+  union-find and each group gets the union of its members' ranges; so do values
+  carrying the same meta["range_group"] (a pass's statement that they are one
+  quantity, e.g. an unrolled LSTM's cell state at every step);
 - fixed output parameters: Softmax / Sigmoid (1/256, -128), Tanh (1/128, 0), and exactly
   [lo, hi] for the output of a node whose fused clamp the scheme realizes by the range
   (`QuantScheme.fused_clamps`: e.g. [0, 1] after a folded HardSigmoid); a Softmax
@@ -12,7 +14,8 @@
   inputs below the zero point), a value's meta["range_floor"] is the least upper end its
   range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32), and a
   value read only by saturating ops (HardSwish, Relu, Clip, fixed-output Sigmoid / Tanh) keeps
-  its range only where one of them still responds (`consumer_domain`);
+  its range only where one of them still responds (`consumer_domain`), and a tensor read only
+  by Sigmoid / Tanh through copies or an Add stops where they saturate (`saturation_bounds`);
 - Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
   Gemm weights: `per_channel_fc` True -> per output channel, False -> per tensor (the
   spec's FULLY_CONNECTED), "auto" -> per channel only where it buys accuracy and, on
@@ -98,10 +101,18 @@ def _groups(graph: Graph) -> _UnionFind:
                 members += [v for v in n.inputs if v is not None and not v.is_constant]
             for v in members[1:]:
                 uf.union(id(v), id(members[0]))
+    tagged: dict[str, Value] = {}
+    for v in _activation_values(graph):  # e.g. an unrolled LSTM's cell states (passes/unroll_lstm.py)
+        key = v.meta.get("range_group")
+        if key is not None:
+            uf.union(id(v), id(tagged.setdefault(key, v)))
     return uf
 
 
 NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero point
+# |x| beyond which Sigmoid / Tanh, with their fixed output parameters, are within half an output
+# step of their limits: sigmoid(-ln 511) = 1/512, tanh(ln(511) / 2) = 1 - 1/256
+SATURATED_BEYOND = {"Sigmoid": float(np.log(511.0)), "Tanh": float(np.log(511.0) / 2)}
 
 
 def consumer_domain(node) -> tuple[float, float] | None:
@@ -127,13 +138,61 @@ def consumer_domain(node) -> tuple[float, float] | None:
     return None
 
 
-def constrained_range(v: Value, lo: float, hi: float, graph_output: bool = False) -> tuple[float, float]:
+COPIES = {"Split", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"}
+
+
+def _consumer_bound(v: Value, c, bounds: dict, ranges: dict) -> float | None:
+    if c.op in SATURATED_BEYOND:
+        return SATURATED_BEYOND[c.op]
+    if c.op in COPIES:
+        if c.inputs[0] is not v or any(id(o) not in bounds for o in c.outputs):
+            return None
+        return max(bounds[id(o)] for o in c.outputs)
+    if c.op == "Add" and clamp_of(c) is None and id(c.outputs[0]) in bounds:
+        others = [u for u in c.inputs if u is not v]
+        if len(others) != 1:
+            return None
+        u = others[0]
+        if u.is_constant:
+            reach = float(np.max(np.abs(u.data))) if u.data.size else 0.0
+        elif u.name in ranges:
+            reach = float(max(abs(ranges[u.name][0]), abs(ranges[u.name][1])))
+        else:
+            return None
+        return bounds[id(c.outputs[0])] + reach
+    return None
+
+
+def saturation_bounds(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[int, float]:
+    """{id(value): bound} for tensors whose every reader ends, unchanged in value, in Sigmoid /
+    Tanh saturation beyond |x| = bound: read by Sigmoid / Tanh directly (beyond ln 511, resp.
+    ln(511) / 2, their fixed-parameter int8 output moves by less than half a step), through
+    copies (Split, Reshape, ...), or through an Add whose other operand reaches at most r
+    (calibrated) and whose sum is bounded by B: then bound B + r (an unrolled LSTM's input
+    projection, which a few always-saturated channels stretch to +-130 on the CRNN). Such a
+    tensor's range need not reach further: clipped values lose at most half an output step and
+    its int8 steps get finer. Graph outputs are never bounded."""
+    outputs = {id(v) for v in graph.outputs}
+    bounds: dict[int, float] = {}
+    for node in reversed(graph.nodes):
+        for v in node.outputs:
+            if id(v) in outputs or not v.consumers:
+                continue
+            per = [_consumer_bound(v, c, bounds, ranges) for c in v.consumers]
+            if all(b is not None for b in per):
+                bounds[id(v)] = max(per)
+    return bounds
+
+
+def constrained_range(v: Value, lo: float, hi: float, graph_output: bool = False,
+                      bound: float | None = None) -> tuple[float, float]:
     """The calibrated range of `v` with the graph's constraints (see the module docstring).
 
     A tensor read only by saturating ops (`consumer_domain`) needs its range only where some
     reader still responds: the rest maps to the same outputs whatever its int8 value, so the
     range stops there and the steps inside get finer (the input of a HardSwish after a
-    BatchNorm-folded conv reaches -40 where everything below -3 gives 0). Not for graph outputs."""
+    BatchNorm-folded conv reaches -40 where everything below -3 gives 0). Not for graph outputs.
+    `bound`: its Sigmoid / Tanh saturation bound through copies and Adds (`saturation_bounds`)."""
     if any(c.op in NONNEGATIVE_INPUT for c in v.consumers):
         lo = max(lo, 0.0)
     domains = [consumer_domain(c) if c.inputs and c.inputs[0] is v else None for c in v.consumers]
@@ -141,6 +200,8 @@ def constrained_range(v: Value, lo: float, hi: float, graph_output: bool = False
         dlo, dhi = min(d[0] for d in domains), max(d[1] for d in domains)
         if dlo < hi and dhi > lo:  # never an empty range
             lo, hi = max(lo, dlo), min(hi, dhi)
+    if bound is not None and -bound < hi and bound > lo:
+        lo, hi = max(lo, -bound), min(hi, bound)
     return lo, max(hi, float(v.meta.get("range_floor", hi)))
 
 
@@ -225,6 +286,7 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
     outputs = set(graph.outputs)
     span: dict[int, tuple[float, float]] = {}
     bits: dict[int, int] = {}
+    bounds = saturation_bounds(graph, ranges)
     for v in acts:
         width = widths.get(v.name, 8)
         source = v.meta.get("range_of", v.name)
@@ -232,7 +294,9 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
         if source not in table:
             raise QuantizationError(f"no calibration range for tensor {v.name} "
                                     f"(produced by {v.producer.name if v.producer else 'graph input'})")
-        lo, hi = constrained_range(v, *table[source], graph_output=v in outputs)
+        if id(v) in bounds:
+            v.meta["saturation_bound"] = bounds[id(v)]  # the per-layer report compares within it
+        lo, hi = constrained_range(v, *table[source], graph_output=v in outputs, bound=bounds.get(id(v)))
         root = uf.find(id(v))
         if bits.setdefault(root, width) != width:
             raise QuantizationError(f"tensor {v.name} ({width}-bit) shares parameters with a "

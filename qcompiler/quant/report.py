@@ -82,6 +82,10 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
     (one is made when not given)."""
     acts = _report_tensors(qgraph)
     accs = {v.name: _Acc(v) for v in acts}
+    # inputs of Sigmoid / Tanh only (quantize.saturation_bounds): their range stops where the readers
+    # saturate, so the error
+    # that matters is against the float values clipped there (the clipped % still counts them)
+    bounds = {v.name: v.meta["saturation_bound"] for v in acts if "saturation_bound" in v.meta}
     runner = runner or FloatRunner(float_graph)
     current: dict[str, np.ndarray] = {}
 
@@ -94,10 +98,14 @@ def layer_report(float_graph: Graph, qgraph: Graph, feeds, runner: FloatRunner |
         err = ref - v.quant.dequantize(q_arr).astype(np.float64)
         lo = (v.quant.qmin - int(v.quant.zero_point[0])) * float(v.quant.scale[0])
         hi = (v.quant.qmax - int(v.quant.zero_point[0])) * float(v.quant.scale[0])
-        a.signal += float(np.sum(ref * ref))
-        a.noise += float(np.sum(err * err))
         a.clipped += int(np.count_nonzero((ref < lo - 0.5 * float(v.quant.scale[0]))
                                           | (ref > hi + 0.5 * float(v.quant.scale[0]))))
+        if v.name in bounds:  # both sides: a shared group's range may reach past this tensor's bound
+            b = bounds[v.name]
+            ref = np.clip(ref, -b, b)
+            err = ref - np.clip(v.quant.dequantize(q_arr).astype(np.float64), -b, b)
+        a.signal += float(np.sum(ref * ref))
+        a.noise += float(np.sum(err * err))
         a.count += ref.size
         if a.qhist is not None:
             _histogram(a, v.quant, ref, q_arr)
