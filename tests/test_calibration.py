@@ -318,13 +318,13 @@ def test_unknown_method_is_a_clear_error():
 
 
 def test_large_npy_samples_are_memory_mapped_small_ones_read_whole(tmp_path, monkeypatch):
-    from qcompiler.quant import calibration
+    from qcompiler.quant import samples
     g = _digits()
     data = np.load(MODELS / "digits_calib.npy")
     np.save(tmp_path / "c.npy", data)
     small = load_samples(tmp_path / "c.npy", g)["input"]
     assert not isinstance(small, np.memmap) and np.array_equal(small, data)
-    monkeypatch.setattr(calibration, "SMALL_FILE_BYTES", data.nbytes - 1)
+    monkeypatch.setattr(samples, "SMALL_FILE_BYTES", data.nbytes - 1)
     assert isinstance(load_samples(tmp_path / "c.npy", g)["input"], np.memmap)
 
 

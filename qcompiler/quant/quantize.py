@@ -10,12 +10,7 @@
   [lo, hi] for the output of a node whose fused clamp the scheme realizes by the range
   (`QuantScheme.fused_clamps`: e.g. [0, 1] after a folded HardSigmoid); a Softmax
   over more than 511 classes is marked for a wider TFLM path (qcompiler/quant/wide_softmax.py);
-- range constraints from the graph: inputs of Rsqrt start at 0 (TFLM's int8 RSQRT refuses
-  inputs below the zero point), a value's meta["range_floor"] is the least upper end its
-  range may have (passes/decompose_lrn.py sets it to keep a Conv bias inside int32), and a
-  value read only by saturating ops (HardSwish, Relu, Clip, fixed-output Sigmoid / Tanh) keeps
-  its range only where one of them still responds (`consumer_domain`), and a tensor read only
-  by Sigmoid / Tanh through copies or an Add stops where they saturate (`saturation_bounds`);
+- range constraints from the graph (who reads a tensor): `range_rules.py`;
 - Conv weights int8 symmetric per output channel in [-127, 127], zero point 0;
   Gemm weights: `per_channel_fc` True -> per output channel, False -> per tensor (the
   spec's FULLY_CONNECTED), "auto" -> per channel only where it buys accuracy and, on
@@ -42,6 +37,8 @@ from qcompiler.ir import Graph, QuantParams, Value
 from qcompiler.ir.activation import clamp_of
 from qcompiler.quant.fc_weights import per_channel_fc_layers
 from qcompiler.quant.precision import FOLLOWERS, INT8, Precision, insert_borders, resolve
+from qcompiler.quant.range_rules import (FIXED_OUTPUT, SATURATED_BEYOND, consumer_domain,  # noqa: F401
+                                         constrained_range, saturation_bounds)
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.wide_softmax import mark_wide_softmax
 from qcompiler.numerics.fixed_point import choose_activation_params, choose_symmetric_params, symmetric_weight_scales
@@ -49,7 +46,6 @@ from qcompiler.numerics.qops import clip_bounds
 
 # ops whose outputs must carry exactly their (first) input's parameters
 SAME_PARAMS = FOLLOWERS
-FIXED_OUTPUT = {"Softmax": (1.0 / 256, -128), "Sigmoid": (1.0 / 256, -128), "Tanh": (1.0 / 128, 0)}
 FIXED_OUTPUT_INT16 = {"Softmax": (1.0 / 32768, 0), "Sigmoid": (2.0 ** -15, 0), "Tanh": (2.0 ** -15, 0)}
 # input index -> role, for ops with constant weights
 WEIGHTED = {"Conv": 0, "Gemm": 0, "ConvTranspose": 1}  # value = weight channel axis (per-channel)
@@ -107,102 +103,6 @@ def _groups(graph: Graph) -> _UnionFind:
         if key is not None:
             uf.union(id(v), id(tagged.setdefault(key, v)))
     return uf
-
-
-NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero point
-# |x| beyond which Sigmoid / Tanh, with their fixed output parameters, are within half an output
-# step of their limits: sigmoid(-ln 511) = 1/512, tanh(ln(511) / 2) = 1 - 1/256
-SATURATED_BEYOND = {"Sigmoid": float(np.log(511.0)), "Tanh": float(np.log(511.0) / 2)}
-
-
-def consumer_domain(node) -> tuple[float, float] | None:
-    """The input interval outside which `node`'s output no longer changes (in its int8 output):
-    HardSwish is 0 below -3, Relu 0 below 0, Clip constant outside its bounds, and a Sigmoid /
-    Tanh with fixed int8 output parameters is within a quarter step of its asymptote beyond
-    ln(4 / step - 1) (6.9 for the Sigmoid's 1/256; Tanh's 1/128: 3.5); None: no such interval."""
-    inf = float("inf")
-    if node.op == "HardSwish":
-        return -3.0, inf
-    if node.op == "Relu":
-        return 0.0, inf
-    if node.op == "Clip":
-        try:
-            lo, hi, _ = clip_bounds(node)
-        except GraphError:  # a bound computed at run time
-            return None
-        return (-inf if lo is None else lo), (inf if hi is None else hi)
-    if node.op in FIXED_OUTPUT and node.op != "Softmax":
-        step = FIXED_OUTPUT[node.op][0]  # tanh(x) = 2 sigmoid(2x) - 1: half the step at twice x
-        bound = float(np.log(8.0 / step - 1.0)) / 2.0 if node.op == "Tanh" else float(np.log(4.0 / step - 1.0))
-        return -bound, bound
-    return None
-
-
-COPIES = {"Split", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"}
-
-
-def _consumer_bound(v: Value, c, bounds: dict, ranges: dict) -> float | None:
-    if c.op in SATURATED_BEYOND:
-        return SATURATED_BEYOND[c.op]
-    if c.op in COPIES:
-        if c.inputs[0] is not v or any(id(o) not in bounds for o in c.outputs):
-            return None
-        return max(bounds[id(o)] for o in c.outputs)
-    if c.op == "Add" and clamp_of(c) is None and id(c.outputs[0]) in bounds:
-        others = [u for u in c.inputs if u is not v]
-        if len(others) != 1:
-            return None
-        u = others[0]
-        if u.is_constant:
-            reach = float(np.max(np.abs(u.data))) if u.data.size else 0.0
-        elif u.name in ranges:
-            reach = float(max(abs(ranges[u.name][0]), abs(ranges[u.name][1])))
-        else:
-            return None
-        return bounds[id(c.outputs[0])] + reach
-    return None
-
-
-def saturation_bounds(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[int, float]:
-    """{id(value): bound} for tensors whose every reader ends, unchanged in value, in Sigmoid /
-    Tanh saturation beyond |x| = bound: read by Sigmoid / Tanh directly (beyond ln 511, resp.
-    ln(511) / 2, their fixed-parameter int8 output moves by less than half a step), through
-    copies (Split, Reshape, ...), or through an Add whose other operand reaches at most r
-    (calibrated) and whose sum is bounded by B: then bound B + r (an unrolled LSTM's input
-    projection, which a few always-saturated channels stretch to +-130 on the CRNN). Such a
-    tensor's range need not reach further: clipped values lose at most half an output step and
-    its int8 steps get finer. Graph outputs are never bounded."""
-    outputs = {id(v) for v in graph.outputs}
-    bounds: dict[int, float] = {}
-    for node in reversed(graph.nodes):
-        for v in node.outputs:
-            if id(v) in outputs or not v.consumers:
-                continue
-            per = [_consumer_bound(v, c, bounds, ranges) for c in v.consumers]
-            if all(b is not None for b in per):
-                bounds[id(v)] = max(per)
-    return bounds
-
-
-def constrained_range(v: Value, lo: float, hi: float, graph_output: bool = False,
-                      bound: float | None = None) -> tuple[float, float]:
-    """The calibrated range of `v` with the graph's constraints (see the module docstring).
-
-    A tensor read only by saturating ops (`consumer_domain`) needs its range only where some
-    reader still responds: the rest maps to the same outputs whatever its int8 value, so the
-    range stops there and the steps inside get finer (the input of a HardSwish after a
-    BatchNorm-folded conv reaches -40 where everything below -3 gives 0). Not for graph outputs.
-    `bound`: its Sigmoid / Tanh saturation bound through copies and Adds (`saturation_bounds`)."""
-    if any(c.op in NONNEGATIVE_INPUT for c in v.consumers):
-        lo = max(lo, 0.0)
-    domains = [consumer_domain(c) if c.inputs and c.inputs[0] is v else None for c in v.consumers]
-    if v.consumers and not graph_output and all(d is not None for d in domains):
-        dlo, dhi = min(d[0] for d in domains), max(d[1] for d in domains)
-        if dlo < hi and dhi > lo:  # never an empty range
-            lo, hi = max(lo, dlo), min(hi, dhi)
-    if bound is not None and -bound < hi and bound > lo:
-        lo, hi = max(lo, -bound), min(hi, bound)
-    return lo, max(hi, float(v.meta.get("range_floor", hi)))
 
 
 def fixed_range(op: str) -> tuple[float, float]:
