@@ -29,3 +29,13 @@ MLPERF_MODELS = {
 def require_shared():
     if not SHARED.is_dir():
         pytest.skip(f"MLPerf Tiny models not present at {SHARED} (benchmark data lives beside the repo)")
+
+
+def corpus_files(key: str):
+    """(model, calibration, evaluation) paths of a corpus model (bench/corpus.py), or skip
+    saying why it cannot be had (offline, image libraries missing)."""
+    from bench import corpus
+    try:
+        return corpus.model_path(key), corpus.data_path(key, "calib"), corpus.data_path(key, "eval")
+    except (corpus.CorpusUnavailable, corpus.ImageLibsMissing) as e:
+        pytest.skip(f"corpus model {key} unavailable: {e}")

