@@ -16,11 +16,16 @@ must be 3 and 6 (or 1/6) up to float32 rounding.
 
     Before: %a = Add(%x, 3); %c = Clip(%a, 0, 6); %m = Mul(%x, %c); %y = Div(%m, 6)
     After:  %y = HardSwish(%x)
+
+`decompose_hard_swish` goes the other way for int16 activations (TFLite Micro has no int16
+HARD_SWISH kernel, but int16 ADD and MUL).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from qcompiler.ir import Graph, Node, Value
-from qcompiler.ir.activation import clamp_of, has_activation
+from qcompiler.ir.activation import clamp_of, has_activation, set_clamp
 from qcompiler.ir.pass_manager import PassContext, register_pass
 from qcompiler.ir.rewrite import constant_operand, scalar_of, sole_use
 from qcompiler.passes.fuse_activation import fusible_clamp
@@ -122,4 +127,38 @@ def fuse_hard_swish(graph: Graph, ctx: PassContext) -> bool:
         count += 1
     if count:
         ctx.log.append(f"fuse_hard_swish: {count} hard-swish pattern(s) -> HardSwish")
+    return bool(count)
+
+
+# ---- the other direction: HardSwish written out of ops with int16 kernels ----------------------
+
+def _constant(graph: Graph, name: str, value: float, like: Value) -> Value:
+    return graph.add_constant(name, np.array(value, dtype=like.dtype))
+
+
+@register_pass("decompose_hard_swish",
+               "HardSwish -> Mul(x, Add(x, 3) relu6) and a Mul by 1/6 (int16: TFLM has no int16 HARD_SWISH)")
+def decompose_hard_swish(graph: Graph, ctx: PassContext) -> bool:
+    """HardSwish(x) = x * relu6(x + 3) / 6 out of ops TFLite Micro has int16 kernels for (ADD
+    with a fused RELU6, MUL); the driver runs it under `--activations int16`, where the int8
+    HARD_SWISH kernel would keep the node int8 between two QUANTIZE ops. Run before
+    fold_affine, which folds the Mul by 1/6 into the next Conv / Gemm when that is the
+    product's only reader (the product then carries 6 * hardswish(x), same relative precision).
+
+        Before: %y = HardSwish(%x)
+        After:  %g = Add(%x, 3) clamp=[0, 6]; %m = Mul(%x, %g); %y = Mul(%m, 1/6)
+    """
+    count = 0
+    for h in [n for n in graph.nodes if n.op == "HardSwish"]:
+        x = h.inputs[0]
+        add = graph.insert_before(h, "Add", [x, _constant(graph, f"{h.name}_three", 3.0, x)],
+                                  name=f"{h.name}_gate")
+        set_clamp(add, *RELU6)
+        mul = graph.insert_before(h, "Mul", [x, add.outputs[0]], name=f"{h.name}_product")
+        sixth = graph.insert_before(h, "Mul", [mul.outputs[0], _constant(graph, f"{h.name}_sixth", 1.0 / 6.0, x)],
+                                    name=f"{h.name}_sixth")
+        graph.replace_node(h, sixth)
+        count += 1
+    if count:
+        ctx.log.append(f"decompose_hard_swish: {count} HardSwish -> Add (relu6) / Mul / Mul by 1/6")
     return bool(count)

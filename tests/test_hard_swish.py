@@ -111,3 +111,27 @@ def test_hard_sigmoid_with_other_parameters_stays(tmp_path):
              helper.make_node("Mul", ["x", "h"], ["y"])]
     g, _ = run_passes(model(tmp_path, nodes, inits=[]), ["fuse_hard_swish"])
     assert ops(g) == ["HardSigmoid", "Mul"]
+
+
+def test_decompose_round_trip(tmp_path):
+    """decompose_hard_swish writes HardSwish out of Add (relu6) and Muls, same function; the
+    driver runs it only under --activations int16 (auto keeps HardSwish: int8 HARD_SWISH)."""
+    path = model(tmp_path, [helper.make_node("HardSwish", ["x"], ["y"])], inits=[], opset=14)
+    g, ctx = run_passes(path, ["decompose_hard_swish"])
+    assert ops(g) == ["Add", "Mul", "Mul"] and g.nodes[0].attrs["clamp"] == [0.0, 6.0]
+    assert g.outputs[0].name == "y" and ctx.log == ["decompose_hard_swish: 1 HardSwish -> Add (relu6) / Mul / Mul by 1/6"]
+    assert_matches_onnxruntime(path, g, samples=4, tol=1e-5)
+    g, _ = run_passes(path, ["decompose_hard_swish", "fuse_hard_swish"])
+    assert ops(g) == ["HardSwish"]
+
+
+def test_decompose_only_for_int16():
+    from qcompiler.driver.pipeline import CompileOptions, pass_list
+    for activations, want in (("int8", False), ("auto", False), ("int16", True)):
+        passes = pass_list(CompileOptions(target="tflm", activations=activations))
+        assert ("decompose_hard_swish" in passes) is want
+        if want:
+            assert passes.index("decompose_hard_swish") == passes.index("fuse_hard_swish") + 1
+            assert passes.index("decompose_hard_swish") < passes.index("fold_affine")
+    assert "decompose_hard_swish" not in pass_list(CompileOptions(target="tflm", activations="int16",
+                                                                  disable_passes=("decompose_hard_swish",)))

@@ -307,14 +307,18 @@ def by_range(clamp) -> bool:
 
 
 def fused(node: Node) -> str:
-    """The node's fused clamp as a TFLite fused_activation_function: one of TFLite's, or NONE
-    when the output's int8 range already is the clamp; others are refused."""
+    """The node's fused clamp as a TFLite fused_activation_function: one of TFLite's, NONE
+    when the output's int8 range already is the clamp, RELU for [0, hi] on an int16 output whose
+    symmetric range ends at hi; others are refused."""
     clamp = clamp_of(node)
     if clamp in FUSED_ACTIVATIONS:
         return FUSED_ACTIVATIONS[clamp]
     q = node.outputs[0].quant
     if by_range(clamp) and q is not None and activation_clamp(node) == (q.qmin, q.qmax):
         return "NONE"
+    if by_range(clamp) and clamp[0] == 0.0 and q is not None and q.dtype == np.int16 \
+            and activation_clamp(node) == (0, q.qmax):
+        return "RELU"  # [0, hi] in int16: symmetric range [-hi, hi] (zero point 0), RELU cuts at 0
     raise BackendError(unfusable(node) + ("" if q is None else f"; its output int8(s={float(q.scale[0]):g}, "
                                           f"zp={int(q.zero_point[0])}) does not saturate there"))
 

@@ -65,6 +65,9 @@ def pass_list(options: "CompileOptions") -> list[str]:
     """The pipeline a compilation runs: the target's default or --passes, minus --disable-pass."""
     from qcompiler.passes import PASSES
     passes = list(options.passes) if options.passes is not None else default_pipeline(options.target)
+    if options.passes is None and options.activations == "int16" and "fuse_hard_swish" in passes:
+        # TFLM has no int16 HARD_SWISH: write HardSwish out of ADD / MUL, which have int16 kernels
+        passes.insert(passes.index("fuse_hard_swish") + 1, "decompose_hard_swish")
     unknown = [p for p in options.disable_passes if p not in PASSES]
     if unknown:
         raise QccError(f"--disable-pass names unknown pass(es) {unknown}; see `qcc passes`")

@@ -22,9 +22,11 @@ parameters of its own width.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from qcompiler.ir import Graph, Node, Value
+from qcompiler.ir.activation import clamp_of
 
 # ops whose output shares its (first) input's quantization parameters: they move raw values
 FOLLOWERS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten",
@@ -38,7 +40,7 @@ INT16_OPS = frozenset({"Conv", "Gemm", "Add", "Sub", "Mul", "MaxPool", "AverageP
                        "Split", "Resize", "Requantize"})
 # why an op stays int8 in an int16 model (report.json)
 WHY_INT8 = {
-    "HardSwish": "TFLM has no int16 HARD_SWISH kernel",
+    "HardSwish": "TFLM has no int16 HARD_SWISH kernel (--activations int16 writes it out: decompose_hard_swish)",
     "Rsqrt": "qcc's int16 RSQRT is not implemented (TFLM has one)",
     "PRelu": "qcc's int16 PRELU is not implemented (TFLM has one, with int8 alpha)",
     "ConvTranspose": "qcc's int16 TRANSPOSE_CONV is not implemented (TFLM has one)",
@@ -76,6 +78,16 @@ def int16_capable(node: Node) -> bool:
     return True
 
 
+def clamp_keeps_int8(scheme, node: Node) -> bool:
+    """The node's fused clamp is realized by its output range (no fused activation of the
+    runtime) and int16 cannot realize it: int16's symmetric range [-hi, hi] with a RELU realizes
+    [0, hi] (a folded HardSigmoid's [0, 1]); other clamps need int8's asymmetric range."""
+    clamp = clamp_of(node)
+    if not scheme.clamp_by_range(clamp):
+        return False
+    return not (clamp[0] == 0.0 and 0.0 < clamp[1] < math.inf)
+
+
 def _activations(node: Node) -> list[Value]:
     ins = [v for v in node.inputs if v is not None and not v.is_constant]
     return ins if node.op == "Concat" else ins[:1]
@@ -83,8 +95,8 @@ def _activations(node: Node) -> list[Value]:
 
 def resolve(graph: Graph, precision: Precision, keep8=None) -> tuple[dict[str, int], dict[str, int]]:
     """({node name: 8 or 16}, {tensor name: 8 or 16}) per the rules in the module docstring;
-    `keep8(node)` True keeps a node int8 (a clamp realized by the int8 output range: int16's
-    symmetric range cannot realize [0, hi])."""
+    `keep8(node)` True keeps a node int8 (`clamp_keeps_int8`: a clamp only the int8 output
+    range realizes)."""
     nodes: dict[str, int] = {}
     for n in graph.nodes:
         if n.op == "Requantize" and n.inputs[0].producer is not None and n.inputs[0].producer.name in nodes:

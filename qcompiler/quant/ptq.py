@@ -22,7 +22,7 @@ from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
 from qcompiler.quant.moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
 from qcompiler.quant.fc_weights import FC_PER_CHANNEL_GAIN_DB
-from qcompiler.quant.precision import INT8, INT16, Precision, precision_summary
+from qcompiler.quant.precision import INT8, INT16, Precision, clamp_keeps_int8, precision_summary
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.report import layer_report, parameters_only, report_samples, worst_layers
 
@@ -342,7 +342,6 @@ def _auto_fc(graph: Graph, options, scheme: QuantScheme) -> set[str]:
 def _search_precision(graph: Graph, ranges: dict, wide_ranges: dict, options, scheme: QuantScheme, bc: str,
                       samples, total: int, moments, runner, input_sums, cost, hessians=None, fitted=()):
     """--activations auto: (mixed.Config, report entry); qcompiler/quant/mixed.py."""
-    from qcompiler.ir.activation import clamp_of
     from qcompiler.quant import mixed
     from qcompiler.quant.fc_weights import kept_per_tensor_for_arena
     from qcompiler.quant.quantize import quantize_graph
@@ -365,7 +364,7 @@ def _search_precision(graph: Graph, ranges: dict, wide_ranges: dict, options, sc
     feeds = list(iterate_samples(samples, graph, indices=[free[i] for i in spread_indices(len(free), count)]))
     names = [v.name for v in graph.outputs]
     refs = [{k: runner.run(f)[k] for k in names} for f in feeds]
-    knobs = mixed.knobs(graph, lambda n: scheme.clamp_by_range(clamp_of(n)), fc_candidates)
+    knobs = mixed.knobs(graph, lambda n: clamp_keeps_int8(scheme, n), fc_candidates)
     def arena(q: Graph, exact: bool) -> int:
         size = cost(q, exact) if cost is not None else None
         return size if size is not None else mixed.activation_bytes(q)

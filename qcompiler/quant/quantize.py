@@ -36,7 +36,7 @@ from qcompiler.errors import GraphError, QuantizationError, require_ops
 from qcompiler.ir import Graph, QuantParams, Value
 from qcompiler.ir.activation import clamp_of
 from qcompiler.quant.fc_weights import per_channel_fc_layers
-from qcompiler.quant.precision import FOLLOWERS, INT8, Precision, insert_borders, resolve
+from qcompiler.quant.precision import FOLLOWERS, INT8, Precision, clamp_keeps_int8, insert_borders, resolve
 from qcompiler.quant.range_rules import (FIXED_OUTPUT, SATURATED_BEYOND, consumer_domain,  # noqa: F401
                                          constrained_range, saturation_bounds)
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
@@ -162,7 +162,10 @@ def _fixed_params(graph: Graph, uf: _UnionFind, ranges: dict, scheme: QuantSchem
         if n.op in table:
             scale, zp = table[n.op]
         elif scheme.clamp_by_range(clamp_of(n)):
-            scale, zp = choose_activation_params(*clamp_range(n, ranges.get(n.outputs[0].name, (0.0, 0.0))))
+            lo, hi = clamp_range(n, ranges.get(n.outputs[0].name, (0.0, 0.0)))
+            # int16 (only [0, hi]: precision.clamp_keeps_int8): [-hi, hi], the kernel's RELU cuts at 0
+            scale, zp = (choose_symmetric_params(lo, hi) if widths.get(n.outputs[0].name) == 16
+                         else choose_activation_params(lo, hi))
         else:
             continue
         root = uf.find(id(n.outputs[0]))
@@ -370,7 +373,7 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], per_cha
     if not precision.is_int8:
         for r in (n for n in q.nodes if n.name in released):
             wide[r.outputs[0].name] = wide[r.inputs[0].name]
-        nodes, widths = resolve(q, precision, keep8=lambda n: scheme.clamp_by_range(clamp_of(n)))
+        nodes, widths = resolve(q, precision, keep8=lambda n: clamp_keeps_int8(scheme, n))
         insert_borders(q, nodes, widths)
     assign_activation_params(q, ranges, scheme, widths, wide)
     if released:
