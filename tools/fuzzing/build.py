@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from .case import Case, Ctx, _npy_bytes
+from .case import Case, Ctx, npy_bytes
 from .models import DIGITS, ModelSpec
 from .mutate_cli import CLI_MUTATORS, baseline, e_external, p_out
 from .mutate_files import BYTE_MUTATORS, CALIB_MUTATORS
@@ -53,7 +53,7 @@ def build_case(seed: int, index: int, specs: list[ModelSpec], only: str | None =
         data = c.model_bytes if c.model_bytes is not None else c.model.SerializeToString()
         case.setup.insert(0, ("file", c.model_file, data))
     if c.calib_file is None and c.write_calib:
-        c.calib_file = _npy_bytes(spec.calib)
+        c.calib_file = npy_bytes(spec.calib)
     if c.calib_file is not None:
         case.setup.insert(0, ("file", f"w/{c.calib_arg or 'calib.npy'}", c.calib_file))
     argv = [c.model_arg]

@@ -64,13 +64,13 @@ class Ctx:
         return seq[self.rng.randrange(len(seq))]
 
 
-def _npy_bytes(arr: np.ndarray, allow_pickle: bool = False) -> bytes:
+def npy_bytes(arr: np.ndarray, allow_pickle: bool = False) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=allow_pickle)
     return buf.getvalue()
 
 
-def _npy_header(descr: str, shape: tuple, fortran: bool = False) -> bytes:
+def npy_header(descr: str, shape: tuple, fortran: bool = False) -> bytes:
     """A version-1.0 .npy header declaring any shape (the data is not written by us)."""
     d = "{'descr': %r, 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, repr(tuple(shape)))
     pad = 64 - (10 + len(d) + 1) % 64
@@ -78,7 +78,7 @@ def _npy_header(descr: str, shape: tuple, fortran: bool = False) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
 
 
-def _npz_bytes(members: dict[str, bytes]) -> bytes:
+def npz_bytes(members: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for k, v in members.items():

@@ -117,7 +117,7 @@ INTERESTING_ATTRS = ("group", "auto_pad", "pads", "strides", "kernel_shape", "di
                      "count_include_pad", "keepdims", "min", "max", "storage_order")
 
 
-def _mutate_attr_value(c: Ctx, a: onnx.AttributeProto) -> str:
+def mutate_attr_value(c: Ctx, a: onnx.AttributeProto) -> str:
     t = a.type
     A = onnx.AttributeProto
     if a.name == "auto_pad" or t == A.STRING:
@@ -190,7 +190,7 @@ def m_attr(c: Ctx):
         c.note("no attribute to mutate")
         return
     n, a = c.choice(interesting if interesting and c.rng.random() < 0.85 else cands)
-    c.note(f"node {nm(n.name)} ({n.op_type}) attribute " + _mutate_attr_value(c, a))
+    c.note(f"node {nm(n.name)} ({n.op_type}) attribute " + mutate_attr_value(c, a))
 
 
 def m_attr_add(c: Ctx):

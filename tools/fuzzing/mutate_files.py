@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .case import EXTREMES, HUGE, Ctx, _npy_bytes, _npy_header, _npz_bytes
+from .case import EXTREMES, HUGE, Ctx, npy_bytes, npy_header, npz_bytes
 
 
 # ----- mutators: ONNX bytes
@@ -80,7 +80,7 @@ def c_garbage_header(c: Ctx):
     c.calib_file = c.choice([b"\x93NUMPY\x01\x00\xff\xff" + b"garbage" * 10,
                              b"\x93NUMPY\x09\x09" + bytes(100),
                              b"\x93NUMPY\x01\x00\x10\x00{'descr': 1}    \n" + bytes(64),
-                             _npy_header("<f4", (2, 2))[:-8] + b"\n"])
+                             npy_header("<f4", (2, 2))[:-8] + b"\n"])
     c.note("calibration .npy with a garbage header")
 
 
@@ -89,14 +89,14 @@ def c_header_shape(c: Ctx):
     rest = tuple(x.shape[1:])
     shape = c.choice([(-1,) + rest, (-5,) + rest, (HUGE,) + rest, (0,) + rest, (4, -3) + rest[1:],
                       (2 ** 62,) + rest, (len(x),)])
-    c.calib_file = _npy_header("<f4", shape) + x[:4].tobytes()
+    c.calib_file = npy_header("<f4", shape) + x[:4].tobytes()
     c.note(f"calibration .npy header declares shape {shape} over {4 * math.prod(rest)} floats of data")
 
 
 def c_descr(c: Ctx):
     x = _calib(c)
     descr = c.choice(["O", "|V8", "<U4", "<f16", "<c8", "|b1", "<M8[s]", "not a dtype"])
-    c.calib_file = _npy_header(descr, x.shape) + x.tobytes()
+    c.calib_file = npy_header(descr, x.shape) + x.tobytes()
     c.note(f"calibration .npy header declares dtype {descr!r} over float32 bytes")
 
 
@@ -106,7 +106,7 @@ def _pickled_samples(x: np.ndarray) -> bytes:
     obj = np.empty(len(x), dtype=object)
     for i in range(len(x)):
         obj[i] = x[i]
-    return _npy_bytes(obj, allow_pickle=True)
+    return npy_bytes(obj, allow_pickle=True)
 
 
 def c_pickle(c: Ctx):
@@ -138,7 +138,7 @@ def c_shape(c: Ctx):
         y = np.ascontiguousarray(np.swapaxes(x, -1, -2))
     else:
         y = x.reshape(len(x), 1, -1)
-    c.calib_file = _npy_bytes(np.ascontiguousarray(y))
+    c.calib_file = npy_bytes(np.ascontiguousarray(y))
     c.note(f"calibration array {op}: shape {list(x.shape)} -> {list(y.shape)}")
     if op == "one":
         c.case.calib_array = y
@@ -154,7 +154,7 @@ def c_dtype(c: Ctx):
             y = np.zeros(x.shape, dtype=[("a", "<f4"), ("b", "<i4")])
         else:
             y = x.astype(dt)
-    c.calib_file = _npy_bytes(y)
+    c.calib_file = npy_bytes(y)
     c.note(f"calibration array dtype float32 -> {dt}")
     if dt in ("float64", "float16", ">f4", "int64", "int8", "uint8"):
         c.case.calib_array = y.astype(np.float32)
@@ -176,7 +176,7 @@ def c_values(c: Ctx):
         else:
             x[...] = v
         v = f"{how} := {v:g}"
-    c.calib_file = _npy_bytes(x)
+    c.calib_file = npy_bytes(x)
     c.case.calib_array = x
     c.note(f"calibration values: {v}")
 
@@ -186,14 +186,14 @@ def c_npz(c: Ctx):
     name = c.spec.input_name
     op = c.choice(["valid", "wrong_key", "huge_extra", "pickled_extra", "pickled_input", "empty",
                    "corrupt", "text_member", "npy_named_npz", "npz_named_npy", "zip_slip_key"])
-    members: dict[str, bytes] = {f"{name}.npy": _npy_bytes(x)}
+    members: dict[str, bytes] = {f"{name}.npy": npy_bytes(x)}
     fname = "calib.npz"
     if op == "wrong_key":
         members = {"not_the_input.npy": members[f"{name}.npy"]}
     elif op == "huge_extra":
-        members["extra.npy"] = _npy_header("<f4", (HUGE,))
+        members["extra.npy"] = npy_header("<f4", (HUGE,))
     elif op == "pickled_extra":
-        members["extra.npy"] = _npy_bytes(np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+        members["extra.npy"] = npy_bytes(np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
     elif op == "pickled_input":
         members = {f"{name}.npy": _pickled_samples(x)}
     elif op == "empty":
@@ -201,12 +201,12 @@ def c_npz(c: Ctx):
     elif op == "text_member":
         members["extra.npy"] = b"not an npy"
     elif op == "zip_slip_key":
-        members["../../escape.npy"] = _npy_bytes(np.zeros(3, np.float32))
-    data = _npz_bytes(members)
+        members["../../escape.npy"] = npy_bytes(np.zeros(3, np.float32))
+    data = npz_bytes(members)
     if op == "corrupt":
         data = data[: len(data) // 2]
     elif op == "npy_named_npz":
-        data = _npy_bytes(x)
+        data = npy_bytes(x)
     elif op == "npz_named_npy":
         fname = "calib.npy"
     c.calib_file, c.calib_arg = data, fname

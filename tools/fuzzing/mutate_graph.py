@@ -6,7 +6,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 from .case import EXTREMES, HUGE, Ctx, float_inits, nm, real_inputs, rename_value, set_init_array
-from .mutate_fields import (DTYPES, _mutate_attr_value, m_attr, m_attr_add, m_bad_utf8, m_input_dim,
+from .mutate_fields import (DTYPES, mutate_attr_value, m_attr, m_attr_add, m_bad_utf8, m_input_dim,
                             m_input_rank, m_io_dtype, m_output_shape, m_ref_attr, m_value_info)
 
 
@@ -116,7 +116,7 @@ def m_constant(c: Ctx):
         return m_weights(c)
     for a in n.attribute:
         if a.name == "value":
-            c.note(f"Constant {nm(n.name)} " + _mutate_attr_value(c, a))
+            c.note(f"Constant {nm(n.name)} " + mutate_attr_value(c, a))
             return
 
 
