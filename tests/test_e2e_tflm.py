@@ -139,6 +139,19 @@ def test_declared_arena_is_enough_and_tight(compiled_samples, name):
     assert report["arena"]["arena_bytes"] == arena and report["arena"]["arena_source"].startswith("measured")
 
 
+def test_default_arena_grows_for_large_models(compiled_samples, monkeypatch):
+    """Models beyond the default arena (int16 detectors need 20+ MB) get a doubled one; an
+    explicit arena stays what it is (the arena measurements rely on that)."""
+    from qcompiler.backends.tflite import runtime
+    from qcompiler.errors import BackendError
+    name = SAMPLE_MODELS[0]
+    model = (compiled_samples[name] / f"{name}.tflite").read_bytes()
+    monkeypatch.setattr(runtime, "DEFAULT_ARENA", 512)
+    assert runtime.tflm_allocations(model)["total"] == _declared_arena(compiled_samples[name])
+    with pytest.raises(BackendError, match="failed to allocate"):
+        runtime.TflmRunner(model, 512)
+
+
 def test_verify_reports_fidelity_and_warns_about_wrong_scale(compiled_samples, tmp_path):
     """Raw 0..255 data for a model calibrated on 0..1 stays bit-exact (the runtime and the
     oracle agree on garbage), so verify also measures against the float model and warns."""

@@ -31,17 +31,25 @@ def tflm_runtime():
 
 
 DEFAULT_ARENA = 16 << 20
+LARGEST_ARENA = 1 << 30   # the default arena doubles up to this for larger models (int16 detectors)
 
 
 class TflmRunner:
-    """Runs a .tflite in TFLite Micro's reference kernels (the tflite-micro Python package)."""
+    """Runs a .tflite in TFLite Micro's reference kernels (the tflite-micro Python package).
+    `arena_size` None: DEFAULT_ARENA, doubled while TFLM reports it too small."""
 
-    def __init__(self, model: bytes, arena_size: int = DEFAULT_ARENA):
+    def __init__(self, model: bytes, arena_size: int | None = None):
         rt = tflm_runtime()
-        try:
-            self.interp = rt.Interpreter.from_bytes(bytes(model), arena_size=arena_size)
-        except Exception as e:
-            raise BackendError(f"TFLite Micro refused the model: {e}") from None
+        size = DEFAULT_ARENA if arena_size is None else arena_size
+        while True:
+            try:
+                self.interp = rt.Interpreter.from_bytes(bytes(model), arena_size=size)
+                break
+            except Exception as e:
+                if arena_size is None and "failed to allocate" in str(e).lower() and size < LARGEST_ARENA:
+                    size *= 2
+                    continue
+                raise BackendError(f"TFLite Micro refused the model: {e}") from None
         from tflite.Model import Model
         subgraph = Model.GetRootAs(bytes(model), 0).Subgraphs(0)
         self.num_inputs, self.num_outputs = subgraph.InputsLength(), subgraph.OutputsLength()
@@ -78,7 +86,7 @@ class LiteRTRunner:
         return [np.array(self.interp.get_tensor(d["index"])) for d in self.outputs]
 
 
-def tflm_allocations(model: bytes, arena_size: int = DEFAULT_ARENA) -> dict[str, int]:
+def tflm_allocations(model: bytes, arena_size: int | None = None) -> dict[str, int]:
     """Arena bytes TFLM's recording allocator reports once the interpreter is built: total,
     head, tail. Every arena allocation happens in AllocateTensors (kernels' Init / Prepare);
     Invoke takes nothing from the arena, so no invoke is needed (same three numbers with and
