@@ -282,9 +282,73 @@ void qcc_fully_connected(const qcc_fc_params *p, const int8_t *in, int8_t *out) 
   }
 }
 
+/* ---- 16x8: int16 activations, int8 weights --------------------------------------------------- */
+
+/* The int64 MultiplyByQuantizedMultiplier: the multiplier rounded to 16 bits, one rounding shift
+ * (15 - shift >= 1: the emitter checks it); the result wraps to int32 as TFLM's cast does. */
+static int32_t mbqm64(int64_t x, int32_t m, int32_t shift) {
+  const int64_t m16 = m < 0x7FFF0000 ? ((int64_t)m + (1 << 15)) >> 16 : 0x7FFF;
+  const int32_t total = 15 - shift;
+  return (int32_t)(uint32_t)(uint64_t)((x * m16 + ((int64_t)1 << (total - 1))) >> total);
+}
+
+/* sum(w[i] * x[i]) in int32 runs of at most 256 products (|w * x| <= 2^22: no overflow), int64 total */
+static int64_t dot_s16(const int8_t *w, const int16_t *x, int32_t n) {
+  int64_t acc = 0;
+  while (n > 0) {
+    const int32_t m = n < 256 ? n : 256;
+    int32_t part = 0, i;
+    for (i = 0; i < m; ++i) part += w[i] * x[i];
+    acc += part;
+    w += m;
+    x += m;
+    n -= m;
+  }
+  return acc;
+}
+
+void qcc_conv2d_s16(const qcc_conv16_params *p, const int16_t *in, int16_t *out) {
+  const int32_t cg = p->in_c / p->groups, og = p->out_c / p->groups;
+  const int32_t per_out = p->k_h * p->k_w * cg;
+  const int runs = p->groups == 1 && p->dil_w == 1;   /* a window row is one run of memory */
+  int32_t b, oy, ox, o, ky, kx;
+  for (b = 0; b < p->batch; ++b) {
+    const int16_t *img = in + (size_t)b * (size_t)(p->in_h * p->in_w * p->in_c);
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t iy0 = oy * p->stride_h - p->pad_top;
+      const int32_t ky0 = tap_begin(iy0, p->dil_h), ky1 = tap_end(iy0, p->dil_h, p->k_h, p->in_h);
+      for (ox = 0; ox < p->out_w; ++ox, out += p->out_c) {
+        const int32_t ix0 = ox * p->stride_w - p->pad_left;
+        const int32_t kx0 = tap_begin(ix0, p->dil_w), kx1 = tap_end(ix0, p->dil_w, p->k_w, p->in_w);
+        for (o = 0; o < p->out_c; ++o) {
+          const int8_t *w = p->weights + (size_t)o * (size_t)per_out;
+          const int32_t g0 = (o / og) * cg;
+          int64_t acc = p->bias ? p->bias[o] : 0;
+          int32_t y;
+          for (ky = ky0; ky < ky1; ++ky) {
+            const int16_t *row = img + (size_t)((iy0 + ky * p->dil_h) * p->in_w) * (size_t)p->in_c + g0;
+            const int8_t *wr = w + ky * p->k_w * cg;
+            if (runs) {
+              acc += dot_s16(wr + kx0 * cg, row + (ptrdiff_t)(ix0 + kx0) * p->in_c, (kx1 - kx0) * cg);
+              continue;
+            }
+            for (kx = kx0; kx < kx1; ++kx) {
+              const int16_t *x = row + (ptrdiff_t)(ix0 + kx * p->dil_w) * p->in_c;
+              acc += cg == 1 ? (int64_t)(wr[kx] * x[0]) : dot_s16(wr + kx * cg, x, cg);
+            }
+          }
+          y = p->acc64 ? mbqm64(acc, p->mult[o], p->shift[o])
+                       : mbqm((int32_t)(uint32_t)(uint64_t)acc, p->mult[o], p->shift[o]);
+          out[o] = (int16_t)clamp(y, p->act_min, p->act_max);
+        }
+      }
+    }
+  }
+}
+
 /* ---- elementwise ----------------------------------------------------------------------- */
 
-static int8_t binary_one(const qcc_binary_params *p, int32_t a, int32_t b) {
+static int32_t binary_value(const qcc_binary_params *p, int32_t a, int32_t b) {
   int32_t y;
   a -= p->a_zp;
   b -= p->b_zp;
@@ -304,27 +368,31 @@ static int8_t binary_one(const qcc_binary_params *p, int32_t a, int32_t b) {
       y = (a >= 0 ? mbqm(a, p->a_mult, p->a_shift) : mbqm(a * b, p->b_mult, p->b_shift)) + p->out_zp;
       break;
   }
-  return (int8_t)clamp(y, p->act_min, p->act_max);
+  return clamp(y, p->act_min, p->act_max);
 }
 
-void qcc_binary(const qcc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
-  const int32_t r = p->rank, n = p->dims[r - 1];
-  const int32_t sa = p->a_strides[r - 1], sb = p->b_strides[r - 1];
-  int32_t idx[QCC_MAX_RANK] = {0};
-  int32_t outer = 1, oa = 0, ob = 0, t, i, k;
-  for (k = 0; k < r - 1; ++k) outer *= p->dims[k];
-  for (t = 0; t < outer; ++t) {
-    for (i = 0; i < n; ++i) *out++ = binary_one(p, a[oa + i * sa], b[ob + i * sb]);
-    for (k = r - 2; k >= 0; --k) {
-      oa += p->a_strides[k];
-      ob += p->b_strides[k];
-      if (++idx[k] < p->dims[k]) break;
-      oa -= p->a_strides[k] * p->dims[k];
-      ob -= p->b_strides[k] * p->dims[k];
-      idx[k] = 0;
-    }
+/* the output dense over dims, the operands read with their strides (an odometer over the outer axes) */
+#define QCC_BINARY(NAME, T)                                                                       \
+  void NAME(const qcc_binary_params *p, const T *a, const T *b, T *out) {                        \
+    const int32_t r = p->rank, n = p->dims[r - 1];                                                \
+    const int32_t sa = p->a_strides[r - 1], sb = p->b_strides[r - 1];                             \
+    int32_t idx[QCC_MAX_RANK] = {0};                                                              \
+    int32_t outer = 1, oa = 0, ob = 0, t, i, k;                                                   \
+    for (k = 0; k < r - 1; ++k) outer *= p->dims[k];                                              \
+    for (t = 0; t < outer; ++t) {                                                                 \
+      for (i = 0; i < n; ++i) *out++ = (T)binary_value(p, a[oa + i * sa], b[ob + i * sb]);        \
+      for (k = r - 2; k >= 0; --k) {                                                              \
+        oa += p->a_strides[k];                                                                    \
+        ob += p->b_strides[k];                                                                    \
+        if (++idx[k] < p->dims[k]) break;                                                         \
+        oa -= p->a_strides[k] * p->dims[k];                                                       \
+        ob -= p->b_strides[k] * p->dims[k];                                                       \
+        idx[k] = 0;                                                                               \
+      }                                                                                           \
+    }                                                                                             \
   }
-}
+QCC_BINARY(qcc_binary, int8_t)
+QCC_BINARY(qcc_binary_s16, int16_t)
 
 void qcc_lut_s8(const qcc_lut_params *p, const int8_t *in, int8_t *out) {
   int32_t i;
@@ -348,52 +416,97 @@ void qcc_requantize_s16_s16(const qcc_requantize_params *p, const int16_t *in, i
     out[i] = (int16_t)clamp(mbqm(in[i] - p->in_zp, p->mult, p->shift) + p->out_zp, p->qmin, p->qmax);
 }
 
-/* ---- pooling, mean ----------------------------------------------------------------------- */
+/* (T[h] << bits) + frac * (T[h + 1] - T[h]) for h = a >> bits < 255, else `saturated` */
+static int32_t sigmoid_interp(int32_t a, const int32_t *t, int32_t bits, int32_t saturated) {
+  const int32_t h = a >> bits;
+  if (h >= 255) return saturated;
+  return (t[h] << bits) + (a & ((1 << bits) - 1)) * (t[h + 1] - t[h]);
+}
 
-static void pool(const qcc_pool_params *p, const int8_t *in, int8_t *out, int average) {
-  int32_t b, oy, ox, c, ky, kx;
-  for (b = 0; b < p->batch; ++b) {
-    const int8_t *img = in + (size_t)b * (size_t)(p->in_h * p->in_w * p->channels);
-    for (oy = 0; oy < p->out_h; ++oy) {
-      const int32_t iy0 = oy * p->stride_h - p->pad_top;
-      const int32_t ky0 = tap_begin(iy0, p->dil_h), ky1 = tap_end(iy0, p->dil_h, p->k_h, p->in_h);
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int32_t ix0 = ox * p->stride_w - p->pad_left;
-        const int32_t kx0 = tap_begin(ix0, p->dil_w), kx1 = tap_end(ix0, p->dil_w, p->k_w, p->in_w);
-        const int32_t count = p->counts ? p->counts[oy * p->out_w + ox] : p->count;
-        for (c = 0; c < p->channels; ++c) {
-          int32_t acc = average ? 0 : -128;
-          for (ky = ky0; ky < ky1; ++ky) {
-            const int8_t *row = img + (size_t)((iy0 + ky * p->dil_h) * p->in_w) * (size_t)p->channels + c;
-            for (kx = kx0; kx < kx1; ++kx) {
-              const int32_t v = row[(ix0 + kx * p->dil_w) * p->channels];
-              if (average) acc += v;
-              else if (v > acc) acc = v;
-            }
-          }
-          if (average) acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-          *out++ = (int8_t)clamp(acc, p->act_min, p->act_max);
-        }
+void qcc_act_s16(const qcc_act16_params *p, const int16_t *in, int16_t *out) {
+  int32_t i;
+  for (i = 0; i < p->count; ++i) {
+    const int32_t x = in[i] - p->in_zp;
+    int32_t y;
+    if (p->op == 0) {
+      y = mbqm(x, p->mult, p->shift) + p->out_zp;
+    } else if (p->op == 1) {
+      y = in[i];
+    } else if (p->op == 2) {
+      if (x >= 0) y = mbqm(x, p->mult, p->shift);
+      else y = p->mult2 < 0 ? -mbqm(x, -p->mult2, p->shift2) : mbqm(x, p->mult2, p->shift2);
+      y += p->out_zp;
+    } else {
+      const int64_t round = p->shift > 0 ? (int64_t)1 << (p->shift - 1) : 0;
+      const int32_t v = (int32_t)(((int64_t)in[i] * p->mult + round) >> p->shift), a = v < 0 ? -v : v;
+      int32_t r;
+      if (p->op == 3) {
+        r = sigmoid_interp(a, p->table, 9, 0x7FFF << 10);
+        y = (v >= 0 ? r + (1 << 9) : (1 << 25) - r + (1 << 9) - 1) >> 10;
+      } else {
+        r = sigmoid_interp(a, p->table, 8, 0xFFFF << 8);
+        y = (v >= 0 ? r - (1 << 23) + (1 << 7) : -r + (1 << 23) + (1 << 7) - 1) >> 8;
       }
     }
+    out[i] = (int16_t)clamp(y, p->act_min, p->act_max);
   }
 }
+
+/* ---- pooling, mean ----------------------------------------------------------------------- */
+
+#define QCC_POOL(NAME, T, LOWEST)                                                                   \
+  static void NAME(const qcc_pool_params *p, const T *in, T *out, int average) {                      \
+    int32_t b, oy, ox, c, ky, kx;                                                                      \
+    for (b = 0; b < p->batch; ++b) {                                                                   \
+      const T *img = in + (size_t)b * (size_t)(p->in_h * p->in_w * p->channels);                      \
+      for (oy = 0; oy < p->out_h; ++oy) {                                                              \
+        const int32_t iy0 = oy * p->stride_h - p->pad_top;                                             \
+        const int32_t ky0 = tap_begin(iy0, p->dil_h), ky1 = tap_end(iy0, p->dil_h, p->k_h, p->in_h);   \
+        for (ox = 0; ox < p->out_w; ++ox) {                                                            \
+          const int32_t ix0 = ox * p->stride_w - p->pad_left;                                          \
+          const int32_t kx0 = tap_begin(ix0, p->dil_w), kx1 = tap_end(ix0, p->dil_w, p->k_w, p->in_w); \
+          const int32_t count = p->counts ? p->counts[oy * p->out_w + ox] : p->count;                  \
+          for (c = 0; c < p->channels; ++c) {                                                          \
+            int32_t acc = average ? 0 : LOWEST;                                                        \
+            for (ky = ky0; ky < ky1; ++ky) {                                                           \
+              const T *row = img + (size_t)((iy0 + ky * p->dil_h) * p->in_w) * (size_t)p->channels + c; \
+              for (kx = kx0; kx < kx1; ++kx) {                                                         \
+                const int32_t v = row[(ix0 + kx * p->dil_w) * p->channels];                            \
+                if (average) acc += v;                                                                 \
+                else if (v > acc) acc = v;                                                             \
+              }                                                                                        \
+            }                                                                                          \
+            if (average) acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;        \
+            *out++ = (T)clamp(acc, p->act_min, p->act_max);                                            \
+          }                                                                                            \
+        }                                                                                              \
+      }                                                                                                \
+    }                                                                                                  \
+  }
+QCC_POOL(pool, int8_t, -128)
+QCC_POOL(pool_s16, int16_t, -32768)
 
 void qcc_max_pool(const qcc_pool_params *p, const int8_t *in, int8_t *out) { pool(p, in, out, 0); }
 void qcc_avg_pool(const qcc_pool_params *p, const int8_t *in, int8_t *out) { pool(p, in, out, 1); }
+void qcc_max_pool_s16(const qcc_pool_params *p, const int16_t *in, int16_t *out) { pool_s16(p, in, out, 0); }
+void qcc_avg_pool_s16(const qcc_pool_params *p, const int16_t *in, int16_t *out) { pool_s16(p, in, out, 1); }
 
-void qcc_mean(const qcc_mean_params *p, const int8_t *in, int8_t *out) {
-  int32_t o, i, r;
-  for (o = 0; o < p->outer; ++o) {
-    for (i = 0; i < p->inner; ++i) {
-      const int8_t *x = in + (size_t)o * (size_t)(p->count * p->inner) + i;
-      int32_t sum = 0;
-      for (r = 0; r < p->count; ++r) sum += x[r * p->inner];
-      sum = wrap_sub(sum, p->in_zp * p->count);
-      *out++ = (int8_t)clamp(mbqm(sum, p->mult, p->shift) + p->out_zp, -128, 127);
-    }
+/* MEAN: the raw sum (int32, wrapping), less in_zp * count, requantized, clamped to the type */
+#define QCC_MEAN(NAME, T, LO, HI)                                                                 \
+  void NAME(const qcc_mean_params *p, const T *in, T *out) {                                     \
+    int32_t o, i, r;                                                                             \
+    for (o = 0; o < p->outer; ++o) {                                                             \
+      for (i = 0; i < p->inner; ++i) {                                                           \
+        const T *x = in + (size_t)o * (size_t)(p->count * p->inner) + i;                         \
+        int32_t sum = 0;                                                                         \
+        for (r = 0; r < p->count; ++r) sum = wrap_add(sum, x[r * p->inner]);                     \
+        sum = wrap_sub(sum, p->in_zp * p->count);                                                \
+        *out++ = (T)clamp(mbqm(sum, p->mult, p->shift) + p->out_zp, LO, HI);                     \
+      }                                                                                          \
+    }                                                                                            \
   }
-}
+QCC_MEAN(qcc_mean, int8_t, -128, 127)
+QCC_MEAN(qcc_mean_s16, int16_t, -32768, 32767)
 
 /* ---- softmax ------------------------------------------------------------------------------ */
 
@@ -504,6 +617,19 @@ void qcc_resize(const qcc_resize_params *p, const int8_t *in, int8_t *out) {
           *out++ = (int8_t)(acc / (1 << 20));
         }
       }
+    }
+  }
+}
+
+void qcc_resize_nearest_s16(const qcc_resize_params *p, const int16_t *in, int16_t *out) {
+  const int32_t c = p->channels;
+  int32_t b, oy, ox, k;
+  for (b = 0; b < p->batch; ++b) {
+    const int16_t *img = in + (size_t)b * (size_t)(p->in_h * p->in_w * c);
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int16_t *row = img + (size_t)(p->y_lo[oy] * p->in_w * c);
+      for (ox = 0; ox < p->out_w; ++ox)
+        for (k = 0; k < c; ++k) *out++ = row[p->x_lo[ox] * c + k];
     }
   }
 }
