@@ -61,7 +61,7 @@ def live_bounds(graph) -> tuple[int, int]:
 
 
 FIRMWARE_MAIN = """#include "{ident}.h"
-static int8_t inputs[{inputs}], outputs[{outputs}];
+{arrays}
 static int32_t scratch[{scratch} / 4 + 1];
 int main(void) {{ return {ident}_invoke({args}scratch); }}
 void Reset_Handler(void) {{ main(); for (;;) {{}} }}
@@ -70,15 +70,25 @@ __attribute__((section(".isr_vector"), used)) static void (*const vectors[2])(vo
 """
 
 
+def io_arrays(report: dict) -> tuple[str, str]:
+    """(declarations of one static array per graph input / output in its element type, the
+    invoke's arguments before the scratch pointer)."""
+    decls, args = [], []
+    for kind in ("inputs", "outputs"):
+        for i, d in enumerate(report[kind]):
+            name = f"{kind[:-1]}{i}"
+            decls.append(f"static {d['dtype']}_t {name}[{int(np.prod(d['shape']))}];")
+            args.append(f"{name}, ")
+    return " ".join(decls), "".join(args)
+
+
 def arm_sizes(outdir: Path, ident: str, report: dict, work: Path) -> dict | None:
     """Flash of a minimal Cortex-M4 firmware (model + kernels + a main calling invoke once + a
     2-entry vector table; no stdio) and the invoke's deepest stack (-fcallgraph-info=su)."""
     if not shutil.which(ARM[0]):
         return None
-    sizes = [[int(np.prod(d["shape"])) for d in report[k]] for k in ("inputs", "outputs")]
-    offsets = [0, *np.cumsum(sizes[0])], [0, *np.cumsum(sizes[1])]
-    args = "".join(f"inputs + {o}, " for o in offsets[0][:-1]) + "".join(f"outputs + {o}, " for o in offsets[1][:-1])
-    (work / "fw_main.c").write_text(FIRMWARE_MAIN.format(ident=ident, inputs=sum(sizes[0]), outputs=sum(sizes[1]),
+    arrays, args = io_arrays(report)
+    (work / "fw_main.c").write_text(FIRMWARE_MAIN.format(ident=ident, arrays=arrays,
                                                          scratch=report["c"]["scratch_bytes"], args=args))
     for src in (f"{ident}.c", "qcc_kernels.c"):
         subprocess.run([*ARM, "-fcallgraph-info=su", "-c", str(outdir / src), "-o", str(work / f"{Path(src).stem}.o")],
@@ -98,7 +108,7 @@ COUNTER_MAIN = """#include <stdint.h>
 /* One invoke between two calls of bench_mark(), whose address the instruction-counting QEMU
  * plugin (bench/qemu_insn_count.c) watches; then semihosting SYS_EXIT. */
 extern uint32_t __data_load[], __data_start[], __data_end[], __bss_start[], __bss_end[];
-static int8_t inputs[{inputs}], outputs[{outputs}];
+{arrays}
 static int32_t scratch[{scratch} / 4 + 1];
 __attribute__((noinline, used)) void bench_mark(void) {{ __asm__ volatile("" ::: "memory"); }}
 static void semihosting_exit(void) {{
@@ -145,10 +155,8 @@ def qemu_instructions(outdir: Path, ident: str, report: dict, work: Path, cpu: s
     if not (shutil.which(ARM[0]) and shutil.which("qemu-system-arm") and plugin):
         return None
     machine, memory = BOARDS[cpu]
-    sizes = [[int(np.prod(d["shape"])) for d in report[k]] for k in ("inputs", "outputs")]
-    offsets = [0, *np.cumsum(sizes[0])], [0, *np.cumsum(sizes[1])]
-    args = "".join(f"inputs + {o}, " for o in offsets[0][:-1]) + "".join(f"outputs + {o}, " for o in offsets[1][:-1])
-    (work / "count_main.c").write_text(COUNTER_MAIN.format(ident=ident, inputs=sum(sizes[0]), outputs=sum(sizes[1]),
+    arrays, args = io_arrays(report)
+    (work / "count_main.c").write_text(COUNTER_MAIN.format(ident=ident, arrays=arrays,
                                                            scratch=report["c"]["scratch_bytes"], args=args))
     elf = work / f"count_{cpu}.elf"
     flags = [f if not f.startswith("-mcpu") else f"-mcpu={cpu}" for f in ARM]

@@ -70,8 +70,10 @@ def test_int16_model_warning_free_and_sanitized(samples16, cc, tmp_path):
     run_sanitized(outdir, report, cc, tmp_path, np.load(MODELS / "digits_eval.npy")[:10])
 
 
-@pytest.mark.parametrize("name,cpu", [("digits_resnet", "cortex-m4"), ("digits_dwsep", "cortex-m3")])
+@pytest.mark.parametrize("name,cpu", [("digits_resnet", "cortex-m4"), ("digits_dwsep", "cortex-m55"),
+                                      ("digits_cnn", "cortex-m3")])
 def test_int16_model_on_cortex_m_under_qemu(samples16, tmp_path, name, cpu):
+    """M4 and M55: the SMLAD path of the 16x8 dot products (PKHBT / PKHTB pairs); M3: plain C."""
     outdir, report = samples16[name]
     run_on_qemu(outdir, report, np.load(MODELS / "digits_eval.npy")[:8], cpu, tmp_path / "fw")
 
