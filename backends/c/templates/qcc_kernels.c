@@ -456,7 +456,7 @@ void qcc_conv2d_s16(const qcc_conv16_params *p, const int16_t *in, int16_t *out)
 
 /* ---- elementwise ----------------------------------------------------------------------- */
 
-static int32_t binary_value(const qcc_binary_params *p, int32_t a, int32_t b) {
+static inline int32_t binary_value(const qcc_binary_params *p, int32_t a, int32_t b) {
   int32_t y;
   a -= p->a_zp;
   b -= p->b_zp;
