@@ -138,11 +138,15 @@ def test_mixed_borders_are_bit_exact_in_c(tmp_path, mixed_data):
 
 
 def test_auto_search_reaches_its_target_in_c(tmp_path, mixed_data):
-    """`--activations auto --min-sqnr` on the C target (no runtime arena: the search orders by
-    the integer reference's activation bytes) compiles a model that verifies bit for bit."""
+    """`--activations auto --min-sqnr` on the C target compiles a model that verifies bit for bit;
+    the candidates' memory (CBackend.cost: the static plan with the I/O in the scratch buffer) is
+    in the Pareto table, all-int8 the smallest."""
     res = compile_model(_model(tmp_path / "mixed.onnx"), tmp_path / "c", CompileOptions(
         target="c", calib=mixed_data, activations="auto", min_sqnr=45.0))
     a = res.report["calibration"]["activations"]
     assert a["mode"] == "auto" and a["reached"] and a["search_sqnr_db"] >= 45.0, a
+    sizes = {r["config"]: r["arena_bytes"] for r in a["pareto"]}
+    assert all(isinstance(v, int) and v > 0 for v in sizes.values()), sizes
+    assert sizes["all int8"] == min(sizes.values())
     check = verify_outdir(tmp_path / "c", mixed_data[:24])
     assert check["c"]["bit_exact"], check["c"]

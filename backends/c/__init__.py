@@ -109,6 +109,15 @@ class CBackend(Backend):
     def check_supported(self, graph) -> None:
         check_supported(graph)
 
+    def cost(self, qgraph, exact: bool = True) -> int | None:
+        """RAM bytes of a candidate integer graph for the --activations auto search (--max-arena):
+        lowered and planned as emit plans it, with the graph inputs and outputs placed in the
+        scratch buffer too (--c-io scratch: everything the model needs besides the stack)."""
+        from qcompiler.quant.wide_softmax import expand_wide_softmax
+        q = qgraph.copy()
+        expand_wide_softmax(q)
+        return plan_scratch(lower(q), io_in_scratch=True).scratch_bytes
+
     def supported_ops(self) -> set[str]:
         return set(EMITTERS)
 
