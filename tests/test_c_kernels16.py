@@ -344,3 +344,15 @@ def test_an_int16_op_the_reference_lacks_is_refused_with_its_reason(tmp_path):
     with pytest.raises(UnsupportedOpError, match=r"int16 nodes.*PRelu.*PRELU is not implemented"):
         check_supported(net.g)
     assert why_unsupported_int16("Conv") is None and "HARD_SWISH" in why_unsupported_int16("HardSwish")
+
+
+@pytest.mark.parametrize("c_io", ["caller", "scratch"])
+def test_views_into_int16_inputs(tmp_path, c_io):
+    """Split pieces of an int16 graph input are views at element offsets of the caller's array."""
+    rng = np.random.default_rng(14)
+    net = Net()
+    x = net.input(rand16(rng, (4, 2, 5, 5)), q16(2e-4))
+    parts = net.node("Split", [x, net.const(np.array([1, 3], np.int64))], x.quant, {"axis": 0}, n_out=2)
+    net.output(conv16_net(rng, net, parts[1], 2, 3), net.node("Relu", [parts[0]], x.quant))
+    report = check(net, tmp_path, c_io=c_io)
+    assert "copy" not in report["ops"] or c_io == "scratch", report["ops"]
