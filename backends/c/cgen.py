@@ -142,7 +142,8 @@ def header_text(ident: str, header: str, inputs, outputs, plan: MemoryPlan, flas
             order = "ONNX order" if d["layout"] == "same" else f"{d['layout']} of ONNX {d['onnx_shape']}"
             zp = c_int(d["zero_point"]) if d["zero_point"] >= 0 else f"({d['zero_point']})"
             suffix, ctype = _helper_suffix(d["dtype"]), IO_CTYPES[d["dtype"]]
-            lines += [f"/* {kind} {d['index']}: \"{d['name'].replace('*/', '* /')}\", {d['dtype']} {d['shape']} ({order}) */",
+            name = d["name"].replace("*/", "* /")
+            lines += [f"/* {kind} {d['index']}: \"{name}\", {d['dtype']} {d['shape']} ({order}) */",
                       f"#define {m}_RANK {len(d['shape'])}",
                       f"#define {m}_ELEMENT_COUNT {math.prod(d['shape'])}",
                       f"#define {m}_SCALE {c_float(d['scale'])}",

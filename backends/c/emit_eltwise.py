@@ -135,28 +135,40 @@ def unary(ctx, node):
 
 # ---- one-input int16 ops -------------------------------------------------------------------------
 
-ACT16_OPS = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh")
 I16 = dict(act_min=-32768, act_max=32767)
+
+
+def _relu16(node) -> dict:
+    if node.op == "Clip" and not qops.clip_params(node).relu:   # RELU6, MINIMUM / MAXIMUM: raw values
+        p = qops.clip_params(node)
+        return {"op": 1, "act_min": p.act_min, "act_max": p.act_max}
+    p = qops.relu_params(node)
+    return {"in_zp": p.input_zero_point, "out_zp": p.output_zero_point, "mult": p.multiplier, "shift": p.shift,
+            "act_min": p.act_min, "act_max": p.act_max}
+
+
+def _leaky_relu16(node) -> dict:
+    p = qops.leaky_relu_params(node)
+    return {"op": 2, "in_zp": p.input_zero_point, "out_zp": p.output_zero_point, "mult": p.identity_multiplier,
+            "shift": p.identity_shift, "mult2": p.alpha_multiplier, "shift2": p.alpha_shift}
+
+
+def _sigmoid_tanh16(node) -> dict:
+    p = qops.logistic_params(node) if node.op == "Sigmoid" else qops.tanh_params(node)
+    assert isinstance(p, Logistic16Params)
+    return {"op": 3 if node.op == "Sigmoid" else 4, "mult": p.input_multiplier, "shift": p.input_left_shift,
+            "table": p.table}
+
+
+# op -> qcc_act16_params fields beyond the defaults (op 0 = RELU, zero points 0, the int16 range)
+ACT16 = {"Relu": _relu16, "Clip": _relu16, "LeakyRelu": _leaky_relu16, "Sigmoid": _sigmoid_tanh16,
+         "Tanh": _sigmoid_tanh16}
+ACT16_OPS = tuple(ACT16)
 
 
 def _act16_fields(node) -> dict:
     base = dict(op=0, in_zp=0, out_zp=0, mult=0, shift=0, mult2=0, shift2=0, **I16, table="NULL")
-    if node.op == "Relu" or (node.op == "Clip" and qops.clip_params(node).relu):
-        p = qops.relu_params(node)
-        return {**base, "in_zp": p.input_zero_point, "out_zp": p.output_zero_point, "mult": p.multiplier,
-                "shift": p.shift, "act_min": p.act_min, "act_max": p.act_max}
-    if node.op == "Clip":
-        p = qops.clip_params(node)
-        return {**base, "op": 1, "act_min": p.act_min, "act_max": p.act_max}
-    if node.op == "LeakyRelu":
-        p = qops.leaky_relu_params(node)
-        return {**base, "op": 2, "in_zp": p.input_zero_point, "out_zp": p.output_zero_point,
-                "mult": p.identity_multiplier, "shift": p.identity_shift, "mult2": p.alpha_multiplier,
-                "shift2": p.alpha_shift}
-    p = qops.logistic_params(node) if node.op == "Sigmoid" else qops.tanh_params(node)
-    assert isinstance(p, Logistic16Params)
-    return {**base, "op": 3 if node.op == "Sigmoid" else 4, "mult": p.input_multiplier, "shift": p.input_left_shift,
-            "table": p.table}
+    return {**base, **ACT16[node.op](node)}
 
 
 def _act16(ctx, node, src) -> None:
