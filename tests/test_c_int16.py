@@ -150,3 +150,29 @@ def test_auto_search_reaches_its_target_in_c(tmp_path, mixed_data):
     assert sizes["all int8"] == min(sizes.values())
     check = verify_outdir(tmp_path / "c", mixed_data[:24])
     assert check["c"]["bit_exact"], check["c"]
+
+
+def test_int16_memory_plan_counts_two_bytes_and_never_overlaps(samples16):
+    """The static plan of 2-byte tensors: every buffer's size is its elements times 2, its offset
+    even, and buffers alive at the same step never overlap."""
+    from qcompiler.ir.serialize import load_graph
+    outdir, report = samples16["digits_resnet"]
+    g = load_graph(outdir / report["ir_file"])
+    sizes = {v.name: int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in g.values() if v.shape is not None}
+    plan = report["memory_plan"]
+    for b in plan["buffers"]:
+        assert b["offset"] % 2 == 0
+        named = [sizes[t] for t in b["tensors"] if t in sizes]
+        assert named and b["size"] == max(named) and all(s % 2 == 0 for s in named), b
+    for i, a in enumerate(plan["buffers"]):
+        for b in plan["buffers"][i + 1:]:
+            if a["first"] <= b["last"] and b["first"] <= a["last"]:
+                assert a["offset"] + a["size"] <= b["offset"] or b["offset"] + b["size"] <= a["offset"], (a, b)
+
+
+def test_emitted_files_are_deterministic(samples16, tmp_path):
+    outdir, report = samples16["digits_dwsep"]
+    again = tmp_path / "again"
+    compile16(MODELS / "digits_dwsep.onnx", str(MODELS / "digits_calib.npy"), again)
+    for f in report["files"]:
+        assert (outdir / f).read_bytes() == (again / f).read_bytes(), f
