@@ -33,8 +33,9 @@ def _conv16(ctx, node, p, w_ohwi: np.ndarray, src, dst, geometry: dict) -> None:
     mult = np.broadcast_to(np.asarray(p.multiplier, np.int32), (out_c,))
     shift = np.broadcast_to(np.asarray(p.shift, np.int32), (out_c,))
     if p.accumulator_bits == 64 and int(shift.max()) > MAX_SHIFT64:
-        raise BackendError(f"node {node.name} ({node.op}): a requantization shift of {int(shift.max())} "
-                           f"(multiplier >= 2^{MAX_SHIFT64 - 15}): the int64 requantization needs 15 - shift >= 1")
+        raise BackendError(f"node {node.name} ({node.op}): a requantization shift of {int(shift.max())} (a "
+                           f"multiplier of at least 2^{int(shift.max()) - 1}): the int64 requantization needs "
+                           "15 - shift >= 1 (TFLM's rounding term would be 1 << -1); widen the output scale")
     b = node.input(2)
     if b is not None and not b.is_constant:
         raise BackendError(f"node {node.name} ({node.op}): the bias must be a constant")
