@@ -64,7 +64,29 @@ def layer_inputs(graph: Graph) -> dict[str, tuple[str, object]]:
     return out
 
 
-def hessians(graph: Graph, feeds: list[dict], runner) -> dict[str, list[np.ndarray]]:
+class Hessians(dict):
+    """{layer: [H per group]}, and the weights already rounded with them (`rounded`): the
+    `--activations auto` search quantizes the same layers once per candidate, on the same
+    grid unless the bias headroom moved the scales."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.memo: dict[tuple, np.ndarray] = {}
+
+
+def rounded(hs: dict, name: str, w: np.ndarray, scales: np.ndarray, axis: int | None) -> np.ndarray:
+    """round_weights(w, scales, axis, hs[name]), remembered in `hs` when it is a Hessians."""
+    memo = getattr(hs, "memo", None)
+    key = (name, np.asarray(scales, np.float32).tobytes(), axis, w.shape)
+    if memo is not None and key in memo:
+        return memo[key]
+    out = round_weights(w, scales, axis, hs[name])
+    if memo is not None:
+        memo[key] = out
+    return out
+
+
+def hessians(graph: Graph, feeds: list[dict], runner) -> Hessians:
     """{layer: [H per group]} from the float activations `runner.run(feed)` gives."""
     layers = layer_inputs(graph)
     acc: dict[str, list[np.ndarray]] = {}
@@ -84,8 +106,8 @@ def hessians(graph: Graph, feeds: list[dict], runner) -> dict[str, list[np.ndarr
     # the rounding error into directions the calibration inputs never excite (a batch-1 FC layer
     # gets one row per sample: AD's 640-wide layers lost 3 dB on the evaluation set); those
     # layers keep rounding to nearest
-    return {name: [h / count[name] for h in hs] for name, hs in acc.items()
-            if count[name] >= MIN_ROWS_PER_COLUMN * hs[0].shape[0]}
+    return Hessians({name: [h / count[name] for h in hs] for name, hs in acc.items()
+                     if count[name] >= MIN_ROWS_PER_COLUMN * hs[0].shape[0]})
 
 
 def _gptq_rows(w: np.ndarray, scales: np.ndarray, h: np.ndarray, qmax: int) -> np.ndarray:

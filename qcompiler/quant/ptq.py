@@ -284,7 +284,7 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     if not scheme.integer_ir:
         summary["bias_correction"] = "not applicable (the target quantizes with its own scheme)"
         return None, summary, ranges
-    precision, fc_scheme, per_channel_fc, search = INT8, scheme, options.per_channel_fc, None
+    precision, fc_scheme, per_channel_fc, search, searched = INT8, scheme, options.per_channel_fc, None, None
     hessians, fitted = None, []
     if weight_rounding(options) == "gptq":
         if samples is None:
@@ -306,12 +306,15 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     elif mode == "auto":
         if samples is None:
             raise CalibrationError("--activations auto measures candidates on calibration data: pass --calib")
-        config, search = _search_precision(graph, ranges, wide_ranges, options, scheme, bc, samples, total,
-                                           moments, runner, input_sums, cost, hessians, fitted)
+        config, search, searched = _search_precision(graph, ranges, wide_ranges, options, scheme, bc, samples,
+                                                     total, moments, runner, input_sums, cost, hessians, fitted)
         precision = config.precision
         per_channel_fc = _auto_fc(graph, options, scheme) | config.fc
-    qgraph = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
-                            scheme=fc_scheme, precision=precision, wide_ranges=wide_ranges, hessians=hessians)
+    if searched is not None:   # built as below, bias correction included
+        qgraph = searched
+    else:
+        qgraph = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
+                                scheme=fc_scheme, precision=precision, wide_ranges=wide_ranges, hessians=hessians)
     if mode != "int8":
         summary["activations"] = precision_summary(graph, qgraph, precision)
         if search is not None:
@@ -328,8 +331,8 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
                                  if n.op == "Gemm" and n.input(1) is not None and n.input(1).quant is not None
                                  and n.input(1).quant.axis is not None]
     if bc != "off":
-        summary["bias_correction"] = _correct_biases(graph, qgraph, bc, samples, total, moments, runner,
-                                                     input_sums)
+        summary["bias_correction"] = qgraph.meta.pop("bias_correction", None) if searched is not None else \
+            _correct_biases(graph, qgraph, bc, samples, total, moments, runner, input_sums)
     _add_layer_report(graph, qgraph, samples, total, summary, runner, defer=defer_report)
     return qgraph, summary, ranges
 
@@ -341,7 +344,7 @@ def _auto_fc(graph: Graph, options, scheme: QuantScheme) -> set[str]:
 
 def _search_precision(graph: Graph, ranges: dict, wide_ranges: dict, options, scheme: QuantScheme, bc: str,
                       samples, total: int, moments, runner, input_sums, cost, hessians=None, fitted=()):
-    """--activations auto: (mixed.Config, report entry); qcompiler/quant/mixed.py."""
+    """--activations auto: (mixed.Config, report entry, its integer graph); qcompiler/quant/mixed.py."""
     from qcompiler.ir.activation import clamp_of
     from qcompiler.quant import mixed
     from qcompiler.quant.fc_weights import kept_per_tensor_for_arena
@@ -355,7 +358,7 @@ def _search_precision(graph: Graph, ranges: dict, wide_ranges: dict, options, sc
         q = quantize_graph(graph, ranges, per_channel_fc=auto_fc | config.fc, per_tensor=options.per_tensor,
                            scheme=scheme, precision=config.precision, wide_ranges=wide_ranges, hessians=hessians)
         if corrected and bc != "off":
-            _correct_biases(graph, q, bc, samples, total, moments, runner, input_sums)
+            q.meta["bias_correction"] = _correct_biases(graph, q, bc, samples, total, moments, runner, input_sums)
         return q
 
     # measured on samples GPTQ did not fit the weights to (on those, VWW's int8 model read 44 dB
