@@ -93,3 +93,47 @@ def test_bounded_takes_batch_one_fc_layers_and_stays_bit_exact(tmp_path):
         [n for n in res.quant_graph.nodes if n.op in ("Conv", "Gemm")])
     check = verify_outdir(tmp_path / "b", evals, with_litert=False)
     assert check["tflm"]["bit_exact"]
+
+
+def _mlp(path, row_spread: float):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(5)
+    w1 = rng.normal(size=(32, 48)) * np.geomspace(1.0, row_spread, 32)[:, None] * 0.2   # rows differ in range
+    w2 = rng.normal(size=(16, 32)) * 0.2
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in
+             ((w1, "w1"), (rng.normal(size=32) * 0.1, "b1"), (w2, "w2"), (rng.normal(size=16) * 0.1, "b2"))]
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h0"], name="fc1", transB=1),
+             helper.make_node("Relu", ["h0"], ["h"], name="relu"),
+             helper.make_node("Gemm", ["h", "w2", "b2"], ["y"], name="fc2", transB=1)]
+    g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+def test_int8_auto_rounds_bounded_only_the_layers_per_channel_would_rescue(tmp_path):
+    """--weight-rounding auto (int8, tflm): fc1's rows span 1..40x in range (per channel would
+    gain >= 3 dB, the arena budget keeps it per tensor) -> bounded; fc2's rows are alike ->
+    nearest. The model stays bit-exact in TFLM and is not worse than all-nearest."""
+    from qcompiler.driver.verify import verify_outdir
+    model = _mlp(tmp_path / "mlp.onnx", 1 / 40)
+    rng = np.random.default_rng(6)
+    calib, evals = rng.normal(size=(96, 48)).astype(np.float32), rng.normal(size=(48, 48)).astype(np.float32)
+    sqnr = {}
+    for rounding in ("auto", "nearest"):
+        res = compile_model(model, tmp_path / rounding, CompileOptions(calib=calib, weight_rounding=rounding))
+        wr = res.report["calibration"].get("weight_rounding")
+        if rounding == "auto":
+            assert wr == {"method": "bounded", "layers": 1, "samples": 32, "scope": "layers with per-tensor weights"}
+            assert res.report["calibration"]["fc_per_channel"] == []
+        else:
+            assert wr is None
+        check = verify_outdir(tmp_path / rounding, evals, with_litert=False)
+        assert check["tflm"]["bit_exact"]
+        sqnr[rounding] = check["fidelity"]["tflm"]["y"]["sqnr_db"]
+    assert sqnr["auto"] >= sqnr["nearest"] - 0.1, sqnr
+    alike = compile_model(_mlp(tmp_path / "alike.onnx", 1.0), tmp_path / "alike", CompileOptions(calib=calib))
+    assert "weight_rounding" not in alike.report["calibration"]

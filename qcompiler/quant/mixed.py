@@ -3,24 +3,32 @@ per-channel weights), to reach an output SQNR (`--min-sqnr`) within an arena (`-
 with the smallest change from the all-int8 model.
 
 The search, on `SEARCH_SAMPLES` calibration samples (output SQNR vs the float model, the
-integer reference interpreter, which is bit-exact with TFLM):
+integer reference interpreter, which is bit-exact with TFLM; the samples run stacked through
+the batch-safe kernels, and a candidate's leading int8 nodes whose parameters equal the
+all-int8 model's are not recomputed):
 
 1. knobs: every node with an int16 kernel (a compute node: its followers -- pooling,
    reshapes, Concat -- go with it), and every FC layer the arena budget kept per tensor
    (per-channel weights cost TFLM 8 arena bytes per channel);
-2. sensitivity: the SQNR gained by turning each knob alone on from all-int8 (no bias
+2. all-int8, then (with --min-sqnr) all knobs on: when that misses the target nothing else is
+   searched (the search stops after two candidates: an unreachable target costs no more than
+   a reachable one);
+3. sensitivity: the SQNR gained by turning each knob alone on from all-int8 (no bias
    correction; only the nodes from the knob on are recomputed, on `SENSITIVITY_SAMPLES`
    samples); knobs whose own activation bytes already exceed `max_arena` are left out;
-3. prefixes of the knobs in order of gain: all of them first (nothing else can reach the
-   target if that does not), then a binary search for the shortest prefix reaching the
-   target whose arena fits, each candidate built as the compiler builds it (bias correction
-   included) and its arena measured by the backend (`cost`: TFLM's recorded total plus the
-   all-int8 model's margin to its exact minimum; the chosen point is measured exactly).
+4. prefixes of the knobs in order of gain: at most `MAX_PROBES` of them, the first one
+   interpolated from the sensitivities, then a bisection, for the shortest prefix reaching
+   the target whose arena fits; each candidate built as the compiler builds it (bias
+   correction included). Its arena: with --max-arena measured by the backend (`cost`: TFLM's
+   recorded total plus the all-int8 model's margin to its exact minimum; "quick"), else the
+   planned activation bytes plus the all-int8 model's margin ("estimate"); the chosen point is
+   measured exactly (under --max-arena by the search, else by emit: `settle_arena`).
 
-Every candidate measured in step 3 is a row of the Pareto table (SQNR vs arena) in
-report.json; the chosen one is the candidate with the smallest arena (then the fewest knobs)
-that reaches the target within the arena, else the best SQNR within the arena (`reached`
-False, with the reason).
+Every candidate measured in steps 2 and 4 is a row of the Pareto table (SQNR measured, arena
+"exact" / "quick" / "estimate") in report.json; the chosen one is the candidate with the
+smallest arena (then the fewest knobs) that reaches the target within the arena, else the
+best SQNR within the arena (`reached` False, with the reason). Its integer graph is handed
+back, so the compiler does not build it again.
 """
 from __future__ import annotations
 
