@@ -120,6 +120,7 @@ def measure(name: str, onnx_path: Path, calib, evals, work: Path, quick: bool) -
     for r in rows[1:]:
         r["ort_best_db"] = ort
     if name == "ad":
+        rows[1]["arena_breakdown"] = arena_breakdown(work / f"{name}_int8")
         rows.append(qcc_row(name, onnx_path, calib_file, evals, ref, work / f"{name}_auto_arena",
                             f"qcc auto --min-sqnr {ort:.2f} --max-arena {AD_OFFICIAL_ARENA}", activations="auto",
                             min_sqnr=round(ort, 2), max_arena=AD_OFFICIAL_ARENA))
@@ -150,6 +151,63 @@ def search_cost(work: Path, target_db: float, kind: str, repeats: int = 2) -> di
             "ratio_wall": best["auto"][0] / best["int8"][0], "ratio_cpu": best["auto"][1] / best["int8"][1],
             "evaluations": search["search"]["evaluations"], "int16_layers": len(search["int16_layers"]),
             "reached_on_calib": search["reached"], "search_sqnr_db": search["search_sqnr_db"], "repeats": repeats}
+
+
+def arena_breakdown(outdir: Path) -> dict:
+    """TFLM's itemized arena of the compiled model in `outdir` (recording allocator)."""
+    from qcompiler.backends.tflite.runtime import tflm_allocations
+    model = next(outdir.glob("*.tflite"))
+    return tflm_allocations(model.read_bytes(), parts=True)
+
+
+# one-off measurements (scripts not kept; AD evaluation set, TFLM arena as emit measures it),
+# the ways tried to beat ORT's 36.85 dB within 4,640 arena bytes before bounded rounding
+AD_TRIED = [
+    ("int8, nearest rounding (the default before bounded rounding)", 33.65, 4640),
+    ("int8, --cle (cross-layer equalization through the ReLUs)", 30.53, 4640),
+    ("int8, plain GPTQ on all 128 calibration samples, rank guard off (best damping 0.3)", 34.17, 4640),
+    ("int8, plain GPTQ on 32 / 64 calibration samples, rank guard off (weight-only SQNR)", 21.0, 4640),
+    ("int8, per-channel weights on the 8-wide bottleneck only (Gemm_4)", 33.85, 4704),
+    ("int8, per-channel weights on Gemm_0 / Gemm_5 only", 33.79, 5664),
+    ("int16 activations everywhere, per-tensor weights (head 1,536 B > the 1,424 B planning peak)", 33.96, 4752),
+    ("int8, per-channel weights on every layer", 37.23, 22048),
+    ("int8, bounded rounding on all 128 calibration samples", 37.69, 4640),
+]
+
+
+def _ad_arena_md(rows: list[dict]) -> str:
+    r = next((r for r in rows if r["model"] == "ad" and r.get("arena_breakdown")), None)
+    if r is None:
+        return ""
+    b = r["arena_breakdown"]
+    parts = [[k, v["count"], v["bytes"]] for k, v in b["parts"].items()]
+    other = b["tail"] - sum(v["bytes"] for v in b["parts"].values())
+    ort = r["ort_best_db"]
+    body = [
+        f"AD within the official int8 model's arena ({AD_OFFICIAL_ARENA:,} B; issue 16 item 3): the default "
+        f"`qcc --target tflm` reaches {r['sqnr_db']:.2f} dB on the evaluation set (ONNX Runtime's best, per-channel "
+        f"weights: {ort:.2f} dB) with an arena of {r['arena_bytes']:,} B. Its FC weights stay per tensor (TFLM keeps "
+        "a 32-bit multiplier and shift per output channel in the arena); bounded weight rounding "
+        "(qcompiler/quant/gptq.py) recovers what per-tensor scales lose on AD's layers, whose rows span a "
+        "median of 11-71 of the 127 grid steps.",
+        "Where the arena goes (TFLM's recording allocator, this 64-bit host; the official int8 file itemizes "
+        "identically):\n\n" + table(["allocation", "count", "bytes"], parts + [
+            ["other tail (interpreter, graph and allocator structs)", "", other],
+            ["tail (persistent)", "", b["tail"]],
+            ["head: the planned activation buffers", "", b["head"]],
+            ["temporaries beyond the head while TFLM plans the head (AllocationInfo 32 B x 31 tensors + "
+             "the greedy planner's 40 B x 11 buffers)", "", r["arena_bytes"] - b["total"]],
+            ["arena (smallest that runs)", "", r["arena_bytes"]]]),
+        "So the arena is tail + max(head, planning temporaries): activations could grow to ~1,424 B for free, "
+        "but every extra tensor costs 24 B of tail and 32 B of planning, every extra op (an int8<->int16 "
+        "QUANTIZE) 64 B plus its op data, every per-channel layer 8 B per output channel; qcc's AD model already "
+        "has the minimum (10 FULLY_CONNECTED with fused ReLU, 31 tensors, no QUANTIZE/DEQUANTIZE, no scratch "
+        "buffers), so no int16 or per-channel change fits. What was tried (output SQNR on the evaluation set, arena):\n\n"
+        + table(["configuration", "SQNR dB", "arena B"], [[a, b_, c] for a, b_, c in AD_TRIED]
+                + [[f"int8 default: bounded rounding of the per-tensor layers ({r['config']})", r["sqnr_db"],
+                    r["arena_bytes"]]]),
+    ]
+    return "\n\n".join(body)
 
 
 def search_costs(work: Path, vww_ort: float) -> list[dict]:
@@ -185,6 +243,9 @@ def _md(rows: list[dict], cost: list[dict]) -> str:
                         round(c["ratio_cpu"], 1), c.get("candidates"), c["evaluations"], c["int16_layers"],
                         c["search_sqnr_db"], "yes" if c["reached_on_calib"] else "no (stopped after all-int16)"]
                        for c in cost]))
+    ad = _ad_arena_md(rows)
+    if ad:
+        md.append(ad)
     for r in rows:
         if r.get("pareto") and r["model"] == "ad":
             md.append(f"Pareto table explored for ad `{r['config']}` (SQNR measured on the search samples; arena: "

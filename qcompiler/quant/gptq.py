@@ -99,18 +99,20 @@ def rounded(hs: dict, name: str, w: np.ndarray, scales: np.ndarray, axis: int | 
 
 
 def hessians(graph: Graph, feeds: list[dict], runner, bounded: bool = False, only=None,
-             held_out: list[dict] = ()) -> Hessians:
+             rescue=frozenset(), held_out: list[dict] = ()) -> Hessians:
     """{layer: [H per group]} from the float activations `runner.run(feed)` gives; `only`:
-    these layers. Every layer is rounded bounded with `bounded`; else those whose H came from
-    fewer than MIN_ROWS_PER_COLUMN rows per column (GPTQ would drift there, bounded cannot)."""
+    these layers. Every layer is rounded bounded with `bounded`; else a layer whose H came from
+    fewer than MIN_ROWS_PER_COLUMN rows per column (GPTQ would drift there, bounded cannot) is
+    rounded bounded when in `rescue`, to nearest otherwise. `held_out`: samples for bounded
+    rounding's check against nearest."""
     layers = {k: v for k, v in layer_inputs(graph).items() if only is None or k in only}
     h, count = _accumulate(layers, feeds, runner)
     # H from fewer input rows than MIN_ROWS_PER_COLUMN x its size is rank-poor: GPTQ would move
     # the rounding error into directions the calibration inputs never excite (a batch-1 FC layer
-    # gets one row per sample: AD's 640-wide layers lost 3 dB on the evaluation set); those
-    # layers are rounded bounded
+    # gets one row per sample: AD's 640-wide layers lost 3 dB on the evaluation set)
     poor = {name for name, hs in h.items() if count[name] < MIN_ROWS_PER_COLUMN * hs[0].shape[0]}
-    chosen = set(h) if bounded else poor
+    chosen = set(h) if bounded else poor & set(rescue)
+    h = {name: hs for name, hs in h.items() if bounded or name not in poor or name in chosen}
     check = {}
     if held_out and chosen:   # bounded's safeguard compares with nearest on samples not fitted
         hc, cc = _accumulate({k: layers[k] for k in chosen}, held_out, runner)
