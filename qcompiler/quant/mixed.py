@@ -20,8 +20,8 @@ all-int8 model's are not recomputed):
    interpolated from the sensitivities, then a bisection, for the shortest prefix reaching
    the target whose arena fits; each candidate built as the compiler builds it (bias
    correction included). Its arena: with --max-arena measured by the backend (`cost`: TFLM's
-   recorded total plus the all-int8 model's margin to its exact minimum; "quick"), else the
-   planned activation bytes plus the all-int8 model's margin ("estimate"); the chosen point is
+   recorded total plus the all-int8 model's margin to its exact minimum; "quick"), else
+   `estimated_bytes` plus the all-int8 model's margin ("estimate"); the chosen point is
    measured exactly (under --max-arena by the search, else by emit: `settle_arena`).
 
 Every candidate measured in steps 2 and 4 is a row of the Pareto table (SQNR measured, arena
@@ -53,8 +53,13 @@ SENSITIVITY_SAMPLES = 8
 # the target is meant for the evaluation data (IC missed it by 0.01 dB without)
 MARGIN_DB = 1.0
 # prefixes the search measures between all-int8 and all-int16 (bisection alone takes
-# log2(knobs): 5 on VWW; the SQNR of VWW's prefixes is not monotone, so more buys nothing sure)
-MAX_PROBES = 4
+# log2(knobs): 5 on VWW, whose prefixes' SQNR is not even monotone): the interpolated one and
+# the one it brackets; the search stays within 5x an int8 compile (bench/int16.md)
+MAX_PROBES = 2
+# what an int8 <-> int16 border adds to TFLM's arena besides its tensor's bytes (a
+# NodeAndRegistration, the QUANTIZE op data, an eval tensor, its share of planning memory)
+BORDER_BYTES = 160
+PER_CHANNEL_BYTES = 8   # TFLM's multiplier and shift per output channel of per-channel weights
 FC_KNOB = "per-channel:"   # knob name prefix: per-channel weights for that Gemm
 
 
@@ -248,7 +253,7 @@ def search(knob_names: list[str], build: Callable[[Config, bool], Graph], scorer
         total) or "estimate" (the planned activation bytes), the last two offset by the
         all-int8 model's difference to its exact measure."""
         if how == "estimate":
-            return activation_bytes(q) + offsets["estimate"]
+            return estimated_bytes(q) + offsets["estimate"]
         size = arena(q, how == "exact")
         return None if size is None else size + (offsets["quick"] if how == "quick" else 0)
 
@@ -272,7 +277,7 @@ def search(knob_names: list[str], build: Callable[[Config, bool], Graph], scorer
     base = Point(Config(), scorer.score(q0, remember="int8"), size_of(q0, "exact"), 0, "all int8", {"arena": "exact"}, q0)
     points.append(base)
     if base.arena_bytes is not None:
-        offsets["estimate"] = base.arena_bytes - activation_bytes(q0)
+        offsets["estimate"] = base.arena_bytes - estimated_bytes(q0)
         if how == "quick":
             quick = arena(q0, False)
             offsets["quick"] = 0 if quick is None else base.arena_bytes - quick
@@ -451,6 +456,18 @@ def settle_arena(summary: dict, arena_bytes: int | None) -> None:
         if row["chosen"] and row["arena"] != "exact" and arena_bytes is not None:
             row["arena_estimate_bytes"], row["arena_bytes"], row["arena"] = row["arena_bytes"], arena_bytes, "exact"
             search["search_arena_bytes"] = arena_bytes
+
+
+def estimated_bytes(q: Graph) -> int:
+    """Arena estimate of a candidate up to a constant: planned activation bytes, the borders'
+    runtime data and the per-channel multipliers (ranks candidates where the activation
+    bytes alone tie or mislead: IC's all-int16 has fewer borders than its 8-layer prefix)."""
+    from qcompiler.quant.precision import is_border
+    borders = sum(1 for n in q.nodes if is_border(n))
+    channels = sum(int(n.input(1).quant.scale.size) for n in q.nodes
+                   if n.op in ("Conv", "Gemm") and n.input(1) is not None and n.input(1).quant is not None
+                   and n.input(1).quant.scale.size > 1)
+    return activation_bytes(q) + BORDER_BYTES * borders + PER_CHANNEL_BYTES * channels
 
 
 def activation_bytes(q: Graph) -> int:
