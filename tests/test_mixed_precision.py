@@ -160,7 +160,7 @@ def test_int16_keeps_hard_swish_int8_when_not_written_out(tmp_path, hs_data):
     assert check["tflm"]["bit_exact"]
 
 
-@pytest.mark.parametrize("target", ["tflm", pytest.param("tvm", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("target", ["tflm", "c", pytest.param("tvm", marks=pytest.mark.slow)])
 def test_int16_writes_hard_swish_out(tmp_path, hs_data, target):
     """--activations int16: every HardSwish becomes ADD (RELU6) / MUL in int16, and the folded
     HardSigmoid's clamp [0, 1] is an int16 RELU over the symmetric range [-1, 1]: no int8 node
