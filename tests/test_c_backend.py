@@ -276,3 +276,20 @@ def test_io_in_scratch_needs_no_other_ram(tmp_path):
     assert any(b["first"] == 0 for b in plan["buffers"])        # the input, live from step 0
     res = verify_outdir(out, np.load(MODELS / "digits_eval.npy")[:50])
     assert res["ok"] and res["c"]["bit_exact"], res
+
+
+def test_same_files_from_separate_processes(tmp_path):
+    """The scratch plan breaks ties between equal plans by buffer name: named by id() they
+    differed from process to process (MLPerf AD's report said "random order" in one run and
+    "lifetime order" in the next). Two `qcc` processes must write the same bytes."""
+    require_shared()
+    import sys
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"out{k}"
+        subprocess.run([sys.executable, "-m", "qcompiler", str(SHARED / "ad01_fp32.onnx"), "--target", "c",
+                        "--calib", str(SHARED / "data" / "ad_calib.npy"), "-o", str(out), "-q"],
+                       check=True, capture_output=True)
+        outs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert outs[0].keys() == outs[1].keys()
+    assert [k for k in outs[0] if outs[0][k] != outs[1][k]] == []

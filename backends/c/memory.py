@@ -55,7 +55,10 @@ def plan_scratch(ctx: Lowering, io_in_scratch: bool = False) -> MemoryPlan:
         last.setdefault(id(buf), 0)
     for buf in ctx.output_bufs.values():
         last[id(buf)] = len(ctx.calls)      # to the last step (report.json: steps 0..len(ops))
-    bufs = [(s, Buffer(str(k), s.nbytes, first[k], last[k])) for k, s in storages.items() if s.kind in planned]
+    # buffers are named by their place in schedule order, not by id(): ties between equal
+    # plans are broken by name, and ids differ from run to run (the bytes must not)
+    keyed = [(k, s) for k, s in storages.items() if s.kind in planned]
+    bufs = [(s, Buffer(str(i), s.nbytes, first[k], last[k])) for i, (k, s) in enumerate(keyed)]
     if not bufs:
         return MemoryPlan({}, 0, 0, "none", [])
     flat = [b for _, b in bufs]
@@ -69,14 +72,14 @@ def plan_scratch(ctx: Lowering, io_in_scratch: bool = False) -> MemoryPlan:
             offsets, head, strategy = cand, size, "random"
         if head <= bound:
             break
-    return MemoryPlan({int(b.name): offsets[b.name] for _, b in bufs}, head, bound, strategy, bufs)
+    return MemoryPlan({k: offsets[b.name] for (k, _), (_, b) in zip(keyed, bufs)}, head, bound, strategy, bufs)
 
 
 def report_plan(ctx: Lowering, plan: MemoryPlan) -> dict:
     """report.json's generic "memory_plan": buffers (values sharing memory listed together)
     with size, first / last step and offset, the step list, the planned bytes."""
     entries = [{"tensors": list(s.values) or [s.name], "size": b.size, "first": b.first, "last": b.last,
-                "offset": plan.offsets[int(b.name)]} for s, b in plan.buffers]
+                "offset": plan.offsets[id(s)]} for s, b in plan.buffers]
     entries.sort(key=lambda e: (e["first"], e["offset"], e["tensors"]))
     io = any(s.kind != "scratch" for s, _ in plan.buffers)
     return {"source": f"qcc's static plan of the C scratch buffer ({plan.strategy} order); graph inputs and "
