@@ -116,3 +116,65 @@ def test_int8_activation_tables_equal_the_direct_kernels(op, attrs, out, seed):
     x = rng.permutation(x).reshape(1, -1)  # every code, in a tensor big enough for the table
     got, want = kernel(node, [x])[0], kernel.direct(node, [x])[0]
     assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+
+
+# ---- float Conv: the depthwise tap loop in NCHW blocks -----------------------------------------
+
+def depthwise_reference(node, x, w, b):
+    """The depthwise path of float_kernels.nn.conv before the NCHW blocks: channels-last, every tap
+    over the whole batch."""
+    import math
+
+    from qcompiler.interp.float_kernels.nn import WindowGeometry, _taps
+    nd, kernel, m = x.ndim - 2, list(w.shape[2:]), w.shape[0]
+    mg = m // x.shape[1]
+    geo = WindowGeometry(node, x.shape[2:], kernel)
+    dtype = np.result_type(x.dtype, w.dtype)
+    xp = np.pad(np.moveaxis(x, 1, -1).astype(dtype, copy=False), [(0, 0)] + list(zip(geo.begin, geo.end)) + [(0, 0)])
+    xr = xp if mg == 1 else np.repeat(xp, mg, axis=-1)
+    wk = w.reshape(m, math.prod(kernel)).astype(dtype, copy=False)
+    y = np.zeros((x.shape[0], *geo.out, m), dtype)
+    for t, (_, sl) in enumerate(_taps(kernel, geo.dil, [0] * nd, geo.out, geo.strides)):
+        y += xr[(slice(None),) + sl] * wk[:, t]
+    y = y.reshape(-1, m)
+    if b is not None:
+        y += b.astype(dtype, copy=False)
+    return np.ascontiguousarray(np.moveaxis(y.reshape(x.shape[0], *geo.out, m), -1, 1))
+
+
+DEPTHWISE_CASES = [  # (spatial, kernel, strides, dilations, pads, multiplier, batch)
+    ((9, 11), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 1, 2), ((9, 11), (5, 5), (2, 2), (1, 1), (2, 2, 2, 2), 1, 3),
+    ((8, 8), (3, 3), (2, 1), (2, 1), (0, 1, 2, 0), 2, 1), ((7, 10), (1, 1), (1, 1), (1, 1), (0, 0, 0, 0), 3, 2),
+    ((12, 5), (3, 1), (1, 2), (1, 1), (1, 0, 1, 0), 1, 2), ((16,), (5,), (3,), (2,), (4, 1), 2, 2),
+    ((6, 6, 5), (3, 3, 3), (1, 2, 1), (1, 1, 2), (1, 1, 0, 1, 1, 2), 1, 1), ((40, 60), (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 1, 4),
+]
+
+
+@pytest.mark.parametrize("case", range(len(DEPTHWISE_CASES)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_depthwise_blocks_equal_the_channels_last_loop(case, dtype, bias, monkeypatch):
+    from qcompiler.interp.float_kernels import nn
+    from qcompiler.ir import Graph
+    spatial, kernel, strides, dil, pads, mult, batch = DEPTHWISE_CASES[case]
+    c = 5
+    rng = np.random.default_rng(case)
+    x = rng.normal(0, 2, (batch, c, *spatial)).astype(dtype)
+    x.flat[::7] = 0.0
+    x.flat[3::11] = -0.0
+    x.flat[5::97] = [np.nan, np.inf, -np.inf][case % 3]
+    w = rng.normal(0, 1, (c * mult, 1, *kernel)).astype(np.float32)
+    w.flat[::5] = -0.0
+    b = rng.normal(0, 1, c * mult).astype(np.float32) if bias else None
+    g = Graph("g")
+    v = g.add_input("x", dtype, x.shape)
+    node = g.add_node("Conv", [v], attrs={"group": c, "strides": list(strides), "dilations": list(dil),
+                                          "pads": list(pads), "kernel_shape": list(kernel)}, name="dw")
+    with np.errstate(all="ignore"):
+        want = depthwise_reference(node, x, w, b)
+    for block in (1, 7, nn.DEPTHWISE_BLOCK):  # one channel, a few, all at once
+        monkeypatch.setattr(nn, "DEPTHWISE_BLOCK", block)
+        with np.errstate(all="ignore"):
+            got = nn.conv(node, [x, w] + ([b] if bias else []))[0]
+        assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
+        assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
