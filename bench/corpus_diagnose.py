@@ -317,7 +317,9 @@ class _Reader:
 
 
 def ort_qdq(model: Path, calib: np.ndarray, method: str, workdir: Path, chunk: int | None,
-            input_shape=None) -> tuple[Path, float]:
+            input_shape=None, cpu: dict | None = None) -> tuple[Path, float]:
+    """(QDQ model, quantize_static's wall seconds); `cpu`, if given, gets its CPU seconds
+    ("seconds": this process, every thread) — pre-processing counted in neither."""
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization import calibrate as cal
@@ -359,7 +361,7 @@ def ort_qdq(model: Path, calib: np.ndarray, method: str, workdir: Path, chunk: i
         cal.HistogramCalibrater.collect_data = chunked
         while len(calib) % chunk == 0:  # ORT's MinMax raises "No data is collected" when the last flush empties it
             chunk += 1
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     try:
         quantize_static(str(pre), str(out), _Reader(name, calib), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
@@ -367,6 +369,8 @@ def ort_qdq(model: Path, calib: np.ndarray, method: str, workdir: Path, chunk: i
                         extra_options={"CalibMaxIntermediateOutputs": chunk} if chunk and method == "MinMax" else {})
     finally:
         cal.HistogramCalibrater.collect_data = orig
+    if cpu is not None:
+        cpu["seconds"] = time.process_time() - c
     return out, time.perf_counter() - t
 
 

@@ -2,7 +2,7 @@
 ONNX Runtime's best per-channel QDQ quantizer vs NNCF, with the task metric, TFLM memory and
 compile time.
 
-    python -m bench.real_models [KEY ...] [--subsets] [--only qcc|ort|nncf] [--table]
+    python -m bench.real_models [KEY ...] [--subsets] [--only qcc|ort|ort-minmax|nncf] [--retime] [--table]
         -> bench/real_models.md (+ bench/real_models.json, the cache: reruns only redo what changed)
     python -m bench                     -> the same tables inside bench/results.md
 
@@ -146,9 +146,10 @@ def run_qcc(key: str, subset: str, calib: np.ndarray, ref, metas, ref_task, opti
     with tempfile.TemporaryDirectory(prefix="qcc_real_") as tmp:
         out = Path(tmp) / "out"
         opts = CompileOptions(calib={m.input_name: calib}, input_shapes=shapes, **(options or {}))
-        t = time.perf_counter()
+        t, c, ch = time.perf_counter(), time.process_time(), _children_cpu()
         res = compile_model(corpus.model_path(key), out, opts)
         secs = time.perf_counter() - t
+        cpu = time.process_time() - c + _children_cpu() - ch  # + the report and arena children
         report = res.report
         del res
         gc.collect()
@@ -160,7 +161,7 @@ def run_qcc(key: str, subset: str, calib: np.ndarray, ref, metas, ref_task, opti
             for o in ref:
                 got[o].append(backend.to_float(art, o, want[o]).reshape(ref[o].shape[1:]))
         outs = {o: np.stack(v) for o, v in got.items()}
-        row = {"seconds": secs, **evaluate(key, outs, ref, metas, ref_task)}
+        row = {"seconds": secs, "cpu_seconds": cpu, **evaluate(key, outs, ref, metas, ref_task)}
         if subset == "full" and not options:
             v = verify_outdir(out, x, limit=TFLM_CHECK, with_litert=False)
             row.update(flash_bytes=report["flash_bytes"], arena_bytes=report["arena"]["arena_bytes"],
@@ -171,20 +172,29 @@ def run_qcc(key: str, subset: str, calib: np.ndarray, ref, metas, ref_task, opti
     return row
 
 
+def _children_cpu() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 # ---- ONNX Runtime and NNCF ----------------------------------------------------------------------
 
-def ort_model(key: str, method: str, subset: str, calib: np.ndarray) -> tuple[Path, float | None]:
-    """The QDQ model (cached under the corpus cache) and quantize_static's seconds (None if cached)."""
+def ort_model(key: str, method: str, subset: str, calib: np.ndarray,
+              retime: bool = False) -> tuple[Path, float | None, float | None]:
+    """The QDQ model (cached under the corpus cache) and quantize_static's wall and CPU seconds
+    (None if cached; `retime` quantizes again)."""
     d = corpus.cache_dir() / "ort"
     d.mkdir(parents=True, exist_ok=True)
     dst = d / f"{key}_{method}_{subset}.onnx"
-    if dst.is_file():
-        return dst, None
+    if dst.is_file() and not retime:
+        return dst, None, None
+    cpu: dict = {}
     with tempfile.TemporaryDirectory(prefix="ort_real_") as tmp:
         q, secs = diag.ort_qdq(corpus.model_path(key), calib, method, Path(tmp), diag.ORT_CHUNK.get(key),
-                               corpus.MODELS[key].input_shape)
+                               corpus.MODELS[key].input_shape, cpu=cpu)
         shutil.move(str(q), dst)
-    return dst, secs
+    return dst, secs, cpu.get("seconds")
 
 
 def fixed_model(key: str) -> Path:
@@ -233,7 +243,9 @@ def entry_key(key: str, config: str, subset: str) -> str:
 SOURCE = source_hash()  # at import: the code this process runs
 
 
-def measure(key: str, configs, subsets, cache: dict) -> None:
+def measure(key: str, configs, subsets, cache: dict, retime: bool = False) -> None:
+    """Fill the cache entries of `configs` x `subsets` that are missing or stale (qcc: made by
+    other sources); `retime`: recompute them all (the compile seconds of a quiet machine)."""
     src = SOURCE
     calib_all, _ = corpus.load_data(key, "calib")
     for subset in subsets:
@@ -243,7 +255,7 @@ def measure(key: str, configs, subsets, cache: dict) -> None:
         for config in configs:
             ek = entry_key(key, config, subset)
             old = cache.get(ek)
-            if old and old.get("eval_samples") == len(x_eval) and \
+            if old and old.get("eval_samples") == len(x_eval) and not retime and \
                     (config != "qcc default" or old.get("src") == src):
                 continue
             if ref is None:
@@ -254,8 +266,9 @@ def measure(key: str, configs, subsets, cache: dict) -> None:
                 if config == "qcc default":
                     row = {"src": src, **run_qcc(key, subset, calib, *ref)}
                 elif config.startswith("ORT "):
-                    q, secs = ort_model(key, config[4:], subset, calib)
+                    q, secs, cpu = ort_model(key, config[4:], subset, calib, retime)
                     row = {"seconds": secs if secs is not None else (old or {}).get("seconds"),
+                           "cpu_seconds": cpu if secs is not None else (old or {}).get("cpu_seconds"),
                            **evaluate(key, diag.run_ort(q, x_eval), *ref)}
                 else:
                     q, secs = nncf_model(key, subset, calib)
@@ -318,17 +331,25 @@ def markdown(cache: dict, keys) -> str:
         n = next((r.get("eval_samples") for r in rows if r.get("eval_samples")), None)
         lines.append(f"| {key} | {n} | " + " | ".join(task_txt(r) for r in rows) + " |")
     lines += ["", "Deployment (qcc default, TFLite Micro) and compile time on the same calibration samples "
-              "(qcc: the whole compile_model; ORT: quantize_static MinMax, pre-processing not counted):\n",
-              "| model | calib | TFLM arena (KiB) | flash (KiB) | TFLM bit-exact samples | qcc compile s | ORT MinMax s "
-              "| ORT Percentile s | NNCF s | qcc / ORT MinMax |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "(qcc: the whole compile_model, its CPU seconds including the report and arena child processes; "
+              "ORT: quantize_static MinMax, pre-processing not counted, its CPU seconds over all its threads; "
+              "wall seconds depend on what else the shared machine runs):\n",
+              "| model | calib | TFLM arena (KiB) | flash (KiB) | TFLM bit-exact samples | qcc compile s (CPU s) "
+              "| ORT MinMax s (CPU s) | ORT Percentile s | NNCF s | qcc / ORT MinMax wall (CPU) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ratio(a, b):
+        return a / b if a and b else None
     for key in keys:
         q = cache.get(entry_key(key, "qcc default", "full"), {})
         s = {c: cache.get(entry_key(key, c, "full"), {}).get("seconds") for c in ("ORT MinMax", "ORT Percentile", "NNCF")}
-        ratio = q.get("seconds") / s["ORT MinMax"] if q.get("seconds") and s["ORT MinMax"] else None
+        mm_cpu = cache.get(entry_key(key, "ORT MinMax", "full"), {}).get("cpu_seconds")
+        cpu_ratio = ratio(q.get("cpu_seconds"), mm_cpu)
         lines.append(f"| {key} | {q.get('calib_samples', '—')} | {_f(q.get('arena_bytes') and q['arena_bytes'] / 1024, 0)} "
                      f"| {_f(q.get('flash_bytes') and q['flash_bytes'] / 1024, 0)} | {q.get('tflm_bit_exact_samples', '—')} "
-                     f"| {_f(q.get('seconds'), 0)} | {_f(s['ORT MinMax'], 0)} | {_f(s['ORT Percentile'], 0)} "
-                     f"| {_f(s['NNCF'], 0)} | {_f(ratio)} |")
+                     f"| {_f(q.get('seconds'), 0)} ({_f(q.get('cpu_seconds'), 0)}) "
+                     f"| {_f(s['ORT MinMax'], 0)} ({_f(mm_cpu, 0)}) | {_f(s['ORT Percentile'], 0)} "
+                     f"| {_f(s['NNCF'], 0)} | {_f(ratio(q.get('seconds'), s['ORT MinMax']))} ({_f(cpu_ratio)}) |")
     sub = [f"r{k}" for k in range(N_SUBSETS)]
     if any(entry_key(k, "qcc default", s) in cache for k in keys for s in sub):
         lines += ["", f"Resampled calibration: {N_SUBSETS} seeded random halves of the calibration set; mean ± spread "
@@ -371,16 +392,19 @@ def run(quick: bool = False):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("keys", nargs="*", default=KEYS)
-    p.add_argument("--only", choices=["qcc", "ort", "nncf"], help="one quantizer only")
+    p.add_argument("--only", choices=["qcc", "ort", "ort-minmax", "nncf"], help="one quantizer only")
+    p.add_argument("--retime", action="store_true",
+                   help="recompute the chosen entries even when cached (ORT: quantize again), for compile seconds")
     p.add_argument("--subsets", action="store_true", help="the 4 resampled calibration halves (qcc, ORT) instead of the full set")
     p.add_argument("--table", action="store_true", help="only write the markdown from the cache")
     a = p.parse_args(argv)
     cache = load_cache()
-    configs = {"qcc": ["qcc default"], "ort": ["ORT MinMax", "ORT Percentile"], "nncf": ["NNCF"]}.get(a.only, CONFIGS)
+    configs = {"qcc": ["qcc default"], "ort": ["ORT MinMax", "ORT Percentile"], "ort-minmax": ["ORT MinMax"],
+               "nncf": ["NNCF"]}.get(a.only, CONFIGS)
     if not a.table:
         for key in a.keys:
             if not a.subsets:
-                measure(key, configs, ["full"], cache)
+                measure(key, configs, ["full"], cache, a.retime)
             else:
                 measure(key, [c for c in configs if c != "NNCF"], [f"r{k}" for k in range(N_SUBSETS)], cache)
     MD.write_text("# Real models (issue 14)\n\n" + markdown(load_cache(), KEYS) + "\n")

@@ -135,3 +135,20 @@ def test_decompose_only_for_int16():
             assert passes.index("decompose_hard_swish") < passes.index("fold_affine")
     assert "decompose_hard_swish" not in pass_list(CompileOptions(target="tflm", activations="int16",
                                                                   disable_passes=("decompose_hard_swish",)))
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_calibration_runs_in_onnxruntime_below_opset_14(tmp_path, opset):
+    """HardSwish is an ONNX op from opset 14 on: exporting the fused graph of an older model writes
+    it as HardSigmoid * x, so calibration's float passes stay in onnxruntime (not the numpy
+    interpreter, ~20x slower on an 800x608 detector) and compute the same function."""
+    pytest.importorskip("onnxruntime")
+    from qcompiler.quant.calibration import FloatRunner
+    path = model(tmp_path, GATE + FORMS["div_after"], opset=opset)
+    g, _ = run_passes(path, ["fuse_hard_swish", "dead_code"])
+    assert_hard_swish(g)
+    runner = FloatRunner(g)
+    assert runner.engine == "onnxruntime"
+    x = np.random.default_rng(0).uniform(-5, 5, X["x"]).astype(np.float32)
+    want = x * np.clip(x / 6 + 0.5, 0, 1)
+    np.testing.assert_allclose(runner.run({"x": x})["y"], want, rtol=1e-6, atol=1e-6)

@@ -13,8 +13,9 @@ def _entry(sqnr, **extra):
 def test_tables_from_cache():
     key = "nudenet_320n"
     cache = {rm.entry_key(key, "qcc default", "full"): _entry({"out": 20.0, "out scores": 5.0}, seconds=10.0,
-                                                                arena_bytes=2048, flash_bytes=4096),
-             rm.entry_key(key, "ORT MinMax", "full"): _entry({"out": 18.0, "out scores": 6.0}, seconds=5.0),
+                                                                cpu_seconds=12.0, arena_bytes=2048, flash_bytes=4096),
+             rm.entry_key(key, "ORT MinMax", "full"): _entry({"out": 18.0, "out scores": 6.0}, seconds=5.0,
+                                                               cpu_seconds=8.0),
              rm.entry_key(key, "ORT Percentile", "full"): _entry({"out": 19.0, "out scores": 4.0})}
     for k, (q, b) in enumerate([(10.0, 9.0), (10.0, 11.0), (12.0, 9.0), (11.0, 9.0)]):
         cache[rm.entry_key(key, "qcc default", f"r{k}")] = _entry({"out": q})
@@ -22,7 +23,8 @@ def test_tables_from_cache():
     md = rm.markdown(cache, [key])
     assert "| nudenet_320n | out | 20.00 | 18.00 | 19.00 | 19.00 | — | 1.00 |" in md
     assert "| nudenet_320n | out scores | 5.00 | 6.00 | 4.00 | 6.00 | — | -1.00 **(loses)** |" in md
-    assert "| nudenet_320n | 8 | 2 | 4 | — | 10 | 5 | — | — | 2.00 |" in md  # arena, flash KiB, seconds, ratio
+    # arena, flash KiB, wall (CPU) seconds, ratios
+    assert "| nudenet_320n | 8 | 2 | 4 | — | 10 (12) | 5 (8) | — | — | 2.00 (1.50) |" in md
     assert "| nudenet_320n | out | 10.75 ± 2.00 | 9.50 ± 2.00 | +1.00 -1.00 +3.00 +2.00 | 3/4 |" in md
 
 

@@ -38,8 +38,18 @@ def _rsqrt_protos(n: Node, ins: list, outs: list) -> list[onnx.NodeProto]:
             helper.make_node("Reciprocal", [mid], outs, name=n.name)]
 
 
+def _hard_swish_protos(n: Node, ins: list, outs: list) -> list[onnx.NodeProto]:
+    mid = f"{outs[0]}__hard_sigmoid"
+    return [helper.make_node("HardSigmoid", ins, [mid], name=f"{n.name}__hard_sigmoid", alpha=1 / 6, beta=0.5),
+            helper.make_node("Mul", [ins[0], mid], outs, name=n.name)]
+
+
 # qcc ops that ONNX lacks (from passes such as decompose_lrn) -> the ONNX nodes computing them
 QCC_OPS = {"Rsqrt": _rsqrt_protos}
+# ops newer than the model's opset (passes such as fuse_hard_swish make them) -> (the opset that
+# has them, the same function in older ops): without this the export fails and calibration
+# falls back to the (much slower) numpy interpreter
+NEWER_OPS = {"HardSwish": (14, _hard_swish_protos)}
 
 
 def _node_protos(graph: Graph, n: Node, initializers: list, opset: int) -> list[onnx.NodeProto]:
@@ -52,12 +62,17 @@ def _node_protos(graph: Graph, n: Node, initializers: list, opset: int) -> list[
         # the IR keeps opset-13 Split (sizes as an input, e.g. from horizontal_merge)
         attrs["split"] = [int(d) for d in np.asarray(n.input(1).data).reshape(-1)]
         ins = ins[:1]
+
+    def op_protos(outputs: list) -> list[onnx.NodeProto]:
+        if n.op in NEWER_OPS and opset < NEWER_OPS[n.op][0]:
+            return NEWER_OPS[n.op][1](n, ins, outputs)
+        return [helper.make_node(n.op, ins, outputs, name=n.name, **attrs)]
     clamp = clamp_of(n)
     if clamp is None:
-        return [helper.make_node(n.op, ins, outs, name=n.name, **attrs)]
+        return op_protos(outs)
     kind = "relu" if clamp == RELU else "clip"
     pre = f"{outs[0]}__pre_{kind}"
-    nodes = [helper.make_node(n.op, ins, [pre] + outs[1:], name=n.name, **attrs)]
+    nodes = op_protos([pre] + outs[1:])
     if kind == "relu":
         nodes.append(helper.make_node("Relu", [pre], [outs[0]], name=f"{n.name}__relu"))
         return nodes

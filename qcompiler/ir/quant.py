@@ -8,6 +8,10 @@ import numpy as np
 from qcompiler.errors import GraphError
 
 
+# values per block of QuantParams.fake_quantize: its float64 temporaries stay in the CPU cache
+FAKE_QUANT_BLOCK = 1 << 15
+
+
 @dataclass(eq=False)
 class QuantParams:
     """Affine quantization: real = (q - zero_point) * scale.
@@ -60,8 +64,11 @@ class QuantParams:
         return ((q.astype(np.int64) - z) * s.astype(np.float64)).astype(np.float32)
 
     def fake_quantize(self, x: np.ndarray) -> np.ndarray:
-        """dequantize(quantize(x)) with the same float64 arithmetic, in place on one array
-        (no integer round trip; the integers are exact in float64 either way)."""
+        """dequantize(quantize(x)) with the same float64 arithmetic (no integer round trip; the
+        integers are exact in float64 either way). Per-tensor parameters go block by block
+        (FAKE_QUANT_BLOCK values, cache-resident), the same operations on the same values."""
+        if self.axis is None and np.size(x) > FAKE_QUANT_BLOCK:
+            return self._fake_quantize_blocks(np.asarray(x))
         s = self.scale.astype(np.float64).reshape(self.broadcast_shape(x.ndim))
         z = self.zero_point.astype(np.float64).reshape(self.broadcast_shape(x.ndim))
         t = np.array(x, np.float64)
@@ -72,6 +79,24 @@ class QuantParams:
         t -= z
         t *= s
         return t.astype(np.float32)
+
+    def _fake_quantize_blocks(self, x: np.ndarray) -> np.ndarray:
+        s, z = np.float64(self.scale[0]), np.float64(self.zero_point[0])
+        lo, hi = np.float64(self.qmin), np.float64(self.qmax)
+        flat = x.reshape(-1)
+        out = np.empty(flat.shape, np.float32)
+        buf = np.empty(FAKE_QUANT_BLOCK, np.float64)
+        for i in range(0, flat.size, FAKE_QUANT_BLOCK):
+            t = buf[:min(FAKE_QUANT_BLOCK, flat.size - i)]
+            np.divide(flat[i:i + t.size], s, out=t, dtype=np.float64)
+            np.rint(t, out=t)
+            t += z
+            np.maximum(t, lo, out=t)  # np.clip's result, NaN included
+            np.minimum(t, hi, out=t)
+            t -= z
+            t *= s
+            out[i:i + t.size] = t
+        return out.reshape(x.shape)
 
     def same_as(self, other: "QuantParams | None") -> bool:
         return (other is not None and self.axis == other.axis and self.dtype == other.dtype

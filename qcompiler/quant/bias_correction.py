@@ -133,7 +133,8 @@ class _QuantStream:
     others (Reshape with a literal batch of 1, ...) run sample by sample.
     """
 
-    def __init__(self, graph: Graph, qgraph: Graph, feeds: list[dict]):
+    def __init__(self, graph: Graph, qgraph: Graph, feeds: list[dict], nodes: set[str] | None = None):
+        """`nodes`: the names of the float nodes that will run (default: all)."""
         self.samples = len(feeds)
         self.batch = graph.inputs[0].shape[0] if graph.inputs[0].shape else 1
         qin = {v.name: v.quant for v in qgraph.inputs}
@@ -141,6 +142,8 @@ class _QuantStream:
                     for k in feeds[0]}
         self.uses: dict[str, int] = {}
         for n in graph.nodes:
+            if nodes is not None and n.name not in nodes:
+                continue
             for v in n.inputs:
                 if v is not None and not v.is_constant:
                     self.uses[v.name] = self.uses.get(v.name, 0) + 1
@@ -190,7 +193,8 @@ class _QuantStream:
 
     def store(self, f: Node, q: Node, outs: list) -> None:
         for fv, qv, o in zip(f.outputs, q.outputs, outs):
-            self.env[fv.name] = _fake_quant(o, qv.quant)
+            if self.uses.get(fv.name) or fv.name in self.keep:  # (no later node that runs reads it)
+                self.env[fv.name] = _fake_quant(o, qv.quant)
         for v in f.inputs:  # free what no later node reads
             if v is not None and not v.is_constant and v.name in self.uses:
                 self.uses[v.name] -= 1
@@ -265,6 +269,21 @@ def float_output_means(float_graph: Graph, feeds: list[dict], layers: list[Node]
     return sums.output_means(layers)
 
 
+def _feeding(graph: Graph, layers: list[Node]) -> set[str]:
+    """Names of `layers` and of every node they read from, directly or not: the nodes after the
+    last corrected layer (detector heads: Sigmoid, Concat, ...) change no bias."""
+    producer = {v.name: n for n in graph.nodes for v in n.outputs}
+    needed: set[str] = set()
+    todo = list(layers)
+    while todo:
+        n = todo.pop()
+        if n.name in needed:
+            continue
+        needed.add(n.name)
+        todo += [producer[v.name] for v in n.inputs if v is not None and v.name in producer]
+    return needed
+
+
 def empirical_bias_correction(float_graph: Graph, qgraph: Graph, feeds: list[dict], runner=None,
                               input_sums: LayerInputSums | None = None) -> dict:
     """Correct every quantized Conv / Gemm so its mean output matches the float network's.
@@ -278,9 +297,12 @@ def empirical_bias_correction(float_graph: Graph, qgraph: Graph, feeds: list[dic
         float_means = input_sums.output_means(layers)
     else:
         float_means = float_output_means(float_graph, feeds, layers, runner)
-    stream = _QuantStream(float_graph, qgraph, feeds)
+    needed = _feeding(float_graph, layers)
+    stream = _QuantStream(float_graph, qgraph, feeds, needed)
     shifts = {}
     for f, q in pairs:
+        if f.name not in needed:
+            continue
         weights = None
         if is_corrected_layer(q):
             weights = (q.input(1).quant.dequantize(q.input(1).data).astype(np.float32),

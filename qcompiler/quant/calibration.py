@@ -176,6 +176,9 @@ def float_reference(graph):
 # sample alone fixes the bin width, later ones only add counts and widen the window, and the
 # window's growth depends on the union of the values only), with an eighth of the numpy calls
 OBSERVE_BATCH = 8
+# ... except for tensors of at least this many values per sample, observed sample by sample
+# (the same histograms, for the same reason): stacking them would only copy them once more
+OBSERVE_ALONE = 1 << 16
 
 
 # activations beyond this magnitude (float32's largest is 3.4e38) cannot be quantized in any
@@ -206,8 +209,8 @@ def _observe_batch(obs: dict, batch: list[dict], watches=()) -> None:
     for name in obs:
         arrs = [acts[name] for acts in batch if name in acts]
         o, watchers = obs[name], [w for w in watches if name in w.names]
-        if arrs and not (o.keeps_histogram or o.moments or watchers):
-            for a in arrs:  # extremes only: no need to stack (a copy) first
+        if arrs and not (o.moments or watchers) and (not o.keeps_histogram or arrs[0].size >= OBSERVE_ALONE):
+            for a in arrs:  # extremes only, or big arrays: no need to stack (a copy) first
                 o.observe(a)
         elif arrs:
             stacked = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)

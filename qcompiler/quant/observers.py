@@ -30,6 +30,25 @@ import numpy as np
 KL_BINS = 2048
 KL_MAX_CLIPPED = 1e-4  # fraction of non-zero values a KL threshold may clip
 MSE_CANDIDATES = 256  # per side; the search is exhaustive over candidate pairs
+BLOCK = 1 << 16  # values per step of the streaming passes (their temporaries stay in the CPU cache)
+
+
+def _extremes(x: np.ndarray, count_nonzero: bool) -> tuple[float, float, int]:
+    """(x.min(), x.max(), non-zero count) of a flat array, in one pass over memory: block by
+    block (a NaN anywhere makes both NaN, as over the whole array). An extreme equal to 0 is
+    taken from the whole array again: which of 0.0 / -0.0 numpy's reduction returns depends
+    on its order, and the sign of a zero reaches report.json's ranges."""
+    if x.size <= BLOCK:
+        return float(x.min()), float(x.max()), int(np.count_nonzero(x)) if count_nonzero else x.size
+    lo, hi, nonzero = x[:1].min(), x[:1].max(), 0
+    for i in range(0, x.size, BLOCK):
+        part = x[i:i + BLOCK]
+        lo, hi = np.minimum(lo, part.min()), np.maximum(hi, part.max())
+        if count_nonzero:
+            nonzero += int(np.count_nonzero(part))
+    lo = x.min() if lo == 0 else lo
+    hi = x.max() if hi == 0 else hi
+    return float(lo), float(hi), nonzero if count_nonzero else x.size
 
 
 class HistogramObserver:
@@ -76,7 +95,7 @@ class HistogramObserver:
             return
         if x.dtype != np.float32:
             x = x.astype(np.float64)
-        batch_min, batch_max = float(x.min()), float(x.max())
+        batch_min, batch_max, nonzero = _extremes(x, self.keeps_histogram)
         self.min, self.max = min(self.min, batch_min), max(self.max, batch_max)
         self.n += x.size
         if self.moments:
@@ -84,7 +103,7 @@ class HistogramObserver:
             self._sumsq += float(np.sum(np.square(x, dtype=np.float64)))
         if not self.keeps_histogram:
             return
-        zeros = x.size - int(np.count_nonzero(x))
+        zeros = x.size - nonzero
         self.zeros += zeros
         if zeros < x.size:
             # with zeros present the window is sized to include 0's bin too (the extremes of the
@@ -125,12 +144,16 @@ class HistogramObserver:
         if i0 < self.start or i1 >= self.start + self.bins:
             self._move(i0)
         self._occupied = (i0, i1)
-        idx = self._index(x, nonnegative=lo >= 0) - self.start
         zero_bin = -self.start
-        if zeros and not 0 <= zero_bin < self.bins:  # 0 lies outside the window: drop the zeros first
-            idx, zeros = idx[x != 0], 0
-        self.counts += np.bincount(idx, minlength=self.bins)
-        if zeros:
+        drop = bool(zeros) and not 0 <= zero_bin < self.bins  # 0 lies outside the window: drop the zeros
+        counts = np.zeros(self.bins, np.int64)
+        for i in range(0, x.size, BLOCK):  # block by block: the index arrays stay in the CPU cache
+            part = x[i:i + BLOCK]
+            idx = self._index(part, nonnegative=lo >= 0)
+            idx -= self.start
+            counts += np.bincount(idx[part != 0] if drop else idx, minlength=self.bins)
+        self.counts += counts
+        if zeros and not drop:
             self.counts[zero_bin] -= zeros
 
     def _coarsen(self) -> None:

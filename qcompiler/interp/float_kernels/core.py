@@ -68,10 +68,63 @@ _UNARY = {
 }
 
 
+# Unary ops on float32 whose float64 temporaries are worth keeping in the CPU cache: applied block
+# by block (BLOCK values) they give the same bits, each element's arithmetic being exactly rounded
+# IEEE operations (no transcendental function whose vector and scalar code could differ)
+BLOCKED = {"HardSigmoid", "HardSwish", "LeakyRelu"}
+BLOCK = 1 << 14
+
+
+def _blocks(fn, node, x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(-1)
+    out = np.empty(flat.shape, x.dtype)
+    for i in range(0, flat.size, BLOCK):
+        out[i:i + BLOCK] = fn(node, flat[i:i + BLOCK])
+    return out.reshape(x.shape)
+
+
 def _unary(node, inputs):
     x = inputs[0]
+    if isinstance(x, np.ndarray) and x.dtype == np.float32 and x.size > BLOCK:
+        if node.op == "Sigmoid":
+            return [sigmoid_float32(x)]
+        if node.op in BLOCKED:
+            return [_blocks(_UNARY[node.op], node, x)]
     y = np.asarray(_UNARY[node.op](node, x))
     return [y if y.dtype == bool else y.astype(x.dtype, copy=False)]
+
+
+# float64 bits below float32's 24-bit significand; a value whose low bits are within TIE_MARGIN
+# of half of that rounds to float32 near a tie
+_LOW_BITS, _HALF, _TIE_MARGIN = np.int64((1 << 29) - 1), np.int64(1 << 28), np.int64(1 << 13)
+_SMALLEST_NORMAL32 = np.float64(2.0 ** -126)
+
+
+def sigmoid_float32(x: np.ndarray) -> np.ndarray:
+    """_UNARY["Sigmoid"] of a float32 array, bit for bit, ~4x faster.
+
+    1 / (1 + exp(-x)) in float64 (vectorized exp) differs from exp(-logaddexp(0, -x)) (scalar libm
+    calls) by less than 1e-13 relative: both round to the same float32 unless the value lies within
+    2**13 float64 steps (2e-12 relative) of a float32 rounding tie. Those few, and float32
+    subnormal results, zeros and NaNs, are recomputed with the reference formula.
+    """
+    ref = _UNARY["Sigmoid"]
+    flat = x.reshape(-1)
+    out = np.empty(flat.shape, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(0, flat.size, BLOCK):
+            xs = flat[i:i + BLOCK]
+            y = np.negative(xs, dtype=np.float64)
+            np.exp(y, out=y)
+            y += 1.0
+            np.reciprocal(y, out=y)
+            near_tie = np.abs((y.view(np.int64) & _LOW_BITS) - _HALF) < _TIE_MARGIN
+            redo = near_tie | ~(y >= _SMALLEST_NORMAL32)
+            part = out[i:i + xs.size]
+            part[...] = y
+            if redo.any():
+                part[redo] = ref(None, xs[redo])
+    return out.reshape(x.shape)
 
 
 float_kernel(*_UNARY)(_unary)

@@ -90,6 +90,36 @@ class WindowGeometry:
 
 
 # ---- convolution -------------------------------------------------------------
+DEPTHWISE_BLOCK = 1 << 16  # output values per step of the depthwise tap loop (cache-resident)
+
+
+def _depthwise(x, w, b, geo, kernel, mg: int, dtype) -> np.ndarray:
+    """Depthwise Conv (channel multiplier mg), NCHW: every output starts at +0.0 and adds each
+    tap's product in kernel order, in `dtype` (two roundings per tap, no FMA). Runs one sample and
+    a few channels at a time so the partial sums stay in the CPU cache."""
+    n, c = x.shape[:2]
+    m, nd, out = c * mg, x.ndim - 2, geo.out
+    xp = np.pad(x.astype(dtype, copy=False), [(0, 0), (0, 0)] + list(zip(geo.begin, geo.end)))
+    if mg > 1:
+        xp = np.repeat(xp, mg, axis=1)  # output channel k reads input channel k // mg
+    wk = w.reshape(m, -1).astype(dtype, copy=False)
+    taps = [sl for _, sl in _taps(kernel, geo.dil, [0] * nd, out, geo.strides)]
+    y = np.zeros((n, m, *out), dtype)
+    step = max(1, DEPTHWISE_BLOCK // max(1, math.prod(out)))
+    tmp = np.empty((min(step, m), *out), dtype)
+    wshape = (-1,) + (1,) * nd
+    for i in range(n):
+        for c0 in range(0, m, step):
+            yb, xb = y[i, c0:c0 + step], xp[i, c0:c0 + step]
+            tb = tmp[:yb.shape[0]]
+            for t, sl in enumerate(taps):
+                np.multiply(xb[(slice(None),) + sl], wk[c0:c0 + step, t].reshape(wshape), out=tb)
+                yb += tb
+    if b is not None:
+        y += b.astype(dtype, copy=False).reshape((1, m) + (1,) * nd)
+    return y
+
+
 @float_kernel("Conv")
 def conv(node, inputs):
     x, w, b = inputs[0], inputs[1], opt(inputs, 2)
@@ -102,34 +132,28 @@ def conv(node, inputs):
         raise ValueError(f"Conv (node {node.name}): weight {w.shape} does not fit input {x.shape} with group={g}")
     geo = WindowGeometry(node, x.shape[2:], kernel)
     dtype = np.result_type(x.dtype, w.dtype)
+    if cg == 1 and g > 1:
+        return [_depthwise(x, w, b, geo, kernel, mg, dtype)]
     xp = np.pad(np.moveaxis(x, 1, -1).astype(dtype, copy=False),  # channels-last [N, *sp, C]
                 [(0, 0)] + list(zip(geo.begin, geo.end)) + [(0, 0)])
     out, kk = geo.out, math.prod(kernel)
     p = n * math.prod(out)
     sp_axes = tuple(range(1, nd + 1))
-    if cg == 1 and g > 1:  # depthwise (channel multiplier mg): loop over the kernel taps
-        xr = xp if mg == 1 else np.repeat(xp, mg, axis=-1)
-        wk = w.reshape(m, kk).astype(dtype, copy=False)
-        y = np.zeros((n, *out, m), dtype)
-        for t, (_, sl) in enumerate(_taps(kernel, geo.dil, [0] * nd, out, geo.strides)):
-            y += xr[(slice(None),) + sl] * wk[:, t]
-        y = y.reshape(p, m)
+    win = sliding_window_view(xp, geo.keff, axis=sp_axes)  # [N, *sp', C, *keff]
+    win = win[(slice(None),) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, geo.strides))
+              + (slice(None),) + tuple(slice(None, None, d) for d in geo.dil)]  # [N, *out, C, *k]
+    k_axes = tuple(range(nd + 2, 2 * nd + 2))
+    if g == 1:
+        cols = win.transpose((0,) + sp_axes + k_axes + (nd + 1,)).reshape(p, kk * c)
+        wm = w.transpose(tuple(range(2, nd + 2)) + (1, 0)).reshape(kk * c, m)
+        y = cols @ wm.astype(dtype, copy=False)
     else:
-        win = sliding_window_view(xp, geo.keff, axis=sp_axes)  # [N, *sp', C, *keff]
-        win = win[(slice(None),) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(out, geo.strides))
-                  + (slice(None),) + tuple(slice(None, None, d) for d in geo.dil)]  # [N, *out, C, *k]
-        k_axes = tuple(range(nd + 2, 2 * nd + 2))
-        if g == 1:
-            cols = win.transpose((0,) + sp_axes + k_axes + (nd + 1,)).reshape(p, kk * c)
-            wm = w.transpose(tuple(range(2, nd + 2)) + (1, 0)).reshape(kk * c, m)
-            y = cols @ wm.astype(dtype, copy=False)
-        else:
-            win = win.reshape(n, *out, g, cg, *kernel)  # split C into (g, cg)
-            perm = (nd + 1, 0) + sp_axes + tuple(a + 1 for a in k_axes) + (nd + 2,)
-            cols = win.transpose(perm).reshape(g, p, kk * cg)
-            wm = w.reshape(g, mg, cg, *kernel).transpose((0,) + tuple(range(3, nd + 3)) + (2, 1))
-            y = np.matmul(cols, wm.reshape(g, kk * cg, mg).astype(dtype, copy=False))  # [g, P, mg]
-            y = y.transpose(1, 0, 2).reshape(p, m)
+        win = win.reshape(n, *out, g, cg, *kernel)  # split C into (g, cg)
+        perm = (nd + 1, 0) + sp_axes + tuple(a + 1 for a in k_axes) + (nd + 2,)
+        cols = win.transpose(perm).reshape(g, p, kk * cg)
+        wm = w.reshape(g, mg, cg, *kernel).transpose((0,) + tuple(range(3, nd + 3)) + (2, 1))
+        y = np.matmul(cols, wm.reshape(g, kk * cg, mg).astype(dtype, copy=False))  # [g, P, mg]
+        y = y.transpose(1, 0, 2).reshape(p, m)
     if b is not None:
         y += b.astype(dtype, copy=False)
     return [np.ascontiguousarray(np.moveaxis(y.reshape(n, *out, m), -1, 1))]

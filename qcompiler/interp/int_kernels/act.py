@@ -12,6 +12,8 @@ Parameters: qcompiler.numerics.qops.act.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from qcompiler.numerics import fixed_point as qm
@@ -20,6 +22,26 @@ from qcompiler.interp.int_kernels.util import as_int, to_int8, to_output
 from qcompiler.numerics.qops import (clip_params, hard_swish_params, leaky_relu_params, logistic_params,
                                      relu_params, tanh_params)
 from qcompiler.numerics.qops.act16 import Logistic16Params, logistic16_values, tanh16_values
+
+
+# int8 inputs with more values than this go through a 256-entry table of the kernel's own results
+TABLE_FROM = 1024
+_CODES = np.arange(-128, 128, dtype=np.int8)
+
+
+def by_table(kernel):
+    """An elementwise int8 kernel, evaluated once on the 256 codes and indexed: the same values
+    (each output depends on its input code and the node's parameters only), without running
+    the fixed-point pipeline on every element of a big tensor."""
+    @functools.wraps(kernel)
+    def run(node, inputs):
+        x = inputs[0]
+        if not (isinstance(x, np.ndarray) and x.dtype == np.int8 and x.size > TABLE_FROM):
+            return kernel(node, inputs)
+        table = kernel(node, [_CODES] + list(inputs[1:]))[0]
+        return [table[x.view(np.uint8) ^ np.uint8(128)]]  # code -128 is entry 0
+    run.direct = kernel
+    return run
 
 
 def _sigmoid_tanh(p, x, fn):
@@ -34,6 +56,7 @@ def _sigmoid_tanh(p, x, fn):
 
 
 @int_kernel("Sigmoid")
+@by_table
 def sigmoid(node, inputs):
     p = logistic_params(node)
     if isinstance(p, Logistic16Params):
@@ -42,6 +65,7 @@ def sigmoid(node, inputs):
 
 
 @int_kernel("Tanh")
+@by_table
 def tanh(node, inputs):
     p = tanh_params(node)
     if isinstance(p, Logistic16Params):
@@ -56,11 +80,13 @@ def _relu(node, x):
 
 
 @int_kernel("Relu")
+@by_table
 def relu(node, inputs):
     return [_relu(node, inputs[0])]
 
 
 @int_kernel("Clip")
+@by_table
 def clip(node, inputs):
     p = clip_params(node, inputs)
     if p.relu:
@@ -69,6 +95,7 @@ def clip(node, inputs):
 
 
 @int_kernel("LeakyRelu")
+@by_table
 def leaky_relu(node, inputs):
     p = leaky_relu_params(node)
     xv = as_int(inputs[0]) - p.input_zero_point
@@ -102,6 +129,7 @@ def hard_swish_values(xv, m_out16: int, e_out: int, m_rel16: int, e_rel: int, ou
 
 
 @int_kernel("HardSwish")
+@by_table
 def hard_swish(node, inputs):
     p = hard_swish_params(node)
     return [hard_swish_values(as_int(inputs[0]) - p.input_zero_point, p.output_multiplier,
