@@ -78,8 +78,17 @@ def test_structure_forward(tmp_path):
     assert len(recurrent) == SEQ - 1 and len({id(n.inputs[1]) for n in recurrent}) == 1
     assert o.count("Sigmoid") == 2 + 3 * (SEQ - 1) and o.count("Tanh") == 2 * SEQ
     assert o.count("Concat") == 1 and o[-1] == "Reshape"
+    # the cell state of every step and f * c_{t-1} of every step but the first: one range
     cells = [v for n in g.nodes for v in n.outputs if "range_group" in v.meta]
-    assert len(cells) == SEQ and len({v.meta["range_group"] for v in cells}) == 1
+    assert len(cells) == SEQ + SEQ - 1 and len({v.meta["range_group"] for v in cells}) == 1
+    roles = {}
+    for n in g.nodes:
+        roles.setdefault(n.meta.get("recurrent"), []).append(n.op)
+    assert sorted(roles["input_projection"]) == ["Gemm"] * 4
+    assert sorted(roles["recurrent_projection"]) == ["Gemm"] * (SEQ - 1)
+    assert roles["hidden"] == ["Mul"] * SEQ
+    assert sorted(set(roles["cell"])) == ["Add", "Mul", "Tanh"] and sorted(set(roles["gate"])) == ["Add", "Sigmoid", "Tanh"]
+    assert sorted(set(roles[None])) == ["Concat", "Reshape", "Split"]   # data movement follows its input's width
 
 
 @pytest.mark.parametrize("kw,what", [
