@@ -28,7 +28,7 @@ class CompileOptions:
     min_sqnr: float | None = None       # with auto: the output SQNR (dB, calibration data) to reach
     max_arena: int | None = None        # with auto: the largest runtime arena (bytes) a choice may need
     int16_nodes: tuple[str, ...] = ()   # with auto: these nodes in int16 (no search)
-    weight_rounding: str = "auto"       # nearest | gptq | auto (gptq with int16 / auto activations)
+    weight_rounding: str = "auto"       # nearest | gptq | bounded | auto (gptq with int16 / auto activations)
     recurrent: str = "auto"             # with int8 activations: unrolled LSTMs in int16 | int8 | auto (int16 if the target can)
     disable_passes: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
