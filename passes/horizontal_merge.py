@@ -112,6 +112,8 @@ def _merge(graph: Graph, branches: list[Node]) -> None:
     earliest = min(branches, key=graph.nodes.index)
     merged = graph.insert_before(earliest, first.op, [x, w, b], attrs=dict(first.attrs),
                                  name=f"{first.name}_merged")
+    # what every branch's node meta says holds for the merged node (e.g. its part in an unrolled LSTM)
+    merged.meta.update({k: val for k, val in first.meta.items() if all(n.meta.get(k) == val for n in branches)})
     # the branches go; their output tensors stay, to be written by the Split
     outs = [graph.erase_node(n, keep_outputs=True)[0] for n in branches]
     split = graph.add_constant(f"{first.name}_split_sizes", np.array(sizes, np.int64))

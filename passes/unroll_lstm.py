@@ -48,6 +48,9 @@ from qcompiler.ir import Graph, Node, Value
 from qcompiler.ir.pass_manager import PassContext, register_pass
 
 GATES = ("i", "o", "f", "c")    # ONNX's order of the 4*H rows of W, R and each half of B
+# node meta key: the node's part in an unrolled recurrent cell (input_projection,
+# recurrent_projection, gate, cell, hidden); qcompiler/quant/precision.py reads it
+RECURRENT = "recurrent"
 
 
 def _const(node: Node, i: int) -> np.ndarray | None:
@@ -104,11 +107,14 @@ class _Unroller:
         self.p = _const(node, 7)
         self.h0, self.c0 = _const(node, 5), _const(node, 6)
 
-    def add(self, op, ins, name, attrs=None, outputs=1) -> Node:
-        return self.g.insert_before(self.node, op, ins, outputs, attrs=attrs, name=f"{self.node.name}_{name}")
+    def add(self, op, ins, name, attrs=None, outputs=1, role=None) -> Node:
+        n = self.g.insert_before(self.node, op, ins, outputs, attrs=attrs, name=f"{self.node.name}_{name}")
+        if role is not None:
+            n.meta[RECURRENT] = role
+        return n
 
-    def out(self, op, ins, name, attrs=None) -> Value:
-        return self.add(op, ins, name, attrs).outputs[0]
+    def out(self, op, ins, name, attrs=None, role=None) -> Value:
+        return self.add(op, ins, name, attrs, role=role).outputs[0]
 
     def const(self, name, data) -> Value:
         return self.g.add_constant(f"{self.node.name}_{name}", np.asarray(data, np.float32))
@@ -123,7 +129,8 @@ class _Unroller:
         for k, gate in enumerate(GATES):
             bias = self.rows(self.b[d, :hd], k) + self.rows(self.b[d, hd:], k)
             xk = self.out("Gemm", [x2, self.const(f"d{d}_W{gate}", self.rows(self.w[d], k)),
-                                   self.const(f"d{d}_b{gate}", bias)], f"d{d}_x{gate}", {"transB": 1})
+                                   self.const(f"d{d}_b{gate}", bias)], f"d{d}_x{gate}", {"transB": 1},
+                          role="input_projection")
             if self.seq == 1:
                 per_gate.append([xk])
             else:
@@ -152,31 +159,35 @@ class _Unroller:
             elif h is not None:
                 if r_all is None:
                     r_all = self.const(f"d{d}_R", self.r[d])
-                rec = self.out("Gemm", [h, r_all], f"{tag}_hR", {"transB": 1})
+                rec = self.out("Gemm", [h, r_all], f"{tag}_hR", {"transB": 1}, role="recurrent_projection")
                 recs = list(self.add("Split", [rec], f"{tag}_hR_gates", {"axis": 1}, outputs=4).outputs)
             for k, gate in enumerate(GATES):
-                z[gate] = xs[k][t] if h is None else self.out("Add", [xs[k][t], recs[k]], f"{tag}_z{gate}")
+                z[gate] = xs[k][t] if h is None else self.out("Add", [xs[k][t], recs[k]], f"{tag}_z{gate}", role="gate")
             for gate in ("i", "f"):
                 if gate in peep and c is not None:
                     term = (self.const(f"{tag}_Pc{gate}", peep[gate] * c) if isinstance(c, np.ndarray)
-                            else self.out("Mul", [c, self.const(f"{tag}_P{gate}", peep[gate])], f"{tag}_Pc{gate}"))
-                    z[gate] = self.out("Add", [z[gate], term], f"{tag}_zp{gate}")
-            i = self.out("Sigmoid", [z["i"]], f"{tag}_i")
-            g = self.out("Tanh", [z["c"]], f"{tag}_g")
-            ig = self.out("Mul", [i, g], f"{tag}_ig")
+                            else self.out("Mul", [c, self.const(f"{tag}_P{gate}", peep[gate])], f"{tag}_Pc{gate}",
+                                          role="gate"))
+                    z[gate] = self.out("Add", [z[gate], term], f"{tag}_zp{gate}", role="gate")
+            i = self.out("Sigmoid", [z["i"]], f"{tag}_i", role="gate")
+            g = self.out("Tanh", [z["c"]], f"{tag}_g", role="gate")
+            ig = self.out("Mul", [i, g], f"{tag}_ig", role="cell")
             if c is None:
                 c_new = ig
             else:
-                f = self.out("Sigmoid", [z["f"]], f"{tag}_f")
-                fc = self.out("Mul", [f, self.const(f"{tag}_c0", c) if isinstance(c, np.ndarray) else c], f"{tag}_fc")
-                c_new = self.out("Add", [fc, ig], f"{tag}_c")
+                f = self.out("Sigmoid", [z["f"]], f"{tag}_f", role="gate")
+                fc = self.out("Mul", [f, self.const(f"{tag}_c0", c) if isinstance(c, np.ndarray) else c], f"{tag}_fc",
+                              role="cell")
+                c_new = self.out("Add", [fc, ig], f"{tag}_c", role="cell")
             c_new.meta["range_group"] = f"{self.node.name}_d{d}_c"
+            if c is not None and not isinstance(c, np.ndarray):
+                fc.meta["range_group"] = c_new.meta["range_group"]   # |f * c| <= |c|: c's range
             if "o" in peep:
-                po = self.out("Mul", [c_new, self.const(f"{tag}_Po", peep["o"])], f"{tag}_Pco")
-                z["o"] = self.out("Add", [z["o"], po], f"{tag}_zpo")
-            o = self.out("Sigmoid", [z["o"]], f"{tag}_o")
-            tc = self.out("Tanh", [c_new], f"{tag}_tanh_c")
-            h, c = self.out("Mul", [o, tc], f"{tag}_h"), c_new
+                po = self.out("Mul", [c_new, self.const(f"{tag}_Po", peep["o"])], f"{tag}_Pco", role="gate")
+                z["o"] = self.out("Add", [z["o"], po], f"{tag}_zpo", role="gate")
+            o = self.out("Sigmoid", [z["o"]], f"{tag}_o", role="gate")
+            tc = self.out("Tanh", [c_new], f"{tag}_tanh_c", role="cell")
+            h, c = self.out("Mul", [o, tc], f"{tag}_h", role="hidden"), c_new
             hs[t] = h
         return [hs[t] for t in range(self.seq)], h, c
 

@@ -112,6 +112,10 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="activation width: int8, int16 (TFLite's 16x8 scheme: symmetric int16 activations, int8 "
                         "weights, int64 biases) or auto (int16 only for the layers that need it to reach "
                         "--min-sqnr, QUANTIZE at the borders)")
+    g.add_argument("--recurrent", default="auto", choices=["auto", "int16", "int8"],
+                   help="with --activations int8: width of unrolled recurrent cells (LSTM): int16 as TFLite's LSTM "
+                        "quantization (int16 cell state and gates, int8 weights; QUANTIZE where the sequence "
+                        "enters and leaves), int8, or auto: int16 where the target has the 16x8 scheme")
     g.add_argument("--min-sqnr", type=float, metavar="DB",
                    help="with --activations auto: output SQNR (dB vs the float model, on the calibration data) to "
                         "reach with the smallest change from all-int8")
@@ -183,7 +187,7 @@ def cmd_compile(argv: list[str]) -> int:
                           per_channel_fc=_fc_mode(a), name=a.name, target_options=_given_target_options(a),
                           activations=a.activations, min_sqnr=a.min_sqnr, max_arena=a.max_arena,
                           int16_nodes=tuple(a.int16_nodes.split(",")) if a.int16_nodes else (),
-                          weight_rounding=a.weight_rounding)
+                          weight_rounding=a.weight_rounding, recurrent=a.recurrent)
     if a.explain:
         from qcompiler.ir.pass_manager import PASSES
         from qcompiler.driver.pipeline import pass_list

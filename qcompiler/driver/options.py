@@ -29,6 +29,7 @@ class CompileOptions:
     max_arena: int | None = None        # with auto: the largest runtime arena (bytes) a choice may need
     int16_nodes: tuple[str, ...] = ()   # with auto: these nodes in int16 (no search)
     weight_rounding: str = "auto"       # nearest | gptq | bounded | auto (gptq with int16 / auto activations)
+    recurrent: str = "auto"             # with int8 activations: unrolled LSTMs in int16 | int8 | auto (int16 if the target can)
     disable_passes: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     dump_after: tuple[str, ...] = ()
@@ -74,6 +75,8 @@ class CompileOptions:
             parts.append(f"--min-sqnr {self.min_sqnr:g}")
         if self.max_arena is not None:
             parts.append(f"--max-arena {self.max_arena}")
+        if self.recurrent != "auto":
+            parts.append(f"--recurrent {self.recurrent}")
         if self.weight_rounding != "auto":
             parts.append(f"--weight-rounding {self.weight_rounding}")
         if self.int16_nodes:

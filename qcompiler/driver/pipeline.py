@@ -195,13 +195,28 @@ def _publish(tmp: Path, outdir: Path) -> None:
         raise QccError(f"cannot write the output directory {outdir}: {e.strerror or e}") from None
 
 
+def schemes(backend, options: CompileOptions):
+    """(int8 scheme, int16 scheme or None): `backend.schemes` refuses --activations int16 / auto
+    where there is no int16 scheme; with int8 activations the int16 scheme comes along for the
+    unrolled recurrent cells (--recurrent auto / int16; qcompiler/quant/precision.py)."""
+    scheme, wide = backend.schemes(options.activations)
+    if wide is None and options.activations == "int8" and options.recurrent != "int8":
+        wide = backend.int16_scheme
+        if wide is None and options.recurrent == "int16":
+            raise QccError(f"--recurrent int16: target {options.target!r} has no int16 activation scheme "
+                           f"({backend.no_int16_reason}); use --recurrent int8 (or auto: int16 where the target can)")
+    if options.recurrent not in ("auto", "int16", "int8"):
+        raise QccError(f"--recurrent {options.recurrent!r}: choose auto, int16 or int8")
+    return scheme, wide
+
+
 @one_blas_thread()
 def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
                   options: CompileOptions = CompileOptions()) -> CompileResult:
     """Compile one ONNX model for `options.target` into `outdir`."""
     backend = registry.get(options.target)
     topts = target_options(backend, options)
-    scheme, wide_scheme = backend.schemes(options.activations)  # refuses int16 where there is none
+    scheme, wide_scheme = schemes(backend, options)
     model_path, outdir = Path(model_path), Path(outdir)
     _check_output(outdir)
     graph = load_model(model_path, options.input_shapes, options.max_memory_mb << 20)

@@ -67,6 +67,23 @@ class Precision:
 INT8 = Precision()
 INT16 = Precision(all16=True)
 
+# node meta key of the passes that unroll a recurrent cell (passes/unroll_lstm.py): the node's
+# part in it -- input_projection, recurrent_projection, gate, cell, hidden
+RECURRENT = "recurrent"
+
+
+def recurrent_nodes(graph: Graph) -> frozenset:
+    """The nodes of unrolled recurrent cells, which compute in int16 by default where the target
+    has TFLite's 16x8 scheme (`--recurrent`). A recurrence re-quantizes its state at every step:
+    the rounding error of c_t = f * c_{t-1} + i * g is carried into every later step and h_t feeds
+    the next step's gates, so int8 errors accumulate over the sequence where a feed-forward
+    layer pays them once. TFLite's own LSTM quantization (8x8_16) therefore keeps the cell state
+    and the gates in int16 with int8 weights. Unrolled, every op of the cell is an int16 op
+    (16x8 FULLY_CONNECTED for both projections, ADD, MUL, LOGISTIC, TANH), so the whole cell
+    goes int16 and the borders are where the sequence enters (its input, converted once) and
+    leaves (the hidden states read by what follows): no conversion inside the step loop."""
+    return frozenset(n.name for n in graph.nodes if n.meta.get(RECURRENT))
+
 
 def int16_capable(node: Node) -> bool:
     """The op has an int16 kernel (Resize: nearest only)."""

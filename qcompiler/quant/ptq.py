@@ -22,7 +22,7 @@ from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
 from qcompiler.quant.moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
 from qcompiler.quant.fc_weights import FC_PER_CHANNEL_GAIN_DB
-from qcompiler.quant.precision import INT8, INT16, Precision, clamp_keeps_int8, precision_summary
+from qcompiler.quant.precision import INT8, INT16, Precision, clamp_keeps_int8, precision_summary, recurrent_nodes
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.report import layer_report, parameters_only, report_samples, worst_layers
 
@@ -214,6 +214,16 @@ def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int,
     return analytic_bias_correction(graph, qgraph, post)
 
 
+def recurrent_int16(graph: Graph, options, wide_scheme: QuantScheme | None) -> frozenset:
+    """--recurrent (auto / int16 / int8) with --activations int8: the nodes of unrolled recurrent
+    cells that compute in int16 (qcompiler/quant/precision.py `recurrent_nodes`); none without an
+    int16 scheme (the driver refuses --recurrent int16 there) or with int16 / auto activations
+    (all int16, or the search decides)."""
+    if activations_mode(options) != "int8" or wide_scheme is None or getattr(options, "recurrent", "auto") == "int8":
+        return frozenset()
+    return recurrent_nodes(graph)
+
+
 def activations_mode(options) -> str:
     """--activations: int8 (default), int16 or auto."""
     return getattr(options, "activations", "int8")
@@ -268,6 +278,7 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     if mode != "int8" and wide_scheme is None:
         raise CalibrationError(f"--activations {mode} needs an int16 scheme, which this target does not have")
     cle, bc = resolved_cle(options), resolved_bias_correction(options)
+    recurrent = recurrent_int16(graph, options, wide_scheme)
     summary: dict = {"method": options.calib_method,
                      "weights": weights_summary(options, wide_scheme if mode == "int16" else scheme),
                      "cle": equalize(graph) if cle else "off", "bias_correction": bc}
@@ -278,7 +289,8 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
         runner = FloatRunner(graph)  # one float session for calibration, bias correction and the report
         act_eq = scheme.activation_equalization and options.act_eq and not options.per_tensor
         ranges, wide_ranges, samples, total, moments, taps = _calibrated(
-            graph, calib_path, options, summary, runner, bc, act_eq, scheme, wide_scheme if mode != "int8" else None)
+            graph, calib_path, options, summary, runner, bc, act_eq, scheme,
+            wide_scheme if mode != "int8" or recurrent else None)
         input_sums = taps.get("input_sums")
         if "extremes" in taps:
             gains = _equalize_activations(graph, taps["extremes"], ranges, input_sums, wide_ranges)
@@ -317,6 +329,8 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
                                              if rounding == "gptq" and hessians.bounded else {})}
     if mode == "int16":
         precision, fc_scheme = INT16, wide_scheme
+    elif recurrent:
+        precision = Precision(wide=recurrent)
     elif mode == "auto" and getattr(options, "int16_nodes", ()):
         names = {n.name for n in graph.nodes}
         unknown = [n for n in options.int16_nodes if n not in names]
@@ -336,8 +350,10 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     else:
         qgraph = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
                                 scheme=fc_scheme, precision=precision, wide_ranges=wide_ranges, hessians=hessians)
-    if mode != "int8":
+    if mode != "int8" or recurrent:
         summary["activations"] = precision_summary(graph, qgraph, precision)
+        if recurrent:
+            summary["activations"]["mode"] = "recurrent"
         if search is not None:
             summary["activations"].update(mode="auto", **search)
     summary["fc_arena_budget_bytes"] = ram_budget(graph, fc_scheme)

@@ -189,7 +189,10 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
     outputs = set(graph.outputs)
     span: dict[int, tuple[float, float]] = {}
     bits: dict[int, int] = {}
-    bounds = saturation_bounds(graph, ranges)
+    own = dict(ranges)  # each tensor's range in its own width (what an Add's other operand reaches)
+    if wide_ranges is not None:
+        own.update({name: wide_ranges[name] for name, b in widths.items() if b == 16 and name in wide_ranges})
+    bounds = saturation_bounds(graph, own, widths)
     for v in acts:
         width = widths.get(v.name, 8)
         source = v.meta.get("range_of", v.name)
@@ -199,7 +202,8 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
                                     f"(produced by {v.producer.name if v.producer else 'graph input'})")
         if id(v) in bounds:
             v.meta["saturation_bound"] = bounds[id(v)]  # the per-layer report compares within it
-        lo, hi = constrained_range(v, *table[source], graph_output=v in outputs, bound=bounds.get(id(v)))
+        lo, hi = constrained_range(v, *table[source], graph_output=v in outputs, bound=bounds.get(id(v)),
+                                   widths=widths)
         root = uf.find(id(v))
         if bits.setdefault(root, width) != width:
             raise QuantizationError(f"tensor {v.name} ({width}-bit) shares parameters with a "

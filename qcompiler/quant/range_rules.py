@@ -23,13 +23,25 @@ NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero
 # |x| beyond which Sigmoid / Tanh, with their fixed output parameters, are within half an output
 # step of their limits: sigmoid(-ln 511) = 1/512, tanh(ln(511) / 2) = 1 - 1/256
 SATURATED_BEYOND = {"Sigmoid": float(np.log(511.0)), "Tanh": float(np.log(511.0) / 2)}
+# |x| beyond which the int16 LOGISTIC / TANH kernels (qcompiler/numerics/qops/act16.py) return
+# their saturated value: their 256-entry table ends at 255/24 (Tanh reads it at 2x: 255/48).
+# Within, the int16 output still moves (sigmoid(6.2) is 0.998, 66 int16 steps below 1), so an
+# int16 reader needs the input range to reach this far, not the int8 bound.
+SATURATED_BEYOND_INT16 = {"Sigmoid": 255.0 / 24.0, "Tanh": 255.0 / 48.0}
 
 
-def consumer_domain(node) -> tuple[float, float] | None:
+def _saturation(node, widths: dict | None) -> float | None:
+    """Where `node` (Sigmoid / Tanh) saturates, for its output width (`widths`: tensor -> bits)."""
+    table = SATURATED_BEYOND_INT16 if widths and widths.get(node.outputs[0].name) == 16 else SATURATED_BEYOND
+    return table.get(node.op)
+
+
+def consumer_domain(node, widths: dict | None = None) -> tuple[float, float] | None:
     """The input interval outside which `node`'s output no longer changes (in its int8 output):
     HardSwish is 0 below -3, Relu 0 below 0, Clip constant outside its bounds, and a Sigmoid /
     Tanh with fixed int8 output parameters is within a quarter step of its asymptote beyond
-    ln(4 / step - 1) (6.9 for the Sigmoid's 1/256; Tanh's 1/128: 3.5); None: no such interval."""
+    ln(4 / step - 1) (6.9 for the Sigmoid's 1/256; Tanh's 1/128: 3.5); with an int16 output
+    (`widths`), where its kernel saturates (SATURATED_BEYOND_INT16); None: no such interval."""
     inf = float("inf")
     if node.op == "HardSwish":
         return -3.0, inf
@@ -41,6 +53,9 @@ def consumer_domain(node) -> tuple[float, float] | None:
         except GraphError:  # a bound computed at run time
             return None
         return (-inf if lo is None else lo), (inf if hi is None else hi)
+    if node.op in FIXED_OUTPUT and node.op != "Softmax" and widths and widths.get(node.outputs[0].name) == 16:
+        bound = SATURATED_BEYOND_INT16[node.op]
+        return -bound, bound
     if node.op in FIXED_OUTPUT and node.op != "Softmax":
         step = FIXED_OUTPUT[node.op][0]  # tanh(x) = 2 sigmoid(2x) - 1: half the step at twice x
         bound = float(np.log(8.0 / step - 1.0)) / 2.0 if node.op == "Tanh" else float(np.log(4.0 / step - 1.0))
@@ -48,12 +63,12 @@ def consumer_domain(node) -> tuple[float, float] | None:
     return None
 
 
-COPIES = {"Split", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"}
+COPIES = {"Split", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Requantize"}
 
 
-def _consumer_bound(v: Value, c, bounds: dict, ranges: dict) -> float | None:
+def _consumer_bound(v: Value, c, bounds: dict, ranges: dict, widths: dict | None) -> float | None:
     if c.op in SATURATED_BEYOND:
-        return SATURATED_BEYOND[c.op]
+        return _saturation(c, widths)
     if c.op in COPIES:
         if c.inputs[0] is not v or any(id(o) not in bounds for o in c.outputs):
             return None
@@ -63,17 +78,19 @@ def _consumer_bound(v: Value, c, bounds: dict, ranges: dict) -> float | None:
         if len(others) != 1:
             return None
         u = others[0]
+        name = u.meta.get("range_of", u.name)   # a converted copy: its source's range
         if u.is_constant:
             reach = float(np.max(np.abs(u.data))) if u.data.size else 0.0
-        elif u.name in ranges:
-            reach = float(max(abs(ranges[u.name][0]), abs(ranges[u.name][1])))
+        elif name in ranges:
+            reach = float(max(abs(ranges[name][0]), abs(ranges[name][1])))
         else:
             return None
         return bounds[id(c.outputs[0])] + reach
     return None
 
 
-def saturation_bounds(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[int, float]:
+def saturation_bounds(graph: Graph, ranges: dict[str, tuple[float, float]],
+                      widths: dict | None = None) -> dict[int, float]:
     """{id(value): bound} for tensors whose every reader ends, unchanged in value, in Sigmoid /
     Tanh saturation beyond |x| = bound: read by Sigmoid / Tanh directly (beyond ln 511, resp.
     ln(511) / 2, their fixed-parameter int8 output moves by less than half a step), through
@@ -81,31 +98,34 @@ def saturation_bounds(graph: Graph, ranges: dict[str, tuple[float, float]]) -> d
     (calibrated) and whose sum is bounded by B: then bound B + r (an unrolled LSTM's input
     projection, which a few always-saturated channels stretch to +-130 on the CRNN). Such a
     tensor's range need not reach further: clipped values lose at most half an output step and
-    its int8 steps get finer. Graph outputs are never bounded."""
+    its int8 steps get finer. Graph outputs are never bounded. A reader computing in int16
+    (`widths`: tensor name -> bits) saturates further out (SATURATED_BEYOND_INT16); a
+    Requantize between widths is a copy here."""
     outputs = {id(v) for v in graph.outputs}
     bounds: dict[int, float] = {}
     for node in reversed(graph.nodes):
         for v in node.outputs:
             if id(v) in outputs or not v.consumers:
                 continue
-            per = [_consumer_bound(v, c, bounds, ranges) for c in v.consumers]
+            per = [_consumer_bound(v, c, bounds, ranges, widths) for c in v.consumers]
             if all(b is not None for b in per):
                 bounds[id(v)] = max(per)
     return bounds
 
 
 def constrained_range(v: Value, lo: float, hi: float, graph_output: bool = False,
-                      bound: float | None = None) -> tuple[float, float]:
+                      bound: float | None = None, widths: dict | None = None) -> tuple[float, float]:
     """The calibrated range of `v` with the graph's constraints (see the module docstring).
 
     A tensor read only by saturating ops (`consumer_domain`) needs its range only where some
     reader still responds: the rest maps to the same outputs whatever its int8 value, so the
     range stops there and the steps inside get finer (the input of a HardSwish after a
     BatchNorm-folded conv reaches -40 where everything below -3 gives 0). Not for graph outputs.
-    `bound`: its Sigmoid / Tanh saturation bound through copies and Adds (`saturation_bounds`)."""
+    `bound`: its Sigmoid / Tanh saturation bound through copies and Adds (`saturation_bounds`);
+    `widths`: tensor name -> bits, for readers computing in int16."""
     if any(c.op in NONNEGATIVE_INPUT for c in v.consumers):
         lo = max(lo, 0.0)
-    domains = [consumer_domain(c) if c.inputs and c.inputs[0] is v else None for c in v.consumers]
+    domains = [consumer_domain(c, widths) if c.inputs and c.inputs[0] is v else None for c in v.consumers]
     if v.consumers and not graph_output and all(d is not None for d in domains):
         dlo, dhi = min(d[0] for d in domains), max(d[1] for d in domains)
         if dlo < hi and dhi > lo:  # never an empty range

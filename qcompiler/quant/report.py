@@ -212,6 +212,10 @@ def activations_line(summary: dict) -> str | None:
         kept = a.get("int8_nodes") or {}
         return (f"int16 activations (TFLite 16x8) on {a['int16_nodes']} nodes"
                 + (f"; int8 for {len(kept)} without an int16 kernel ({', '.join(sorted(kept)[:3])})" if kept else ""))
+    if a.get("mode") == "recurrent":
+        return (f"int8 activations; the unrolled recurrent cells (LSTM) in int16, as TFLite's LSTM scheme "
+                f"({len(a['int16_nodes'])} nodes, {len(a.get('conversions', []))} QUANTIZE at their borders; "
+                "--recurrent int8 for all int8)")
     names = [e["node"] for e in a.get("int16_layers", [])]
     fc = a.get("per_channel_fc_layers", [])
     target = " and ".join(t for t in (f">= {a['min_sqnr_db']:g} dB" if a.get("min_sqnr_db") is not None else "",
