@@ -22,7 +22,8 @@ from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
 from qcompiler.quant.moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
 from qcompiler.quant.fc_weights import FC_PER_CHANNEL_GAIN_DB
-from qcompiler.quant.precision import INT8, INT16, Precision, clamp_keeps_int8, precision_summary, recurrent_nodes
+from qcompiler.quant.precision import (INT8, INT16, Precision, clamp_keeps_int8, precision_summary,
+                                       recurrent_nodes)
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
 from qcompiler.quant.report import layer_report, parameters_only, report_samples, worst_layers
 
