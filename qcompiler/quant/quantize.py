@@ -186,7 +186,7 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
     outputs = set(graph.outputs)
     span: dict[int, tuple[float, float]] = {}
     bits: dict[int, int] = {}
-    bounds = saturation_bounds(graph, ranges)
+    bounds = saturation_bounds(graph, ranges, widths)
     for v in acts:
         width = widths.get(v.name, 8)
         source = v.meta.get("range_of", v.name)
@@ -196,7 +196,8 @@ def assign_activation_params(graph: Graph, ranges: dict[str, tuple[float, float]
                                     f"(produced by {v.producer.name if v.producer else 'graph input'})")
         if id(v) in bounds:
             v.meta["saturation_bound"] = bounds[id(v)]  # the per-layer report compares within it
-        lo, hi = constrained_range(v, *table[source], graph_output=v in outputs, bound=bounds.get(id(v)))
+        lo, hi = constrained_range(v, *table[source], graph_output=v in outputs, bound=bounds.get(id(v)),
+                                   widths=widths)
         root = uf.find(id(v))
         if bits.setdefault(root, width) != width:
             raise QuantizationError(f"tensor {v.name} ({width}-bit) shares parameters with a "

@@ -19,13 +19,29 @@ from qcompiler.numerics.qops import clip_bounds
 
 # int8 output parameters fixed by the op (TFLM requires them)
 FIXED_OUTPUT = {"Softmax": (1.0 / 256, -128), "Sigmoid": (1.0 / 256, -128), "Tanh": (1.0 / 128, 0)}
+# the output steps of Sigmoid / Tanh computing in int16 (TFLite 16x8: 2^-15, zero point 0)
+FIXED_STEP_INT16 = 2.0 ** -15
 NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero point
-# |x| beyond which Sigmoid / Tanh, with their fixed output parameters, are within half an output
-# step of their limits: sigmoid(-ln 511) = 1/512, tanh(ln(511) / 2) = 1 - 1/256
-SATURATED_BEYOND = {"Sigmoid": float(np.log(511.0)), "Tanh": float(np.log(511.0) / 2)}
 
 
-def consumer_domain(node) -> tuple[float, float] | None:
+def saturated_beyond(op: str, step: float) -> float:
+    """|x| beyond which Sigmoid / Tanh with output step `step` are within half a step of their
+    limits: sigmoid(-x) < step / 2 beyond ln(2 / step - 1), tanh (= 2 sigmoid(2x) - 1) half
+    that; int8 (1/256, 1/128): ln 511 and ln(511) / 2; int16 (2^-15): 11.09 and 5.89."""
+    return float(np.log(2.0 / step - 1.0)) if op == "Sigmoid" else float(np.log(4.0 / step - 1.0) / 2)
+
+
+SATURATED_BEYOND = {op: saturated_beyond(op, FIXED_OUTPUT[op][0]) for op in ("Sigmoid", "Tanh")}
+
+
+def _step(node, widths: dict | None) -> float:
+    """The output step of a Sigmoid / Tanh: int8's fixed one, or int16's where `widths` says so."""
+    if widths and widths.get(node.outputs[0].name) == 16:
+        return FIXED_STEP_INT16
+    return FIXED_OUTPUT[node.op][0]
+
+
+def consumer_domain(node, widths: dict | None = None) -> tuple[float, float] | None:
     """The input interval outside which `node`'s output no longer changes (in its int8 output):
     HardSwish is 0 below -3, Relu 0 below 0, Clip constant outside its bounds, and a Sigmoid /
     Tanh with fixed int8 output parameters is within a quarter step of its asymptote beyond
@@ -42,18 +58,19 @@ def consumer_domain(node) -> tuple[float, float] | None:
             return None
         return (-inf if lo is None else lo), (inf if hi is None else hi)
     if node.op in FIXED_OUTPUT and node.op != "Softmax":
-        step = FIXED_OUTPUT[node.op][0]  # tanh(x) = 2 sigmoid(2x) - 1: half the step at twice x
+        step = _step(node, widths)  # tanh(x) = 2 sigmoid(2x) - 1: half the step at twice x
         bound = float(np.log(8.0 / step - 1.0)) / 2.0 if node.op == "Tanh" else float(np.log(4.0 / step - 1.0))
         return -bound, bound
     return None
 
 
-COPIES = {"Split", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"}
+# value copies (a Requantize to the other width included: the bound is on float values)
+COPIES = {"Split", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Requantize"}
 
 
-def _consumer_bound(v: Value, c, bounds: dict, ranges: dict) -> float | None:
+def _consumer_bound(v: Value, c, bounds: dict, ranges: dict, widths: dict | None = None) -> float | None:
     if c.op in SATURATED_BEYOND:
-        return SATURATED_BEYOND[c.op]
+        return saturated_beyond(c.op, _step(c, widths))
     if c.op in COPIES:
         if c.inputs[0] is not v or any(id(o) not in bounds for o in c.outputs):
             return None
@@ -73,7 +90,8 @@ def _consumer_bound(v: Value, c, bounds: dict, ranges: dict) -> float | None:
     return None
 
 
-def saturation_bounds(graph: Graph, ranges: dict[str, tuple[float, float]]) -> dict[int, float]:
+def saturation_bounds(graph: Graph, ranges: dict[str, tuple[float, float]],
+                      widths: dict | None = None) -> dict[int, float]:
     """{id(value): bound} for tensors whose every reader ends, unchanged in value, in Sigmoid /
     Tanh saturation beyond |x| = bound: read by Sigmoid / Tanh directly (beyond ln 511, resp.
     ln(511) / 2, their fixed-parameter int8 output moves by less than half a step), through
@@ -81,31 +99,34 @@ def saturation_bounds(graph: Graph, ranges: dict[str, tuple[float, float]]) -> d
     (calibrated) and whose sum is bounded by B: then bound B + r (an unrolled LSTM's input
     projection, which a few always-saturated channels stretch to +-130 on the CRNN). Such a
     tensor's range need not reach further: clipped values lose at most half an output step and
-    its int8 steps get finer. Graph outputs are never bounded."""
+    its int8 steps get finer. Graph outputs are never bounded. `widths` ({tensor: 8 | 16}): a
+    Sigmoid / Tanh computing in int16 saturates later (its 2^-15 steps), through the
+    Requantize that converts its input too."""
     outputs = {id(v) for v in graph.outputs}
     bounds: dict[int, float] = {}
     for node in reversed(graph.nodes):
         for v in node.outputs:
             if id(v) in outputs or not v.consumers:
                 continue
-            per = [_consumer_bound(v, c, bounds, ranges) for c in v.consumers]
+            per = [_consumer_bound(v, c, bounds, ranges, widths) for c in v.consumers]
             if all(b is not None for b in per):
                 bounds[id(v)] = max(per)
     return bounds
 
 
 def constrained_range(v: Value, lo: float, hi: float, graph_output: bool = False,
-                      bound: float | None = None) -> tuple[float, float]:
+                      bound: float | None = None, widths: dict | None = None) -> tuple[float, float]:
     """The calibrated range of `v` with the graph's constraints (see the module docstring).
 
     A tensor read only by saturating ops (`consumer_domain`) needs its range only where some
     reader still responds: the rest maps to the same outputs whatever its int8 value, so the
     range stops there and the steps inside get finer (the input of a HardSwish after a
     BatchNorm-folded conv reaches -40 where everything below -3 gives 0). Not for graph outputs.
-    `bound`: its Sigmoid / Tanh saturation bound through copies and Adds (`saturation_bounds`)."""
+    `bound`: its Sigmoid / Tanh saturation bound through copies and Adds (`saturation_bounds`);
+    `widths`: the tensors computed in int16 (their Sigmoid / Tanh saturate later)."""
     if any(c.op in NONNEGATIVE_INPUT for c in v.consumers):
         lo = max(lo, 0.0)
-    domains = [consumer_domain(c) if c.inputs and c.inputs[0] is v else None for c in v.consumers]
+    domains = [consumer_domain(c, widths) if c.inputs and c.inputs[0] is v else None for c in v.consumers]
     if v.consumers and not graph_output and all(d is not None for d in domains):
         dlo, dhi = min(d[0] for d in domains), max(d[1] for d in domains)
         if dlo < hi and dhi > lo:  # never an empty range
