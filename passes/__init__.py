@@ -21,7 +21,7 @@ from qcompiler.passes import (  # noqa: F401  (each module registers its passes)
 )
 
 __all__ = ["PASSES", "PassContext", "PassManager", "register_pass", "COMMON_PIPELINE", "LRN_DECOMPOSED_PIPELINE",
-           "DECOMPOSED_PIPELINE"]
+           "DECOMPOSED_PIPELINE", "LSTM_UNROLLED_PIPELINE"]
 
 # The float-graph clean-up every target starts from (backends name their default pipeline).
 COMMON_PIPELINE = ("select_outputs", "fold_constants", "canonicalize", "eliminate_identity", "dead_code",
@@ -30,6 +30,10 @@ COMMON_PIPELINE = ("select_outputs", "fold_constants", "canonicalize", "eliminat
 # For runtimes without an LRN kernel (TFLite Micro, the integer reference): decompose_lrn
 # rewrites LRN into Mul / Conv / Rsqrt right after constant folding and canonicalization.
 LRN_DECOMPOSED_PIPELINE = COMMON_PIPELINE[:3] + ("decompose_lrn",) + COMMON_PIPELINE[3:]
+# For ncnn: its layers cover LRN, HardSigmoid, HardSwish and Div, but an LSTM runs unrolled into
+# InnerProduct / Sigmoid / TanH / BinaryOp layers (the form whose int8 arithmetic qcc checks
+# against ncnn; ncnn's own LSTM layer is not mapped).
+LSTM_UNROLLED_PIPELINE = COMMON_PIPELINE[:3] + ("unroll_lstm",) + COMMON_PIPELINE[3:]
 
 # For int8 op sets without DIV, HARD_SIGMOID, LRN and LSTM kernels (TFLite Micro, TVM, C, the
 # integer reference): besides decompose_lrn, unroll_lstm (once constants are folded: an LSTM's

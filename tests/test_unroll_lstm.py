@@ -104,11 +104,10 @@ def test_computed_initial_state_is_refused(tmp_path):
 
 
 def test_in_the_integer_targets_pipelines():
-    """tflm / tflite / tvm / c unroll; ncnn keeps the LSTM and refuses it, saying why."""
+    """Every target unrolls (ncnn's own LSTM layer is not mapped); the float clean-up does not."""
     assert "unroll_lstm" in DECOMPOSED_PIPELINE and "unroll_lstm" not in COMMON_PIPELINE
-    for target in ("tflm", "tflite", "tvm", "c"):
+    for target in ("tflm", "tflite", "tvm", "c", "ncnn"):
         assert "unroll_lstm" in default_pipeline(target), target
-    assert "unroll_lstm" not in default_pipeline("ncnn")
 
 
 def test_sigmoid_and_tanh_inputs_stop_where_the_outputs_saturate():
@@ -155,13 +154,16 @@ def test_sigmoid_and_tanh_inputs_stop_where_the_outputs_saturate():
     assert qv[outs["proj"].name].meta["saturation_bound"] == pytest.approx(ln511 / 2 + 3)
 
 
-@pytest.mark.parametrize("target", ["tvm", "c"])
-def test_unrolled_crnn_runs_bit_exactly_in_tvm_and_c(tmp_path, target):
+@pytest.mark.parametrize("target", ["tvm", "c", "ncnn"])
+def test_unrolled_crnn_runs_in_tvm_c_and_ncnn(tmp_path, target):
     """The corpus CRNN pattern (tests/test_corpus_patterns.py runs it in TFLite Micro) compiles
-    for TVM and the C backend and matches the integer reference bit for bit."""
+    for TVM and the C backend and matches the integer reference bit for bit; in ncnn it is
+    within ncnn's tolerance of its scheme's simulation, every per-step intermediate included
+    (the step Split cuts [T, 4H] rows into [1, 4H] blobs that must be reshaped to [4H] before
+    the recurrent InnerProduct, which otherwise multiplies them as 2-D rows)."""
     import shutil
-    if target == "tvm":
-        pytest.importorskip("tvm")
+    if target in ("tvm", "ncnn"):
+        pytest.importorskip(target)
     elif not (shutil.which("gcc") or shutil.which("cc") or shutil.which("clang")):
         pytest.skip("no C compiler")
     from test_corpus_patterns import crnn_net
@@ -173,4 +175,9 @@ def test_unrolled_crnn_runs_bit_exactly_in_tvm_and_c(tmp_path, target):
     calib = calib_file(tmp_path, net)
     compile_model(model, tmp_path / "out", CompileOptions(target=target, calib=str(calib)))
     res = verify_outdir(tmp_path / "out", calib, limit=4)
+    if target == "ncnn":
+        check = res["ncnn"]
+        assert res["ok"] and check["intermediates"]["compared"] > 50, check
+        assert all(o["within_one_step"] == 1.0 for o in check["outputs"].values()), check
+        return
     assert res["ok"] and res[target]["bit_exact"], res[target]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qcompiler.errors import QccError
-from qcompiler.passes import COMMON_PIPELINE
+from qcompiler.passes import LSTM_UNROLLED_PIPELINE
 from qcompiler.quant.scheme import IO_ROLES, QuantScheme
 
 from qcompiler.backends.base import Backend, option
@@ -110,7 +110,7 @@ class NcnnBackend(Backend):
     options_class = NcnnOptions
     scheme = NCNN_INT8
     no_int16_reason = "ncnn's quantized layers take int8 activations only; it has no 16-bit scheme"
-    default_passes = tuple(COMMON_PIPELINE)  # LRN stays LRN: ncnn has the layer
+    default_passes = tuple(LSTM_UNROLLED_PIPELINE)  # LRN stays LRN: ncnn has the layer
 
     def check_supported(self, graph) -> None:
         """Every node ncnn cannot run, in one error: a trial lowering (fp32, no ranges needed)."""

@@ -21,12 +21,7 @@ from qcompiler.backends.ncnn.resize import interp_params
 CONVERTERS: dict = {}
 # why ncnn refuses an op that another target lowers (what ncnn lacks); an op listed in
 # neither table gets "no ncnn layer for this op"
-WHY_UNSUPPORTED: dict[str, str] = {
-    # ncnn's own LSTM layer is not mapped; the unrolled form the other targets run
-    # (passes/unroll_lstm.py, via `--passes`) compiles for ncnn but its verification is not
-    # working yet (the CRNN pattern stops in the blob extraction), so the default refuses it
-    "LSTM": "not mapped to ncnn's LSTM layer and not unrolled for ncnn yet; use --target tflm, tvm or c",
-}
+WHY_UNSUPPORTED: dict[str, str] = {}
 F32 = np.float32
 
 FUSABLE = {"Convolution", "ConvolutionDepthWise", "InnerProduct", "Deconvolution", "DeconvolutionDepthWise"}

@@ -18,7 +18,7 @@ from qcompiler.errors import GraphError
 from qcompiler.interp.float_kernels.nn import attr
 from qcompiler.numerics import qops
 
-from qcompiler.backends.ncnn.lower import Lowering, Unsupported, ncnn_dims
+from qcompiler.backends.ncnn.lower import Blob, Lowering, Unsupported, ncnn_dims, shape_params
 from qcompiler.backends.ncnn.model import Weight
 from qcompiler.backends.ncnn.ops import _const, _emit, converter
 
@@ -113,7 +113,15 @@ def slice_(lw: Lowering, node):
     ends = [p.begin[a] + p.step[a] * (p.count[a] - 1) + 1 for a in moved]
     crop = {9: [p.begin[a] for a in moved], 10: ends, 11: [src.axis(a, rank) for a in moved]}
     if not strided:
-        _emit(lw, node, "Crop", [src], crop)
+        cropped = src.dims
+        for a in moved:
+            cropped = _with_dim(cropped, src.axis(a, rank), p.count[a])
+        if tuple(ncnn_dims(out.shape)[0]) == cropped:
+            _emit(lw, node, "Crop", [src], crop)
+            return
+        piece = lw.new_blob(f"{out.name}_crop", cropped, src.batch_dropped)
+        lw.add("Crop", node, [src], [piece], crop, name=f"{node.name}_crop")
+        _reshape_to(lw, node, piece, lw.top(out))
         return
     off = rank - len(src.dims)
     dims = tuple(p.step[a] * (p.count[a] - 1) + 1 for a in range(off, rank))
@@ -132,8 +140,25 @@ def split(lw: Lowering, node):
     except GraphError as e:  # a computed operand
         raise Unsupported(str(e)) from None
     axis = src.axis(p.axis, len(x.shape))
+    pieces = [_with_dim(src.dims, axis, size) for size in p.sizes]
     tops = [lw.top(v) for v in node.outputs]
-    lw.add("Slice", node, [src], tops, {0: list(p.sizes), 1: axis})
+    slices = [top if top.dims == dims else lw.new_blob(f"{top.name}_slice", dims, src.batch_dropped)
+              for top, dims in zip(tops, pieces)]
+    lw.add("Slice", node, [src], slices, {0: list(p.sizes), 1: axis})
+    for piece, top in zip(slices, tops):
+        _reshape_to(lw, node, piece, top)
+
+
+def _with_dim(dims: tuple[int, ...], axis: int, size: int) -> tuple[int, ...]:
+    return tuple(size if a == axis else d for a, d in enumerate(dims))
+
+
+def _reshape_to(lw: Lowering, node, blob: Blob, top: Blob) -> None:
+    """ncnn keeps a sliced-off leading 1 (a [6, 8] blob cut in rows gives [1, 8] blobs) where the
+    IR shape [1, 8] means a batch-1 [8]: reshape so that every blob has the dims its IR value
+    implies (an InnerProduct or a Slice on a [1, 8] blob works along other axes than on [8])."""
+    if blob is not top:
+        lw.add("Reshape", node, [blob], [top], shape_params(top.dims), name=f"{node.name}_{top.name}_dims")
 
 
 @converter("Identity")
