@@ -96,13 +96,28 @@ def data():
     return rng.uniform(-1, 1, (48, 3, 8, 8)).astype(np.float32), rng.uniform(-1, 1, (16, 3, 8, 8)).astype(np.float32)
 
 
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory, data):
+    """compiled(head, **options) -> (model path, CompileResult, output dir), each compiled once."""
+    done = {}
+    root = tmp_path_factory.mktemp("wide")
+
+    def get(head, **options):
+        key = (head, tuple(sorted(options.items())))
+        if key not in done:
+            path = HEADS[head][0](root / f"{head}.onnx")
+            out = root / f"{head}_{len(done)}"
+            done[key] = (path, compile_model(path, out, CompileOptions(calib=data[0], **options)), out)
+        return done[key]
+    return get
+
+
 @pytest.mark.parametrize("head", sorted(HEADS))
-def test_mixed_output_is_int16_and_every_slice_gains(tmp_path, data, head):
-    build, boxes, scores, gain = HEADS[head]
-    calib, ev = data
-    path = build(tmp_path / f"{head}.onnx")
-    wide = compile_model(path, tmp_path / "wide", CompileOptions(calib=calib))
-    narrow = compile_model(path, tmp_path / "int8", CompileOptions(calib=calib, int8_outputs=True))
+def test_mixed_output_is_int16_and_every_slice_gains(compiled, data, head):
+    _, boxes, scores, gain = HEADS[head]
+    ev = data[1]
+    path, wide, out = compiled(head)
+    _, narrow, _ = compiled(head, int8_outputs=True)
     assert wide.quant_graph.outputs[0].quant.dtype == np.int16
     assert narrow.quant_graph.outputs[0].quant.dtype == np.int8
     entry = wide.report["calibration"]["outputs"]
@@ -113,17 +128,16 @@ def test_mixed_output_is_int16_and_every_slice_gains(tmp_path, data, head):
     # the scores had a few int8 steps of the box range; int16 gives them their own resolution back
     assert s16 > s8 + gain, (s16, s8)
     assert b16 >= b8 - 0.1, (b16, b8)
-    check = verify_outdir(tmp_path / "wide", ev[:8], with_litert=False)
+    check = verify_outdir(out, ev[:8], with_litert=False)
     assert check["tflm"]["bit_exact"], check
 
 
-def test_yolox_head_widths_and_logit_ranges(tmp_path, data):
+def test_yolox_head_widths_and_logit_ranges(compiled):
     """The producers of the output group (box Convs, Sigmoids) compute in int16, the backbone
     stays int8, and an int8 logit read by an int16 Sigmoid (through its QUANTIZE) keeps the range
     where that Sigmoid still moves: |x| <= ln(65535) = 11.09, not int8's ln 511 = 6.24."""
     from qcompiler.quant.range_rules import saturated_beyond
-    calib, _ = data
-    q = compile_model(yolox_head(tmp_path / "x.onnx"), tmp_path / "out", CompileOptions(calib=calib)).quant_graph
+    q = compiled("yolox")[1].quant_graph
     assert all(n.outputs[0].quant.dtype == np.int16 for n in q.nodes if n.op == "Sigmoid")
     assert q.nodes[0].outputs[0].quant.dtype == np.int8
     wide16 = saturated_beyond("Sigmoid", 2.0 ** -15)
@@ -137,13 +151,12 @@ def test_yolox_head_widths_and_logit_ranges(tmp_path, data):
             assert logit.quant.dtype == np.int8 and -wide16 - 0.1 < lo < -saturated_beyond("Sigmoid", 1 / 256) - 1
 
 
-@pytest.mark.parametrize("head", sorted(HEADS))
-def test_int16_head_is_bit_exact_in_tvm(tmp_path, data, head):
+@pytest.mark.parametrize("head", [pytest.param("yolov8", marks=pytest.mark.slow), "yolox"])
+def test_int16_head_is_bit_exact_in_tvm(compiled, data, head):
     pytest.importorskip("tvm")
-    build = HEADS[head][0]
-    calib, ev = data
-    compile_model(build(tmp_path / "m.onnx"), tmp_path / "tvm", CompileOptions(target="tvm", calib=calib))
-    check = verify_outdir(tmp_path / "tvm", ev[:8])
+    _, res, out = compiled(head, target="tvm")
+    assert res.quant_graph.outputs[0].quant.dtype == np.int16
+    check = verify_outdir(out, data[1][:8])
     assert check["ok"] and check["tvm"]["bit_exact"], check
 
 
@@ -159,9 +172,9 @@ def test_outputs_of_one_range_stay_int8(tmp_path, data):
     assert "outputs" not in res.report["calibration"]
 
 
-def test_c_target_keeps_int8_and_says_why(tmp_path, data):
+def test_c_target_keeps_int8_and_says_why(compiled):
     """backends/c has int8 kernels only: the output stays int8, report.json says why."""
-    res = compile_model(yolov8_head(tmp_path / "m.onnx"), tmp_path / "c", CompileOptions(target="c", calib=data[0]))
+    res = compiled("yolov8", target="c")[1]
     assert res.quant_graph.outputs[0].quant.dtype == np.int8
     entry = res.report["calibration"]["outputs"]
     assert "no int16" in entry["kept_int8"] and entry["dtypes"] == {"y": "int8"}
