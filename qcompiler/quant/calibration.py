@@ -12,9 +12,7 @@ Range rules per tensor (`choose_ranges`):
 - graph inputs: min-max (an input range is a property of the data format:
   clipping pixels or features only loses information);
 - tensors feeding Softmax / graph outputs ("logits"): min-max as well, since
-  clipping the largest logit changes the argmax; so do tensors read only by Sigmoid /
-  Tanh (a detector's score logits: the rare positive ones are what a percentile clips),
-  not those a Sigmoid reads next to other ops (SiLU's x * sigmoid(x) is a hidden activation);
+  clipping the largest logit changes the argmax;
 - outputs of the first weighted layer (Conv / Gemm / MatMul reading a graph
   input, possibly through layout-only ops): min-max too, for the asymmetric int8
   (TFLite) scheme (the scheme's `minmax_roles` include "first"). Their error reaches every later layer,
@@ -286,14 +284,6 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
     return obs, count, runner.engine
 
 
-def _only_logits(v) -> bool:
-    """`v` feeds a Softmax / ArgMax, or only fixed-range ops (Sigmoid, Tanh): a tensor that a
-    Sigmoid reads next to a Mul (SiLU / Swish, x * sigmoid(x)) is a hidden activation, whose
-    large values pass on linearly as a ReLU's do (YOLOX with min-max there: boxes 13.0 dB,
-    with the method's range 22.1 dB)."""
-    return any(c.op in ("Softmax", "ArgMax") for c in v.consumers) or all(c.op in FIXED_RANGE_OPS for c in v.consumers)
-
-
 def tensor_roles(graph: Graph) -> dict[str, str]:
     """"input", "logits" (feeds Softmax/Sigmoid/... or is a graph output), "first"
     (output of a weighted layer fed by a graph input) or "hidden"."""
@@ -301,7 +291,7 @@ def tensor_roles(graph: Graph) -> dict[str, str]:
     for v in graph.outputs:
         roles.setdefault(v.name, "logits")
     for n in graph.nodes:
-        if n.op in FIXED_RANGE_OPS and n.inputs and n.inputs[0] is not None and _only_logits(n.inputs[0]):
+        if n.op in FIXED_RANGE_OPS and n.inputs and n.inputs[0] is not None:
             roles.setdefault(n.inputs[0].name, "logits")
     raw = {v.name for v in graph.inputs}  # graph inputs, maybe re-laid-out
     for n in graph.nodes:  # kept in topological order (Graph.verify)
