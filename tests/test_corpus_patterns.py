@@ -26,7 +26,7 @@ pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 from test_tflite_lowering import Net, compile_verify  # noqa: E402
 from qcompiler.backends.tflite.flatbuffer import read_model  # noqa: E402
 
-INTEGER = {"int8", "int16", "int32"}
+INTEGER = {"int8", "int16", "int32", "int64"}  # int64: the biases of int16 (16x8) layers
 
 
 def f32(v) -> np.ndarray:
