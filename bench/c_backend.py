@@ -15,6 +15,11 @@
   counted exactly by the TCG plugin bench/qemu_insn_count.c between two marker calls (the counter
   bench/tflm_firmware.py uses for TFLM), and a table against that bench's TFLM firmwares;
 - bit-exactness: `qcc verify` over the whole evaluation set.
+
+`--int16` measures the same models with `--activations int16` (TFLite's 16x8 scheme, the *_s16
+kernels) into bench/c_backend_int16.json and the "int16 activations" section of c_backend.md:
+bit-exactness over the evaluation set, scratch, flash, stack, Cortex-M4 / M3 instructions and
+SQNR beside the int8 row of c_backend.json and the TFLM arena of the same int16 model.
 """
 from __future__ import annotations
 
@@ -61,7 +66,7 @@ def live_bounds(graph) -> tuple[int, int]:
 
 
 FIRMWARE_MAIN = """#include "{ident}.h"
-static int8_t inputs[{inputs}], outputs[{outputs}];
+{arrays}
 static int32_t scratch[{scratch} / 4 + 1];
 int main(void) {{ return {ident}_invoke({args}scratch); }}
 void Reset_Handler(void) {{ main(); for (;;) {{}} }}
@@ -70,15 +75,25 @@ __attribute__((section(".isr_vector"), used)) static void (*const vectors[2])(vo
 """
 
 
+def io_arrays(report: dict) -> tuple[str, str]:
+    """(declarations of one static array per graph input / output in its element type, the
+    invoke's arguments before the scratch pointer)."""
+    decls, args = [], []
+    for kind in ("inputs", "outputs"):
+        for i, d in enumerate(report[kind]):
+            name = f"{kind[:-1]}{i}"
+            decls.append(f"static {d['dtype']}_t {name}[{int(np.prod(d['shape']))}];")
+            args.append(f"{name}, ")
+    return " ".join(decls), "".join(args)
+
+
 def arm_sizes(outdir: Path, ident: str, report: dict, work: Path) -> dict | None:
     """Flash of a minimal Cortex-M4 firmware (model + kernels + a main calling invoke once + a
     2-entry vector table; no stdio) and the invoke's deepest stack (-fcallgraph-info=su)."""
     if not shutil.which(ARM[0]):
         return None
-    sizes = [[int(np.prod(d["shape"])) for d in report[k]] for k in ("inputs", "outputs")]
-    offsets = [0, *np.cumsum(sizes[0])], [0, *np.cumsum(sizes[1])]
-    args = "".join(f"inputs + {o}, " for o in offsets[0][:-1]) + "".join(f"outputs + {o}, " for o in offsets[1][:-1])
-    (work / "fw_main.c").write_text(FIRMWARE_MAIN.format(ident=ident, inputs=sum(sizes[0]), outputs=sum(sizes[1]),
+    arrays, args = io_arrays(report)
+    (work / "fw_main.c").write_text(FIRMWARE_MAIN.format(ident=ident, arrays=arrays,
                                                          scratch=report["c"]["scratch_bytes"], args=args))
     for src in (f"{ident}.c", "qcc_kernels.c"):
         subprocess.run([*ARM, "-fcallgraph-info=su", "-c", str(outdir / src), "-o", str(work / f"{Path(src).stem}.o")],
@@ -98,7 +113,7 @@ COUNTER_MAIN = """#include <stdint.h>
 /* One invoke between two calls of bench_mark(), whose address the instruction-counting QEMU
  * plugin (bench/qemu_insn_count.c) watches; then semihosting SYS_EXIT. */
 extern uint32_t __data_load[], __data_start[], __data_end[], __bss_start[], __bss_end[];
-static int8_t inputs[{inputs}], outputs[{outputs}];
+{arrays}
 static int32_t scratch[{scratch} / 4 + 1];
 __attribute__((noinline, used)) void bench_mark(void) {{ __asm__ volatile("" ::: "memory"); }}
 static void semihosting_exit(void) {{
@@ -145,10 +160,8 @@ def qemu_instructions(outdir: Path, ident: str, report: dict, work: Path, cpu: s
     if not (shutil.which(ARM[0]) and shutil.which("qemu-system-arm") and plugin):
         return None
     machine, memory = BOARDS[cpu]
-    sizes = [[int(np.prod(d["shape"])) for d in report[k]] for k in ("inputs", "outputs")]
-    offsets = [0, *np.cumsum(sizes[0])], [0, *np.cumsum(sizes[1])]
-    args = "".join(f"inputs + {o}, " for o in offsets[0][:-1]) + "".join(f"outputs + {o}, " for o in offsets[1][:-1])
-    (work / "count_main.c").write_text(COUNTER_MAIN.format(ident=ident, inputs=sum(sizes[0]), outputs=sum(sizes[1]),
+    arrays, args = io_arrays(report)
+    (work / "count_main.c").write_text(COUNTER_MAIN.format(ident=ident, arrays=arrays,
                                                            scratch=report["c"]["scratch_bytes"], args=args))
     elf = work / f"count_{cpu}.elf"
     flags = [f if not f.startswith("-mcpu") else f"-mcpu={cpu}" for f in ARM]
@@ -268,7 +281,83 @@ def run(quick: bool = False):
             "int8 inputs) on QEMU (mps2-an386 / mps2-an385 / mps3-an547) counted exactly by the TCG plugin "
             "bench/qemu_insn_count.c, as bench/tflm_firmware.md counts TFLM; M4 and M55 run the kernels' SMLAD "
             "path, M3 plain C.")
-    return md + "\n\n" + note + "\n\n" + against_tflm_firmware(rows), rows
+    return md + "\n\n" + note + "\n\n" + against_tflm_firmware(rows) + "\n\n" + int16_section(rows), rows
+
+
+def run16(quick: bool = False) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, onnx_path, calib, evalset, _labels, _official in models(quick):
+            d = Path(tmp) / name
+            d.mkdir()
+            rows.append(measure16(name, onnx_path, calib, evalset, d))
+    return rows
+
+
+def measure16(name, onnx_path, calib, evalset, workdir: Path) -> dict:
+    """One model with --activations int16 for C (and, for its arena, for TFLM)."""
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
+    from qcompiler.driver.verify import verify_outdir
+    from qcompiler.ir.serialize import load_graph
+    np.save(workdir / "calib.npy", calib)
+    out_c, out_t = workdir / f"{name}_c16", workdir / f"{name}_tflm16"
+    compile_model(onnx_path, out_c, CompileOptions(target="c", calib=str(workdir / "calib.npy"), activations="int16"))
+    compile_model(onnx_path, out_t, CompileOptions(target="tflm", calib=str(workdir / "calib.npy"),
+                                                   activations="int16"))
+    rep, tflm = (json.loads((o / "report.json").read_text()) for o in (out_c, out_t))
+    c = rep["c"]
+    bound, _ = live_bounds(load_graph(out_c / rep["ir_file"]))
+    res = verify_outdir(out_c, evalset)
+    work = workdir / f"{name}_build16"
+    work.mkdir()
+    arm = arm_sizes(out_c, c["ident"], rep, work) or {}
+    return {"model": name, "scratch": c["scratch_bytes"], "io": c["io_bytes"], "live_bound": bound,
+            "tflm_arena": tflm["arena"]["arena_bytes"], "const_data": c["flash_data_bytes"],
+            "firmware_flash": arm.get("flash"), "stack": arm.get("stack"),
+            "m4_instructions": qemu_instructions(out_c, c["ident"], rep, work),
+            "m3_instructions": qemu_instructions(out_c, c["ident"], rep, work, "cortex-m3"),
+            "samples": res["samples"], "bit_exact": bool(res["c"]["bit_exact"]),
+            "max_abs_diff_lsb": res["c"]["max_abs_diff_lsb"], "kernels": rep["ops"],
+            "sqnr_db": next(iter(res.get("fidelity", {}).get("c", {}).values()), {}).get("sqnr_db")}
+
+
+INT16_JSON = Path(__file__).resolve().parent / "c_backend_int16.json"
+INT16_TITLE = "### int16 activations (`--activations int16`, TFLite's 16x8 scheme)"
+
+
+def int16_section(rows8: list[dict] | None = None) -> str:
+    """The int16 rows of c_backend_int16.json beside the int8 rows (c_backend.json)."""
+    if not INT16_JSON.is_file():
+        return ""
+    rows = json.loads(INT16_JSON.read_text())
+    if rows8 is None:
+        path = INT16_JSON.with_name("c_backend.json")
+        rows8 = json.loads(path.read_text()) if path.is_file() else []
+    by8 = {r["model"]: r for r in rows8}
+    out = []
+    for r in rows:
+        e = by8.get(r["model"], {})
+        pair = lambda key: f"{_n(r[key])} / {_n(e.get(key))}"  # noqa: E731
+        out.append([r["model"], f"{'yes' if r['bit_exact'] else 'NO'} ({r['samples']})", pair("scratch"),
+                    _n(r["tflm_arena"]), pair("firmware_flash"), pair("const_data"), _n(r["stack"]),
+                    pair("m4_instructions"), pair("m3_instructions"),
+                    "—" if r["sqnr_db"] is None else f"{r['sqnr_db']:.2f} / "
+                    + ("—" if e.get("sqnr_db") is None else f"{e['sqnr_db']:.2f}")])
+    ratios = [r["m4_instructions"] / by8[r["model"]]["m4_instructions"] for r in rows
+              if r.get("m4_instructions") and by8.get(r["model"], {}).get("m4_instructions")]
+    ratio = f"; Cortex-M4 instructions {min(ratios):.2f}-{max(ratios):.2f}x the int8 ones" if ratios else ""
+    md = table(["model", "bit-exact (samples)", "scratch B: int16 / int8", "TFLM int16 arena B",
+                "firmware flash B (M4): int16 / int8", "const data B: int16 / int8", "stack B (M4)",
+                "Cortex-M4 instr.: int16 / int8", "Cortex-M3 instr.: int16 / int8", "SQNR dB: int16 / int8"], out)
+    return (f"{INT16_TITLE}\n\n`python -m bench.c_backend --int16` (c_backend_int16.json). Each model compiled "
+            "with `--target c --activations int16`: every activation int16 with zero point 0, int8 weights, int64 "
+            "biases and accumulators (`qcc_conv2d_s16` for convolutions, depthwise and fully connected layers; "
+            "`*_s16` pooling, elementwise, softmax kernels); bit-exact: `qcc verify` against the integer reference "
+            "over the whole evaluation set. Scratch, flash, stack and instructions measured as in the int8 table "
+            "above (int8 column: c_backend.json); TFLM int16 arena: the same int16 model compiled for `--target "
+            "tflm` (its measured arena, I/O and TFLM's structs included). Scratch doubles with 2-byte "
+            "activations; flash stays within a few percent (int64 biases where the int8 kernels keep a bias and a "
+            "folded bias in int32)" + ratio + ".\n\n" + md)
 
 
 FIRMWARE_JSON = Path(__file__).resolve().parent / "tflm_firmware.json"
@@ -318,8 +407,16 @@ if __name__ == "__main__":   # python -m bench.c_backend [--quick]: this section
     import time
     from bench.common import machine
     t0 = time.time()
-    md, rows = run("--quick" in sys.argv)
     out = Path(__file__).resolve().parent / "c_backend.md"
+    if "--int16" in sys.argv:   # the int16 section alone: its json, and that section of c_backend.md
+        INT16_JSON.write_text(json.dumps(run16("--quick" in sys.argv), indent=1, default=float) + "\n")
+        text = out.read_text() if out.is_file() else "# C backend (--target c) deployment\n"
+        head = text.split(INT16_TITLE)[0].rstrip("\n")
+        out.write_text(f"{head}\n\n{int16_section()}\n\n(int16 section: {time.strftime('%Y-%m-%d')}, "
+                       f"{time.time() - t0:.0f} s)\n")
+        print(f"bench: wrote the int16 section of {out}", file=sys.stderr)
+        sys.exit(0)
+    md, rows = run("--quick" in sys.argv)
     out.write_text(f"# C backend (--target c) deployment\n\nMachine: {machine()}\n\nCommand: `python -m bench.c_backend"
                    f"{' --quick' if '--quick' in sys.argv else ''}` ({time.strftime('%Y-%m-%d')}, "
                    f"{time.time() - t0:.0f} s)\n\n{md}\n")

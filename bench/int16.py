@@ -38,6 +38,10 @@ from bench.fidelity import float_outputs, int8_outputs, metrics, ort_quantize  #
 TFLM_CHECK = 8
 ORT_METHODS = ("MinMax", "Entropy", "Percentile")
 AD_OFFICIAL_ARENA = 4640
+# search-cost targets on VWW (its search samples read all-int8 43.16 dB, all-int16 44.83 dB;
+# the search aims 1 dB above --min-sqnr): ORT best + 3 (met by all-int8 at once), 43.0 (a goal
+# between the two ends: the prefix search runs) and 46.0 (above all-int16: not reachable)
+SEARCH_COST_LATE_DB = 43.0
 SEARCH_COST_TARGET_DB = 46.0
 
 
@@ -116,13 +120,14 @@ def measure(name: str, onnx_path: Path, calib, evals, work: Path, quick: bool) -
     for r in rows[1:]:
         r["ort_best_db"] = ort
     if name == "ad":
+        rows[1]["arena_breakdown"] = arena_breakdown(work / f"{name}_int8")
         rows.append(qcc_row(name, onnx_path, calib_file, evals, ref, work / f"{name}_auto_arena",
                             f"qcc auto --min-sqnr {ort:.2f} --max-arena {AD_OFFICIAL_ARENA}", activations="auto",
                             min_sqnr=round(ort, 2), max_arena=AD_OFFICIAL_ARENA))
     return rows
 
 
-def search_cost(work: Path, target_db: float, repeats: int = 2) -> dict:
+def search_cost(work: Path, target_db: float, kind: str, repeats: int = 2) -> dict:
     """VWW: int8 compile vs auto compile (search included) at `target_db`, best of `repeats`."""
     from qcompiler.driver.pipeline import CompileOptions, compile_model
     calib_file = str(work / "vww_calib.npy")
@@ -140,11 +145,77 @@ def search_cost(work: Path, target_db: float, repeats: int = 2) -> dict:
             if key == "auto":
                 search = res.report["calibration"]["activations"]
     best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in times.items()}
-    return {"target_db": target_db, "int8_wall_s": best["int8"][0], "int8_cpu_s": best["int8"][1],
+    return {"target_db": target_db, "kind": kind, "candidates": search["search"].get("candidates"),
+            "search_cpu_s": search["search"].get("cpu_seconds"), "int8_wall_s": best["int8"][0], "int8_cpu_s": best["int8"][1],
             "auto_wall_s": best["auto"][0], "auto_cpu_s": best["auto"][1],
             "ratio_wall": best["auto"][0] / best["int8"][0], "ratio_cpu": best["auto"][1] / best["int8"][1],
             "evaluations": search["search"]["evaluations"], "int16_layers": len(search["int16_layers"]),
             "reached_on_calib": search["reached"], "search_sqnr_db": search["search_sqnr_db"], "repeats": repeats}
+
+
+def arena_breakdown(outdir: Path) -> dict:
+    """TFLM's itemized arena of the compiled model in `outdir` (recording allocator)."""
+    from qcompiler.backends.tflite.runtime import tflm_allocations
+    model = next(outdir.glob("*.tflite"))
+    return tflm_allocations(model.read_bytes(), parts=True)
+
+
+# one-off measurements (scripts not kept; AD evaluation set, TFLM arena as emit measures it),
+# the ways tried to beat ORT's 36.85 dB within 4,640 arena bytes before bounded rounding
+AD_TRIED = [
+    ("int8, nearest rounding (the default before bounded rounding)", 33.65, 4640),
+    ("int8, --cle (cross-layer equalization through the ReLUs)", 30.53, 4640),
+    ("int8, plain GPTQ on all 128 calibration samples, rank guard off (best damping 0.3)", 34.17, 4640),
+    ("int8, plain GPTQ on 32 / 64 calibration samples, rank guard off (weight-only SQNR)", 21.0, 4640),
+    ("int8, per-channel weights on the 8-wide bottleneck only (Gemm_4)", 33.85, 4704),
+    ("int8, per-channel weights on Gemm_0 / Gemm_5 only", 33.79, 5664),
+    ("int16 activations everywhere, per-tensor weights (head 1,536 B > the 1,424 B planning peak)", 33.96, 4752),
+    ("int8, per-channel weights on every layer", 37.23, 22048),
+    ("int8, bounded rounding on all 128 calibration samples", 37.69, 4640),
+]
+
+
+def _ad_arena_md(rows: list[dict]) -> str:
+    r = next((r for r in rows if r["model"] == "ad" and r.get("arena_breakdown")), None)
+    if r is None:
+        return ""
+    b = r["arena_breakdown"]
+    parts = [[k, v["count"], v["bytes"]] for k, v in b["parts"].items()]
+    other = b["tail"] - sum(v["bytes"] for v in b["parts"].values())
+    ort = r["ort_best_db"]
+    body = [
+        f"AD within the official int8 model's arena ({AD_OFFICIAL_ARENA:,} B; issue 16 item 3): the default "
+        f"`qcc --target tflm` reaches {r['sqnr_db']:.2f} dB on the evaluation set (ONNX Runtime's best, per-channel "
+        f"weights: {ort:.2f} dB) with an arena of {r['arena_bytes']:,} B. Its FC weights stay per tensor (TFLM keeps "
+        "a 32-bit multiplier and shift per output channel in the arena); bounded weight rounding "
+        "(qcompiler/quant/gptq.py) recovers what per-tensor scales lose on AD's layers, whose rows span a "
+        "median of 11-71 of the 127 grid steps.",
+        "Where the arena goes (TFLM's recording allocator, this 64-bit host; the official int8 file itemizes "
+        "identically):\n\n" + table(["allocation", "count", "bytes"], parts + [
+            ["other tail (interpreter, graph and allocator structs)", "", other],
+            ["tail (persistent)", "", b["tail"]],
+            ["head: the planned activation buffers", "", b["head"]],
+            ["temporaries beyond the head while TFLM plans the head (AllocationInfo 32 B x 31 tensors + "
+             "the greedy planner's 40 B x 11 buffers)", "", r["arena_bytes"] - b["total"]],
+            ["arena (smallest that runs)", "", r["arena_bytes"]]]),
+        "So the arena is tail + max(head, planning temporaries): activations could grow to ~1,424 B for free, "
+        "but every extra tensor costs 24 B of tail and 32 B of planning, every extra op (an int8<->int16 "
+        "QUANTIZE) 64 B plus its op data, every per-channel layer 8 B per output channel; qcc's AD model already "
+        "has the minimum (10 FULLY_CONNECTED with fused ReLU, 31 tensors, no QUANTIZE/DEQUANTIZE, no scratch "
+        "buffers), so no int16 or per-channel change fits. What was tried (output SQNR on the evaluation set, arena):\n\n"
+        + table(["configuration", "SQNR dB", "arena B"], [[a, b_, c] for a, b_, c in AD_TRIED]
+                + [[f"int8 default: bounded rounding of the per-tensor layers ({r['config']})", r["sqnr_db"],
+                    r["arena_bytes"]]]),
+    ]
+    return "\n\n".join(body)
+
+
+def search_costs(work: Path, vww_ort: float) -> list[dict]:
+    """The three VWW targets (see SEARCH_COST_LATE_DB): VWW's calibration crops read ~7 dB
+    above its evaluation set, so ORT best + 3 is met by all-int8 on the search samples."""
+    return [search_cost(work, round(vww_ort + 3, 2), "reachable early (all-int8)"),
+            search_cost(work, SEARCH_COST_LATE_DB, "reachable late (prefix search)"),
+            search_cost(work, SEARCH_COST_TARGET_DB, "unreachable")]
 
 
 def _md(rows: list[dict], cost: list[dict]) -> str:
@@ -160,19 +231,30 @@ def _md(rows: list[dict], cost: list[dict]) -> str:
     notes = [f"- {r['model']} `{r['config']}`: {r['why_not']}" for r in rows if r.get("why_not")]
     if notes:
         md.append("Targets the search did not reach (on its calibration samples):\n\n" + "\n".join(notes))
-    for c in cost:
-        md.append(f"Search cost on VWW, target {c['target_db']:.2f} dB (best of {c['repeats']}, same run): int8 compile "
-                  f"{c['int8_wall_s']:.1f} s wall / {c['int8_cpu_s']:.1f} s CPU; auto compile {c['auto_wall_s']:.1f} s "
-                  f"wall / {c['auto_cpu_s']:.1f} s CPU = {c['ratio_wall']:.1f}x wall, {c['ratio_cpu']:.1f}x CPU "
-                  f"({c['evaluations']} candidate evaluations, {c['int16_layers']} int16 layers, "
-                  f"{c['search_sqnr_db']:.2f} dB on the search samples"
-                  f"{'' if c['reached_on_calib'] else ', target not reachable: every candidate measured'}).")
+    if cost:
+        md.append("Search cost on VWW (`bench.int16.search_cost`, best of 2, int8 and auto compiles alternating in "
+                  "the same run; wall time depends on the load of the shared 2-core machine, CPU time is the "
+                  "steadier measure):\n\n" + table(
+                      ["target", "--min-sqnr dB", "int8 compile s (wall / CPU)", "auto compile s (wall / CPU)",
+                       "ratio wall", "ratio CPU", "candidates built and measured", "scorer runs", "int16 layers",
+                       "SQNR on the search samples dB", "reached"],
+                      [[c.get("kind", ""), c["target_db"], f"{c['int8_wall_s']:.2f} / {c['int8_cpu_s']:.2f}",
+                        f"{c['auto_wall_s']:.2f} / {c['auto_cpu_s']:.2f}", round(c["ratio_wall"], 1),
+                        round(c["ratio_cpu"], 1), c.get("candidates"), c["evaluations"], c["int16_layers"],
+                        c["search_sqnr_db"], "yes" if c["reached_on_calib"] else "no (stopped after all-int16)"]
+                       for c in cost]))
+    ad = _ad_arena_md(rows)
+    if ad:
+        md.append(ad)
     for r in rows:
         if r.get("pareto") and r["model"] == "ad":
-            md.append(f"Pareto table explored for ad `{r['config']}` (calibration samples):\n\n" + table(
-                ["candidate", "int16 nodes", "FC per-channel", "SQNR dB", "arena B", "measured", "Pareto", "chosen"],
+            md.append(f"Pareto table explored for ad `{r['config']}` (SQNR measured on the search samples; arena: "
+                      "exact = measured as emit does, quick = TFLM's recorded total + the all-int8 margin, "
+                      "estimate = planned activation bytes + the all-int8 margin):\n\n" + table(
+                ["candidate", "int16 nodes", "FC per-channel", "SQNR dB", "arena B", "arena", "Pareto", "chosen"],
                 [[p["config"][:60], p["int16_nodes"], p["per_channel_fc"], p["sqnr_db"], p["arena_bytes"],
-                  p["arena_measured"], p["pareto"], p["chosen"]] for p in r["pareto"]]))
+                  p.get("arena", "exact" if p.get("arena_measured") else "quick"), p["pareto"], p["chosen"]]
+                 for p in r["pareto"]]))
     return "\n\n".join(md)
 
 
@@ -190,11 +272,7 @@ def run(quick: bool = False) -> tuple[str, dict]:
                 rows += measure(name, SHARED / onnx_file, mlperf_data(kind, "calib"), mlperf_data(kind, "eval"),
                                 work, quick)
             vww_ort = next(r["sqnr_db"] for r in rows if r["model"] == "vww" and r["config"].startswith("ORT"))
-            cost.append(search_cost(work, round(vww_ort + 3, 2)))
-            cost.append(search_cost(work, round(vww_ort + 10, 2)))
-            # VWW's calibration crops read ~7 dB above its evaluation set, so the targets above are
-            # met by all-int8 on the search samples; 46 dB makes the search run in full
-            cost.append(search_cost(work, SEARCH_COST_TARGET_DB))
+            cost += search_costs(work, vww_ort)
     for r in rows:
         r.pop("paired_top1", None)
     return _md(rows, cost), {"rows": rows, "search_cost_vww": cost}

@@ -73,13 +73,13 @@ def _row(name: str, target: str, res: dict, seconds: float) -> dict:
 
 
 def measure(name: str, onnx_path, calib, evals, target: str, workdir: Path, input_shapes=None,
-            max_calib: int | None = None) -> dict:
+            max_calib: int | None = None, activations: str = "int8") -> dict:
     from qcompiler.driver.pipeline import CompileOptions, compile_model
     from qcompiler.driver.verify import verify_outdir
     from qcompiler.errors import QccError
     out = workdir / f"{name}_{target}"
     opts = CompileOptions(target=target, calib=calib, input_shapes=input_shapes or {},
-                          max_calib_samples=max_calib)
+                          max_calib_samples=max_calib, activations=activations)
     t0 = time.time()
     try:
         compile_model(onnx_path, out, opts)
@@ -105,7 +105,8 @@ def refusal(onnx_path, target: str, input_shapes) -> str | None:
     return "; ".join(problems[:2]) if problems else None
 
 
-def corpus_rows(workdir: Path, keys=None, targets=TARGETS, skip=lambda model, target: False):
+def corpus_rows(workdir: Path, keys=None, targets=TARGETS, skip=lambda model, target: False,
+                activations: str = "int8"):
     """Yields one row per corpus model and target (not skipped)."""
     try:
         from bench import corpus
@@ -130,7 +131,8 @@ def corpus_rows(workdir: Path, keys=None, targets=TARGETS, skip=lambda model, ta
             if why:
                 yield {"model": key, "target": target, "skipped": why}
                 continue
-            yield measure(key, path, str(calib), {m.input_name: evals}, target, workdir, shapes, CORPUS_CALIB)
+            yield measure(key, path, str(calib), {m.input_name: evals}, target, workdir, shapes, CORPUS_CALIB,
+                          activations)
 
 
 def model_rows(workdir: Path, quick: bool = False, names=None, targets=TARGETS,

@@ -83,7 +83,8 @@ def run_c(net: Net, workdir, name: str = "m", cc: str | None = None, flags=ENV_F
     offsets = None
     if c_io == "scratch":
         offsets = [d["offset"] for d in report["inputs"]], [d["offset"] for d in report["outputs"]]
-    model = HostModel(workdir, c["ident"], *sizes, c["scratch_bytes"], flags, cc, offsets)
+    model = HostModel(workdir, c["ident"], *sizes, c["scratch_bytes"], flags, cc, offsets,
+                      [d["dtype"] for d in report["inputs"]], [d["dtype"] for d in report["outputs"]])
     lay = {d["name"]: Layout.transposed(d["onnx_shape"], d["perm"]) for d in report["inputs"] + report["outputs"]}
     outs = model.run([lay[v.name].store(net.feeds[v.name]) for v in net.g.inputs])
     return report, {v.name: lay[v.name].load(o, v.shape) for v, o in zip(net.g.outputs, outs)}

@@ -140,13 +140,13 @@ def test_warning_free_with_gcc_and_clang(samples, cc, tmp_path):
 
 
 def _samples_file(outdir, report, data, path):
-    """Raw int8 inputs in the header's layout, one sample after the other."""
+    """Raw inputs (int8 or int16, as the header declares) in the header's layout, one sample after the other."""
     from qcompiler.backends.c.layout import Layout
     g = load_graph(outdir / report["ir_file"])
     v, d = g.inputs[0], report["inputs"][0]
     lay = Layout.transposed(d["onnx_shape"], d["perm"])
     q = [lay.store(v.quant.quantize(x[None])) for x in data]
-    np.concatenate([a.reshape(-1) for a in q]).astype(np.int8).tofile(path)
+    np.concatenate([a.reshape(-1) for a in q]).astype(d["dtype"]).tofile(path)
     return g
 
 
@@ -155,19 +155,23 @@ def _samples_file(outdir, report, data, path):
 def test_example_program_under_sanitizers(samples, cc, name, tmp_path):
     """ASan + UBSan (any report aborts) on the host run of the example, with gcc and clang."""
     outdir, report = samples[name]
+    run_sanitized(outdir, report, cc, tmp_path, np.load(MODELS / "digits_eval.npy")[:25])
+
+
+def run_sanitized(outdir, report, cc, tmp_path, data):
+    """The example built with ASan + UBSan run on `data`: its outputs are the reference's."""
     if not shutil.which(cc):
         pytest.skip(f"{cc} not installed")
     ident, sources = _files(outdir, report)
     exe = tmp_path / "main"
     flags = [*STRICT[:2], "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
     subprocess.run([cc, *flags, "-o", str(exe), *map(str, sources)], check=True, capture_output=True)
-    data = np.load(MODELS / "digits_eval.npy")[:25]
     g = _samples_file(outdir, report, data, tmp_path / "in.bin")
     res = subprocess.run([str(exe), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")], capture_output=True,
                          text=True)
-    assert res.returncode == 0 and "25 sample(s)" in res.stdout, res.stderr
+    assert res.returncode == 0 and f"{len(data)} sample(s)" in res.stdout, res.stderr
     from qcompiler.interp import run_int
-    got = np.fromfile(tmp_path / "out.bin", np.int8).reshape(25, -1)
+    got = np.fromfile(tmp_path / "out.bin", report["outputs"][0]["dtype"]).reshape(len(data), -1)
     v, o = g.inputs[0], g.outputs[0]
     want = np.stack([run_int(g, {v.name: v.quant.quantize(x[None])})[o.name].reshape(-1) for x in data])
     assert np.array_equal(got, want)
@@ -227,7 +231,8 @@ def run_on_qemu(outdir, report, data, cpu, work):
     from qcompiler.interp import run_int
     v, o = g.inputs[0], g.outputs[0]
     want = np.stack([run_int(g, {v.name: v.quant.quantize(x[None])})[o.name].reshape(-1) for x in data])
-    assert np.array_equal(np.fromfile(work / "out.bin", np.int8).reshape(len(data), -1), want)
+    got = np.fromfile(work / "out.bin", report["outputs"][0]["dtype"]).reshape(len(data), -1)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
 @pytest.mark.parametrize("name,cpu", [("digits_cnn", "cortex-m3"), ("digits_cnn", "cortex-m33"),

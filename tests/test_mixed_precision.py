@@ -111,9 +111,8 @@ def test_auto_options_are_checked(tmp_path, data):
         compile_model(model, tmp_path / "b", CompileOptions(calib=data, min_sqnr=30.0))
     with pytest.raises(QccError, match="no node named"):
         compile_model(model, tmp_path / "c", CompileOptions(calib=data, activations="auto", int16_nodes=("Nope",)))
-    for target in ("ncnn", "c"):
-        with pytest.raises(QccError, match="no int16 activation scheme"):
-            compile_model(model, tmp_path / target, CompileOptions(target=target, calib=data, activations="int16"))
+    with pytest.raises(QccError, match="no int16 activation scheme"):
+        compile_model(model, tmp_path / "ncnn", CompileOptions(target="ncnn", calib=data, activations="int16"))
 
 
 def test_int16_keeps_ops_without_an_int16_kernel_in_int8(tmp_path, data):

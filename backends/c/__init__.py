@@ -7,6 +7,9 @@ and no runtime library, verified bit for bit against qcc's integer reference on 
     qcc_kernels.h / .c    the kernels (the same files for every model)
     main.c, Makefile      an example program; host and Cortex-M builds (QEMU: startup_mps2.c, mps2.ld)
 
+Activations are int8 (TFLite's int8 scheme) or, with `--activations int16 / auto`, int16 in
+TFLite's 16x8 scheme (the *_s16 kernels; int8 and int16 tensors meet at QUANTIZE ops).
+
 Pipeline: `lower.lower` walks the graph through the emitter table (emit_*.py), `memory`
 plans the scratch buffer, `cgen` / `example` write the files, `build` compiles them for
 `qcc verify`. Per-channel parameters live in flash, so the scheme is TFLite's int8 with no
@@ -25,7 +28,7 @@ from qcompiler.interp import INT_KERNELS, Interpreter
 from qcompiler.ir.serialize import load_graph
 from qcompiler.numerics.compare import LsbDiff
 from qcompiler.passes import DECOMPOSED_PIPELINE
-from qcompiler.quant.scheme import TFLITE_INT8
+from qcompiler.quant.scheme import TFLITE_INT8, TFLITE_INT16
 
 from qcompiler.backends.base import Artifact, Backend, Check, option
 from qcompiler.backends.c import emit_conv, emit_eltwise, emit_pool, emit_shape  # noqa: F401 (fill EMITTERS)
@@ -56,8 +59,8 @@ class COptions:
 
 def _check_io(graph) -> None:
     for v in list(graph.inputs) + list(graph.outputs):
-        if np.dtype(v.dtype) != np.int8 or v.quant is None or v.quant.scale.size != 1:
-            raise BackendError(f"graph input/output {v.name}: the C backend takes per-tensor int8 I/O "
+        if np.dtype(v.dtype) not in (np.int8, np.int16) or v.quant is None or v.quant.scale.size != 1:
+            raise BackendError(f"graph input/output {v.name}: the C backend takes per-tensor int8 or int16 I/O "
                                f"(got {np.dtype(v.dtype).name})")
 
 
@@ -74,7 +77,7 @@ def emit(comp, outdir: Path) -> dict:
     (outdir / f"{ident}.c").write_text(source_text(ident, comp.header, ctx, plan, inputs, outputs))
     files = [f"{ident}.h", f"{ident}.c"] + write_support_files(outdir, ident, comp.header, inputs, outputs)
     kernels = Counter(c.fn.removeprefix("qcc_") for c in ctx.calls)
-    io_bytes = sum(int(np.prod(d["shape"])) for d in inputs + outputs)
+    io_bytes = sum(int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize for d in inputs + outputs)
     return {
         "files": sorted(files),
         "ops": dict(sorted(kernels.items())),
@@ -100,11 +103,20 @@ class CBackend(Backend):
     description = "plain C99: no interpreter, no heap, static memory plan (verified on the host)"
     options_class = COptions
     scheme = TFLITE_INT8            # per-channel multipliers live in flash: no RAM per channel
-    no_int16_reason = "the C kernels (templates/qcc_kernels.c) are int8 only; int16 needs the 16x8 kernels written"
+    int16_scheme = TFLITE_INT16     # 16x8: the *_s16 kernels (int64 biases and accumulators)
     default_passes = tuple(DECOMPOSED_PIPELINE)
 
     def check_supported(self, graph) -> None:
         check_supported(graph)
+
+    def cost(self, qgraph, exact: bool = True) -> int | None:
+        """RAM bytes of a candidate integer graph for the --activations auto search (--max-arena):
+        lowered and planned as emit plans it, with the graph inputs and outputs placed in the
+        scratch buffer too (--c-io scratch: everything the model needs besides the stack)."""
+        from qcompiler.quant.wide_softmax import expand_wide_softmax
+        q = qgraph.copy()
+        expand_wide_softmax(q)
+        return plan_scratch(lower(q), io_in_scratch=True).scratch_bytes
 
     def supported_ops(self) -> set[str]:
         return set(EMITTERS)
@@ -125,7 +137,8 @@ class CBackend(Backend):
                    for d in report["inputs"] + report["outputs"]}
         model = HostModel(outdir, c["ident"], [int(np.prod(d["shape"])) for d in report["inputs"]],
                           [int(np.prod(d["shape"])) for d in report["outputs"]], c["scratch_bytes"], cflags, cc,
-                          io_offsets=_io_offsets(report))
+                          io_offsets=_io_offsets(report), in_dtypes=[d["dtype"] for d in report["inputs"]],
+                          out_dtypes=[d["dtype"] for d in report["outputs"]])
         return Artifact(outdir, report, graph, "qcc integer reference interpreter", [Check("c", LsbDiff)],
                         info={"scratch_bytes": c["scratch_bytes"]},
                         state={"model": model, "layouts": layouts, "reference": Interpreter(graph, INT_KERNELS)})

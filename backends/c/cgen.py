@@ -59,12 +59,24 @@ def _field(v) -> str:
     return c_int(v)
 
 
-def _pointer(p: Placed, plan: MemoryPlan) -> str:
+IO_CTYPES = {"int8": "int8_t", "int16": "int16_t"}
+IO_RANGES = {"int8": (-128, 127), "int16": (-32768, 32767)}
+
+
+def _pointer(p: Placed, plan: MemoryPlan, io_types: dict[str, str]) -> str:
+    """The argument for a kernel: `s` (the scratch bytes) or the caller's typed I/O pointer at a
+    byte offset, as the element type the kernel reads."""
     ctype = "int16_t" if p.dtype.itemsize == 2 else "int8_t"
     if p.buf.kind == "scratch":
         base, offset = "s", plan.offsets[id(p.buf)] + p.offset
     else:
         base, offset = f"{'input' if p.buf.kind == 'input' else 'output'}{p.buf.index}", p.offset
+        if io_types[base] == ctype and offset % p.dtype.itemsize == 0:
+            return f"{base} + {offset // p.dtype.itemsize}" if offset else base
+        const = "const " if p.buf.kind == "input" else ""
+        base = f"({const}int8_t *)({const}void *){base}"
+        expr = f"{base} + {offset}" if offset else base
+        return f"({ctype} *)(void *)({expr})" if ctype != "int8_t" else f"(int8_t *)({expr})"
     expr = f"{base} + {offset}" if offset else base
     return f"({ctype} *)(void *)({expr})" if ctype != "int8_t" else expr
 
@@ -97,14 +109,17 @@ def io_info(ctx: Lowering, plan: MemoryPlan | None = None) -> tuple[list[dict], 
 
 
 def signature(ident: str, inputs, outputs) -> str:
-    args = [f"const int8_t *input{d['index']}" for d in inputs] + [f"int8_t *output{d['index']}" for d in outputs]
+    args = [f"const {IO_CTYPES[d['dtype']]} *input{d['index']}" for d in inputs] + \
+        [f"{IO_CTYPES[d['dtype']]} *output{d['index']}" for d in outputs]
     return f"int {ident}_invoke({', '.join(args + ['void *scratch'])})"
 
 
 def header_text(ident: str, header: str, inputs, outputs, plan: MemoryPlan, flash: int) -> str:
     up = ident.upper()
-    lines = [banner(header).rstrip("\n"), f"/* {ident}.h: the int8 model as plain C99 (qcc --target c).",
-             f" * {ident}_invoke() reads the int8 inputs, writes the int8 outputs and needs one scratch",
+    kinds = sorted({d["dtype"] for d in inputs + outputs}, key=lambda t: IO_RANGES[t][1])
+    width = "/".join(kinds) or "int8"
+    lines = [banner(header).rstrip("\n"), f"/* {ident}.h: the {width} model as plain C99 (qcc --target c).",
+             f" * {ident}_invoke() reads the {width} inputs, writes the {width} outputs and needs one scratch",
              f" * buffer of {up}_SCRATCH_BYTES bytes (4-byte aligned) for its intermediate tensors:",
              " * no heap, no runtime library, no other RAM than the stack. Returns 0.",
              *([" * --c-io scratch: the inputs and outputs have places in the scratch buffer too",
@@ -117,26 +132,18 @@ def header_text(ident: str, header: str, inputs, outputs, plan: MemoryPlan, flas
              f"#define {up}_SCRATCH_BYTES {plan.scratch_bytes}",
              f"#define {up}_FLASH_DATA_BYTES {flash} /* weights, biases, multipliers, tables */",
              f"#define {up}_NUM_INPUTS {len(inputs)}", f"#define {up}_NUM_OUTPUTS {len(outputs)}", "",
-             "/* q = clamp(round(x / scale) + zero_point), halves away from zero (as TFLite). */",
-             f"static inline int8_t {ident}_quantize(float x, float scale, int32_t zero_point) {{",
-             "  float v = x / scale, frac;",
-             "  int32_t q;",
-             "  if (v != v) return (int8_t)zero_point;            /* NaN */",
-             "  if (v >= (float)(127 - zero_point)) return 127;   /* saturate before converting */",
-             "  if (v <= (float)(-128 - zero_point)) return -128;",
-             "  q = (int32_t)v;                                   /* |v| < 256: exact parts */",
-             "  frac = v - (float)q;",
-             "  q += frac >= 0.5f ? 1 : (frac <= -0.5f ? -1 : 0);",
-             "  q += zero_point;",
-             "  return (int8_t)(q < -128 ? -128 : (q > 127 ? 127 : q));", "}",
-             f"static inline float {ident}_dequantize(int8_t q, float scale, int32_t zero_point) {{",
-             "  return scale * (float)((int32_t)q - zero_point);", "}", ""]
+             "/* q = clamp(round(x / scale) + zero_point), halves away from zero (as TFLite). */"]
+    for kind in kinds or ["int8"]:
+        lines += _quantize_helpers(ident, kind)
+    lines += [""]
     for kind, items in (("input", inputs), ("output", outputs)):
         for d in items:
             m, f = f"{up}_{kind.upper()}{d['index']}", f"{ident}_{kind}{d['index']}"
             order = "ONNX order" if d["layout"] == "same" else f"{d['layout']} of ONNX {d['onnx_shape']}"
             zp = c_int(d["zero_point"]) if d["zero_point"] >= 0 else f"({d['zero_point']})"
-            lines += [f"/* {kind} {d['index']}: \"{d['name'].replace('*/', '* /')}\", int8 {d['shape']} ({order}) */",
+            suffix, ctype = _helper_suffix(d["dtype"]), IO_CTYPES[d["dtype"]]
+            name = d["name"].replace("*/", "* /")
+            lines += [f"/* {kind} {d['index']}: \"{name}\", {d['dtype']} {d['shape']} ({order}) */",
                       f"#define {m}_RANK {len(d['shape'])}",
                       f"#define {m}_ELEMENT_COUNT {math.prod(d['shape'])}",
                       f"#define {m}_SCALE {c_float(d['scale'])}",
@@ -144,13 +151,35 @@ def header_text(ident: str, header: str, inputs, outputs, plan: MemoryPlan, flas
                       *([f"#define {m}_OFFSET {d['offset']} /* its place in the scratch buffer (--c-io scratch) */"]
                         if "offset" in d else []),
                       f"extern const int32_t {f}_dims[{max(len(d['shape']), 1)}]; /* {{1}} for a scalar */",
-                      f"static inline int8_t {f}_quantize(float x) {{ return {ident}_quantize(x, {m}_SCALE, "
+                      f"static inline {ctype} {f}_quantize(float x) {{ return {ident}_quantize{suffix}(x, {m}_SCALE, "
                       f"{m}_ZERO_POINT); }}",
-                      f"static inline float {f}_dequantize(int8_t q) {{ return {ident}_dequantize(q, {m}_SCALE, "
-                      f"{m}_ZERO_POINT); }}", ""]
+                      f"static inline float {f}_dequantize({ctype} q) {{ return {ident}_dequantize{suffix}(q, "
+                      f"{m}_SCALE, {m}_ZERO_POINT); }}", ""]
     lines += [signature(ident, inputs, outputs) + ";", "", "#ifdef __cplusplus", "}", "#endif", "",
               f"#endif /* {up}_H */", ""]
     return "\n".join(lines)
+
+
+def _helper_suffix(dtype: str) -> str:
+    return "" if dtype == "int8" else "16"
+
+
+def _quantize_helpers(ident: str, dtype: str) -> list[str]:
+    """`<ident>_quantize[16]` / `_dequantize[16]` for one I/O type."""
+    ctype, (lo, hi), suffix = IO_CTYPES[dtype], IO_RANGES[dtype], _helper_suffix(dtype)
+    return [f"static inline {ctype} {ident}_quantize{suffix}(float x, float scale, int32_t zero_point) {{",
+            "  float v = x / scale, frac;",
+            "  int32_t q;",
+            f"  if (v != v) return ({ctype})zero_point;            /* NaN */",
+            f"  if (v >= (float)({hi} - zero_point)) return {hi};   /* saturate before converting */",
+            f"  if (v <= (float)({lo} - zero_point)) return {lo};",
+            f"  q = (int32_t)v;                                   /* |v| < {2 * (hi + 1)}: exact parts */",
+            "  frac = v - (float)q;",
+            "  q += frac >= 0.5f ? 1 : (frac <= -0.5f ? -1 : 0);",
+            "  q += zero_point;",
+            f"  return ({ctype})(q < {lo} ? {lo} : (q > {hi} ? {hi} : q));", "}",
+            f"static inline float {ident}_dequantize{suffix}({ctype} q, float scale, int32_t zero_point) {{",
+            "  return scale * (float)((int32_t)q - zero_point);", "}"]
 
 
 def source_text(ident: str, header: str, ctx: Lowering, plan: MemoryPlan, inputs, outputs) -> str:
@@ -159,13 +188,15 @@ def source_text(ident: str, header: str, ctx: Lowering, plan: MemoryPlan, inputs
         parts.append(array_text(ctype, name, data))
     parts.append("\n")
     body = []
+    io_types = {f"{kind}{d['index']}": IO_CTYPES[d["dtype"]] for kind, items in (("input", inputs), ("output", outputs))
+                for d in items}
     for k, call in enumerate(ctx.calls):
         args = []
         if call.struct is not None:
             fields = ", ".join(f".{key} = {_field(v)}" for key, v in call.fields.items())
             parts.append(f"static const {call.struct} P{k} = {{{fields}}};\n")
             args.append(f"&P{k}")
-        args += [_pointer(a, plan) if isinstance(a, Placed) else str(a) for a in call.args]
+        args += [_pointer(a, plan, io_types) if isinstance(a, Placed) else str(a) for a in call.args]
         body.append(f"  {call.fn}({', '.join(args)}); /* {call.node.replace('*/', '* /')} */")
     parts.append("\n")
     for kind, items in (("input", inputs), ("output", outputs)):

@@ -1,5 +1,6 @@
 """Conv (2-D, 1-D, grouped, depthwise), ConvTranspose and Gemm (FULLY_CONNECTED) -> qcc_conv2d /
-qcc_conv_transpose / qcc_fully_connected.
+qcc_conv_transpose / qcc_fully_connected; on int16 activations (16x8) Conv and Gemm -> qcc_conv2d_s16
+(a Gemm is a 1x1 convolution over its rows there), int64 biases, int64 accumulators.
 
 Weights go to flash in the kernels' order: convolutions OHWI ([out c][kh][kw][in c / group],
 the NHWC window of one output channel is contiguous per row), fully connected [out][in] with
@@ -18,6 +19,31 @@ from qcompiler.backends.c.layout import Layout
 from qcompiler.backends.c.lower import emitter
 
 MAX_TAPS = 64   # QCC_MAX_TAPS of qcc_kernels.h
+MAX_SHIFT64 = 14   # the int64 requantization shifts right by 15 - shift >= 1
+
+
+def _is16(v) -> bool:
+    return np.dtype(v.dtype).itemsize == 2
+
+
+def _conv16(ctx, node, p, w_ohwi: np.ndarray, src, dst, geometry: dict) -> None:
+    """A 16x8 convolution call: int8 weights OHWI, the bias widened to int64, one multiplier
+    and shift per output channel (a per-tensor fully connected layer's repeated)."""
+    out_c = w_ohwi.shape[0]
+    mult = np.broadcast_to(np.asarray(p.multiplier, np.int32), (out_c,))
+    shift = np.broadcast_to(np.asarray(p.shift, np.int32), (out_c,))
+    if p.accumulator_bits == 64 and int(shift.max()) > MAX_SHIFT64:
+        raise BackendError(f"node {node.name} ({node.op}): a requantization shift of {int(shift.max())} (a "
+                           f"multiplier of at least 2^{int(shift.max()) - 1}): the int64 requantization needs "
+                           "15 - shift >= 1 (TFLM's rounding term would be 1 << -1); widen the output scale")
+    b = node.input(2)
+    if b is not None and not b.is_constant:
+        raise BackendError(f"node {node.name} ({node.op}): the bias must be a constant")
+    bias = "NULL" if b is None else ctx.const("b", np.asarray(b.data).reshape(out_c), np.int64)
+    ctx.call("qcc_conv2d_s16", "qcc_conv16_params", dict(
+        **geometry, acc64=int(p.accumulator_bits == 64), act_min=p.act_min, act_max=p.act_max,
+        weights=ctx.const("w", w_ohwi, np.int8), bias=bias, mult=ctx.const("m", mult, np.int32),
+        shift=ctx.const("s", shift, np.int32)), [src, dst])
 
 
 def _bias(ctx, node, channels: int) -> str:
@@ -64,6 +90,12 @@ def conv(ctx, node):
     o, cg, kh, kw = w.shape
     src = ctx.get(x, Layout.channels_last(x.shape))
     dst = ctx.define(y, Layout.channels_last(y.shape))
+    if _is16(x):
+        _conv16(ctx, node, p, w.transpose(0, 2, 3, 1), src, dst, dict(
+            batch=n, in_h=h, in_w=width, in_c=c, out_h=out_h, out_w=out_w, out_c=o, k_h=kh, k_w=kw,
+            stride_h=p.strides[0], stride_w=p.strides[1], dil_h=p.dilations[0], dil_w=p.dilations[1],
+            pad_top=pad_top, pad_left=pad_left, groups=p.group))
+        return
     depthwise = cg == 1 and p.group == c and p.group > 1 and kh * kw <= MAX_TAPS
     fields = dict(batch=n, in_h=h, in_w=width, in_c=c, out_h=out_h, out_w=out_w, out_c=o, k_h=kh, k_w=kw,
                   stride_h=p.strides[0], stride_w=p.strides[1], dil_h=p.dilations[0], dil_w=p.dilations[1],
@@ -119,7 +151,13 @@ def gemm(ctx, node):
         src = ctx.get(x, Layout.plain(x.shape))
         cols = np.arange(k)
     dst = ctx.define(y, Layout.plain(y.shape))
-    fields = dict(rows=int(np.prod(x.shape)) // k, in_features=k, out_features=m,
+    rows = int(np.prod(x.shape)) // k
+    if _is16(x):   # a 1x1 convolution over `rows` pixels of k channels
+        _conv16(ctx, node, p, w[:, cols].reshape(m, 1, 1, k), src, dst, dict(
+            batch=1, in_h=rows, in_w=1, in_c=k, out_h=rows, out_w=1, out_c=m, k_h=1, k_w=1, stride_h=1,
+            stride_w=1, dil_h=1, dil_w=1, pad_top=0, pad_left=0, groups=1))
+        return
+    fields = dict(rows=rows, in_features=k, out_features=m,
                   out_zp=p.output_zero_point, act_min=p.act_min, act_max=p.act_max,
                   per_channel=int(p.multiplier.size > 1),
                   weights=ctx.const("w", w[:, cols], np.int8), bias_eff=_bias_eff(ctx, node, w, p.input_zero_point),

@@ -1,4 +1,5 @@
-"""Elementwise ops: Add / Sub / Mul / PRelu -> qcc_binary; one-input int8 ops -> a lookup table.
+"""Elementwise ops: Add / Sub / Mul / PRelu -> qcc_binary (int16: qcc_binary_s16); one-input int8 ops
+-> a lookup table; one-input int16 ops (Relu, Clip, LeakyRelu, Sigmoid, Tanh) -> qcc_act_s16.
 
 Binary ops broadcast by strides (0 along broadcast axes) over the output's memory order, up
 to six axes after merging; the output may overwrite a same-shaped input that dies here.
@@ -7,7 +8,9 @@ An int8 op of one activation (Sigmoid, Tanh, Relu, Clip, LeakyRelu, HardSwish, R
 Requantize from int8) has at most 256 distinct inputs, so its C form is a 256-entry table
 filled at compile time by running the integer reference kernel itself on every input code
 (Rsqrt: qops' table, since the reference refuses codes below the zero point): TFLM's
-integer algorithms bit for bit by construction, one load per element at run time.
+integer algorithms bit for bit by construction, one load per element at run time. An int16
+op has 65536 input codes: it runs qcc_act_s16 on the parameters of qops (relu_params,
+clip_params, leaky_relu_params, logistic16_params / tanh16_params with the 256-entry sigmoid table).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 from qcompiler.errors import BackendError
 from qcompiler.interp import INT_KERNELS
 from qcompiler.numerics import qops
+from qcompiler.numerics.qops.act16 import Logistic16Params
 
 from qcompiler.backends.c.layout import Layout, merge_dims
 from qcompiler.backends.c.lower import MAX_RANK, Placed, emitter
@@ -51,12 +55,13 @@ def _aligned_strides(shape, strides, out_shape) -> list[int]:
 
 def _operand(ctx, v, y_shape, layout: Layout):
     """(pointer arg, strides in the output's memory order) of one operand."""
+    ctype = np.int16 if v.quant is not None and v.quant.dtype == np.int16 else np.int8
     if tuple(v.shape) == tuple(y_shape):
-        arg = ctx.get_const(v, layout, np.int8, "k") if v.is_constant else ctx.get(v, layout)
+        arg = ctx.get_const(v, layout, ctype, "k") if v.is_constant else ctx.get(v, layout)
         return arg, None
     if v.is_constant:
         plain = Layout.plain(v.shape)
-        arg = ctx.get_const(v, plain, np.int8, "k")
+        arg = ctx.get_const(v, plain, ctype, "k")
     else:
         arg = ctx.get(v)
         if not arg.layout.is_transpose_of(v.shape):
@@ -86,7 +91,8 @@ def binary(ctx, node):
     pad = MAX_RANK - len(dims)
     fields = dict(rank=len(dims), dims=list(dims) + [1] * pad, a_strides=list(sa) + [0] * pad,
                   b_strides=list(sb) + [0] * pad, op=BINARY_OPS[node.op], **_binary_fields(node))
-    ctx.call("qcc_binary", "qcc_binary_params", fields, [pa, pb, dst])
+    ctx.call("qcc_binary_s16" if np.dtype(y.dtype).itemsize == 2 else "qcc_binary", "qcc_binary_params", fields,
+             [pa, pb, dst])
 
 
 # ---- one-input ops as tables ------------------------------------------------------------------
@@ -110,9 +116,10 @@ def unary(ctx, node):
     x, y = node.inputs[0], node.outputs[0]
     in_bytes, out_bytes = np.dtype(x.dtype).itemsize, np.dtype(y.dtype).itemsize
     src = ctx.get(x)
+    if in_bytes != 1 and node.op != "Requantize":
+        _act16(ctx, node, src)
+        return
     if in_bytes != 1:
-        if node.op != "Requantize":
-            raise BackendError(f"node {node.name} ({node.op}): only int8 inputs (got {np.dtype(x.dtype).name})")
         p = qops.requantize_params(node)
         dst = ctx.define(y, src.layout, inplace=src)
         ctx.call("qcc_requantize_s16_s16" if out_bytes == 2 else "qcc_requantize_s16_s8", "qcc_requantize_params",
@@ -124,3 +131,55 @@ def unary(ctx, node):
     fn, struct, ctype = (("qcc_lut_s8_s16", "qcc_lut16_params", np.int16) if out_bytes == 2
                          else ("qcc_lut_s8", "qcc_lut_params", np.int8))
     ctx.call(fn, struct, dict(count=src.layout.size, table=ctx.const("t", table, ctype)), [src, dst])
+
+
+# ---- one-input int16 ops -------------------------------------------------------------------------
+
+I16 = dict(act_min=-32768, act_max=32767)
+
+
+def _relu16(node) -> dict:
+    if node.op == "Clip" and not qops.clip_params(node).relu:   # RELU6, MINIMUM / MAXIMUM: raw values
+        p = qops.clip_params(node)
+        return {"op": 1, "act_min": p.act_min, "act_max": p.act_max}
+    p = qops.relu_params(node)
+    return {"in_zp": p.input_zero_point, "out_zp": p.output_zero_point, "mult": p.multiplier, "shift": p.shift,
+            "act_min": p.act_min, "act_max": p.act_max}
+
+
+def _leaky_relu16(node) -> dict:
+    p = qops.leaky_relu_params(node)
+    return {"op": 2, "in_zp": p.input_zero_point, "out_zp": p.output_zero_point, "mult": p.identity_multiplier,
+            "shift": p.identity_shift, "mult2": p.alpha_multiplier, "shift2": p.alpha_shift}
+
+
+def _sigmoid_tanh16(node) -> dict:
+    p = qops.logistic_params(node) if node.op == "Sigmoid" else qops.tanh_params(node)
+    assert isinstance(p, Logistic16Params)
+    return {"op": 3 if node.op == "Sigmoid" else 4, "mult": p.input_multiplier, "shift": p.input_left_shift,
+            "table": p.table}
+
+
+# op -> qcc_act16_params fields beyond the defaults (op 0 = RELU, zero points 0, the int16 range)
+ACT16 = {"Relu": _relu16, "Clip": _relu16, "LeakyRelu": _leaky_relu16, "Sigmoid": _sigmoid_tanh16,
+         "Tanh": _sigmoid_tanh16}
+ACT16_OPS = tuple(ACT16)
+
+
+def _act16_fields(node) -> dict:
+    base = dict(op=0, in_zp=0, out_zp=0, mult=0, shift=0, mult2=0, shift2=0, **I16, table="NULL")
+    return {**base, **ACT16[node.op](node)}
+
+
+def _act16(ctx, node, src) -> None:
+    x, y = node.inputs[0], node.outputs[0]
+    if node.op not in ACT16_OPS or np.dtype(y.dtype).itemsize != 2:
+        raise BackendError(f"node {node.name} ({node.op}): no int16 -> {np.dtype(y.dtype).name} {node.op} kernel "
+                           f"(int16: {', '.join(ACT16_OPS)} and Requantize)")
+    if any(v is not None and not v.is_constant for v in node.inputs[1:]):
+        raise BackendError(f"node {node.name} ({node.op}): only the first input may be computed at run time")
+    fields = _act16_fields(node)
+    if not isinstance(fields["table"], str):
+        fields["table"] = ctx.const("t", fields["table"], np.int32)
+    dst = ctx.define(y, src.layout, inplace=src)
+    ctx.call("qcc_act_s16", "qcc_act16_params", dict(count=src.layout.size, **fields), [src, dst])

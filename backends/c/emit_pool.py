@@ -1,4 +1,5 @@
-"""Pooling, ReduceMean and Softmax -> qcc_max_pool / qcc_avg_pool / qcc_mean / qcc_softmax_*.
+"""Pooling, ReduceMean and Softmax -> qcc_max_pool / qcc_avg_pool / qcc_mean / qcc_softmax_* (int16
+data: the *_s16 kernels, the same parameters).
 
 Pooling runs on NHWC data; GlobalAveragePool is an average pool with one window. The
 average divides by the in-image tap count (qops.pool_params' `counts`: one number when every
@@ -32,7 +33,11 @@ def _pool(ctx, node, fields: dict, fn: str):
         raise BackendError(f"node {node.name} ({node.op}): only 2-D pooling, got rank {len(x.shape)}")
     src = ctx.get(x, Layout.channels_last(x.shape))
     dst = ctx.define(y, Layout.channels_last(y.shape))
-    ctx.call(fn, "qcc_pool_params", fields, [src, dst])
+    ctx.call(fn + _suffix(y), "qcc_pool_params", fields, [src, dst])
+
+
+def _suffix(v) -> str:
+    return "_s16" if np.dtype(v.dtype).itemsize == 2 else ""
 
 
 @emitter("MaxPool")
@@ -116,7 +121,7 @@ def reduce_mean(ctx, node):
         kept = [a for a in range(len(x.shape)) if a not in p.axes]
         out_perm = tuple(kept.index(a) for a in perm if a in kept)
     dst = ctx.define(y, Layout.transposed(y.shape, out_perm))
-    ctx.call("qcc_mean", "qcc_mean_params",
+    ctx.call("qcc_mean" + _suffix(y), "qcc_mean_params",
              dict(outer=outer, count=count, inner=inner, in_zp=p.input_zero_point, out_zp=p.output_zero_point,
                   mult=p.multiplier, shift=p.shift), [src, dst])
 

@@ -1,5 +1,6 @@
 """Data movement: reshapes and Transpose as views, Concat / Pad / Slice / Split as strided
-copies (qcc_copy, qcc_fill), Resize (nearest / bilinear) by qops' index tables. A Pad with the
+copies (qcc_copy, qcc_fill) of 1- or 2-byte elements, Resize (nearest / bilinear; int16: nearest) by
+qops' index tables. A Pad with the
 zero point feeding one Conv becomes that Conv's padding (no buffer, no copy).
 
 Reshape, Flatten, Squeeze, Unsqueeze and Identity cost nothing: the output is the input's
@@ -155,6 +156,12 @@ def resize(ctx, node):
     dst = ctx.define(y, Layout.channels_last(y.shape))
     tables = {k: ctx.const("r", getattr(p, k), np.int32) for k in ("y_lo", "y_hi", "y_frac", "x_lo", "x_hi", "x_frac")}
     n, c, h, w = x.shape
-    ctx.call("qcc_resize", "qcc_resize_params",
+    fn = "qcc_resize"
+    if np.dtype(x.dtype).itemsize == 2:
+        if p.mode != "nearest":
+            raise BackendError(f"node {node.name} (Resize): int16 data resizes by nearest neighbour only "
+                               "(TFLM has no int16 RESIZE_BILINEAR)")
+        fn = "qcc_resize_nearest_s16"
+    ctx.call(fn, "qcc_resize_params",
              dict(batch=n, channels=c, in_h=h, in_w=w, out_h=y.shape[2], out_w=y.shape[3],
                   bilinear=int(p.mode == "linear"), **tables), [src, dst])

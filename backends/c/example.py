@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qcompiler.backends.c.cgen import banner, signature
+from qcompiler.backends.c.cgen import IO_CTYPES, banner, signature
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 KERNEL_FILES = ("qcc_kernels.h", "qcc_kernels.c")
@@ -19,14 +19,16 @@ def main_text(ident: str, header: str, inputs, outputs) -> str:
     for kind, items in (("input", inputs), ("output", outputs)):
         for d in items:
             name, n = f"{kind}{d['index']}", f"{up}_{kind.upper()}{d['index']}_ELEMENT_COUNT"
+            ctype, size = IO_CTYPES[d["dtype"]], 2 if d["dtype"] == "int16" else 1
             if in_scratch:   # --c-io scratch: the model's inputs and outputs are in its scratch buffer
-                local.append(f"  int8_t *const {name} = (int8_t *)scratch + {up}_{kind.upper()}{d['index']}_OFFSET;")
+                at = f"(int8_t *)scratch + {up}_{kind.upper()}{d['index']}_OFFSET"
+                local.append(f"  {ctype} *const {name} = " + (f"{at};" if size == 1 else f"({ctype} *)(void *)({at});"))
             else:
-                decl.append(f"static int8_t {name}[{n}];")
+                decl.append(f"static {ctype} {name}[{n}];")
             if kind == "input":
-                read.append(f"    if (fread({name}, 1, {n}, in) != {n}) break;")
+                read.append(f"    if (fread({name}, {size}, {n}, in) != {n}) break;")
             else:
-                write.append(f"    if (out && fwrite({name}, 1, {n}, out) != {n}) return 3;")
+                write.append(f"    if (out && fwrite({name}, {size}, {n}, out) != {n}) return 3;")
     for d in outputs:
         i = d["index"]
         show += [f'  printf("output {i}:");',
@@ -34,10 +36,11 @@ def main_text(ident: str, header: str, inputs, outputs) -> str:
                  f'    printf(" %.4f", (double){ident}_output{i}_dequantize(output{i}[i]));',
                  f'  printf("%s\\n", {up}_OUTPUT{i}_ELEMENT_COUNT > 16 ? " ..." : "");']
     zero = [f"  for (i = 0; i < {up}_INPUT{d['index']}_ELEMENT_COUNT; ++i) input{d['index']}[i] = "
-            f"(int8_t){up}_INPUT{d['index']}_ZERO_POINT;" for d in inputs]
+            f"({IO_CTYPES[d['dtype']]}){up}_INPUT{d['index']}_ZERO_POINT;" for d in inputs]
     args = ", ".join([f"input{d['index']}" for d in inputs] + [f"output{d['index']}" for d in outputs] + ["scratch"])
-    return f"""{banner(header)}/* main.c: runs {ident} on every sample of a file of raw int8 inputs (each sample: the
- * inputs one after the other, in the layout of {ident}.h) and writes the int8 outputs:
+    return f"""{banner(header)}/* main.c: runs {ident} on every sample of a file of raw inputs (each sample: the
+ * inputs one after the other, in the layout and element type of {ident}.h; int16 little-endian
+ * as the target stores it) and writes the outputs the same way:
  *   ./{ident}_main [in.bin [out.bin]]
  * Without in.bin it runs once on inputs equal to their zero points (real value 0).
  * {signature(ident, inputs, outputs)} */

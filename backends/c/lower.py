@@ -21,6 +21,7 @@ import numpy as np
 from qcompiler.errors import BackendError, require_ops
 from qcompiler.interp import WHY_NO_INT_KERNEL
 from qcompiler.ir import Graph, Node, Value
+from qcompiler.quant.precision import WHY_INT8
 
 from qcompiler.backends.c.layout import Layout, channels_last_perm, identity, merge_dims, same_memory, strides_for
 
@@ -28,7 +29,12 @@ EMITTERS: dict[str, Callable] = {}
 VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 MAX_RANK = 6
 CTYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int16): "int16_t", np.dtype(np.int32): "int32_t",
-          np.dtype(np.uint8): "uint8_t"}
+          np.dtype(np.int64): "int64_t", np.dtype(np.uint8): "uint8_t"}
+# ops lowered on int16 activations (TFLite's 16x8 scheme): every op of the integer reference's
+# int16 set (qcompiler.quant.precision.INT16_OPS) and GlobalMaxPool; Resize by nearest neighbour
+INT16_OPS = frozenset({"Conv", "Gemm", "Add", "Sub", "Mul", "MaxPool", "AveragePool", "GlobalAveragePool",
+                       "GlobalMaxPool", "ReduceMean", "Softmax", "Sigmoid", "Tanh", "Relu", "Clip", "LeakyRelu",
+                       "Transpose", "Concat", "Pad", "Slice", "Split", "Resize", "Requantize", *VIEW_OPS})
 
 
 def emitter(*ops: str):
@@ -269,8 +275,26 @@ def why_unsupported(op: str) -> str | None:
     return None if op in EMITTERS else WHY_NO_INT_KERNEL.get(op)
 
 
+def why_unsupported_int16(op: str) -> str | None:
+    """Why the C backend refuses `op` on int16 activations: the integer reference has no int16
+    form of it to reproduce (the quantizer keeps such ops int8 behind QUANTIZE conversions)."""
+    if op in INT16_OPS:
+        return None
+    return WHY_INT8.get(op, f"the integer reference has no int16 {op} kernel") + \
+        " (qcc keeps it int8 between QUANTIZE ops in int16 models)"
+
+
+def _int16_nodes(graph: Graph) -> list[Node]:
+    return [n for n in graph.nodes
+            if any(v is not None and not v.is_constant and v.quant is not None and v.quant.dtype == np.int16
+                   for v in list(n.inputs) + list(n.outputs))]
+
+
 def check_supported(graph: Graph) -> None:
     require_ops(graph.nodes, EMITTERS, "the model (C backend)", {op: why_unsupported(op) for op in WHY_NO_INT_KERNEL})
+    wide = _int16_nodes(graph)
+    require_ops(wide, INT16_OPS, "the model's int16 nodes (C backend)",
+                {n.op: why_unsupported_int16(n.op) for n in wide})
 
 
 def lower(graph: Graph) -> Lowering:

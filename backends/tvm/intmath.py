@@ -105,6 +105,14 @@ class RelaxEmitter:
             x = self.emit(R.minimum(x, self.const(hi, dtype_of(x))))
         return self.cast(x, dtype)
 
+    def minus_zp(self, x, zero_point):
+        """x - zero_point in int64: a quantized operand about its zero point."""
+        return self.emit(R.subtract(self.i64(x), self.const(zero_point)))
+
+    def plus_zp_clamp(self, y, zero_point, lo: int, hi: int, dtype: str | None = None):
+        """y + zero_point, clamped to [lo, hi] and cast: the last step of a requantization."""
+        return self.clamp_cast(self.emit(R.add(y, self.const(zero_point))), lo, hi, dtype)
+
     def select(self, cond, a, b):
         return self.emit(R.where(cond, self.const(a), self.const(b)))
 
@@ -190,9 +198,7 @@ class RelaxEmitter:
 
     def requantize(self, acc, multiplier, shift, out_zp: int, lo: int, hi: int, name: str = "rq"):
         """int32 accumulator -> int8: MBQM + zero point, clamp to the activation range."""
-        y = self.mbqm(self.i64(acc), multiplier, shift, name)
-        y = self.emit(R.add(y, self.const(out_zp)))
-        return self.clamp_cast(y, lo, hi)
+        return self.plus_zp_clamp(self.mbqm(self.i64(acc), multiplier, shift, name), out_zp, lo, hi)
 
     def rounded_mean(self, total, count, name: str = "count"):
         """TFLM average: (|sum| + count/2) / count with the sign of sum (count > 0, static)."""

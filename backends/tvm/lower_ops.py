@@ -56,8 +56,7 @@ def _accumulate(lw, node, acc, bias, p, shape):
     m, e = p.multiplier.reshape(shape), p.shift.reshape(shape)
     if not wide:
         return em.requantize(acc, m, e, p.output_zero_point, p.act_min, p.act_max, name=node.name)
-    y = em.emit(R.add(em.mbqm_int64(acc, m, e, name=node.name), em.const(p.output_zero_point)))
-    return em.clamp_cast(y, p.act_min, p.act_max)
+    return em.plus_zp_clamp(em.mbqm_int64(acc, m, e, name=node.name), p.output_zero_point, p.act_min, p.act_max)
 
 
 def conv(lw, node):
@@ -138,35 +137,35 @@ def add_sub(lw, node):
     sides = []
     for i, (z, m, e) in enumerate(((p.input1_zero_point, p.input1_multiplier, p.input1_shift),
                                    (p.input2_zero_point, p.input2_multiplier, p.input2_shift))):
-        xv = em.emit(R.subtract(em.i64(lw.value(node.inputs[i])), em.const(z)))
-        xv = em.emit(R.left_shift(xv, em.const(p.left_shift)))   # |x - zp| << 20 < 2^31: no wrap
+        # |x - zp| << 20 < 2^31: no wrap
+        xv = em.emit(R.left_shift(em.minus_zp(lw.value(node.inputs[i]), z), em.const(p.left_shift)))
         sides.append(em.mbqm_smaller_than_one(xv, m, e, name=f"{node.name}_in{i}"))
     combine = R.subtract if node.op == "Sub" else R.add
     raw = em.wrap32(em.emit(combine(*sides)))
     y = em.mbqm_smaller_than_one(raw, p.output_multiplier, p.output_shift, name=f"{node.name}_out")
-    return [em.clamp_cast(em.emit(R.add(y, em.const(p.output_zero_point))), p.act_min, p.act_max)]
+    return [em.plus_zp_clamp(y, p.output_zero_point, p.act_min, p.act_max)]
 
 
 def mul(lw, node):
     """MUL: MBQM((x1 - zp1) * (x2 - zp2)) + out_zp."""
     em = lw.em
     p = qops.mul_params(node)
-    a = em.emit(R.subtract(em.i64(lw.value(node.inputs[0])), em.const(p.input1_zero_point)))
-    b = em.emit(R.subtract(em.i64(lw.value(node.inputs[1])), em.const(p.input2_zero_point)))
+    a = em.minus_zp(lw.value(node.inputs[0]), p.input1_zero_point)
+    b = em.minus_zp(lw.value(node.inputs[1]), p.input2_zero_point)
     y = em.mbqm(em.emit(R.multiply(a, b)), p.multiplier, p.shift, name=node.name)
-    return [em.clamp_cast(em.emit(R.add(y, em.const(p.output_zero_point))), p.act_min, p.act_max)]
+    return [em.plus_zp_clamp(y, p.output_zero_point, p.act_min, p.act_max)]
 
 
 def prelu(lw, node):
     """PRELU: x >= zp: MBQM(x - zp, M1, s1); else MBQM((x - zp) * (a - a_zp), M2, s2); + out_zp."""
     em = lw.em
     p = qops.prelu_params(node)
-    xv = em.emit(R.subtract(em.i64(lw.value(node.inputs[0])), em.const(p.input_zero_point)))
-    av = em.emit(R.subtract(em.i64(lw.value(node.inputs[1])), em.const(p.alpha_zero_point)))
+    xv = em.minus_zp(lw.value(node.inputs[0]), p.input_zero_point)
+    av = em.minus_zp(lw.value(node.inputs[1]), p.alpha_zero_point)
     pos = em.mbqm(xv, p.identity_multiplier, p.identity_shift, name=f"{node.name}_pos")
     neg = em.mbqm(em.emit(R.multiply(xv, av)), p.alpha_multiplier, p.alpha_shift, name=f"{node.name}_neg")
     y = em.emit(R.where(em.emit(R.greater_equal(xv, em.const(0))), pos, neg))  # broadcast shape
-    return [em.clamp_cast(em.emit(R.add(y, em.const(p.output_zero_point))), -128, 127)]
+    return [em.plus_zp_clamp(y, p.output_zero_point, -128, 127)]
 
 
 # ---- pooling ------------------------------------------------------------------------------
@@ -235,10 +234,9 @@ def reduce_mean(lw, node):
         return [x]
     total = em.emit(R.sum(em.i64(x), axis=list(p.axes), keepdims=bool(p.keepdims)))
     shifted = em.wrap32(em.emit(R.subtract(total, em.const(p.input_zero_point * p.count))))
-    y = em.emit(R.add(em.mbqm(shifted, p.multiplier, p.shift, name=node.name),
-                      em.const(p.output_zero_point)))
     info = np.iinfo(em.out_dtype)
-    return [em.clamp_cast(y, int(info.min), int(info.max))]
+    return [em.plus_zp_clamp(em.mbqm(shifted, p.multiplier, p.shift, name=node.name), p.output_zero_point,
+                             int(info.min), int(info.max))]
 
 
 # ---- table-driven element-wise ops (Softmax: lower_softmax.py) ------------------------------

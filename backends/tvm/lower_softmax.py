@@ -47,16 +47,16 @@ def softmax_int8(lw, node, p):
     exponent = em.emit(R.add(bits, em.const(31 - p.output_bits)))
     y = em.rdbpot(em.srdhm(recip, exp), exponent)
     lo, hi = -(1 << (p.output_bits - 1)), (1 << (p.output_bits - 1)) - 1
-    return [em.clamp_cast(em.emit(R.add(y, em.const(lo))), lo, hi, f"int{p.output_bits}")]
+    return [em.plus_zp_clamp(y, lo, lo, hi, f"int{p.output_bits}")]  # zero point: the type's minimum
 
 
 def requantize(lw, node):
     """TFLM QUANTIZE between integer types: MBQM(x - zp_in) + zp_out, clamped to the output type."""
     em = lw.em
     p = qops.requantize_params(node)
-    x = em.emit(R.subtract(em.i64(lw.value(node.inputs[0])), em.const(p.input_zero_point)))
-    y = em.emit(R.add(em.mbqm(x, p.multiplier, p.shift, name=node.name), em.const(p.output_zero_point)))
-    return [em.clamp_cast(y, p.qmin, p.qmax, node.outputs[0].quant.dtype.name)]
+    x = em.minus_zp(lw.value(node.inputs[0]), p.input_zero_point)
+    return [em.plus_zp_clamp(em.mbqm(x, p.multiplier, p.shift, name=node.name), p.output_zero_point,
+                             p.qmin, p.qmax, node.outputs[0].quant.dtype.name)]
 
 
 def _sat16(em, x):

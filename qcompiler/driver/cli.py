@@ -117,9 +117,10 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "reach with the smallest change from all-int8")
     g.add_argument("--max-arena", type=int, metavar="BYTES",
                    help="with --activations auto: the largest runtime arena a choice may need")
-    g.add_argument("--weight-rounding", default="auto", choices=["auto", "nearest", "gptq"],
+    g.add_argument("--weight-rounding", default="auto", choices=["auto", "nearest", "gptq", "bounded"],
                    help="int8 weights rounded to nearest, or by GPTQ (error-compensating, on the calibration "
-                        "data's layer inputs); auto: gptq with --activations int16 / auto, nearest with int8")
+                        "data's layer inputs), or bounded (GPTQ choosing only between each weight's two "
+                        "neighbours on the grid); auto: gptq with --activations int16 / auto, nearest with int8")
     g.add_argument("--int8-outputs", action="store_true",
                    help="keep every graph output int8; by default an output whose Concat joins values of very "
                         "different ranges (box pixels and class scores) is int16 with its producers")

@@ -29,7 +29,7 @@ class CompileOptions:
     max_arena: int | None = None        # with auto: the largest runtime arena (bytes) a choice may need
     int16_nodes: tuple[str, ...] = ()   # with auto: these nodes in int16 (no search)
     int8_outputs: bool = False          # keep every graph output int8 (no int16 head for mixed-range outputs)
-    weight_rounding: str = "auto"       # nearest | gptq | auto (gptq with int16 / auto activations)
+    weight_rounding: str = "auto"       # nearest | gptq | bounded | auto (gptq with int16 / auto activations)
     disable_passes: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     dump_after: tuple[str, ...] = ()

@@ -3,24 +3,32 @@ per-channel weights), to reach an output SQNR (`--min-sqnr`) within an arena (`-
 with the smallest change from the all-int8 model.
 
 The search, on `SEARCH_SAMPLES` calibration samples (output SQNR vs the float model, the
-integer reference interpreter, which is bit-exact with TFLM):
+integer reference interpreter, which is bit-exact with TFLM; the samples run stacked through
+the batch-safe kernels, and a candidate's leading int8 nodes whose parameters equal the
+all-int8 model's are not recomputed):
 
 1. knobs: every node with an int16 kernel (a compute node: its followers -- pooling,
    reshapes, Concat -- go with it), and every FC layer the arena budget kept per tensor
    (per-channel weights cost TFLM 8 arena bytes per channel);
-2. sensitivity: the SQNR gained by turning each knob alone on from all-int8 (no bias
+2. all-int8, then (with --min-sqnr) all knobs on: when that misses the target nothing else is
+   searched (the search stops after two candidates: an unreachable target costs no more than
+   a reachable one);
+3. sensitivity: the SQNR gained by turning each knob alone on from all-int8 (no bias
    correction; only the nodes from the knob on are recomputed, on `SENSITIVITY_SAMPLES`
    samples); knobs whose own activation bytes already exceed `max_arena` are left out;
-3. prefixes of the knobs in order of gain: all of them first (nothing else can reach the
-   target if that does not), then a binary search for the shortest prefix reaching the
-   target whose arena fits, each candidate built as the compiler builds it (bias correction
-   included) and its arena measured by the backend (`cost`: TFLM's recorded total plus the
-   all-int8 model's margin to its exact minimum; the chosen point is measured exactly).
+4. prefixes of the knobs in order of gain: at most `MAX_PROBES` of them, the first one
+   interpolated from the sensitivities, then a bisection, for the shortest prefix reaching
+   the target whose arena fits; each candidate built as the compiler builds it (bias
+   correction included). Its arena: with --max-arena measured by the backend (`cost`: TFLM's
+   recorded total plus the all-int8 model's margin to its exact minimum; "quick"), else
+   `estimated_bytes` plus the all-int8 model's margin ("estimate"); the chosen point is
+   measured exactly (under --max-arena by the search, else by emit: `settle_arena`).
 
-Every candidate measured in step 3 is a row of the Pareto table (SQNR vs arena) in
-report.json; the chosen one is the candidate with the smallest arena (then the fewest knobs)
-that reaches the target within the arena, else the best SQNR within the arena (`reached`
-False, with the reason).
+Every candidate measured in steps 2 and 4 is a row of the Pareto table (SQNR measured, arena
+"exact" / "quick" / "estimate") in report.json; the chosen one is the candidate with the
+smallest arena (then the fewest knobs) that reaches the target within the arena, else the
+best SQNR within the arena (`reached` False, with the reason). Its integer graph is handed
+back, so the compiler does not build it again.
 """
 from __future__ import annotations
 
@@ -44,6 +52,14 @@ SENSITIVITY_SAMPLES = 8
 # the search aims this much above --min-sqnr: its samples are a few of the calibration set,
 # the target is meant for the evaluation data (IC missed it by 0.01 dB without)
 MARGIN_DB = 1.0
+# prefixes the search measures between all-int8 and all-int16 (bisection alone takes
+# log2(knobs): 5 on VWW, whose prefixes' SQNR is not even monotone): the interpolated one and
+# the one it brackets; the search stays within 5x an int8 compile (bench/int16.md)
+MAX_PROBES = 2
+# what an int8 <-> int16 border adds to TFLM's arena besides its tensor's bytes (a
+# NodeAndRegistration, the QUANTIZE op data, an eval tensor, its share of planning memory)
+BORDER_BYTES = 160
+PER_CHANNEL_BYTES = 8   # TFLM's multiplier and shift per output channel of per-channel weights
 FC_KNOB = "per-channel:"   # knob name prefix: per-channel weights for that Gemm
 
 
@@ -73,6 +89,7 @@ class Point:
     knobs: int
     label: str = ""
     extra: dict = field(default_factory=dict)
+    graph: Graph | None = None   # the integer graph measured (bias-corrected)
 
 
 def knobs(graph: Graph, keep8: Callable | None, fc_candidates: list[str]) -> list[str]:
@@ -95,113 +112,223 @@ def sqnr_db(refs: list[np.ndarray], outs: list[np.ndarray]) -> float:
     return float(10 * np.log10(float(np.sum(ref ** 2)) / max(noise, 1e-30)))
 
 
+# integer kernels that compute every sample of a stacked batch independently (the others --
+# reshapes with a batch-1 target shape, ... -- run sample by sample inside a batched run)
+BATCH_SAFE = frozenset({"Conv", "Gemm", "Relu", "Clip", "Add", "Sub", "Mul", "MaxPool", "AveragePool",
+                        "GlobalAveragePool", "GlobalMaxPool", "Softmax", "Sigmoid", "Tanh", "Concat",
+                        "Identity", "Dropout", "LeakyRelu", "HardSwish", "Requantize"})
+
+
+def _batchable(n, count: int) -> bool:
+    if n.op not in BATCH_SAFE or int(n.attrs.get("axis", 1)) == 0:
+        return False
+    acts = [v for v in n.inputs if v is not None and not v.is_constant] + list(n.outputs)
+    if any(v.shape is None or len(v.shape) == 0 or v.shape[0] != 1 for v in acts):
+        return False
+    rank = len(acts[0].shape)
+    if any(len(v.shape) != rank for v in acts):
+        return False
+    if n.op in ("Conv", "Gemm"):
+        return True
+    return all(v.data.ndim < rank or v.data.shape[0] == 1 for v in n.inputs if v is not None and v.is_constant)
+
+
 class Scorer:
-    """Output SQNR of integer graphs on fixed feeds; `cached` recomputes only the nodes whose
-    parameters differ from the base graph's (the rest comes from the base run)."""
+    """Output SQNR of integer graphs on fixed feeds (batch-1 graphs; the samples run stacked
+    through the kernels that allow it, `BATCH_SAFE`, one by one through the others). A run can
+    be remembered under a name (`remember`) and later runs started from it (`cached`): the
+    leading nodes whose output parameters and constants (weights, corrected biases) equal the
+    remembered graph's are not recomputed -- their outputs come from the remembered run (the
+    int8 part of a candidate ahead of its first int16 node)."""
 
     def __init__(self, float_outputs: list[dict], feeds: list[dict]):
         self.feeds, self.refs = feeds, float_outputs
-        self.base: list[dict] | None = None   # per sample: tensor name -> (quant key, array)
+        self.bases: dict[str, tuple[dict, dict, int]] = {}   # name -> (node constants, tensor -> (quant key, stacked array), samples)
         self.runs = 0
+        self.nodes_run = 0
+        self.seconds: dict[str, float] = {}
+        self.batched, self.checked = True, set()   # node kinds whose stacked run was checked
 
-    def _run(self, q: Graph, feed: dict, base: dict | None) -> tuple[dict, dict]:
+    @staticmethod
+    def _consts(q: Graph) -> dict:
+        return {n.name: [v.data if v is not None and v.is_constant else None for v in n.inputs] for n in q.nodes}
+
+    @staticmethod
+    def _same(n, consts: dict) -> bool:
+        old = consts.get(n.name)
+        if old is None or len(old) != len(n.inputs):
+            return False
+        for v, o in zip(n.inputs, old):
+            c = v.data if v is not None and v.is_constant else None
+            if (c is None) != (o is None) or (c is not None and (c is not o) and
+                                             (c.shape != o.shape or c.dtype != o.dtype or not np.array_equal(c, o))):
+                return False
+        return True
+
+    def _skip(self, q: Graph, base) -> int:
+        """How many leading nodes of q the remembered run `base` already computed."""
+        if base is None:
+            return 0
+        consts, env, _ = base
+        for i, n in enumerate(q.nodes):
+            if n.op == "Requantize" or not all(o.name in env and env[o.name][0] == _qkey(o) for o in n.outputs) \
+                    or not self._same(n, consts):
+                return i
+        return len(q.nodes)
+
+    def _run(self, q: Graph, count: int, base: dict | None, skip: int, batched: bool) -> dict:
+        """{tensor: stacked int array} of q on the first `count` feeds."""
         from qcompiler.interp import INT_KERNELS
         env: dict[str, np.ndarray] = {}
         for v in q.inputs:
-            env[v.name] = v.quant.quantize(feed[v.name])
-        started = base is None
-        for n in q.nodes:
-            if not started:
-                same = all(o.name in base and base[o.name][0] == _qkey(o) for o in n.outputs)
-                if same and n.op != "Requantize":
-                    continue
-                started = True
-            args = []
-            for v in n.inputs:
-                if v is None:
-                    args.append(None)
-                elif v.is_constant:
-                    args.append(v.data)
-                elif v.name in env:
-                    args.append(env[v.name])
-                else:
-                    args.append(base[v.name][1])
-            for v, arr in zip(n.outputs, INT_KERNELS[n.op](n, args)):
-                env[v.name] = arr
-        outs = {v.name: v.quant.dequantize(env[v.name] if v.name in env else base[v.name][1]) for v in q.outputs}
-        keep = {v.name: (_qkey(v), env[v.name]) for v in q.values() if v.name in env}
-        return outs, keep
+            env[v.name] = v.quant.quantize(np.concatenate([self.feeds[i][v.name] for i in range(count)]))
 
-    def score(self, q: Graph, samples: int | None = None, cached: bool = False, remember: bool = False) -> float:
+        def get(v):
+            return env[v.name] if v.name in env else base[v.name][1][:count]
+        for n in q.nodes[skip:]:
+            args = [None if v is None else v.data if v.is_constant else get(v) for v in n.inputs]
+            kernel = INT_KERNELS[n.op]
+            if batched and _batchable(n, count):
+                outs = kernel(n, args)
+            else:
+                acts = [v is not None and not v.is_constant for v in n.inputs]
+                parts = [kernel(n, [a[i:i + 1] if act else a for a, act in zip(args, acts)]) for i in range(count)]
+                outs = [np.concatenate(p) for p in zip(*parts)]
+            for v, arr in zip(n.outputs, outs):
+                env[v.name] = arr
+            self.nodes_run += 1
+        if base is not None:
+            for v in q.values():
+                if v.name not in env and v.name in base:
+                    env[v.name] = base[v.name][1][:count]
+        return env
+
+    def score(self, q: Graph, samples: int | None = None, cached: str | None = None,
+              remember: str | None = None) -> float:
         n = len(self.feeds) if samples is None else min(samples, len(self.feeds))
-        outs, kept = [], []
-        for i in range(n):
-            base = self.base[i] if cached and self.base is not None else None
-            o, keep = self._run(q, self.feeds[i], base)
-            outs.append(o)
-            kept.append(keep)
+        base = self.bases.get(cached) if cached else None
+        if base is not None and base[2] < n:
+            base = None
+        kinds = {(m.op, _qkey(m.outputs[0])[0] if m.outputs[0].quant is not None else "") for m in q.nodes}
+        if self.batched and not kinds <= self.checked:
+            self.batched = self.batched_matches(q)
+            self.checked |= kinds
+        skip = self._skip(q, base)
+        env = self._run(q, n, base[1] if skip else None, skip, self.batched)
         if remember:
-            self.base = kept
+            self.bases[remember] = (self._consts(q), {v.name: (_qkey(v), env[v.name]) for v in q.values()
+                                                      if v.name in env}, n)
         self.runs += 1
         names = [v.name for v in q.outputs]
-        return sqnr_db([self.refs[i][k] for i in range(n) for k in names],
-                       [outs[i][k] for i in range(n) for k in names])
+        outs = {v.name: v.quant.dequantize(env[v.name]) for v in q.outputs}
+        return sqnr_db([self.refs[i][k] for k in names for i in range(n)],
+                       [outs[k][i:i + 1] for k in names for i in range(n)])
+
+    def batched_matches(self, q: Graph, count: int = 2) -> bool:
+        """The stacked run of q equals its sample-by-sample run (checked on a candidate of
+        each kind before the search relies on batching)."""
+        a = self._run(q, min(count, len(self.feeds)), None, 0, batched=True)
+        b = self._run(q, min(count, len(self.feeds)), None, 0, batched=False)
+        return all(np.array_equal(a[v.name], b[v.name]) for v in q.outputs)
 
 
 def search(knob_names: list[str], build: Callable[[Config, bool], Graph], scorer: Scorer,
            arena: Callable[[Graph, bool], int | None], activation_bytes: Callable[[Graph], int],
-           min_sqnr: float | None, max_arena: int | None) -> tuple[Config, dict]:
-    """(chosen configuration, report.json entry); see the module docstring.
+           min_sqnr: float | None, max_arena: int | None) -> tuple[Config, dict, Graph]:
+    """(chosen configuration, report.json entry, its integer graph as `build(config, True)`
+    made it); see the module docstring.
 
     `build(config, corrected)` makes the integer graph (with bias correction when `corrected`);
     `arena(qgraph, exact)` measures it (exact: as emit does; else a quicker measure, offset by
     the all-int8 model's difference between the two)."""
     if min_sqnr is None and max_arena is None:
         raise CalibrationError("--activations auto needs a target: --min-sqnr DB and/or --max-arena BYTES")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     points: list[Point] = []
     goal = None if min_sqnr is None else min_sqnr + MARGIN_DB
+    offsets = {"quick": 0, "estimate": 0}
 
-    margin = 0
+    def size_of(q: Graph, how: str) -> int | None:
+        """Arena bytes: "exact" (the backend, as emit measures), "quick" (TFLM's recorded
+        total) or "estimate" (the planned activation bytes), the last two offset by the
+        all-int8 model's difference to its exact measure."""
+        if how == "estimate":
+            return estimated_bytes(q) + offsets["estimate"]
+        size = arena(q, how == "exact")
+        return None if size is None else size + (offsets["quick"] if how == "quick" else 0)
+
+    # with an arena bound, feasibility needs the backend's number; without, the estimate
+    # places a candidate in the Pareto table and only the chosen one is measured
+    how = "quick" if max_arena is not None else "estimate"
 
     def measure(config: Config, label: str, count: int, exact: bool = False) -> Point:
         q = build(config, True)
-        size = arena(q, exact)
-        p = Point(config, scorer.score(q), None if size is None else size + (0 if exact else margin), count, label)
+        p = Point(config, scorer.score(q, cached="int8"), size_of(q, "exact" if exact else how), count, label,
+                  {"arena": "exact" if exact else how}, q)
         points.append(p)
         return p
 
-    base = measure(Config(), "all int8", 0, exact=True)
-    base.extra["exact"] = True
-    quick = arena(build(Config(), True), False)
-    if base.arena_bytes is not None and quick is not None:
-        margin = base.arena_bytes - quick   # Prepare's temporary memory beyond the recorded total
-    if goal is not None and base.sqnr_db >= goal and (max_arena is None or (base.arena_bytes or 0) <= max_arena):
-        return base.config, _summary(base, points, [], min_sqnr, max_arena, True, "",
-                                     time.perf_counter() - t0, scorer)
-    # sensitivity: each knob alone, uncorrected, from the cached all-int8 run
-    q0 = build(Config(), False)
-    s0 = scorer.score(q0, SENSITIVITY_SAMPLES, remember=True)
-    act0 = activation_bytes(q0)
-    sens = []
-    for k in knob_names:
-        q = build(Config.of([k]), False)
-        extra = activation_bytes(q) - act0
-        gain = scorer.score(q, SENSITIVITY_SAMPLES, cached=True) - s0
-        sens.append({"knob": k, "gain_db": round(gain, 3), "activation_bytes_delta": int(extra)})
-    sens.sort(key=lambda s: (-s["gain_db"], s["activation_bytes_delta"]))
-    usable = [s["knob"] for s in sens
-              if max_arena is None or base.arena_bytes is None or base.arena_bytes + s["activation_bytes_delta"] <= max_arena]
+    def finish(chosen: Point, sens: list[dict], reached: bool, reason: str = ""):
+        scorer.seconds["cpu"] = time.process_time() - c0
+        return chosen.config, _summary(chosen, points, sens, min_sqnr, max_arena, reached, reason,
+                                       time.perf_counter() - t0, scorer), chosen.graph
+
+    q0 = build(Config(), True)
+    base = Point(Config(), scorer.score(q0, remember="int8"), size_of(q0, "exact"), 0, "all int8", {"arena": "exact"}, q0)
+    points.append(base)
+    if base.arena_bytes is not None:
+        offsets["estimate"] = base.arena_bytes - estimated_bytes(q0)
+        if how == "quick":
+            quick = arena(q0, False)
+            offsets["quick"] = 0 if quick is None else base.arena_bytes - quick
 
     def ok(p: Point) -> bool:
         return (goal is None or p.sqnr_db >= goal) and \
             (max_arena is None or p.arena_bytes is None or p.arena_bytes <= max_arena)
 
+    def confirm(p: Point) -> Point:
+        """Measure the arena exactly (the quick measure misses Prepare's temporary memory)."""
+        if p.extra.get("arena") != "exact":
+            p.arena_bytes, p.extra["arena"] = arena(p.graph, True), "exact"
+        return p
+
+    if ok(base):
+        return finish(base, [], True)
+    all16 = Config.of(knob_names)
+    if goal is not None:
+        # int16 everywhere (and every FC layer per channel) first: when that misses the target,
+        # no prefix is searched (the search stops after two candidates)
+        top = measure(all16, "all int16", len(knob_names))
+        if top.sqnr_db < goal:
+            feasible = [p for p in points if max_arena is None or p.arena_bytes is None
+                        or confirm(p).arena_bytes <= max_arena]
+            chosen = max(feasible, key=lambda p: p.sqnr_db) if feasible else base
+            return finish(chosen, [], False,
+                          f"target not reachable: all int16 reaches {top.sqnr_db:.2f} dB < {goal:g} dB "
+                          f"(--min-sqnr + {MARGIN_DB:g}) on the search samples, so no prefix was searched; "
+                          f"kept the best within the arena: {chosen.label}")
+    # sensitivity: each knob alone, uncorrected, from the cached all-int8 run
+    t_sens = time.process_time()
+    q0u = build(Config(), False)
+    s0 = scorer.score(q0u, SENSITIVITY_SAMPLES, remember="uncorrected")
+    act0 = activation_bytes(q0u)
+    sens = []
+    for k in knob_names:
+        q = build(Config.of([k]), False)
+        extra = activation_bytes(q) - act0
+        gain = scorer.score(q, SENSITIVITY_SAMPLES, cached="uncorrected") - s0
+        sens.append({"knob": k, "gain_db": round(gain, 3), "activation_bytes_delta": int(extra)})
+    sens.sort(key=lambda s: (-s["gain_db"], s["activation_bytes_delta"]))
+    scorer.seconds["sensitivity_cpu"] = time.process_time() - t_sens
+    usable = [s["knob"] for s in sens
+              if max_arena is None or base.arena_bytes is None or base.arena_bytes + s["activation_bytes_delta"] <= max_arena]
+
     def prefix(k: int) -> Point:
+        config = Config.of(usable[:k])
         for p in points:
-            if p.knobs == k and p.label.startswith("prefix"):
+            if p.config == config:
                 return p
-        return measure(Config.of(usable[:k]), f"prefix {k}: + {usable[k - 1]}" if k else "prefix 0", k)
+        return measure(config, f"prefix {k}: + {usable[k - 1]}" if k else "prefix 0", k)
 
     chosen = None
     if usable:
@@ -220,32 +347,20 @@ def search(knob_names: list[str], build: Callable[[Config, bool], Graph], scorer
                         hi = mid
                 chosen = prefix(lo) if lo else base
         elif full.sqnr_db >= goal:
-            lo, hi = 0, len(usable)     # prefix(lo) misses the target, prefix(hi) reaches it
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if prefix(mid).sqnr_db >= goal:
-                    hi = mid
-                else:
-                    lo = mid
-            chosen = prefix(hi)
-    all16 = Config.of(knob_names)
+            order = {s["knob"]: s["gain_db"] for s in sens}
+            chosen = prefix(_shortest_prefix(len(usable), [order[k] for k in usable], s0, goal,
+                                             lambda k: prefix(k).sqnr_db, MAX_PROBES))
     if not any(p.config == all16 for p in points):
         measure(all16, "all int16", len(knob_names))
     reason = ""
-
-    def confirm(p: Point) -> Point:
-        """Measure the arena exactly (the quick measure misses Prepare's temporary memory)."""
-        if not p.extra.get("exact"):
-            p.arena_bytes, p.extra["exact"] = arena(build(p.config, True), True), True
-        return p
-
-    if chosen is not None:
+    if chosen is not None and max_arena is not None:
         confirm(chosen)
     # arena is not monotone in the prefix (borders vanish between int16 neighbours): the
-    # smallest measured arena that reaches the target, confirmed by an exact measure
+    # smallest arena that reaches the target (under --max-arena confirmed by an exact measure;
+    # else the estimate ranks and emit measures the chosen one: `settle_arena`)
     for p in sorted([p for p in points if goal is not None and p.sqnr_db >= goal],
                     key=lambda p: (p.arena_bytes or 0, p.knobs)):
-        if ok(confirm(p)):
+        if ok(confirm(p) if max_arena is not None else p):
             if chosen is None or not ok(chosen) or (p.arena_bytes or 0) < (chosen.arena_bytes or 0):
                 chosen = p
             break
@@ -263,9 +378,39 @@ def search(knob_names: list[str], build: Callable[[Config, bool], Graph], scorer
             reason += (f"; all-int8 {base.sqnr_db:.2f} dB needs {base.arena_bytes} B and the smallest change "
                        f"measured ({cheapest.label}) {cheapest.arena_bytes} B for {cheapest.sqnr_db:.2f} dB")
         reason += f"; kept the best within the arena: {chosen.label}"
-    reached = ok(chosen)
-    return chosen.config, _summary(chosen, points, sens, min_sqnr, max_arena, reached, reason,
-                                   time.perf_counter() - t0, scorer)
+    return finish(chosen, sens, ok(chosen), reason)
+
+
+def _shortest_prefix(count: int, gains_db: list[float], base_db: float, goal: float,
+                     sqnr: Callable[[int], float], max_probes: int) -> int:
+    """The shortest prefix k in 1..count with sqnr(k) >= goal, given sqnr(count) >= goal and
+    sqnr(0) < goal (assumed monotone, as a bisection does), in at most `max_probes` calls of
+    `sqnr` on new prefixes (then the shortest prefix found reaching the goal). The first probe
+    interpolates the measured noise of 0 and count along the knobs' predicted noise reductions
+    (their sensitivity gains from `base_db`, taken as additive noise powers); when it reaches
+    the goal the prefix one shorter is probed next, the rest is a bisection. A good prediction
+    ends in two probes instead of log2(count)."""
+    def noise(db: float) -> float:
+        return 10.0 ** (-db / 10.0)
+    drops = np.maximum([noise(base_db) - noise(base_db + g) for g in gains_db], 0.0)
+    cum = np.concatenate([[0.0], np.cumsum(drops)])
+    lo, hi, probes = 0, count, 0
+    while hi - lo > 1 and probes < max_probes:
+        mid = (lo + hi) // 2
+        n_lo, n_hi, span = noise(sqnr(lo)), noise(sqnr(hi)), cum[hi] - cum[lo]
+        if probes == 0 and span > 0 and n_lo > n_hi:
+            need = (n_lo - noise(goal)) / (n_lo - n_hi) * span + cum[lo]
+            mid = int(np.clip(np.searchsorted(cum, need, side="left"), lo + 1, hi - 1))
+            if sqnr(mid) >= goal and mid > lo + 1:   # the one shorter decides whether mid is the answer
+                probes += 1
+                hi = mid
+                mid = hi - 1
+        probes += 1
+        if sqnr(mid) >= goal:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def _pareto(points: list[Point]) -> list[bool]:
@@ -285,7 +430,7 @@ def _summary(chosen: Point, points: list[Point], sens: list[dict], min_sqnr, max
                         _pareto(sorted(points, key=lambda p: (p.arena_bytes or 0, p.sqnr_db)))):
         table.append({"config": p.label, "int16_nodes": len(p.config.wide), "per_channel_fc": len(p.config.fc),
                       "sqnr_db": round(p.sqnr_db, 2), "arena_bytes": p.arena_bytes,
-                      "arena_measured": bool(p.extra.get("exact")), "pareto": front,
+                      "arena": p.extra.get("arena", "estimate"), "pareto": front,
                       "chosen": p is chosen})
     gains = {s["knob"]: s for s in sens}
     return {"min_sqnr_db": min_sqnr, "search_goal_db": None if min_sqnr is None else min_sqnr + MARGIN_DB,
@@ -299,7 +444,30 @@ def _summary(chosen: Point, points: list[Point], sens: list[dict], min_sqnr, max
                                       for n in sorted(chosen.config.fc)],
             "sensitivity": sens, "pareto": table,
             "search": {"samples": len(scorer.feeds), "sensitivity_samples": min(SENSITIVITY_SAMPLES, len(scorer.feeds)),
-                       "evaluations": scorer.runs, "seconds": round(seconds, 2)}}
+                       "evaluations": scorer.runs, "candidates": len(points), "seconds": round(seconds, 2),
+                       **{f"{k}_seconds": round(v, 2) for k, v in scorer.seconds.items()}}}
+
+
+def settle_arena(summary: dict, arena_bytes: int | None) -> None:
+    """The chosen point's arena in report.json's search entry as emit measured it (the search
+    ranked it by an estimate when no --max-arena bound needed the exact number)."""
+    search = summary.get("activations", {})
+    for row in search.get("pareto", []) if search.get("mode") == "auto" else []:
+        if row["chosen"] and row["arena"] != "exact" and arena_bytes is not None:
+            row["arena_estimate_bytes"], row["arena_bytes"], row["arena"] = row["arena_bytes"], arena_bytes, "exact"
+            search["search_arena_bytes"] = arena_bytes
+
+
+def estimated_bytes(q: Graph) -> int:
+    """Arena estimate of a candidate up to a constant: planned activation bytes, the borders'
+    runtime data and the per-channel multipliers (ranks candidates where the activation
+    bytes alone tie or mislead: IC's all-int16 has fewer borders than its 8-layer prefix)."""
+    from qcompiler.quant.precision import is_border
+    borders = sum(1 for n in q.nodes if is_border(n))
+    channels = sum(int(n.input(1).quant.scale.size) for n in q.nodes
+                   if n.op in ("Conv", "Gemm") and n.input(1) is not None and n.input(1).quant is not None
+                   and n.input(1).quant.scale.size > 1)
+    return activation_bytes(q) + BORDER_BYTES * borders + PER_CHANNEL_BYTES * channels
 
 
 def activation_bytes(q: Graph) -> int:

@@ -240,16 +240,16 @@ def bias_safe_scales(scales: np.ndarray, bias: np.ndarray | None, in_scale: floa
 
 
 def _quantize_weight(graph: Graph, w: Value, axis: int | None, bias: Value | None = None,
-                     in_q: QuantParams | None = None, hessian: list | None = None) -> Value:
+                     in_q: QuantParams | None = None, hessians: dict | None = None, layer: str = "") -> Value:
     scales = symmetric_weight_scales(w.data, axis)
     if bias is not None and in_q is not None:
         headroom = BIAS_HEADROOM_INT64 if in_q.dtype == np.int16 else BIAS_HEADROOM
         scales = bias_safe_scales(scales, bias.data, float(in_q.scale[0]), headroom)
     q = QuantParams(scales, np.zeros_like(scales, dtype=np.int32), axis=axis)
     source = w.data
-    if hessian is not None:  # error-compensating rounding onto the same grid (quant/gptq.py)
-        from qcompiler.quant.gptq import round_weights
-        source = round_weights(w.data, scales, axis, hessian)
+    if hessians is not None and layer in hessians:  # error-compensating rounding onto the same grid (quant/gptq.py)
+        from qcompiler.quant.gptq import rounded
+        source = rounded(hessians, layer, w.data, scales, axis)
     data = q.quantize(source)
     data = np.clip(data, -127, 127).astype(np.int8)
     out = graph.add_constant(f"{w.name}_q", data)
@@ -303,7 +303,7 @@ def quantize_weights(graph: Graph, per_channel_fc: bool | str = False, per_tenso
             if per_tensor or (n.op == "Gemm" and n.name not in fc_channelwise):
                 axis = None
             wq = _quantize_weight(graph, n.input(1), axis, n.input(2), n.inputs[0].quant,
-                                  (hessians or {}).get(n.name) if n.op != "ConvTranspose" else None)
+                                  hessians if n.op != "ConvTranspose" else None, n.name)
             n.set_input(1, wq)
             if n.input(2) is not None:
                 n.set_input(2, quantize_bias(graph, n.input(2), n.inputs[0].quant, wq.quant))

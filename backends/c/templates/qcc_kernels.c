@@ -282,9 +282,181 @@ void qcc_fully_connected(const qcc_fc_params *p, const int8_t *in, int8_t *out) 
   }
 }
 
+/* ---- 16x8: int16 activations, int8 weights --------------------------------------------------- */
+
+/* The int64 MultiplyByQuantizedMultiplier: the multiplier rounded to 16 bits, one rounding shift
+ * (15 - shift >= 1: the emitter checks it); the result wraps to int32 as TFLM's cast does. */
+static int32_t mbqm64(int64_t x, int32_t m, int32_t shift) {
+  const int64_t m16 = m < 0x7FFF0000 ? ((int64_t)m + (1 << 15)) >> 16 : 0x7FFF;
+  const int32_t total = 15 - shift;
+  return (int32_t)(uint32_t)(uint64_t)((x * m16 + ((int64_t)1 << (total - 1))) >> total);
+}
+
+#ifdef QCC_SIMD
+/* two int16 at a time as one word; (x0, x2) and (x1, x3) of two such words (PKHBT / PKHTB) pair
+ * with SXTB16's (w0, w2) and (w1, w3) for SMLAD */
+static uint32_t load2(const int16_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+static int16x2_t pack_even(uint32_t x01, uint32_t x23) { return (int16x2_t)((x01 & 0xFFFFu) | (x23 << 16)); }
+static int16x2_t pack_odd(uint32_t x01, uint32_t x23) { return (int16x2_t)((x23 & 0xFFFF0000u) | (x01 >> 16)); }
+#endif
+
+/* Products of int8 weights and int16 inputs are at most 2^22 in magnitude: int32 sums of runs of
+ * at most QCC_RUN16 of them cannot overflow; the runs are added to int64 accumulators. */
+#define QCC_RUN16 256
+
+static int64_t dot_s16(const int8_t *w, const int16_t *x, int32_t n) {
+  int64_t acc = 0;
+  int32_t i = 0;
+  while (i < n) {
+    const int32_t end = n - i < QCC_RUN16 ? n : i + QCC_RUN16;
+    int32_t part = 0;
+#ifdef QCC_SIMD
+    for (; i + 4 <= end; i += 4) {
+      const uint32_t x01 = load2(x + i), x23 = load2(x + i + 2);
+      part = smlad4(w + i, pack_even(x01, x23), pack_odd(x01, x23), part);
+    }
+#endif
+    for (; i < end; ++i) part += w[i] * x[i];
+    acc += part;
+  }
+  return acc;
+}
+
+/* acc[k] += sum_i w[k * stride + i] * x[i], k = 0..3: x is read once for 4 outputs */
+static void dot4_s16(const int8_t *w, int32_t stride, const int16_t *x, int32_t n, int64_t *acc) {
+  const int8_t *w1 = w + stride, *w2 = w1 + stride, *w3 = w2 + stride;
+  int32_t i = 0;
+  while (i < n) {
+    const int32_t end = n - i < QCC_RUN16 ? n : i + QCC_RUN16;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#ifdef QCC_SIMD
+    for (; i + 4 <= end; i += 4) {
+      const uint32_t x01 = load2(x + i), x23 = load2(x + i + 2);
+      const int16x2_t x02 = pack_even(x01, x23), x13 = pack_odd(x01, x23);
+      a0 = smlad4(w + i, x02, x13, a0);
+      a1 = smlad4(w1 + i, x02, x13, a1);
+      a2 = smlad4(w2 + i, x02, x13, a2);
+      a3 = smlad4(w3 + i, x02, x13, a3);
+    }
+#endif
+    for (; i < end; ++i) {
+      const int32_t v = x[i];
+      a0 += w[i] * v;
+      a1 += w1[i] * v;
+      a2 += w2[i] * v;
+      a3 += w3[i] * v;
+    }
+    acc[0] += a0;
+    acc[1] += a1;
+    acc[2] += a2;
+    acc[3] += a3;
+  }
+}
+
+static int16_t requantize16(int64_t acc, const qcc_conv16_params *p, int32_t o) {
+  const int32_t y = p->acc64 ? mbqm64(acc, p->mult[o], p->shift[o])
+                             : mbqm((int32_t)(uint32_t)(uint64_t)acc, p->mult[o], p->shift[o]);
+  return (int16_t)clamp(y, p->act_min, p->act_max);
+}
+
+/* groups == 1, no horizontal dilation: a window row is one run of memory, 4 output channels at a time */
+static void conv_rows_s16(const qcc_conv16_params *p, const int16_t *img, int32_t iy0, int32_t ky0, int32_t ky1,
+                          int32_t ix0, int32_t kx0, int32_t kx1, int16_t *out) {
+  const int32_t per_out = p->k_h * p->k_w * p->in_c, run = (kx1 - kx0) * p->in_c;
+  int32_t o = 0, k, ky;
+  for (; o < p->out_c; o += 4) {
+    const int32_t n = p->out_c - o < 4 ? p->out_c - o : 4;
+    int64_t acc[4];   /* (no initializer: that may become a memset call, and the firmware has no libc) */
+    for (k = 0; k < 4; ++k) acc[k] = p->bias && k < n ? p->bias[o + k] : 0;
+    for (ky = ky0; ky < ky1; ++ky) {
+      const int16_t *x = img + (size_t)(((iy0 + ky * p->dil_h) * p->in_w + ix0 + kx0) * p->in_c);
+      const int8_t *w = p->weights + (size_t)o * (size_t)per_out + (ky * p->k_w + kx0) * p->in_c;
+      if (n == 4) dot4_s16(w, per_out, x, run, acc);
+      else
+        for (k = 0; k < n; ++k) acc[k] += dot_s16(w + k * per_out, x, run);
+    }
+    for (k = 0; k < n; ++k) out[o + k] = requantize16(acc[k], p, o + k);
+  }
+}
+
+/* depthwise, k_h * k_w <= QCC_MAX_TAPS: the taps' offsets once per call, int32 sums of the taps
+ * (at most 64 * 2^22) added to the int64 bias */
+static void depthwise_s16(const qcc_conv16_params *p, const int16_t *in, int16_t *out) {
+  const int32_t in_h = p->in_h, in_w = p->in_w, c = p->in_c, oc = p->out_c, m = oc / c;
+  const int32_t kh = p->k_h, kw = p->k_w, taps = kh * kw;
+  int32_t off[QCC_MAX_TAPS];
+  int32_t b, oy, ox, o, ky, kx, t;
+  for (ky = 0; ky < kh; ++ky)
+    for (kx = 0; kx < kw; ++kx) off[ky * kw + kx] = (ky * p->dil_h * in_w + kx * p->dil_w) * c;
+  for (b = 0; b < p->batch; ++b) {
+    const int16_t *img = in + (size_t)b * (size_t)(in_h * in_w * c);
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t iy0 = oy * p->stride_h - p->pad_top;
+      const int32_t ky0 = tap_begin(iy0, p->dil_h), ky1 = tap_end(iy0, p->dil_h, kh, in_h);
+      for (ox = 0; ox < p->out_w; ++ox, out += oc) {
+        const int32_t ix0 = ox * p->stride_w - p->pad_left;
+        const int32_t kx0 = tap_begin(ix0, p->dil_w), kx1 = tap_end(ix0, p->dil_w, kw, in_w);
+        const int16_t *origin = img + ((ptrdiff_t)iy0 * in_w + ix0) * c;
+        const int inside = ky0 == 0 && ky1 == kh && kx0 == 0 && kx1 == kw;
+        for (o = 0; o < oc; ++o) {
+          const int16_t *x = origin + o / m;
+          const int8_t *w = p->weights + (size_t)o * (size_t)taps;
+          int32_t acc = 0;
+          if (inside)
+            for (t = 0; t < taps; ++t) acc += w[t] * x[off[t]];
+          else
+            for (ky = ky0; ky < ky1; ++ky)
+              for (kx = kx0; kx < kx1; ++kx) acc += w[ky * kw + kx] * x[off[ky * kw + kx]];
+          out[o] = requantize16((p->bias ? p->bias[o] : 0) + acc, p, o);
+        }
+      }
+    }
+  }
+}
+
+void qcc_conv2d_s16(const qcc_conv16_params *p, const int16_t *in, int16_t *out) {
+  const int32_t cg = p->in_c / p->groups, og = p->out_c / p->groups;
+  const int32_t per_out = p->k_h * p->k_w * cg;
+  int32_t b, oy, ox, o, ky, kx;
+  if (cg == 1 && p->groups == p->in_c && p->groups > 1 && p->k_h * p->k_w <= QCC_MAX_TAPS) {
+    depthwise_s16(p, in, out);
+    return;
+  }
+  for (b = 0; b < p->batch; ++b) {
+    const int16_t *img = in + (size_t)b * (size_t)(p->in_h * p->in_w * p->in_c);
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int32_t iy0 = oy * p->stride_h - p->pad_top;
+      const int32_t ky0 = tap_begin(iy0, p->dil_h), ky1 = tap_end(iy0, p->dil_h, p->k_h, p->in_h);
+      for (ox = 0; ox < p->out_w; ++ox, out += p->out_c) {
+        const int32_t ix0 = ox * p->stride_w - p->pad_left;
+        const int32_t kx0 = tap_begin(ix0, p->dil_w), kx1 = tap_end(ix0, p->dil_w, p->k_w, p->in_w);
+        if (p->groups == 1 && p->dil_w == 1) {
+          conv_rows_s16(p, img, iy0, ky0, ky1, ix0, kx0, kx1, out);
+          continue;
+        }
+        for (o = 0; o < p->out_c; ++o) {
+          const int8_t *w = p->weights + (size_t)o * (size_t)per_out;
+          const int32_t g0 = (o / og) * cg;
+          int64_t acc = p->bias ? p->bias[o] : 0;
+          for (ky = ky0; ky < ky1; ++ky) {
+            const int16_t *row = img + (size_t)((iy0 + ky * p->dil_h) * p->in_w) * (size_t)p->in_c + g0;
+            for (kx = kx0; kx < kx1; ++kx)
+              acc += dot_s16(w + (ky * p->k_w + kx) * cg, row + (ptrdiff_t)(ix0 + kx * p->dil_w) * p->in_c, cg);
+          }
+          out[o] = requantize16(acc, p, o);
+        }
+      }
+    }
+  }
+}
+
 /* ---- elementwise ----------------------------------------------------------------------- */
 
-static int8_t binary_one(const qcc_binary_params *p, int32_t a, int32_t b) {
+static inline int32_t binary_value(const qcc_binary_params *p, int32_t a, int32_t b) {
   int32_t y;
   a -= p->a_zp;
   b -= p->b_zp;
@@ -304,27 +476,31 @@ static int8_t binary_one(const qcc_binary_params *p, int32_t a, int32_t b) {
       y = (a >= 0 ? mbqm(a, p->a_mult, p->a_shift) : mbqm(a * b, p->b_mult, p->b_shift)) + p->out_zp;
       break;
   }
-  return (int8_t)clamp(y, p->act_min, p->act_max);
+  return clamp(y, p->act_min, p->act_max);
 }
 
-void qcc_binary(const qcc_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
-  const int32_t r = p->rank, n = p->dims[r - 1];
-  const int32_t sa = p->a_strides[r - 1], sb = p->b_strides[r - 1];
-  int32_t idx[QCC_MAX_RANK] = {0};
-  int32_t outer = 1, oa = 0, ob = 0, t, i, k;
-  for (k = 0; k < r - 1; ++k) outer *= p->dims[k];
-  for (t = 0; t < outer; ++t) {
-    for (i = 0; i < n; ++i) *out++ = binary_one(p, a[oa + i * sa], b[ob + i * sb]);
-    for (k = r - 2; k >= 0; --k) {
-      oa += p->a_strides[k];
-      ob += p->b_strides[k];
-      if (++idx[k] < p->dims[k]) break;
-      oa -= p->a_strides[k] * p->dims[k];
-      ob -= p->b_strides[k] * p->dims[k];
-      idx[k] = 0;
-    }
+/* the output dense over dims, the operands read with their strides (an odometer over the outer axes) */
+#define QCC_BINARY(NAME, T)                                                                       \
+  void NAME(const qcc_binary_params *p, const T *a, const T *b, T *out) {                        \
+    const int32_t r = p->rank, n = p->dims[r - 1];                                                \
+    const int32_t sa = p->a_strides[r - 1], sb = p->b_strides[r - 1];                             \
+    int32_t idx[QCC_MAX_RANK] = {0};                                                              \
+    int32_t outer = 1, oa = 0, ob = 0, t, i, k;                                                   \
+    for (k = 0; k < r - 1; ++k) outer *= p->dims[k];                                              \
+    for (t = 0; t < outer; ++t) {                                                                 \
+      for (i = 0; i < n; ++i) *out++ = (T)binary_value(p, a[oa + i * sa], b[ob + i * sb]);        \
+      for (k = r - 2; k >= 0; --k) {                                                              \
+        oa += p->a_strides[k];                                                                    \
+        ob += p->b_strides[k];                                                                    \
+        if (++idx[k] < p->dims[k]) break;                                                         \
+        oa -= p->a_strides[k] * p->dims[k];                                                       \
+        ob -= p->b_strides[k] * p->dims[k];                                                       \
+        idx[k] = 0;                                                                               \
+      }                                                                                           \
+    }                                                                                             \
   }
-}
+QCC_BINARY(qcc_binary, int8_t)
+QCC_BINARY(qcc_binary_s16, int16_t)
 
 void qcc_lut_s8(const qcc_lut_params *p, const int8_t *in, int8_t *out) {
   int32_t i;
@@ -348,52 +524,97 @@ void qcc_requantize_s16_s16(const qcc_requantize_params *p, const int16_t *in, i
     out[i] = (int16_t)clamp(mbqm(in[i] - p->in_zp, p->mult, p->shift) + p->out_zp, p->qmin, p->qmax);
 }
 
-/* ---- pooling, mean ----------------------------------------------------------------------- */
+/* (T[h] << bits) + frac * (T[h + 1] - T[h]) for h = a >> bits < 255, else `saturated` */
+static int32_t sigmoid_interp(int32_t a, const int32_t *t, int32_t bits, int32_t saturated) {
+  const int32_t h = a >> bits;
+  if (h >= 255) return saturated;
+  return (t[h] << bits) + (a & ((1 << bits) - 1)) * (t[h + 1] - t[h]);
+}
 
-static void pool(const qcc_pool_params *p, const int8_t *in, int8_t *out, int average) {
-  int32_t b, oy, ox, c, ky, kx;
-  for (b = 0; b < p->batch; ++b) {
-    const int8_t *img = in + (size_t)b * (size_t)(p->in_h * p->in_w * p->channels);
-    for (oy = 0; oy < p->out_h; ++oy) {
-      const int32_t iy0 = oy * p->stride_h - p->pad_top;
-      const int32_t ky0 = tap_begin(iy0, p->dil_h), ky1 = tap_end(iy0, p->dil_h, p->k_h, p->in_h);
-      for (ox = 0; ox < p->out_w; ++ox) {
-        const int32_t ix0 = ox * p->stride_w - p->pad_left;
-        const int32_t kx0 = tap_begin(ix0, p->dil_w), kx1 = tap_end(ix0, p->dil_w, p->k_w, p->in_w);
-        const int32_t count = p->counts ? p->counts[oy * p->out_w + ox] : p->count;
-        for (c = 0; c < p->channels; ++c) {
-          int32_t acc = average ? 0 : -128;
-          for (ky = ky0; ky < ky1; ++ky) {
-            const int8_t *row = img + (size_t)((iy0 + ky * p->dil_h) * p->in_w) * (size_t)p->channels + c;
-            for (kx = kx0; kx < kx1; ++kx) {
-              const int32_t v = row[(ix0 + kx * p->dil_w) * p->channels];
-              if (average) acc += v;
-              else if (v > acc) acc = v;
-            }
-          }
-          if (average) acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-          *out++ = (int8_t)clamp(acc, p->act_min, p->act_max);
-        }
+void qcc_act_s16(const qcc_act16_params *p, const int16_t *in, int16_t *out) {
+  int32_t i;
+  for (i = 0; i < p->count; ++i) {
+    const int32_t x = in[i] - p->in_zp;
+    int32_t y;
+    if (p->op == 0) {
+      y = mbqm(x, p->mult, p->shift) + p->out_zp;
+    } else if (p->op == 1) {
+      y = in[i];
+    } else if (p->op == 2) {
+      if (x >= 0) y = mbqm(x, p->mult, p->shift);
+      else y = p->mult2 < 0 ? -mbqm(x, -p->mult2, p->shift2) : mbqm(x, p->mult2, p->shift2);
+      y += p->out_zp;
+    } else {
+      const int64_t round = p->shift > 0 ? (int64_t)1 << (p->shift - 1) : 0;
+      const int32_t v = (int32_t)(((int64_t)in[i] * p->mult + round) >> p->shift), a = v < 0 ? -v : v;
+      int32_t r;
+      if (p->op == 3) {
+        r = sigmoid_interp(a, p->table, 9, 0x7FFF << 10);
+        y = (v >= 0 ? r + (1 << 9) : (1 << 25) - r + (1 << 9) - 1) >> 10;
+      } else {
+        r = sigmoid_interp(a, p->table, 8, 0xFFFF << 8);
+        y = (v >= 0 ? r - (1 << 23) + (1 << 7) : -r + (1 << 23) + (1 << 7) - 1) >> 8;
       }
     }
+    out[i] = (int16_t)clamp(y, p->act_min, p->act_max);
   }
 }
+
+/* ---- pooling, mean ----------------------------------------------------------------------- */
+
+#define QCC_POOL(NAME, T, LOWEST)                                                                   \
+  static void NAME(const qcc_pool_params *p, const T *in, T *out, int average) {                      \
+    int32_t b, oy, ox, c, ky, kx;                                                                      \
+    for (b = 0; b < p->batch; ++b) {                                                                   \
+      const T *img = in + (size_t)b * (size_t)(p->in_h * p->in_w * p->channels);                      \
+      for (oy = 0; oy < p->out_h; ++oy) {                                                              \
+        const int32_t iy0 = oy * p->stride_h - p->pad_top;                                             \
+        const int32_t ky0 = tap_begin(iy0, p->dil_h), ky1 = tap_end(iy0, p->dil_h, p->k_h, p->in_h);   \
+        for (ox = 0; ox < p->out_w; ++ox) {                                                            \
+          const int32_t ix0 = ox * p->stride_w - p->pad_left;                                          \
+          const int32_t kx0 = tap_begin(ix0, p->dil_w), kx1 = tap_end(ix0, p->dil_w, p->k_w, p->in_w); \
+          const int32_t count = p->counts ? p->counts[oy * p->out_w + ox] : p->count;                  \
+          for (c = 0; c < p->channels; ++c) {                                                          \
+            int32_t acc = average ? 0 : LOWEST;                                                        \
+            for (ky = ky0; ky < ky1; ++ky) {                                                           \
+              const T *row = img + (size_t)((iy0 + ky * p->dil_h) * p->in_w) * (size_t)p->channels + c; \
+              for (kx = kx0; kx < kx1; ++kx) {                                                         \
+                const int32_t v = row[(ix0 + kx * p->dil_w) * p->channels];                            \
+                if (average) acc += v;                                                                 \
+                else if (v > acc) acc = v;                                                             \
+              }                                                                                        \
+            }                                                                                          \
+            if (average) acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;        \
+            *out++ = (T)clamp(acc, p->act_min, p->act_max);                                            \
+          }                                                                                            \
+        }                                                                                              \
+      }                                                                                                \
+    }                                                                                                  \
+  }
+QCC_POOL(pool, int8_t, -128)
+QCC_POOL(pool_s16, int16_t, -32768)
 
 void qcc_max_pool(const qcc_pool_params *p, const int8_t *in, int8_t *out) { pool(p, in, out, 0); }
 void qcc_avg_pool(const qcc_pool_params *p, const int8_t *in, int8_t *out) { pool(p, in, out, 1); }
+void qcc_max_pool_s16(const qcc_pool_params *p, const int16_t *in, int16_t *out) { pool_s16(p, in, out, 0); }
+void qcc_avg_pool_s16(const qcc_pool_params *p, const int16_t *in, int16_t *out) { pool_s16(p, in, out, 1); }
 
-void qcc_mean(const qcc_mean_params *p, const int8_t *in, int8_t *out) {
-  int32_t o, i, r;
-  for (o = 0; o < p->outer; ++o) {
-    for (i = 0; i < p->inner; ++i) {
-      const int8_t *x = in + (size_t)o * (size_t)(p->count * p->inner) + i;
-      int32_t sum = 0;
-      for (r = 0; r < p->count; ++r) sum += x[r * p->inner];
-      sum = wrap_sub(sum, p->in_zp * p->count);
-      *out++ = (int8_t)clamp(mbqm(sum, p->mult, p->shift) + p->out_zp, -128, 127);
-    }
+/* MEAN: the raw sum (int32, wrapping), less in_zp * count, requantized, clamped to the type */
+#define QCC_MEAN(NAME, T, LO, HI)                                                                 \
+  void NAME(const qcc_mean_params *p, const T *in, T *out) {                                     \
+    int32_t o, i, r;                                                                             \
+    for (o = 0; o < p->outer; ++o) {                                                             \
+      for (i = 0; i < p->inner; ++i) {                                                           \
+        const T *x = in + (size_t)o * (size_t)(p->count * p->inner) + i;                         \
+        int32_t sum = 0;                                                                         \
+        for (r = 0; r < p->count; ++r) sum = wrap_add(sum, x[r * p->inner]);                     \
+        sum = wrap_sub(sum, p->in_zp * p->count);                                                \
+        *out++ = (T)clamp(mbqm(sum, p->mult, p->shift) + p->out_zp, LO, HI);                     \
+      }                                                                                          \
+    }                                                                                            \
   }
-}
+QCC_MEAN(qcc_mean, int8_t, -128, 127)
+QCC_MEAN(qcc_mean_s16, int16_t, -32768, 32767)
 
 /* ---- softmax ------------------------------------------------------------------------------ */
 
@@ -504,6 +725,19 @@ void qcc_resize(const qcc_resize_params *p, const int8_t *in, int8_t *out) {
           *out++ = (int8_t)(acc / (1 << 20));
         }
       }
+    }
+  }
+}
+
+void qcc_resize_nearest_s16(const qcc_resize_params *p, const int16_t *in, int16_t *out) {
+  const int32_t c = p->channels;
+  int32_t b, oy, ox, k;
+  for (b = 0; b < p->batch; ++b) {
+    const int16_t *img = in + (size_t)b * (size_t)(p->in_h * p->in_w * c);
+    for (oy = 0; oy < p->out_h; ++oy) {
+      const int16_t *row = img + (size_t)(p->y_lo[oy] * p->in_w * c);
+      for (ox = 0; ox < p->out_w; ++ox)
+        for (k = 0; k < c; ++k) *out++ = row[p->x_lo[ox] * c + k];
     }
   }
 }
