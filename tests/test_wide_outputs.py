@@ -172,12 +172,14 @@ def test_outputs_of_one_range_stay_int8(tmp_path, data):
     assert "outputs" not in res.report["calibration"]
 
 
-def test_c_target_keeps_int8_and_says_why(compiled):
-    """backends/c has int8 kernels only: the output stays int8, report.json says why."""
-    res = compiled("yolov8", target="c")[1]
-    assert res.quant_graph.outputs[0].quant.dtype == np.int8
-    entry = res.report["calibration"]["outputs"]
-    assert "no int16" in entry["kept_int8"] and entry["dtypes"] == {"y": "int8"}
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_c_target_runs_the_int16_head_bit_exactly(compiled, data, head):
+    """backends/c has the 16x8 kernels: the output is int16 there too and the C build matches
+    the integer reference bit for bit."""
+    _, res, out = compiled(head, target="c")
+    assert res.quant_graph.outputs[0].quant.dtype == np.int16
+    check = verify_outdir(out, data[1][:4])
+    assert check["ok"] and check["c"]["bit_exact"], check
 
 
 def test_cli_announces_the_int16_output(tmp_path, data, capsys):
