@@ -1,5 +1,6 @@
 """A Sigmoid / Softmax output (fixed int8 parameters) concatenated with wide-range tensors keeps
-its parameters behind a Requantize, instead of forcing [0, 1) on the whole Concat group."""
+its parameters behind a Requantize, instead of forcing [0, 1) on the whole Concat group.
+(--int8-outputs: by default such a graph output is int16, tests/test_wide_outputs.py.)"""
 from __future__ import annotations
 
 import numpy as np
@@ -28,7 +29,7 @@ def _head(path):
 def test_concat_with_sigmoid_is_not_clipped_to_its_range(tmp_path):
     _head(tmp_path / "head.onnx")
     x = np.random.default_rng(1).uniform(-1, 1, (64, 3, 6, 6)).astype(np.float32)
-    res = compile_model(tmp_path / "head.onnx", tmp_path / "out", CompileOptions(calib=x))
+    res = compile_model(tmp_path / "head.onnx", tmp_path / "out", CompileOptions(calib=x, int8_outputs=True))
     q = res.quant_graph
     requant = [n for n in q.nodes if n.op == "Requantize"]
     assert len(requant) == 1 and requant[0].inputs[0].producer.op == "Sigmoid"
@@ -47,6 +48,6 @@ def test_the_requantize_is_bit_exact_in_tvm(tmp_path):
     pytest.importorskip("tvm")
     _head(tmp_path / "head.onnx")
     x = np.random.default_rng(1).uniform(-1, 1, (64, 3, 6, 6)).astype(np.float32)
-    compile_model(tmp_path / "head.onnx", tmp_path / "tvm", CompileOptions(target="tvm", calib=x))
+    compile_model(tmp_path / "head.onnx", tmp_path / "tvm", CompileOptions(target="tvm", calib=x, int8_outputs=True))
     check = verify_outdir(tmp_path / "tvm", x[:16])
     assert check["ok"] and check["tvm"]["bit_exact"] and check["fidelity"]["tvm"]["y"]["sqnr_db"] > 30

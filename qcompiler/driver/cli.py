@@ -125,6 +125,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="int8 weights rounded to nearest, or by GPTQ (error-compensating, on the calibration "
                         "data's layer inputs), or bounded (GPTQ choosing only between each weight's two "
                         "neighbours on the grid); auto: gptq with --activations int16 / auto, nearest with int8")
+    g.add_argument("--int8-outputs", action="store_true",
+                   help="keep every graph output int8; by default an output whose Concat joins values of very "
+                        "different ranges (box pixels and class scores) is int16 with its producers")
     g.add_argument("--int16-nodes", metavar="NODES",
                    help="with --activations auto: compute these nodes (comma-separated IR names) in int16, no search")
 
@@ -187,7 +190,8 @@ def cmd_compile(argv: list[str]) -> int:
                           per_channel_fc=_fc_mode(a), name=a.name, target_options=_given_target_options(a),
                           activations=a.activations, min_sqnr=a.min_sqnr, max_arena=a.max_arena,
                           int16_nodes=tuple(a.int16_nodes.split(",")) if a.int16_nodes else (),
-                          weight_rounding=a.weight_rounding, recurrent=a.recurrent)
+                          weight_rounding=a.weight_rounding, recurrent=a.recurrent,
+                          int8_outputs=a.int8_outputs)
     if a.explain:
         from qcompiler.ir.pass_manager import PASSES
         from qcompiler.driver.pipeline import pass_list
@@ -205,7 +209,7 @@ def cmd_compile(argv: list[str]) -> int:
 
 def _print_summary(r: dict, out: str, target: str, verbose: bool) -> None:
     """A few lines by default: what was written, the size, the weakest layer, trade-offs."""
-    from qcompiler.quant.report import activations_line, fc_tradeoff
+    from qcompiler.quant.report import activations_line, fc_tradeoff, outputs_line
     ops = r.get("ops", {})
     size = [f"flash {r['flash_bytes']:,} B"] if "flash_bytes" in r else []
     if "arena" in r:
@@ -226,6 +230,9 @@ def _print_summary(r: dict, out: str, target: str, verbose: bool) -> None:
     widths = activations_line(r.get("calibration", {}))
     if widths:
         print(f"qcc: {widths}")
+    outputs = outputs_line(r.get("calibration", {}))
+    if outputs:
+        print(f"qcc: note: {outputs}")
     if verbose:
         print(f"qcc: files: {', '.join(r['files'])}")
         print(f"qcc: ops: {', '.join(f'{k} x{v}' for k, v in ops.items())}")

@@ -28,6 +28,7 @@ class CompileOptions:
     min_sqnr: float | None = None       # with auto: the output SQNR (dB, calibration data) to reach
     max_arena: int | None = None        # with auto: the largest runtime arena (bytes) a choice may need
     int16_nodes: tuple[str, ...] = ()   # with auto: these nodes in int16 (no search)
+    int8_outputs: bool = False          # keep every graph output int8 (no int16 head for mixed-range outputs)
     weight_rounding: str = "auto"       # nearest | gptq | bounded | auto (gptq with int16 / auto activations)
     recurrent: str = "auto"             # with int8 activations: unrolled LSTMs in int16 | int8 | auto (int16 if the target can)
     disable_passes: tuple[str, ...] = ()
@@ -81,6 +82,8 @@ class CompileOptions:
             parts.append(f"--weight-rounding {self.weight_rounding}")
         if self.int16_nodes:
             parts.append(f"--int16-nodes {','.join(self.int16_nodes)}")
+        if self.int8_outputs:
+            parts.append("--int8-outputs")
         if target_options is not None:
             parts += target_options.describe()
         return " ".join(parts)

@@ -123,7 +123,8 @@ def target_support(graph: Graph, backend) -> list[str]:
 
 def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
              scheme: QuantScheme = TFLITE_INT8, defer_report: bool = False,
-             wide_scheme: QuantScheme | None = None, cost=None) -> tuple[Graph | None, dict, dict]:
+             wide_scheme: QuantScheme | None = None, cost=None,
+             output_scheme: QuantScheme | None = None) -> tuple[Graph | None, dict, dict]:
     """(int8 graph, calibration summary, ranges); see qcompiler/quant/ptq.py for the steps.
 
     `calib_path` None means data-free mode (needs options.input_range). The
@@ -135,7 +136,7 @@ def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
     from qcompiler.quant.wide_softmax import expand_wide_softmax
     from qcompiler.quant.ptq import run_ptq
     qgraph, summary, ranges = run_ptq(graph, calib_path, options, scheme=scheme, defer_report=defer_report,
-                                      wide_scheme=wide_scheme, cost=cost)
+                                      wide_scheme=wide_scheme, cost=cost, output_scheme=output_scheme)
     if qgraph is not None:
         expand_wide_softmax(qgraph)
     return qgraph, summary, ranges
@@ -227,7 +228,8 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     from qcompiler.quant.ptq import cancel_report, finish_report
     # no calib: data-free; the per-layer report overlaps with the backend (finish_report below)
     qgraph, calib_summary, ranges = quantize(graph, options.calib, options, scheme=scheme, defer_report=True,
-                                             wide_scheme=wide_scheme, cost=backend.cost)
+                                             wide_scheme=wide_scheme, cost=backend.cost,
+                                             output_scheme=backend.int16_scheme)
     tmp = None
     try:
         header = f"from {model_path.name} (sha256 {_sha256(model_path)[:16]}) with {options.describe(topts)}"

@@ -7,7 +7,8 @@ node computes in int8. `resolve` turns it into one width per node and per tensor
   kernel in TFLM and in the reference (`INT16_OPS`; Resize only nearest) stay int8;
 - a data-movement op (`FOLLOWERS`: reshapes, pooling, Pad, Concat, ... whose output shares its
   input's parameters) follows its input -- Concat the widest of its inputs;
-- a graph input takes the widest width its readers (through data movement) compute in;
+- a graph input takes the widest width its readers (through data movement) compute in
+  (int8 with `Precision.inputs8`);
 - a tensor has its producer's width.
 
 `insert_borders` then gives every node inputs of its own width: where a tensor reaches a
@@ -51,10 +52,12 @@ BORDER = "precision_border"
 
 @dataclass(frozen=True)
 class Precision:
-    """int16 for every node (`all16`) or for the nodes named in `wide`; int8 elsewhere."""
+    """int16 for every node (`all16`) or for the nodes named in `wide`; int8 elsewhere.
+    `inputs8`: graph inputs stay int8 whoever reads them (the model's interface is kept)."""
 
     all16: bool = False
     wide: frozenset = frozenset()
+    inputs8: bool = False
 
     def wants16(self, node: Node) -> bool:
         return self.all16 or node.name in self.wide
@@ -135,7 +138,7 @@ def resolve(graph: Graph, precision: Precision, keep8=None) -> tuple[dict[str, i
             memo[v.name] = bits
         return memo[v.name]
 
-    values = {v.name: demand(v) for v in graph.inputs}
+    values = {v.name: 8 if precision.inputs8 else demand(v) for v in graph.inputs}
     for n in graph.nodes:
         if n.op in FOLLOWERS:
             ins = _activations(n)

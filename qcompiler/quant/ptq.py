@@ -225,6 +225,11 @@ def recurrent_int16(graph: Graph, options, wide_scheme: QuantScheme | None) -> f
     return recurrent_nodes(graph)
 
 
+def _wide_outputs_on(options) -> bool:
+    """The mixed-range output rule (quant/wide_outputs.py) applies unless --int8-outputs."""
+    return not getattr(options, "int8_outputs", False)
+
+
 def activations_mode(options) -> str:
     """--activations: int8 (default), int16 or auto."""
     return getattr(options, "activations", "int8")
@@ -255,11 +260,13 @@ def weight_rounding(options) -> str:
 @one_blas_thread()
 def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme = TFLITE_INT8,
             defer_report: bool = False, wide_scheme: QuantScheme | None = None,
-            cost=None) -> tuple[Graph | None, dict, dict]:
+            cost=None, output_scheme: QuantScheme | None = None) -> tuple[Graph | None, dict, dict]:
     """Quantize `graph` per `options`: (integer graph, summary for report.json, ranges).
 
     `wide_scheme`: the int16 scheme, for --activations int16 / auto; `cost(qgraph, exact) -> int
-    | None`, the backend's arena bytes of a candidate for the auto search (Backend.cost).
+    | None`, the backend's arena bytes of a candidate for the auto search (Backend.cost);
+    `output_scheme`: the target's int16 scheme (None: it has none), for int8 models whose graph
+    outputs join values of very different ranges (qcompiler/quant/wide_outputs.py).
 
     With CLE on, `graph` is equalized in place (its float function is unchanged),
     so the float graph, the ranges and the int8 graph describe the same tensors.
@@ -289,9 +296,10 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     if calib_path is not None:
         runner = FloatRunner(graph)  # one float session for calibration, bias correction and the report
         act_eq = scheme.activation_equalization and options.act_eq and not options.per_tensor
+        wide_for = (wide_scheme if mode != "int8" or recurrent
+                    else output_scheme if _wide_outputs_on(options) else None)
         ranges, wide_ranges, samples, total, moments, taps = _calibrated(
-            graph, calib_path, options, summary, runner, bc, act_eq, scheme,
-            wide_scheme if mode != "int8" or recurrent else None)
+            graph, calib_path, options, summary, runner, bc, act_eq, scheme, wide_for)
         input_sums = taps.get("input_sums")
         if "extremes" in taps:
             gains = _equalize_activations(graph, taps["extremes"], ranges, input_sums, wide_ranges)
@@ -346,11 +354,24 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
                                                      total, moments, runner, input_sums, cost, hessians, fitted)
         precision = config.precision
         per_channel_fc = _auto_fc(graph, options, scheme) | config.fc
+    mixed, kept_int8 = [], None
+    if mode == "int8" and _wide_outputs_on(options):
+        from qcompiler.quant.wide_outputs import wide_output_nodes
+        wide_nodes, mixed = wide_output_nodes(graph, ranges)
+        if mixed and output_scheme is None:
+            kept_int8 = "the target has no int16 activation scheme"
+        elif wide_nodes:  # with the recurrent cells' int16 nodes, if any
+            precision = Precision(wide=frozenset(wide_nodes) | recurrent, inputs8=True)
     if searched is not None:   # built as below, bias correction included
         qgraph = searched
     else:
         qgraph = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
                                 scheme=fc_scheme, precision=precision, wide_ranges=wide_ranges, hessians=hessians)
+    if mixed:
+        from qcompiler.quant import wide_outputs
+        summary["outputs"] = wide_outputs.summary(qgraph, mixed, kept_int8)
+        if kept_int8 is None:
+            summary["outputs"]["conversions"] = precision_summary(graph, qgraph, precision)["conversions"]
     if mode != "int8" or recurrent:
         summary["activations"] = precision_summary(graph, qgraph, precision)
         if recurrent:

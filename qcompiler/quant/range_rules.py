@@ -19,10 +19,28 @@ from qcompiler.numerics.qops import clip_bounds
 
 # int8 output parameters fixed by the op (TFLM requires them)
 FIXED_OUTPUT = {"Softmax": (1.0 / 256, -128), "Sigmoid": (1.0 / 256, -128), "Tanh": (1.0 / 128, 0)}
+# the output steps of Sigmoid / Tanh computing in int16 (TFLite 16x8: 2^-15, zero point 0)
+FIXED_STEP_INT16 = 2.0 ** -15
 NONNEGATIVE_INPUT = {"Rsqrt"}  # ops whose int8 input must not go below its zero point
-# |x| beyond which Sigmoid / Tanh, with their fixed output parameters, are within half an output
-# step of their limits: sigmoid(-ln 511) = 1/512, tanh(ln(511) / 2) = 1 - 1/256
-SATURATED_BEYOND = {"Sigmoid": float(np.log(511.0)), "Tanh": float(np.log(511.0) / 2)}
+
+
+def saturated_beyond(op: str, step: float) -> float:
+    """|x| beyond which Sigmoid / Tanh with output step `step` are within half a step of their
+    limits: sigmoid(-x) < step / 2 beyond ln(2 / step - 1), tanh (= 2 sigmoid(2x) - 1) half
+    that; int8 (1/256, 1/128): ln 511 and ln(511) / 2; int16 (2^-15): 11.09 and 5.89."""
+    return float(np.log(2.0 / step - 1.0)) if op == "Sigmoid" else float(np.log(4.0 / step - 1.0) / 2)
+
+
+SATURATED_BEYOND = {op: saturated_beyond(op, FIXED_OUTPUT[op][0]) for op in ("Sigmoid", "Tanh")}
+
+
+def _step(node, widths: dict | None) -> float:
+    """The output step of a Sigmoid / Tanh: int8's fixed one, or int16's where `widths` says so."""
+    if widths and widths.get(node.outputs[0].name) == 16:
+        return FIXED_STEP_INT16
+    return FIXED_OUTPUT[node.op][0]
+
+
 # |x| beyond which the int16 LOGISTIC / TANH kernels (qcompiler/numerics/qops/act16.py) return
 # their saturated value: their 256-entry table ends at 255/24 (Tanh reads it at 2x: 255/48).
 # Within, the int16 output still moves (sigmoid(6.2) is 0.998, 66 int16 steps below 1), so an
@@ -57,7 +75,7 @@ def consumer_domain(node, widths: dict | None = None) -> tuple[float, float] | N
         bound = SATURATED_BEYOND_INT16[node.op]
         return -bound, bound
     if node.op in FIXED_OUTPUT and node.op != "Softmax":
-        step = FIXED_OUTPUT[node.op][0]  # tanh(x) = 2 sigmoid(2x) - 1: half the step at twice x
+        step = _step(node, widths)  # tanh(x) = 2 sigmoid(2x) - 1: half the step at twice x
         bound = float(np.log(8.0 / step - 1.0)) / 2.0 if node.op == "Tanh" else float(np.log(4.0 / step - 1.0))
         return -bound, bound
     return None

@@ -203,6 +203,12 @@ def fc_tradeoff(summary: dict) -> str | None:
             f"{kept['arena_bytes']:,} more arena bytes (their per-channel multipliers)")
 
 
+def outputs_line(summary: dict) -> str | None:
+    """One sentence when an output's width follows the mixed-range rule (quant/wide_outputs.py)."""
+    from qcompiler.quant.wide_outputs import announce
+    return announce(summary.get("outputs") or {})
+
+
 def activations_line(summary: dict) -> str | None:
     """One sentence on --activations int16 / auto (None for int8)."""
     a = summary.get("activations")
