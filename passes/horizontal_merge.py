@@ -100,6 +100,19 @@ def _observed_ranges(graph: Graph, groups, feeds, float_runner=None) -> dict:
     return ranges
 
 
+_MISSING = object()
+
+
+def _same(a, b) -> bool:
+    """Equal meta values (numpy arrays compared element-wise, shapes included)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # e.g. containers holding arrays
+        return False
+
+
 def _merge(graph: Graph, branches: list[Node]) -> None:
     first = branches[0]
     x = first.inputs[0]
@@ -113,7 +126,8 @@ def _merge(graph: Graph, branches: list[Node]) -> None:
     merged = graph.insert_before(earliest, first.op, [x, w, b], attrs=dict(first.attrs),
                                  name=f"{first.name}_merged")
     # what every branch's node meta says holds for the merged node (e.g. its part in an unrolled LSTM)
-    merged.meta.update({k: val for k, val in first.meta.items() if all(n.meta.get(k) == val for n in branches)})
+    merged.meta.update({k: val for k, val in first.meta.items()
+                        if all(_same(n.meta.get(k, _MISSING), val) for n in branches)})
     # the branches go; their output tensors stay, to be written by the Split
     outs = [graph.erase_node(n, keep_outputs=True)[0] for n in branches]
     split = graph.add_constant(f"{first.name}_split_sizes", np.array(sizes, np.int64))
