@@ -51,7 +51,7 @@ class CompileOptions:
             parts.append(f"--percentile {self.percentile:g}")
         if self.max_calib_samples:
             parts.append(f"--max-calib-samples {self.max_calib_samples}")
-        from qcompiler.quant.ptq import resolved_bias_correction, resolved_cle
+        from qcompiler.quant.ptq_options import resolved_bias_correction, resolved_cle
         if self.per_tensor:
             parts.append("--per-tensor")
         parts.append("--cle" if resolved_cle(self) else "--no-cle")

@@ -237,7 +237,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
         tmp = _staging_dir(outdir)
         backend_report = backend.emit(comp, tmp)
         if "arena" in backend_report:
-            from qcompiler.quant.mixed import settle_arena
+            from qcompiler.quant.arena_estimate import settle_arena
             settle_arena(calib_summary, backend_report["arena"].get("arena_bytes"))
         ir_files = {"float_ir_file": f"{name}.float.qir"}  # the float model: qcc verify's fidelity
         save_graph(graph, tmp / ir_files["float_ir_file"])

@@ -73,3 +73,22 @@ def lower_bound(buffers: list[Buffer]) -> int:
     """No plan can be smaller than the largest set of simultaneously live bytes."""
     points = sorted({b.first for b in buffers} | {b.last for b in buffers})
     return max((sum(align(b.size) for b in buffers if b.first <= t <= b.last) for t in points), default=0)
+
+
+def activation_buffers(graph, element_bytes: int | None = None) -> list[Buffer]:
+    """One buffer per activation of `graph` in node order, live from its producer (0: a graph
+    input) to its last reader (graph outputs to the end); sized `element_bytes` per element, or
+    by the value's dtype when None."""
+    import numpy as np
+    index = {id(n): i + 1 for i, n in enumerate(graph.nodes)}
+    buffers = []
+    for v in graph.values():
+        if v.is_constant or not v.shape:
+            continue
+        first = index.get(id(v.producer), 0) if v.producer is not None else 0
+        last = max([index[id(c)] for c in v.consumers] + [first])
+        if v in graph.outputs:
+            last = len(graph.nodes) + 1
+        size = element_bytes if element_bytes is not None else np.dtype(v.dtype).itemsize
+        buffers.append(Buffer(v.name, int(np.prod(v.shape)) * size, first, last))
+    return buffers

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcompiler.ir import Graph, Node
-from qcompiler.ir.memory import Buffer, lower_bound
+from qcompiler.ir.memory import activation_buffers, lower_bound
 from qcompiler.numerics.fixed_point import symmetric_weight_scales
 from qcompiler.quant.scheme import QuantScheme
 
@@ -41,17 +41,7 @@ def weight_sqnr_db(w: np.ndarray, axis: int | None) -> float:
 
 def activation_peak_bytes(graph: Graph) -> int:
     """Largest number of int8 activation bytes alive at once (no plan can use less)."""
-    index = {id(n): i + 1 for i, n in enumerate(graph.nodes)}
-    buffers = []
-    for v in graph.values():
-        if v.is_constant or not v.shape:
-            continue
-        first = index.get(id(v.producer), 0) if v.producer is not None else 0
-        last = max([index[id(c)] for c in v.consumers] + [first])
-        if v in graph.outputs:
-            last = len(graph.nodes) + 1
-        buffers.append(Buffer(v.name, int(np.prod(v.shape)), first, last))
-    return lower_bound(buffers)
+    return lower_bound(activation_buffers(graph, element_bytes=1))
 
 
 def _fc_layers(graph: Graph) -> list[Node]:

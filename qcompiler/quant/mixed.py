@@ -40,6 +40,7 @@ import numpy as np
 
 from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
+from qcompiler.quant.arena_estimate import activation_bytes, estimated_bytes
 from qcompiler.quant.precision import FOLLOWERS, Precision, int16_capable
 
 # calibration samples the candidates are measured on: as many as SEARCH_VALUES activation
@@ -56,10 +57,6 @@ MARGIN_DB = 1.0
 # log2(knobs): 5 on VWW, whose prefixes' SQNR is not even monotone): the interpolated one and
 # the one it brackets; the search stays within 5x an int8 compile (bench/int16.md)
 MAX_PROBES = 2
-# what an int8 <-> int16 border adds to TFLM's arena besides its tensor's bytes (a
-# NodeAndRegistration, the QUANTIZE op data, an eval tensor, its share of planning memory)
-BORDER_BYTES = 160
-PER_CHANNEL_BYTES = 8   # TFLM's multiplier and shift per output channel of per-channel weights
 FC_KNOB = "per-channel:"   # knob name prefix: per-channel weights for that Gemm
 
 
@@ -446,41 +443,3 @@ def _summary(chosen: Point, points: list[Point], sens: list[dict], min_sqnr, max
             "search": {"samples": len(scorer.feeds), "sensitivity_samples": min(SENSITIVITY_SAMPLES, len(scorer.feeds)),
                        "evaluations": scorer.runs, "candidates": len(points), "seconds": round(seconds, 2),
                        **{f"{k}_seconds": round(v, 2) for k, v in scorer.seconds.items()}}}
-
-
-def settle_arena(summary: dict, arena_bytes: int | None) -> None:
-    """The chosen point's arena in report.json's search entry as emit measured it (the search
-    ranked it by an estimate when no --max-arena bound needed the exact number)."""
-    search = summary.get("activations", {})
-    for row in search.get("pareto", []) if search.get("mode") == "auto" else []:
-        if row["chosen"] and row["arena"] != "exact" and arena_bytes is not None:
-            row["arena_estimate_bytes"], row["arena_bytes"], row["arena"] = row["arena_bytes"], arena_bytes, "exact"
-            search["search_arena_bytes"] = arena_bytes
-
-
-def estimated_bytes(q: Graph) -> int:
-    """Arena estimate of a candidate up to a constant: planned activation bytes, the borders'
-    runtime data and the per-channel multipliers (ranks candidates where the activation
-    bytes alone tie or mislead: IC's all-int16 has fewer borders than its 8-layer prefix)."""
-    from qcompiler.quant.precision import is_border
-    borders = sum(1 for n in q.nodes if is_border(n))
-    channels = sum(int(n.input(1).quant.scale.size) for n in q.nodes
-                   if n.op in ("Conv", "Gemm") and n.input(1) is not None and n.input(1).quant is not None
-                   and n.input(1).quant.scale.size > 1)
-    return activation_bytes(q) + BORDER_BYTES * borders + PER_CHANNEL_BYTES * channels
-
-
-def activation_bytes(q: Graph) -> int:
-    """Activation arena bytes of an integer graph, planned greedily (the arena's tensor part)."""
-    from qcompiler.ir.memory import Buffer, best_plan
-    index = {id(n): i + 1 for i, n in enumerate(q.nodes)}
-    buffers = []
-    for v in q.values():
-        if v.is_constant or not v.shape:
-            continue
-        first = index.get(id(v.producer), 0) if v.producer is not None else 0
-        last = max([index[id(c)] for c in v.consumers] + [first])
-        if v in q.outputs:
-            last = len(q.nodes) + 1
-        buffers.append(Buffer(v.name, int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize, first, last))
-    return best_plan(buffers)[1]
