@@ -68,6 +68,8 @@ def pass_list(options: "CompileOptions") -> list[str]:
     if options.passes is None and options.activations == "int16" and "fuse_hard_swish" in passes:
         # TFLM has no int16 HARD_SWISH: write HardSwish out of ADD / MUL, which have int16 kernels
         passes.insert(passes.index("fuse_hard_swish") + 1, "decompose_hard_swish")
+    if getattr(options, "split_weights", False) and "split_weights" not in passes:
+        passes.append("split_weights")  # last: horizontal_merge would join the halves again
     unknown = [p for p in options.disable_passes if p not in PASSES]
     if unknown:
         raise QccError(f"--disable-pass names unknown pass(es) {unknown}; see `qcc passes`")

@@ -68,6 +68,8 @@ def layer_inputs(graph: Graph) -> dict[str, tuple[str, object]]:
             geometry = _conv_geometry(n)
             if geometry is not None:
                 out[n.name] = (n.inputs[0].name, geometry)
+        elif n.meta.get("split_weights") == "hi":
+            continue  # on its int8 grid already (passes/split_weights.py): the low half carries the rest
         elif n.op == "Gemm" and n.input(1) is not None and n.input(1).is_constant:
             out[n.name] = (n.inputs[0].name, None)
     return out
