@@ -1,11 +1,12 @@
-"""Split each fully connected layer's weights into two int8 layers: ~15-bit weights (--split-weights).
+"""Split a layer's weights into two int8 layers: ~15-bit weights (--split-weights [fc|all]).
 
 With int16 activations (TFLite's 16x8 scheme) the int8 weights are the error left: MLPerf AD's
-int16 model reads 47.5 dB, its activations alone would allow 78 dB. A Gemm whose weight W is
-written as the sum of two int8-quantizable matrices runs on the runtime's existing 16x8
-FULLY_CONNECTED and ADD kernels:
+int16 model reads 47.5 dB, its activations alone would allow 78 dB. A Gemm (and, with `all`, a
+Conv, depthwise included) whose weight W is written as the sum of two int8-quantizable
+tensors runs on the runtime's existing 16x8 FULLY_CONNECTED / CONV_2D / DEPTHWISE_CONV_2D and
+ADD kernels (output channel c = row c of a Gemm weight, W[c] of a Conv weight):
 
-    W_hi = s_hi * round(W / s_hi)       per output row, s_hi = max|W_row| / 127 (the int8 grid)
+    W_hi = s_hi * round(W / s_hi)       per output channel, s_hi = max|W_c| / 127 (the int8 grid)
     W_lo = W - W_hi                     |W_lo| <= s_hi / 2, quantized with its own row scale
     act(x W^T + b) = act((x W_hi^T + b) + x W_lo^T)
 
@@ -15,6 +16,9 @@ activation moves to the Add; the Add's inputs keep their own int16 ranges.
     Before: %y = Gemm[fc] clamp=[0, None](%x, W, b)
     After:  %fc_hi = Gemm[fc_hi](%x, W_hi, b); %fc_lo = Gemm[fc_lo](%x, W_lo)
             %y = Add[fc] clamp=[0, None](%fc_hi, %fc_lo)
+
+The same holds for a Conv (linear in W: conv(x, W_hi) + conv(x, W_lo) = conv(x, W)).
+`ctx.options["split_weights"]`: "fc" (default) splits the Gemms, "all" the Convs too.
 
 The halves are marked `node.meta["split_weights"]` ("hi" / "lo"): the quantizer gives both
 per-channel scales (W_hi's are the ones above, so W_hi quantizes exactly) and leaves W_hi's
@@ -34,12 +38,20 @@ from qcompiler.numerics.fixed_point import symmetric_weight_scales
 META = "split_weights"
 
 
-def splittable(node: Node) -> bool:
-    """A Gemm computing x W^T (+ b) with constant 2-D W, not split already."""
-    if node.op != "Gemm" or META in node.meta:
+SCOPES = {"fc": ("Gemm",), "all": ("Gemm", "Conv")}
+
+
+def splittable(node: Node, ops=SCOPES["fc"]) -> bool:
+    """A Gemm computing x W^T (+ b) with constant 2-D W, or a Conv with constant weights (when
+    `ops` has it), not split already."""
+    if node.op not in ops or META in node.meta:
         return False
     w = node.input(1)
-    if w is None or not w.is_constant or w.data.ndim != 2 or not np.issubdtype(w.data.dtype, np.floating):
+    if w is None or not w.is_constant or not np.issubdtype(w.data.dtype, np.floating):
+        return False
+    if node.op == "Conv":
+        return w.data.ndim >= 3
+    if w.data.ndim != 2:
         return False
     if int(node.attrs.get("transB", 0)) != 1 or int(node.attrs.get("transA", 0)) != 0:
         return False
@@ -48,8 +60,9 @@ def splittable(node: Node) -> bool:
 
 
 def split(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(W_hi, W_lo): W_hi on the per-row symmetric int8 grid the quantizer uses, W_lo = W - W_hi."""
-    scales = symmetric_weight_scales(w, 0).astype(np.float64)[:, None]
+    """(W_hi, W_lo): W_hi on the per-output-channel (axis 0) symmetric int8 grid the quantizer
+    uses, W_lo = W - W_hi."""
+    scales = symmetric_weight_scales(w, 0).astype(np.float64).reshape((-1,) + (1,) * (w.ndim - 1))
     hi = (np.clip(np.round(w.astype(np.float64) / scales), -127, 127) * scales).astype(np.float32)
     return hi, (w.astype(np.float64) - hi).astype(np.float32)
 
@@ -58,9 +71,9 @@ def split_node(graph: Graph, node: Node) -> None:
     x, w, b = node.input(0), node.input(1), node.input(2)
     hi, lo = split(w.data)
     attrs = {k: v for k, v in node.attrs.items() if k != ATTR}
-    fc_hi = graph.insert_before(node, "Gemm", [x, graph.add_constant(f"{w.name}_hi", hi)] + ([b] if b is not None else []),
+    fc_hi = graph.insert_before(node, node.op, [x, graph.add_constant(f"{w.name}_hi", hi)] + ([b] if b is not None else []),
                                 attrs=dict(attrs), name=f"{node.name}_hi")
-    fc_lo = graph.insert_before(node, "Gemm", [x, graph.add_constant(f"{w.name}_lo", lo)], attrs=dict(attrs),
+    fc_lo = graph.insert_before(node, node.op, [x, graph.add_constant(f"{w.name}_lo", lo)], attrs=dict(attrs),
                                 name=f"{node.name}_lo")
     fc_hi.meta[META], fc_lo.meta[META] = "hi", "lo"
     add = graph.insert_before(node, "Add", [fc_hi.outputs[0], fc_lo.outputs[0]],
@@ -69,14 +82,17 @@ def split_node(graph: Graph, node: Node) -> None:
     graph.replace_node(node, add)
 
 
-@register_pass("split_weights", "Gemm -> Gemm(W_hi) + Gemm(W_lo): two int8 weight halves, ~15-bit weights "
+@register_pass("split_weights", "Gemm (Conv) -> Gemm(W_hi) + Gemm(W_lo): two int8 weight halves, ~15-bit weights "
                                 "(--split-weights, for int16 activations)")
 def split_weights(graph: Graph, ctx: PassContext) -> bool:
-    done = [n.name for n in list(graph.nodes) if splittable(n)]
+    scope = ctx.options.get("split_weights") or "fc"
+    if scope not in SCOPES:
+        raise ValueError(f"split_weights: scope {scope!r}, expected one of {', '.join(SCOPES)}")
+    done = [n.name for n in list(graph.nodes) if splittable(n, SCOPES[scope])]
     by_name = {n.name: n for n in graph.nodes}
     for name in done:
         split_node(graph, by_name[name])
     if done:
-        ctx.log.append(f"split_weights: {len(done)} Gemm split into int8 halves ({', '.join(done[:3])}"
+        ctx.log.append(f"split_weights: {len(done)} layer(s) split into int8 halves ({', '.join(done[:3])}"
                        f"{', ...' if len(done) > 3 else ''})")
     return bool(done)

@@ -64,12 +64,12 @@ def layer_inputs(graph: Graph) -> dict[str, tuple[str, object]]:
     """{layer name: (its input tensor, conv geometry or None for Gemm)} of the layers GPTQ rounds."""
     out = {}
     for n in graph.nodes:
+        if n.meta.get("split_weights") == "hi":
+            continue  # on its int8 grid already (passes/split_weights.py): the low half carries the rest
         if n.op == "Conv":
             geometry = _conv_geometry(n)
             if geometry is not None:
                 out[n.name] = (n.inputs[0].name, geometry)
-        elif n.meta.get("split_weights") == "hi":
-            continue  # on its int8 grid already (passes/split_weights.py): the low half carries the rest
         elif n.op == "Gemm" and n.input(1) is not None and n.input(1).is_constant:
             out[n.name] = (n.inputs[0].name, None)
     return out
