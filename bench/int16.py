@@ -89,7 +89,7 @@ def weight_ceiling(res, evals, ref) -> float:
         qn = qnodes.get(n.name)
         if n.op not in ("Conv", "Gemm", "ConvTranspose") or qn is None:
             continue
-        for i in (1, 2):
+        for i in range(1, len(n.inputs)):   # weight and, where there is one, bias
             w = qn.input(i)
             if w is not None and w.is_constant and w.quant is not None:
                 n.set_input(i, g.add_constant(f"{w.name}_dequantized", w.quant.dequantize(w.data).astype(np.float32)))
