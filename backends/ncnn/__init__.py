@@ -29,7 +29,8 @@ PRECISIONS = ("int8", "fp32")
 # ncnn quantizes by itself (symmetric int8 activations, per-channel weights) from the
 # calibrated ranges; its symmetric steps make clipping the first layer's outliers pay, so
 # only inputs and logits keep their min-max range.
-NCNN_INT8 = QuantScheme("ncnn-int8", integer_ir=False, symmetric_activations=True, minmax_roles=IO_ROLES,
+NCNN_INT8 = QuantScheme("ncnn-int8", integer_ir=False, symmetric_activations=True,
+                        minmax_roles=IO_ROLES | {"silu"},  # its symmetric grid: SiLU inputs keep min-max
                         activation_equalization=False)
 
 

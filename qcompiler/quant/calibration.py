@@ -13,6 +13,11 @@ Range rules per tensor (`choose_ranges`):
   clipping pixels or features only loses information);
 - tensors feeding Softmax / graph outputs ("logits"): min-max as well, since
   clipping the largest logit changes the argmax;
+- the input x of a SiLU, x * Sigmoid(x) ("silu"), is no logit: its range minimizes the
+  SiLU's expected error (observers.consumer_mse_range): far below 0 the SiLU is 0 whatever
+  x is, above 0 it passes x on, so clipping costs there what it costs any hidden tensor.
+  (Kept at min-max as a Sigmoid input, YOLO detectors' every conv output lost up to 5 dB.)
+  Not under --calib-method minmax, nor for schemes listing the role in `minmax_roles`;
 - outputs of the first weighted layer (Conv / Gemm / MatMul reading a graph
   input, possibly through layout-only ops): min-max too, for the asymmetric int8
   (TFLite) scheme (the scheme's `minmax_roles` include "first"). Their error reaches every later layer,
@@ -287,12 +292,28 @@ def collect_statistics(graph: Graph, feeds: Iterable[dict[str, np.ndarray]], tot
     return obs, count, runner.engine
 
 
+def silu_inputs(graph: Graph) -> set[str]:
+    """Tensors x read only by a Sigmoid and by a Mul of x with that Sigmoid's output (SiLU)."""
+    outputs = {v.name for v in graph.outputs}
+    found = set()
+    for n in graph.nodes:
+        if n.op != "Sigmoid" or not n.inputs or n.inputs[0] is None or n.inputs[0].name in outputs:
+            continue
+        x, s = n.inputs[0], n.outputs[0]
+        muls = [c for c in x.consumers if c.op == "Mul" and {id(v) for v in c.inputs} == {id(x), id(s)}]
+        if muls and all(c is n or c in muls for c in x.consumers):
+            found.add(x.name)
+    return found
+
+
 def tensor_roles(graph: Graph) -> dict[str, str]:
-    """"input", "logits" (feeds Softmax/Sigmoid/... or is a graph output), "first"
-    (output of a weighted layer fed by a graph input) or "hidden"."""
+    """"input", "logits" (feeds Softmax/Sigmoid/... or is a graph output), "silu" (the input
+    of a SiLU), "first" (output of a weighted layer fed by a graph input) or "hidden"."""
     roles = {v.name: "input" for v in graph.inputs}
     for v in graph.outputs:
         roles.setdefault(v.name, "logits")
+    for name in silu_inputs(graph):
+        roles.setdefault(name, "silu")
     for n in graph.nodes:
         if n.op in FIXED_RANGE_OPS and n.inputs and n.inputs[0] is not None:
             roles.setdefault(n.inputs[0].name, "logits")
@@ -332,8 +353,9 @@ def choose_ranges(graph: Graph, observers: dict[str, HistogramObserver], method:
                                f"(choose {', '.join(METHODS)})")
     minmax = minmax_tensors(graph, method, also, minmax_roles)
     ranges = {}
+    roles = tensor_roles(graph) if method != "minmax" else {}
     for name, o in observers.items():
-        rule = "minmax" if name in minmax else method
+        rule = "minmax" if name in minmax else "silu" if roles.get(name) == "silu" else method
         ranges[name] = select_range(o, rule, percentile)
     return ranges
 

@@ -17,6 +17,8 @@ later widens the range to include 0):
     percentile   p-th / (100-p)-th percentiles (zeros count as data)
     mse          [lo, hi] minimising expected rounding + clipping error of the
                  asymmetric int8 grid
+    silu         the same error measured after the SiLU x * sigmoid(x) that reads the
+                 tensor (`consumer_mse_range`): clipping far below 0 costs nothing there
     kl           TensorRT-style entropy calibration: <= 2048 bins, threshold
                  minimising KL(P || Q); one-sided data uses 256 levels over
                  [0, t] (asymmetric int8), two-sided data 128 levels over |x|
@@ -268,6 +270,45 @@ def mse_range(obs: HistogramObserver) -> tuple[float, float]:
     return float(los[a]), float(his[b])
 
 
+def _silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+def _silu_slope(x: np.ndarray) -> np.ndarray:
+    s = 1.0 / (1.0 + np.exp(-x))
+    return s * (1.0 + x * (1.0 - s))
+
+
+def consumer_mse_range(obs: HistogramObserver, f=_silu, slope=_silu_slope) -> tuple[float, float]:
+    """[lo, hi] minimising the expected squared error of f(x), the elementwise function that
+    consumes the tensor, when x is on the asymmetric int8 grid over [lo, hi].
+
+    Error model per non-zero value x: (f(x) - f(clip))^2 outside [lo, hi], f'(x)^2 step^2/12
+    inside (rounding error carried through f's slope); exact zeros cost nothing.
+    """
+    edges, counts = obs.histogram()
+    if counts.size == 0 or obs.max <= obs.min:
+        return obs.min, obs.max
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    fc = f(centers)
+    z = np.zeros(1)
+    n, sf, sff = (np.concatenate([z, np.cumsum(counts * w)]) for w in (1.0, fc, fc * fc))
+    sd = np.concatenate([z, np.cumsum(counts * slope(centers) ** 2)])
+    his = _candidates(obs.max, MSE_CANDIDATES) if obs.max > 0 else np.array([0.0])
+    los = _candidates(obs.min, MSE_CANDIDATES) if obs.min < 0 else np.array([0.0])
+    j = np.searchsorted(centers, his, side="right")
+    fh = f(his)
+    above = (sff[-1] - sff[j]) - 2 * fh * (sf[-1] - sf[j]) + fh ** 2 * (n[-1] - n[j])
+    k = np.searchsorted(centers, los, side="left")
+    fl = f(los)
+    below = sff[k] - 2 * fl * sf[k] + fl ** 2 * n[k]
+    step = (his[None, :] - los[:, None]) / 255.0
+    inside = np.maximum(sd[-1] - (sd[-1] - sd[j])[None, :] - sd[k][:, None], 0.0)
+    err = inside * step ** 2 / 12.0 + above[None, :] + below[:, None]
+    a, b = np.unravel_index(int(np.argmin(err)), err.shape)
+    return float(los[a]), float(his[b])
+
+
 def abs_histogram(obs: HistogramObserver, bins: int = KL_BINS) -> tuple[np.ndarray, float]:
     """(counts, width): histogram of |x| (zeros excluded) over [0, k*width), k <= `bins`.
 
@@ -356,7 +397,8 @@ def kl_range(obs: HistogramObserver) -> tuple[float, float]:
     return max(obs.min, -t), min(obs.max, t)
 
 
-RULES = {"minmax": minmax_range, "percentile": percentile_range, "mse": mse_range, "kl": kl_range}
+RULES = {"minmax": minmax_range, "percentile": percentile_range, "mse": mse_range, "kl": kl_range,
+         "silu": consumer_mse_range}
 
 
 def select_range(obs: HistogramObserver, method: str, percentile: float = 99.99) -> tuple[float, float]:

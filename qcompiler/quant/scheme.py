@@ -25,7 +25,7 @@ from qcompiler.ir.activation import INF
 # Range rules: tensor roles (see calibration.tensor_roles) whose range is the observed
 # min-max whatever --calib-method says.
 IO_ROLES = frozenset({"input", "logits"})
-ALL_ROLES = frozenset({"input", "logits", "first", "hidden"})
+ALL_ROLES = frozenset({"input", "logits", "silu", "first", "hidden"})
 
 
 @dataclass(frozen=True)
