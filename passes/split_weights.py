@@ -1,4 +1,4 @@
-"""Split a layer's weights into two int8 layers: ~15-bit weights (--split-weights [fc|all]).
+"""Split a layer's weights into two int8 layers: ~15-bit weights (--split-weights [fc|all|NODES]).
 
 With int16 activations (TFLite's 16x8 scheme) the int8 weights are the error left: MLPerf AD's
 int16 model reads 47.5 dB, its activations alone would allow 78 dB. A Gemm (and, with `all`, a
@@ -18,7 +18,9 @@ activation moves to the Add; the Add's inputs keep their own int16 ranges.
             %y = Add[fc] clamp=[0, None](%fc_hi, %fc_lo)
 
 The same holds for a Conv (linear in W: conv(x, W_hi) + conv(x, W_lo) = conv(x, W)).
-`ctx.options["split_weights"]`: "fc" (default) splits the Gemms, "all" the Convs too.
+`ctx.options["split_weights"]`: "fc" (default) splits the Gemms, "all" the Convs too, any other
+value names the nodes to split (comma-separated IR names): on AD, splitting only its two most
+sensitive layers (Gemm_1, Gemm_2: +16 KB of weights instead of +270 KB) gives 53.9 dB.
 
 The halves are marked `node.meta["split_weights"]` ("hi" / "lo"): the quantizer gives both
 per-channel scales (W_hi's are the ones above, so W_hi quantizes exactly) and leaves W_hi's
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from qcompiler.errors import QccError
 from qcompiler.ir import Graph, Node
 from qcompiler.ir.activation import ATTR
 from qcompiler.ir.pass_manager import PassContext, register_pass
@@ -86,10 +89,16 @@ def split_node(graph: Graph, node: Node) -> None:
                                 "(--split-weights, for int16 activations)")
 def split_weights(graph: Graph, ctx: PassContext) -> bool:
     scope = ctx.options.get("split_weights") or "fc"
-    if scope not in SCOPES:
-        raise ValueError(f"split_weights: scope {scope!r}, expected one of {', '.join(SCOPES)}")
-    done = [n.name for n in list(graph.nodes) if splittable(n, SCOPES[scope])]
     by_name = {n.name: n for n in graph.nodes}
+    if scope in SCOPES:
+        done = [n.name for n in graph.nodes if splittable(n, SCOPES[scope])]
+    else:
+        done = [name for name in dict.fromkeys(scope.split(",")) if name]
+        bad = [name for name in done if name not in by_name or not splittable(by_name[name], SCOPES["all"])]
+        if bad:
+            raise QccError(f"--split-weights: {', '.join(bad[:3])} is no Gemm or Conv with constant weights in the "
+                           "optimized graph (`qcc MODEL --dump-after split_weights` shows the IR names; or give "
+                           "fc / all)")
     for name in done:
         split_node(graph, by_name[name])
     if done:

@@ -141,6 +141,14 @@ def test_split_all_weights_conv_bit_exact(tmp_path, target):
     assert results["all"] > results["off"] + 10, results   # measured: 52.9 -> 78.6 dB
 
 
+def test_split_named_nodes(tmp_path):
+    path = _mlp(tmp_path / "mlp.onnx", (8, 6, 4))
+    g, _ = run_passes(path, ["fuse_activation", "split_weights"], split_weights="fc1")
+    assert ops(g) == ["Gemm", "Gemm", "Gemm", "Add"] and g.nodes[0].name == "fc0"
+    with pytest.raises(QccError, match="--split-weights: relu0 is no Gemm or Conv"):
+        run_passes(path, ["split_weights"], split_weights="relu0")
+
+
 def test_split_weights_needs_int16(tmp_path, data):
     path = _mlp(tmp_path / "mlp.onnx", (8, 6, 4))
     with pytest.raises(QccError, match="--split-weights needs --activations int16"):

@@ -125,8 +125,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                    help="int8 weights rounded to nearest, or by GPTQ (error-compensating, on the calibration "
                         "data's layer inputs), or bounded (GPTQ choosing only between each weight's two "
                         "neighbours on the grid); auto: gptq with --activations int16 / auto, nearest with int8")
-    g.add_argument("--split-weights", nargs="?", const="fc", default="off", choices=["off", "fc", "all"],
-                   help="with --activations int16: every fully connected layer (all: and convolution) as two int8 "
+    g.add_argument("--split-weights", nargs="?", const="fc", default="off", metavar="fc|all|NODES",
+                   help="with --activations int16: every fully connected layer (all: and convolution; or the "
+                        "comma-separated IR nodes named) as two int8 "
                         "weight halves (the weight's int8 grid value and the residual on its own finer grid) "
                         "joined by an int16 ADD: ~15-bit weights on the runtime's 16x8 kernels, for twice the "
                         "weight flash, more arena and MACs")

@@ -58,8 +58,6 @@ def _check_options(options) -> None:
              if value is not None]
     if given and mode != "auto":
         raise CalibrationError(f"{', '.join(given)} choose(s) layer widths: use it with --activations auto")
-    if getattr(options, "split_weights", "off") not in ("off", "fc", "all"):
-        raise CalibrationError(f"--split-weights {options.split_weights!r}: choose fc or all")
     if getattr(options, "split_weights", "off") != "off" and (mode != "int16" or options.per_tensor):
         raise CalibrationError("--split-weights needs --activations int16 and per-channel weights (no --per-tensor): "
                                "the low half's outputs are far below an int8 activation step")
