@@ -17,6 +17,7 @@ from qcompiler.passes import (  # noqa: F401  (each module registers its passes)
     horizontal_merge,
     normalize_gemm,
     simplify,
+    split_weights,
     unroll_lstm,
 )
 

@@ -30,6 +30,7 @@ class CompileOptions:
     int16_nodes: tuple[str, ...] = ()   # with auto: these nodes in int16 (no search)
     int8_outputs: bool = False          # keep every graph output int8 (no int16 head for mixed-range outputs)
     weight_rounding: str = "auto"       # nearest | gptq | bounded | auto (gptq with int16 / auto activations)
+    split_weights: str = "off"          # off | fc | all | NODE,...: with int16, layers as two int8 weight halves + ADD
     recurrent: str = "auto"             # with int8 activations: unrolled LSTMs in int16 | int8 | auto (int16 if the target can)
     disable_passes: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
@@ -80,6 +81,8 @@ class CompileOptions:
             parts.append(f"--recurrent {self.recurrent}")
         if self.weight_rounding != "auto":
             parts.append(f"--weight-rounding {self.weight_rounding}")
+        if self.split_weights != "off":
+            parts.append(f"--split-weights {self.split_weights}")
         if self.int16_nodes:
             parts.append(f"--int16-nodes {','.join(self.int16_nodes)}")
         if self.int8_outputs:

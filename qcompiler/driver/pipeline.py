@@ -68,6 +68,8 @@ def pass_list(options: "CompileOptions") -> list[str]:
     if options.passes is None and options.activations == "int16" and "fuse_hard_swish" in passes:
         # TFLM has no int16 HARD_SWISH: write HardSwish out of ADD / MUL, which have int16 kernels
         passes.insert(passes.index("fuse_hard_swish") + 1, "decompose_hard_swish")
+    if getattr(options, "split_weights", "off") != "off" and "split_weights" not in passes:
+        passes.append("split_weights")  # last: horizontal_merge would join the halves again
     unknown = [p for p in options.disable_passes if p not in PASSES]
     if unknown:
         raise QccError(f"--disable-pass names unknown pass(es) {unknown}; see `qcc passes`")
@@ -92,6 +94,7 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
     dump = None
     if options is not None:
         opts["outputs"] = list(options.outputs)
+        opts["split_weights"] = options.split_weights if options.split_weights != "off" else None
         if options.calib is not None and "horizontal_merge" in passes:
             samples = load_samples(options.calib, graph, options.max_memory_mb << 20)
             opts["calibration_feeds"] = list(iterate_samples(samples, graph, MERGE_VETO_SAMPLES))

@@ -64,6 +64,8 @@ def layer_inputs(graph: Graph) -> dict[str, tuple[str, object]]:
     """{layer name: (its input tensor, conv geometry or None for Gemm)} of the layers GPTQ rounds."""
     out = {}
     for n in graph.nodes:
+        if n.meta.get("split_weights") == "hi":
+            continue  # on its int8 grid already (passes/split_weights.py): the low half carries the rest
         if n.op == "Conv":
             geometry = _conv_geometry(n)
             if geometry is not None:

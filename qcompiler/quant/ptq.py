@@ -90,6 +90,13 @@ def _calibrated(graph: Graph, calib_path: str, options, summary: dict, runner: F
     return ranges, wide, samples, total, moments, taps
 
 
+def with_headroom(ranges: dict[str, tuple[float, float]], factor: float) -> dict[str, tuple[float, float]]:
+    """`ranges` widened about zero by `factor` (QuantScheme.range_headroom)."""
+    if factor == 1.0:
+        return ranges
+    return {name: (lo * factor, hi * factor) for name, (lo, hi) in ranges.items()}
+
+
 def _data_free(graph: Graph, options, summary: dict):
     inputs = _input_range_override(graph, options)
     if not inputs:
@@ -217,6 +224,9 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
                 "tensors": len(gains), "max_gain": float(max((g.max() for g in gains.values()), default=1.0))}
             if gains:  # the float graph changed (not its function): its activations are the old ones, scaled
                 runner = _ScaledRunner(runner, gains)
+        if mode != "int8":
+            wide_ranges = with_headroom(wide_ranges, wide_scheme.range_headroom)
+            summary["int16_range_headroom"] = wide_scheme.range_headroom
     else:
         ranges = wide_ranges = _data_free(graph, options, summary)
         moments = {v.name: _uniform(v, r) for v in graph.inputs for r in [ranges[v.name]]}

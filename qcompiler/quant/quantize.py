@@ -47,6 +47,7 @@ from qcompiler.numerics.qops import clip_bounds
 # ops whose outputs must carry exactly their (first) input's parameters
 SAME_PARAMS = FOLLOWERS
 FIXED_OUTPUT_INT16 = {"Softmax": (1.0 / 32768, 0), "Sigmoid": (2.0 ** -15, 0), "Tanh": (2.0 ** -15, 0)}
+SPLIT = "split_weights"  # node meta of passes/split_weights.py's halves
 # input index -> role, for ops with constant weights
 WEIGHTED = {"Conv": 0, "Gemm": 0, "ConvTranspose": 1}  # value = weight channel axis (per-channel)
 SHAPE_INPUTS = {"Reshape": {1}, "Pad": {1, 2}, "Slice": {1, 2, 3, 4}, "Split": {1}, "Squeeze": {1},
@@ -306,8 +307,8 @@ def quantize_weights(graph: Graph, per_channel_fc: bool | str = False, per_tenso
     for n in graph.nodes:
         if n.op in WEIGHTED and n.input(1) is not None and n.input(1).is_constant:
             axis = WEIGHTED[n.op]
-            if per_tensor or (n.op == "Gemm" and n.name not in fc_channelwise):
-                axis = None
+            if per_tensor or (n.op == "Gemm" and n.name not in fc_channelwise and SPLIT not in n.meta):
+                axis = None  # the halves of a split layer (passes/split_weights.py) are per channel
             wq = _quantize_weight(graph, n.input(1), axis, n.input(2), n.inputs[0].quant,
                                   hessians if n.op != "ConvTranspose" else None, n.name)
             n.set_input(1, wq)
