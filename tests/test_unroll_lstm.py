@@ -226,3 +226,26 @@ def test_recurrent_cells_default_to_int16(tmp_path):
         assert check["tflm"]["bit_exact"], check["tflm"]
         sqnr[recurrent] = check["fidelity"]["tflm"][logits]["sqnr_db"]
     assert sqnr["auto"] >= sqnr["int8"] + 2.0, sqnr
+
+
+@pytest.mark.parametrize("rounding", ["auto", "bounded"])
+def test_unrolled_steps_keep_one_rounding_of_their_shared_weights(tmp_path, rounding):
+    """The per-step recurrent Gemms apply one weight matrix: error-compensating rounding pools
+    their H (gptq._pool_shared) and rounds it once, so every step holds the same int8 weights
+    and the model file keeps one buffer (per-step roundings had made the CRNN's flash 15 -> 52 MB)."""
+    from test_corpus_patterns import crnn_net
+    from test_tflite_lowering import calib_file
+    from qcompiler.driver.pipeline import CompileOptions, compile_model
+    net, logits = crnn_net()
+    model = net.save(tmp_path / "m.onnx", logits)
+    calib = calib_file(tmp_path, net, samples=16)
+    res = compile_model(model, tmp_path / "out", CompileOptions(target="tvm", calib=str(calib),
+                                                                weight_rounding=rounding))
+    steps: dict = {}
+    for n in res.quant_graph.nodes:
+        if n.meta.get("recurrent") == "recurrent_projection":
+            w = n.inputs[1]
+            steps.setdefault((w.shape, n.name.split("_step")[0][:12]), []).append(np.asarray(w.data))
+    assert steps and any(len(ws) > 2 for ws in steps.values()), steps.keys()
+    for ws in steps.values():
+        assert all(np.array_equal(ws[0], w) for w in ws[1:])

@@ -25,6 +25,8 @@ returns the float weights on the integer grid (quantize_weights then rounds them
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from qcompiler.ir import Graph, Node
@@ -90,7 +92,9 @@ class Hessians(dict):
 def rounded(hs: dict, name: str, w: np.ndarray, scales: np.ndarray, axis: int | None) -> np.ndarray:
     """round_weights(w, scales, axis, hs[name]), remembered in `hs` when it is a Hessians."""
     memo = getattr(hs, "memo", None)
-    key = (name, np.asarray(scales, np.float32).tobytes(), axis, w.shape)
+    # layers pooled by _pool_shared hold the same H list: they share one rounding
+    key = (id(hs[name]), name in getattr(hs, "bounded", ()), np.asarray(scales, np.float32).tobytes(), axis,
+           w.shape, hashlib.sha1(np.ascontiguousarray(w).tobytes()).hexdigest())
     if memo is not None and key in memo:
         return memo[key]
     out = round_weights(w, scales, axis, hs[name], bounded=name in getattr(hs, "bounded", ()),
@@ -109,6 +113,7 @@ def hessians(graph: Graph, feeds: list[dict], runner, bounded: bool = False, onl
     rounding's check against nearest."""
     layers = {k: v for k, v in layer_inputs(graph).items() if only is None or k in only}
     h, count = _accumulate(layers, feeds, runner)
+    h, count = _pool_shared(graph, h, count)
     # H from fewer input rows than MIN_ROWS_PER_COLUMN x its size is rank-poor: GPTQ would move
     # the rounding error into directions the calibration inputs never excite (a batch-1 FC layer
     # gets one row per sample: AD's 640-wide layers lost 3 dB on the evaluation set)
@@ -117,9 +122,33 @@ def hessians(graph: Graph, feeds: list[dict], runner, bounded: bool = False, onl
     h = {name: hs for name, hs in h.items() if bounded or name not in poor or name in chosen}
     check = {}
     if held_out and chosen:   # bounded's safeguard compares with nearest on samples not fitted
-        hc, cc = _accumulate({k: layers[k] for k in chosen}, held_out, runner)
+        hc, cc = _pool_shared(graph, *_accumulate({k: layers[k] for k in chosen}, held_out, runner))
         check = {name: [x / cc[name] for x in hs] for name, hs in hc.items()}
-    return Hessians({name: [x / count[name] for x in hs] for name, hs in h.items()}, bounded=chosen, check=check)
+    normalized: dict[int, list] = {}   # one list per pooled H: shared layers stay shared
+    return Hessians({name: normalized.setdefault(id(hs), [x / count[name] for x in hs]) for name, hs in h.items()},
+                    bounded=chosen, check=check)
+
+
+def _pool_shared(graph: Graph, h: dict, count: dict) -> tuple[dict, dict]:
+    """Layers that apply the same weights (an unrolled LSTM's per-step recurrent Gemms) get
+    the sum of their H and counts: rounded once against all their inputs, they keep one
+    weight buffer in the model file instead of one per step (the CRNN's flash 15 -> 52 MB)."""
+    nodes = {n.name: n for n in graph.nodes if n.name in h}
+    groups: dict[tuple, list[str]] = {}
+    for name, n in nodes.items():
+        if n.inputs[1].data is None:
+            continue
+        w = np.ascontiguousarray(n.inputs[1].data)
+        key = (w.shape, w.dtype.str, hashlib.sha1(w.tobytes()).hexdigest())
+        groups.setdefault(key, []).append(name)
+    h, count = dict(h), dict(count)
+    for names in groups.values():
+        if len(names) > 1:
+            pooled = [sum(h[m][g] for m in names) for g in range(len(h[names[0]]))]
+            total = sum(count[m] for m in names)
+            for m in names:
+                h[m], count[m] = pooled, total
+    return h, count
 
 
 def _accumulate(layers: dict, feeds: list[dict], runner) -> tuple[dict, dict]:
