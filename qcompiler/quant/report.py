@@ -230,7 +230,7 @@ def activations_line(summary: dict) -> str | None:
                                                                if names else "")
             + (f", {len(fc)} FC layer(s) per-channel" if fc else "")
             + f"; SQNR {a['search_sqnr_db']:.2f} dB on {a['search']['samples']} calibration samples"
-            + (f" (their hardest 1/{a['estimate']['weight_cap']:g} weighing; pooled {a['search_pooled_sqnr_db']:.2f})"
+            + (f" (estimate weighing any sample up to {a['estimate']['weight_cap']:g}x; pooled {a['search_pooled_sqnr_db']:.2f})"
                if a.get("estimate") and "search_pooled_sqnr_db" in a else "")
             + (f", arena {a['search_arena_bytes']:,} B" if a.get("search_arena_bytes") else "")
             + f" (target {target}; {len(a['pareto'])} candidates, {a['search']['seconds']:.1f} s)")
