@@ -5,7 +5,9 @@ with the smallest change from the all-int8 model.
 The search, on `SEARCH_SAMPLES` calibration samples (output SQNR vs the float model, the
 integer reference interpreter, which is bit-exact with TFLM; the samples run stacked through
 the batch-safe kernels, and a candidate's leading int8 nodes whose parameters equal the
-all-int8 model's are not recomputed):
+all-int8 model's are not recomputed; a candidate's SQNR is `robust_sqnr_db`, the lowest pooled
+SQNR over reweightings of the samples that weigh none more than `WEIGHT_CAP` times its share,
+compared with --min-sqnr + `MARGIN_DB`):
 
 1. knobs: every node with an int16 kernel (a compute node: its followers -- pooling,
    reshapes, Concat -- go with it), and every FC layer the arena budget kept per tensor
