@@ -117,8 +117,9 @@ def _compile_parser() -> argparse.ArgumentParser:
                         "quantization (int16 cell state and gates, int8 weights; QUANTIZE where the sequence "
                         "enters and leaves), int8, or auto: int16 where the target has the 16x8 scheme")
     g.add_argument("--min-sqnr", type=float, metavar="DB",
-                   help="with --activations auto: output SQNR (dB vs the float model, on the calibration data) to "
-                        "reach with the smallest change from all-int8")
+                   help="with --activations auto: output SQNR (dB vs the float model) to reach with the smallest "
+                        "change from all-int8, estimated on the calibration data as if its hardest inputs were "
+                        "twice as common (+ 1 dB margin)")
     g.add_argument("--max-arena", type=int, metavar="BYTES",
                    help="with --activations auto: the largest runtime arena a choice may need")
     g.add_argument("--weight-rounding", default="auto", choices=["auto", "nearest", "gptq", "bounded"],

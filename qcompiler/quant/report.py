@@ -230,6 +230,8 @@ def activations_line(summary: dict) -> str | None:
                                                                if names else "")
             + (f", {len(fc)} FC layer(s) per-channel" if fc else "")
             + f"; SQNR {a['search_sqnr_db']:.2f} dB on {a['search']['samples']} calibration samples"
+            + (f" (estimate weighing any sample up to {a['estimate']['weight_cap']:g}x; pooled {a['search_pooled_sqnr_db']:.2f})"
+               if a.get("estimate") and "search_pooled_sqnr_db" in a else "")
             + (f", arena {a['search_arena_bytes']:,} B" if a.get("search_arena_bytes") else "")
             + f" (target {target}; {len(a['pareto'])} candidates, {a['search']['seconds']:.1f} s)")
     return head if a.get("reached") else head + f"; NOT REACHED: {a.get('why_not', '')}"
