@@ -231,13 +231,6 @@ def percentile_range(obs: HistogramObserver, percentile: float = 99.99) -> tuple
     return max(lo, obs.min), min(hi, obs.max)
 
 
-def _tail_sums(centers: np.ndarray, counts: np.ndarray):
-    """Prefix sums of n, n*c, n*c^2 for O(1) clipping-error queries."""
-    z = np.zeros(1)
-    return (np.concatenate([z, np.cumsum(counts)]), np.concatenate([z, np.cumsum(counts * centers)]),
-            np.concatenate([z, np.cumsum(counts * centers ** 2)]))
-
-
 def _candidates(extreme: float, count: int) -> np.ndarray:
     """Thresholds between 2% and 100% of the extreme (fine near the top, where optima lie)."""
     t = np.linspace(0.0, 1.0, count) ** 2
@@ -250,24 +243,11 @@ def mse_range(obs: HistogramObserver) -> tuple[float, float]:
     Error model per non-zero value x: (x - clip)^2 outside [lo, hi], step^2/12
     inside (uniform rounding error); exact zeros cost nothing (0 is on the grid).
     """
-    edges, counts = obs.histogram()
-    if counts.size == 0 or obs.max <= obs.min:
-        return obs.min, obs.max
-    centers = 0.5 * (edges[:-1] + edges[1:])
-    n, s1, s2 = _tail_sums(centers, counts)
-    total = n[-1]
-    his = _candidates(obs.max, MSE_CANDIDATES) if obs.max > 0 else np.array([0.0])
-    los = _candidates(obs.min, MSE_CANDIDATES) if obs.min < 0 else np.array([0.0])
-    # clipping error above hi: sum over centers > hi of n (c - hi)^2
-    j = np.searchsorted(centers, his, side="right")
-    above = (s2[-1] - s2[j]) - 2 * his * (s1[-1] - s1[j]) + his ** 2 * (n[-1] - n[j])
-    k = np.searchsorted(centers, los, side="left")
-    below = s2[k] - 2 * los * s1[k] + los ** 2 * n[k]
-    step = (his[None, :] - los[:, None]) / 255.0
-    inside = np.maximum(total - (n[-1] - n[j])[None, :] - n[k][:, None], 0.0)
-    err = inside * step ** 2 / 12.0 + above[None, :] + below[:, None]
-    a, b = np.unravel_index(int(np.argmin(err)), err.shape)
-    return float(los[a]), float(his[b])
+    return consumer_mse_range(obs, f=_identity, slope=np.ones_like)
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
