@@ -67,6 +67,9 @@ WEIGHT_CAP = 2.0
 # log2(knobs): 5 on VWW, whose prefixes' SQNR is not even monotone): the interpolated one and
 # the one it brackets; the search stays within 5x an int8 compile (bench/int16.md)
 MAX_PROBES = 2
+# relative arena difference below which the search's arena estimate does not rank two
+# candidates reaching the target (it measures both exactly): its error reached 5 % (KWS)
+ESTIMATE_SLACK = 0.10
 FC_KNOB = "per-channel:"   # knob name prefix: per-channel weights for that Gemm
 
 
@@ -402,8 +405,16 @@ def search(knob_names: list[str], build: Callable[[Config, bool], Graph], scorer
     # arena is not monotone in the prefix (borders vanish between int16 neighbours): the
     # smallest arena that reaches the target (under --max-arena confirmed by an exact measure;
     # else the estimate ranks and emit measures the chosen one: `settle_arena`)
-    for p in sorted([p for p in points if goal is not None and p.sqnr_db >= goal],
-                    key=lambda p: (p.arena_bytes or 0, p.knobs)):
+    reaching = sorted([p for p in points if goal is not None and p.sqnr_db >= goal],
+                      key=lambda p: (p.arena_bytes or 0, p.knobs))
+    if max_arena is None and len(reaching) > 1 and \
+            (reaching[1].arena_bytes or 0) <= (reaching[0].arena_bytes or 0) * (1 + ESTIMATE_SLACK):
+        # the estimate cannot tell the two cheapest apart (KWS: all-int16 estimated 40,272 B,
+        # measured 42,352; a 5-layer prefix estimated 41,072, measured 40,880): measure both
+        for p in reaching[:2]:
+            confirm(p)
+        reaching.sort(key=lambda p: (p.arena_bytes or 0, p.knobs))
+    for p in reaching:
         if ok(confirm(p) if max_arena is not None else p):
             if chosen is None or not ok(chosen) or (p.arena_bytes or 0) < (chosen.arena_bytes or 0):
                 chosen = p
