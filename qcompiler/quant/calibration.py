@@ -331,10 +331,11 @@ def tensor_roles(graph: Graph) -> dict[str, str]:
 
 
 def minmax_tensors(graph: Graph, method: str, also: Iterable[str] = (),
-                   minmax_roles: Iterable[str] = TFLITE_INT8.minmax_roles) -> set[str]:
+                   minmax_roles: Iterable[str] = TFLITE_INT8.minmax_roles,
+                   roles: dict[str, str] | None = None) -> set[str]:
     """Tensors whose range `choose_ranges(..., also, minmax_roles)` takes as the observed
-    min-max (their observers need no histogram)."""
-    roles = tensor_roles(graph)
+    min-max (their observers need no histogram); `roles`: `tensor_roles(graph)` if known."""
+    roles = tensor_roles(graph) if roles is None else roles
     names = {v.name for v in graph.values()}
     if method == "minmax":
         return names
@@ -351,9 +352,9 @@ def choose_ranges(graph: Graph, observers: dict[str, HistogramObserver], method:
     if method not in METHODS:
         raise CalibrationError(f"calibration method {method!r} is not available "
                                f"(choose {', '.join(METHODS)})")
-    minmax = minmax_tensors(graph, method, also, minmax_roles)
+    roles = tensor_roles(graph)
+    minmax = minmax_tensors(graph, method, also, minmax_roles, roles)
     ranges = {}
-    roles = tensor_roles(graph) if method != "minmax" else {}
     for name, o in observers.items():
         rule = "minmax" if name in minmax else "silu" if roles.get(name) == "silu" else method
         ranges[name] = select_range(o, rule, percentile)

@@ -92,9 +92,8 @@ class Hessians(dict):
 def rounded(hs: dict, name: str, w: np.ndarray, scales: np.ndarray, axis: int | None) -> np.ndarray:
     """round_weights(w, scales, axis, hs[name]), remembered in `hs` when it is a Hessians."""
     memo = getattr(hs, "memo", None)
-    # layers pooled by _pool_shared hold the same H list: they share one rounding
-    key = (id(hs[name]), name in getattr(hs, "bounded", ()), np.asarray(scales, np.float32).tobytes(), axis,
-           w.shape, hashlib.sha1(np.ascontiguousarray(w).tobytes()).hexdigest())
+    # layers pooled by _pool_shared (same weights) hold the same H list: they share one rounding
+    key = (id(hs[name]), name in getattr(hs, "bounded", ()), np.asarray(scales, np.float32).tobytes(), axis, w.shape)
     if memo is not None and key in memo:
         return memo[key]
     out = round_weights(w, scales, axis, hs[name], bounded=name in getattr(hs, "bounded", ()),
