@@ -88,6 +88,80 @@ def recurrent_nodes(graph: Graph) -> frozenset:
     return frozenset(n.name for n in graph.nodes if n.meta.get(RECURRENT))
 
 
+# compute ops a recurrent cell's head may hold: layers that mix the steps' hidden states linearly
+HEAD_OPS = frozenset({"Gemm", "MatMul", "Conv"})
+RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+
+
+def recurrent_head(graph: Graph, region: frozenset) -> frozenset:
+    """The compute nodes of a recurrent cell's head, which compute in int16 with the cell: the
+    layers that read only the cell's hidden states (through data movement) and whose every
+    result is a graph output -- a CTC classifier, a per-step projection. The cell hands them
+    int16 values already; keeping the head in int16 drops the conversion at the exit and the
+    int8 rounding of the output, whose one scale must span every class at every step (the
+    ddddocr CRNN's 8210 CTC logits: +2.1 dB at the output, bench/crnn_lstm.md).
+
+    Empty unless every reader of the cell's results (outside the cell, through
+    `FOLLOWERS`) is a `HEAD_OPS` layer with int16 kernels and constant weights, or data movement,
+    and every path ends at a graph output; or when the head's int16 tensors would raise the
+    activation peak (their bytes doubled against the int8 head's)."""
+    if not region:
+        return frozenset()
+    by_name = {n.name: n for n in graph.nodes}
+    outputs = {id(v) for v in graph.outputs}
+    inside: set[str] = set(region)
+    head: set[str] = set()
+    moved: set[str] = set()
+    work = [c for name in region for v in by_name[name].outputs for c in v.consumers if c.name not in region]
+    while work:
+        n = work.pop()
+        if n.name in inside or n.name in head or n.name in moved:
+            continue
+        sources = [v for v in n.inputs if v is not None and not v.is_constant]
+        if not all(v.producer is not None and (v.producer.name in inside or v.producer.name in head
+                                              or v.producer.name in moved) for v in sources):
+            if n.op in FOLLOWERS and all(c.name in inside for v in n.outputs for c in v.consumers):
+                continue   # data movement inside the cell (a step's gate Split) reached early
+            return frozenset()
+        readers = [c for v in n.outputs for c in v.consumers]
+        if n.op in FOLLOWERS and int16_capable(n):
+            if readers and all(c.name in inside for c in readers):
+                inside.add(n.name)   # inside the cell: a step's gate Split
+                continue
+            moved.add(n.name)
+        elif n.op in HEAD_OPS and int16_capable(n) and len(sources) == 1 and clamp_of(n) is None:
+            head.add(n.name)
+        else:
+            return frozenset()
+        for v in n.outputs:
+            if not v.consumers and id(v) not in outputs:
+                return frozenset()
+        work.extend(readers)
+    if not head:
+        return frozenset()
+    if _activation_peak(graph, region | head) > _activation_peak(graph, region):
+        return frozenset()
+    return frozenset(head)
+
+
+def _activation_peak(graph: Graph, wide: frozenset) -> int:
+    """Bytes of activations alive at once (no plan uses less) with `wide` computing in int16;
+    a reshape's output shares its input's bytes (as TFLM's planner aliases RESHAPE)."""
+    from dataclasses import replace
+
+    from qcompiler.ir.memory import activation_buffers, lower_bound
+    _, bits = resolve(graph, Precision(wide=frozenset(wide), inputs8=True))
+    root: dict[str, str] = {}
+    for n in graph.nodes:
+        if n.op in RESHAPES and n.inputs and n.inputs[0] is not None and not n.inputs[0].is_constant:
+            root[n.outputs[0].name] = root.get(n.inputs[0].name, n.inputs[0].name)
+    buffers = {b.name: b for b in activation_buffers(graph, element_bytes=1)}
+    for alias, src in root.items():
+        if alias in buffers and src in buffers:
+            buffers[src] = replace(buffers[src], last=max(buffers[src].last, buffers.pop(alias).last))
+    return lower_bound([replace(b, size=b.size * bits.get(b.name, 8) // 8) for b in buffers.values()])
+
+
 def int16_capable(node: Node) -> bool:
     """The op has an int16 kernel (Resize: nearest only)."""
     if node.op not in INT16_OPS:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from qcompiler.errors import CalibrationError
 from qcompiler.ir import Graph
 from qcompiler.quant.fc_weights import FC_PER_CHANNEL_GAIN_DB
-from qcompiler.quant.precision import recurrent_nodes
+from qcompiler.quant.precision import recurrent_head, recurrent_nodes
 from qcompiler.quant.scheme import QuantScheme
 
 BIAS_CORRECTION_MODES = ("off", "empirical", "analytic")
@@ -70,10 +70,13 @@ def recurrent_int16(graph: Graph, options, wide_scheme: QuantScheme | None) -> f
     """--recurrent (auto / int16 / int8) with --activations int8: the nodes of unrolled recurrent
     cells that compute in int16 (qcompiler/quant/precision.py `recurrent_nodes`); none without an
     int16 scheme (the driver refuses --recurrent int16 there) or with int16 / auto activations
-    (all int16, or the search decides)."""
+    (all int16, or the search decides). With them, the cell's head (`precision.recurrent_head`:
+    the layers reading only its hidden states up to the graph outputs) computes in int16 too,
+    unless --int8-outputs."""
     if activations_mode(options) != "int8" or wide_scheme is None or getattr(options, "recurrent", "auto") == "int8":
         return frozenset()
-    return recurrent_nodes(graph)
+    cell = recurrent_nodes(graph)
+    return cell | recurrent_head(graph, cell) if _wide_outputs_on(options) else cell
 
 
 def _wide_outputs_on(options) -> bool:
