@@ -280,3 +280,24 @@ def test_unrolled_steps_keep_one_rounding_of_their_shared_weights(tmp_path, roun
     assert steps and any(len(ws) > 2 for ws in steps.values()), steps.keys()
     for ws in steps.values():
         assert all(np.array_equal(ws[0], w) for w in ws[1:])
+
+
+@pytest.mark.parametrize("tail", [None, "Softmax", "Relu", "Add"])
+def test_recurrent_head_is_only_linear_layers_up_to_the_outputs(tmp_path, tail):
+    """The head is the Gemm reading Y when the logits are the graph output; a Softmax or Relu
+    after it (not a linear layer), or an Add of a tensor from outside the cell, leaves the
+    head int8 (the cell's exit conversion stays)."""
+    from test_corpus_patterns import crnn_net
+    from qcompiler.driver.pipeline import default_pipeline
+    from qcompiler.quant.precision import recurrent_head, recurrent_nodes
+    net, logits = crnn_net()
+    out = logits
+    if tail == "Add":
+        out = net.op("Add", logits, net.op("ReduceMean", "x", axes=[2, 3], keepdims=0))
+    elif tail is not None:
+        out = net.op(tail, logits)
+    g, _ = run_passes(net.save(tmp_path / "m.onnx", out), default_pipeline("tflm"))
+    cell = recurrent_nodes(g)
+    head = recurrent_head(g, cell)
+    assert cell and head == (frozenset(n.name for n in g.nodes if n.op == "Gemm" and n.name not in cell)
+                             if tail is None else frozenset()), (tail, head)
