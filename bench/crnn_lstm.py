@@ -72,6 +72,8 @@ VARIANTS = {
     "per_channel_fc": ((), (), {"per_channel_fc": True}, None),
     "no_saturation_bound": ((), (), {}, "no_saturation_bound"),
     "per_channel_fc_not_recurrent": ((), (), {}, "per_channel_not_recurrent"),
+    "int8_head": ((), (), {"int8_outputs": True}, None),  # the classifier int8 (no int16 head)
+    "per_tensor_classifier": ((), (), {}, "pt_cls"),
 }
 
 
@@ -90,6 +92,15 @@ def _tweak(name: str | None):
             return {n.name for n in fc_weights._fc_layers(graph) if "_hR" not in n.name}
         quantize.per_channel_fc_layers = chosen
         return lambda: setattr(quantize, "per_channel_fc_layers", orig)
+    if name == "pt_cls":  # the classifier's weights per tensor (the FC budget before the per-bit rule)
+        from qcompiler.quant import fc_weights
+        orig_f = fc_weights.per_channel_fc_layers
+
+        def chosen(graph, mode, scheme):
+            return orig_f(graph, mode, scheme) - {"Gemm_97"}
+        fc_weights.per_channel_fc_layers = quantize.per_channel_fc_layers = chosen
+        return lambda: (setattr(fc_weights, "per_channel_fc_layers", orig_f),
+                        setattr(quantize, "per_channel_fc_layers", orig_f))
     return lambda: None
 
 
