@@ -88,8 +88,9 @@ def recurrent_nodes(graph: Graph) -> frozenset:
     return frozenset(n.name for n in graph.nodes if n.meta.get(RECURRENT))
 
 
-# compute ops a recurrent cell's head may hold: layers that mix the steps' hidden states linearly
-HEAD_OPS = frozenset({"Gemm", "MatMul", "Conv"})
+# compute ops a recurrent cell's head may hold: layers that mix the hidden states linearly
+# (with constant weights: one activation input)
+HEAD_OPS = frozenset({"Gemm", "Conv"})
 RESHAPES = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 
 
@@ -99,11 +100,11 @@ def recurrent_head(graph: Graph, region: frozenset) -> frozenset:
     result is a graph output -- a CTC classifier, a per-step projection. The cell hands them
     int16 values already; keeping the head in int16 drops the conversion at the exit and the
     int8 rounding of the output, whose one scale must span every class at every step (the
-    ddddocr CRNN's 8210 CTC logits: +2.1 dB at the output, bench/crnn_lstm.md).
+    ddddocr CRNN's 8210 CTC logits: +2.0 dB at the output, bench/crnn_lstm.md).
 
     Empty unless every reader of the cell's results (outside the cell, through
-    `FOLLOWERS`) is a `HEAD_OPS` layer with int16 kernels and constant weights, or data movement,
-    and every path ends at a graph output; or when the head's int16 tensors would raise the
+    `FOLLOWERS`) is a `HEAD_OPS` layer with constant weights and no fused clamp, or data
+    movement, and every path ends at a graph output; or when the head's int16 tensors would raise the
     activation peak (their bytes doubled against the int8 head's)."""
     if not region:
         return frozenset()
