@@ -4,6 +4,7 @@ re-exported here for user pipelines."""
 from qcompiler.ir.pass_manager import PASSES, PassContext, PassManager, register_pass
 from qcompiler.passes import (  # noqa: F401  (each module registers its passes)
     canonicalize,
+    channel_ranges,
     dead_code,
     decompose_lrn,
     div_to_mul,
@@ -44,6 +45,10 @@ LSTM_UNROLLED_PIPELINE = COMMON_PIPELINE[:3] + ("unroll_lstm",) + COMMON_PIPELIN
 # bias Adds there) with the clamp [0, 1].
 _AFTER_IDENTITY = COMMON_PIPELINE.index("dead_code") + 1
 _AFTER_AFFINE = COMMON_PIPELINE.index("fold_affine") + 1
+# Last (after horizontal_merge, which would join its halves again): split_channel_ranges, which
+# gives HardSwish channels a depthwise Conv amplifies their own int8 range (needs calibration data).
+_AFTER_MERGE = COMMON_PIPELINE.index("horizontal_merge") + 1
 DECOMPOSED_PIPELINE = (COMMON_PIPELINE[:3] + ("decompose_lrn", "unroll_lstm") + COMMON_PIPELINE[3:_AFTER_IDENTITY]
                        + ("fuse_hard_swish", "div_to_mul") + COMMON_PIPELINE[_AFTER_IDENTITY:_AFTER_AFFINE]
-                       + ("lower_hard_sigmoid",) + COMMON_PIPELINE[_AFTER_AFFINE:])
+                       + ("lower_hard_sigmoid",) + COMMON_PIPELINE[_AFTER_AFFINE:_AFTER_MERGE]
+                       + ("split_channel_ranges",) + COMMON_PIPELINE[_AFTER_MERGE:])

@@ -95,7 +95,7 @@ def optimize(graph: Graph, passes: list[str], options: "CompileOptions | None" =
     if options is not None:
         opts["outputs"] = list(options.outputs)
         opts["split_weights"] = options.split_weights if options.split_weights != "off" else None
-        if options.calib is not None and "horizontal_merge" in passes:
+        if options.calib is not None and ("horizontal_merge" in passes or "split_channel_ranges" in passes):
             samples = load_samples(options.calib, graph, options.max_memory_mb << 20)
             opts["calibration_feeds"] = list(iterate_samples(samples, graph, MERGE_VETO_SAMPLES))
             opts["float_runner"] = FloatRunner
