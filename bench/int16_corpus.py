@@ -66,12 +66,21 @@ def render(results: list[dict]) -> str:
                   "kept int8 (why)", "TFLM arena B", "s"], body)
 
 
+def merged(fresh: list[dict], kept: list[dict]) -> list[dict]:
+    """`kept` (the previous results) with the rows `fresh` re-measured replaced in place, new
+    ones appended: `--models` re-runs some models without dropping the others' rows."""
+    new = {(r["model"], r["target"]): r for r in fresh}
+    out = [new.pop((r["model"], r["target"]), r) for r in kept]
+    return out + list(new.values())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", help="comma-separated corpus keys (default: all)")
     ap.add_argument("--targets", default=",".join(TARGETS))
     a = ap.parse_args(argv)
-    results = list(rows(a.models.split(",") if a.models else None, tuple(a.targets.split(","))))
+    fresh = list(rows(a.models.split(",") if a.models else None, tuple(a.targets.split(","))))
+    results = merged(fresh, json.loads(OUT.with_suffix(".json").read_text()) if a.models and OUT.with_suffix(".json").is_file() else [])
     md = ("# `--activations int16` on the real-model corpus\n\n" + render(results) + "\n\n"
           f"{parity.CORPUS_CALIB} calibration samples and the first {parity.CORPUS_EVAL} evaluation samples per "
           "model (bench/parity.py); SQNR: worst output against the float model; int8 column: the default "
