@@ -93,3 +93,24 @@ def test_default_compile_gains_and_stays_bit_exact(tmp_path):
     pytest.importorskip("tflite_micro")
     from qcompiler.driver.verify import verify_outdir
     assert verify_outdir(tmp_path / "split", evals[:2], limit=2, with_litert=False)["tflm"]["bit_exact"]
+
+
+def test_ncnn_default_splits_too_and_stays_within_its_step(tmp_path):
+    """ncnn quantizes each Convolution's input with one symmetric scale: the same channels drown,
+    so its default pipeline splits them as well, and the split model stays within one step of
+    qcc's simulation of ncnn's scheme while its output gains on the float model."""
+    pytest.importorskip("ncnn")
+    from qcompiler.driver.verify import verify_outdir
+    path = _model(tmp_path / "m.onnx")
+    calib, evals = _data(32, 2), _data(8, 3)
+
+    def run(outdir, **extra):
+        res = compile_model(path, outdir, CompileOptions(target="ncnn", calib={"x": calib}, **extra))
+        v = verify_outdir(outdir, evals, limit=len(evals))
+        assert v["ncnn"]["ok"], v["ncnn"]
+        return v["fidelity"]["ncnn"]["z"]["sqnr_db"], res
+
+    split, res = run(tmp_path / "split")
+    plain, _ = run(tmp_path / "plain", disable_passes=["split_channel_ranges"])
+    assert any("split_channel_ranges" in line for line in res.report["pass_log"])
+    assert split > plain + 3.0, (split, plain)
