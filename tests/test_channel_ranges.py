@@ -21,7 +21,8 @@ C, NARROW = 8, [2, 5]
 SHAPE = (1, 3, 16, 16)
 
 
-def _model(path):
+def _model(path, written_out: bool = False):
+    """written_out: the first hard-swish as PP-PicoDet's exporter writes it, x * Clip(x + 3, 0, 6) / 6."""
     rng = np.random.default_rng(5)
     wa = rng.normal(size=(C, 3, 3, 3)) * 0.8
     ba = rng.normal(size=C) + 1.0
@@ -32,9 +33,14 @@ def _model(path):
     wb[NARROW] -= wb[NARROW].mean(axis=(2, 3), keepdims=True)
     wc = rng.normal(size=(4, C, 1, 1)) * 0.3
     inits = [numpy_helper.from_array(a.astype(np.float32), n) for a, n in
-             ((wa, "wa"), (ba, "ba"), (wb, "wb"), (np.zeros(C), "bb"), (wc, "wc"))]
+             ((wa, "wa"), (ba, "ba"), (wb, "wb"), (np.zeros(C), "bb"), (wc, "wc"),
+                               (np.array(3.0), "three"), (np.array(0.0), "zero"), (np.array(6.0), "six"))]
     nodes = [helper.make_node("Conv", ["x", "wa", "ba"], ["a"], pads=[1, 1, 1, 1]),
-             helper.make_node("HardSwish", ["a"], ["h"]),
+             *([helper.make_node("Add", ["a", "three"], ["a3"]),
+                helper.make_node("Clip", ["a3", "zero", "six"], ["r6"]),
+                helper.make_node("Mul", ["a", "r6"], ["m"]),
+                helper.make_node("Div", ["m", "six"], ["h"])] if written_out else
+               [helper.make_node("HardSwish", ["a"], ["h"])]),
              helper.make_node("Conv", ["h", "wb", "bb"], ["b"], pads=[1, 1, 1, 1], group=C),
              helper.make_node("HardSwish", ["b"], ["y"]),
              helper.make_node("Conv", ["y", "wc"], ["z"])]
@@ -95,13 +101,15 @@ def test_default_compile_gains_and_stays_bit_exact(tmp_path):
     assert verify_outdir(tmp_path / "split", evals[:2], limit=2, with_litert=False)["tflm"]["bit_exact"]
 
 
-def test_ncnn_default_splits_too_and_stays_within_its_step(tmp_path):
+@pytest.mark.parametrize("written_out", [False, True], ids=["HardSwish", "Clip-Div"])
+def test_ncnn_default_splits_too_and_stays_within_its_step(tmp_path, written_out):
     """ncnn quantizes each Convolution's input with one symmetric scale: the same channels drown,
-    so its default pipeline splits them as well, and the split model stays within one step of
-    qcc's simulation of ncnn's scheme while its output gains on the float model."""
+    so its default pipeline splits them as well (a written-out hard-swish is fused first), and
+    the split model stays within one step of qcc's simulation of ncnn's scheme while its output
+    gains on the float model."""
     pytest.importorskip("ncnn")
     from qcompiler.driver.verify import verify_outdir
-    path = _model(tmp_path / "m.onnx")
+    path = _model(tmp_path / "m.onnx", written_out)
     calib, evals = _data(32, 2), _data(8, 3)
 
     def run(outdir, **extra):
