@@ -24,10 +24,11 @@ parameters of its own width.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qcompiler.ir import Graph, Node, Value
 from qcompiler.ir.activation import clamp_of
+from qcompiler.ir.memory import activation_buffers, lower_bound
 
 # ops whose output shares its (first) input's quantization parameters: they move raw values
 FOLLOWERS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten",
@@ -148,9 +149,6 @@ def recurrent_head(graph: Graph, region: frozenset) -> frozenset:
 def _activation_peak(graph: Graph, wide: frozenset) -> int:
     """Bytes of activations alive at once (no plan uses less) with `wide` computing in int16;
     a reshape's output shares its input's bytes (as TFLM's planner aliases RESHAPE)."""
-    from dataclasses import replace
-
-    from qcompiler.ir.memory import activation_buffers, lower_bound
     _, bits = resolve(graph, Precision(wide=frozenset(wide), inputs8=True))
     root: dict[str, str] = {}
     for n in graph.nodes:
