@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from qcompiler.ir import Graph, Node, Value
 from qcompiler.ir.activation import clamp_of
-from qcompiler.ir.memory import activation_buffers, lower_bound
+from qcompiler.ir.memory import activation_buffers, best_plan, lower_bound
 
 # ops whose output shares its (first) input's quantization parameters: they move raw values
 FOLLOWERS = frozenset({"MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Reshape", "Flatten",
@@ -141,15 +141,18 @@ def recurrent_head(graph: Graph, region: frozenset) -> frozenset:
         work.extend(readers)
     if not head:
         return frozenset()
-    if _activation_peak(graph, region | head) > _activation_peak(graph, region):
+    if activation_peak(graph, region | head) > activation_peak(graph, region):
         return frozenset()
     return frozenset(head)
 
 
-def _activation_peak(graph: Graph, wide: frozenset) -> int:
-    """Bytes of activations alive at once (no plan uses less) with `wide` computing in int16;
-    a reshape's output shares its input's bytes (as TFLM's planner aliases RESHAPE)."""
-    _, bits = resolve(graph, Precision(wide=frozenset(wide), inputs8=True))
+def activation_buffers_at(graph: Graph, wide: frozenset) -> list:
+    """The activation buffers (`ir.memory.Buffer`) with `wide` computing in int16, the QUANTIZE
+    copies at the borders included; a reshape's output shares its input's bytes (as TFLM's
+    planner aliases RESHAPE)."""
+    graph = graph.copy()
+    nodes, bits = resolve(graph, Precision(wide=frozenset(wide), inputs8=True))
+    insert_borders(graph, nodes, bits)
     root: dict[str, str] = {}
     for n in graph.nodes:
         if n.op in RESHAPES and n.inputs and n.inputs[0] is not None and not n.inputs[0].is_constant:
@@ -158,7 +161,18 @@ def _activation_peak(graph: Graph, wide: frozenset) -> int:
     for alias, src in root.items():
         if alias in buffers and src in buffers:
             buffers[src] = replace(buffers[src], last=max(buffers[src].last, buffers.pop(alias).last))
-    return lower_bound([replace(b, size=b.size * bits.get(b.name, 8) // 8) for b in buffers.values()])
+    return [replace(b, size=b.size * bits.get(b.name, 8) // 8) for b in buffers.values()]
+
+
+def activation_peak(graph: Graph, wide: frozenset) -> int:
+    """Bytes of activations alive at once (no plan uses less) with `wide` computing in int16."""
+    return lower_bound(activation_buffers_at(graph, wide))
+
+
+def planned_arena(graph: Graph, wide: frozenset) -> int:
+    """The arena the best of the greedy offline plans (`ir.memory.best_plan`) needs with `wide`
+    computing in int16: mixed buffer sizes can keep a plan above the lower bound."""
+    return best_plan(activation_buffers_at(graph, wide))[1]
 
 
 def int16_capable(node: Node) -> bool:

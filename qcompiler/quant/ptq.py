@@ -11,6 +11,7 @@ goes into report.json.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,11 @@ from qcompiler.ir import Graph
 from qcompiler.quant.moments import DATA_FREE_SIGMAS, Moments, data_free_estimate, propagate
 from qcompiler.quant.precision import INT8, INT16, Precision, clamp_keeps_int8, precision_summary
 from qcompiler.quant.scheme import TFLITE_INT8, QuantScheme
+from qcompiler.quant.arena_estimate import activation_bytes
 from qcompiler.quant.ptq_options import (GPTQ_SAMPLES, _auto_fc, _check_options, _wide_outputs_on, activations_mode,
                                          bounded_scope, recurrent_int16, resolved_bias_correction,
                                          resolved_cle, weight_rounding, weights_summary)
+from qcompiler.quant.wide_tails import TAIL_RATIO, fit_arena, heavy_tail_nodes, region_of
 from qcompiler.quant.report import layer_report, parameters_only, report_samples, worst_layers
 
 
@@ -282,6 +285,18 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
             kept_int8 = "the target has no int16 activation scheme"
         elif wide_nodes:  # with the recurrent cells' int16 nodes, if any
             precision = Precision(wide=frozenset(wide_nodes) | recurrent, inputs8=True)
+    tails = []
+    if mode == "int8" and precision.wide and samples is not None:
+        _, tails = heavy_tail_nodes(graph, ranges, wide_ranges, precision,
+                                    keep8=lambda n: clamp_keeps_int8(scheme, n))
+        if tails:
+            def arena_of(wide: frozenset) -> int:
+                q = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
+                                   scheme=fc_scheme, precision=replace(precision, wide=wide), wide_ranges=wide_ranges)
+                size = cost(q, False) if cost is not None else None
+                return size if size is not None else activation_bytes(q)
+            tails = fit_arena(precision.wide, tails, arena_of)
+            precision = replace(precision, wide=precision.wide | region_of(tails))
     if searched is not None:   # built as below, bias correction included
         qgraph = searched
     else:
@@ -292,6 +307,11 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
         summary["outputs"] = wide_outputs.summary(qgraph, mixed, kept_int8)
         if kept_int8 is None:
             summary["outputs"]["conversions"] = precision_summary(graph, qgraph, precision)["conversions"]
+    if tails:
+        summary["heavy_tails"] = {
+            "rule": f"int8 model with int16 layers: a tensor whose min-max span is >= {TAIL_RATIO:g}x its int8 "
+                    "span computes in int16 with its producer and readers, while the activation peak holds",
+            "tensors": tails}
     if mode != "int8" or recurrent:
         summary["activations"] = precision_summary(graph, qgraph, precision)
         if recurrent:

@@ -206,7 +206,13 @@ def fc_tradeoff(summary: dict) -> str | None:
 def outputs_line(summary: dict) -> str | None:
     """One sentence when an output's width follows the mixed-range rule (quant/wide_outputs.py)."""
     from qcompiler.quant.wide_outputs import announce
-    return announce(summary.get("outputs") or {})
+    line = announce(summary.get("outputs") or {})
+    tails = (summary.get("heavy_tails") or {}).get("tensors")
+    if tails:
+        line = (f"{line}; " if line else "") + (
+            f"{len(tails)} heavy-tailed tensor(s) compute in int16 with their readers (the 16x8 kernels are in the "
+            f"model already; min-max range over {max(t['ratio'] for t in tails):.1f}x the int8 range at most)")
+    return line
 
 
 def activations_line(summary: dict) -> str | None:
