@@ -97,11 +97,14 @@ def lower_conv(ctx: LoweringContext, node: Node):
         src = _nwc_to_nhwc(ctx, x)
         sizes, outs = (1, x.shape[2]), (1, y.shape[2])
     else:
-        src, sizes, outs = ctx.get(x, NHWC), x.shape[2:], y.shape[2:]
+        src = ctx.prepadded[id(x)] if id(x) in ctx.prepadded else ctx.get(x, NHWC)
+        sizes, outs = x.shape[2:], y.shape[2:]
     wdata = w.data[:, :, None, :] if one_d else w.data
     kernel, begins = wdata.shape[2:], pads[:2]
     padding = matching_padding(sizes, kernel, strides, dilations, begins, outs)
-    if padding is None:  # zero-point padding = skipped taps in the reference
+    if id(x) in ctx.prepadded:  # padded before its conversion to int16 (src is that tensor)
+        padding = "VALID"
+    elif padding is None:  # zero-point padding = skipped taps in the reference
         ends = window_ends(sizes, kernel, strides, dilations, begins, outs)
         src = explicit_pad(ctx, node, x, src, sizes, begins, ends, None)
         padding = "VALID"
@@ -189,3 +192,18 @@ def strided_slice(ctx: LoweringContext, name: str, src: int, dst: int, begin, en
                   end_mask: int = 0) -> None:
     ctx.op("STRIDED_SLICE", [src, ctx.int32(f"{name}_begin", begin), ctx.int32(f"{name}_end", end),
                              ctx.int32(f"{name}_strides", strides)], [dst], end_mask=end_mask)
+
+
+def explicit_pads(node: Node) -> tuple[list[int], list[int]] | None:
+    """(begin, end) pads of a 2-D Conv whose ONNX padding TFLite's SAME / VALID cannot express
+    (lower_conv pads it explicitly); None when one of them does, or for 1-D convs."""
+    x, w, y = node.input(0), node.input(1), node.outputs[0]
+    if w is None or not w.is_constant or len(w.shape) != 4:
+        return None
+    pads = onnx_pads(node, 2)
+    strides = [int(s) for s in node.attrs.get("strides", [1, 1])]
+    dilations = [int(d) for d in node.attrs.get("dilations", [1, 1])]
+    sizes, outs, kernel, begins = x.shape[2:], y.shape[2:], w.shape[2:], pads[:2]
+    if matching_padding(sizes, kernel, strides, dilations, begins, outs) is not None:
+        return None
+    return begins, window_ends(sizes, kernel, strides, dilations, begins, outs)

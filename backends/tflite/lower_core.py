@@ -159,6 +159,9 @@ class LoweringContext:
         self.copies: dict[tuple, int] = {}            # (id(value), layout) -> tensor
         # value -> ONNX column index of each TFLite column (a Flatten feeding only Gemms)
         self.fc_columns: dict[int, np.ndarray] = {}
+        # value -> NHWC tensor holding it already padded for its one Conv reader (a conversion to
+        # int16 padded on the int8 side: lower_quant.py)
+        self.prepadded: dict[int, int] = {}
         self._outputs = {id(v) for v in graph.outputs}
 
     # -- tensors and ops
