@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qcompiler.ir.memory import Buffer, best_plan, lower_bound, plan
+from qcompiler.ir.memory import ORDERS, Buffer, best_plan, lower_bound, plan
 
 
 def test_greedy_exact_offsets():
@@ -35,6 +35,15 @@ def test_best_plan_beats_largest_first_when_it_can():
     assert (best, name) == (176, "creation")
     assert best_offsets == {"b2": 0, "b0": 96, "b1": 0, "b3": 80}
     assert best >= lower_bound(bufs)
+
+
+def test_equal_sizes_longest_lasting_first_meets_the_lower_bound():
+    # at op 5 b0, b1 and b3 are alive: 112 bytes, the lower bound; every other order leaves a
+    # gap and needs 128; placing the longest-lasting of the equal sizes first meets the bound
+    bufs = [Buffer("b0", 48, 5, 7), Buffer("b1", 32, 4, 5), Buffer("b2", 64, 3, 3), Buffer("b3", 32, 3, 5)]
+    assert min(plan(bufs, order)[1] for name, order in ORDERS.items() if name != "size_last") == 128
+    offsets, size, name = best_plan(bufs)
+    assert (size, name) == (112, "size_last") and size == lower_bound(bufs)
 
 
 def test_no_overlap_between_conflicting_buffers():

@@ -56,6 +56,10 @@ ORDERS: dict[str, Callable[[Buffer], tuple]] = {
     "lifetime": lambda b: (-(b.last - b.first), -b.size, b.name),
     "area": lambda b: (-b.size * (b.last - b.first + 1), b.name),
     "creation": lambda b: (b.first, -b.size, b.name),
+    # largest first, among equal sizes the longest-lasting first: a mixed int8 / int16 model's
+    # many equal-sized int8 tensors otherwise leave a gap the int16 copies cannot use
+    # (ddddocr_det with int16 at 104x104: 3.76 MB against a 3.15 MB lower bound; this order meets it)
+    "size_last": lambda b: (-b.size, -b.last, b.name),
 }
 
 
