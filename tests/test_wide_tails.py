@@ -135,7 +135,7 @@ def test_models_without_int16_layers_are_untouched(compiled):
 
 def test_fit_arena_gives_back_the_largest_tensors_first():
     tails = [{"node": f"n{i}", "readers": [f"r{i}"], "elements": size} for i, size in enumerate([400, 100, 400, 25])]
-    growth = {"n0": 1000, "n2": 1000, "n1": 10, "n3": 1}
+    growth = {"n0": 2000, "n2": 2000, "n1": 10, "n3": 1}
 
     def arena_of(wide):
         return 100_000 + sum(growth[n] for n in wide if n in growth)
