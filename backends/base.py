@@ -140,6 +140,13 @@ class Backend:
         search plans the activations itself)."""
         return None
 
+    def activation_arena(self, qgraph: Graph) -> int | None:
+        """Activation bytes the target's own memory plan of a candidate integer graph needs,
+        computed without running anything, so that choices made on it (quant/wide_tails.py)
+        come out the same whether or not the runtime is installed; None: the caller estimates
+        from the graph."""
+        return None
+
     def supported_ops(self) -> set[str]:
         """Op names it lowers (for `qcc inspect --target` and the parity test)."""
         raise NotImplementedError

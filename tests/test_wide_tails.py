@@ -143,3 +143,18 @@ def test_fit_arena_gives_back_the_largest_tensors_first():
     assert [e["node"] for e in kept] == ["n1", "n3"]
     assert region_of(kept) == {"n1", "r1", "n3", "r3"}
     assert fit_arena(frozenset(), tails, lambda wide: 100_000 + 10_000 * len(wide)) == []
+
+
+def test_the_choice_is_planned_not_measured(tmp_path, data, monkeypatch):
+    """The arena check reads the target's offline plan (Backend.activation_arena), never a
+    runtime measurement (Backend.cost), so the artifact does not depend on installed runtimes."""
+    from qcompiler.backends.tflite import TfliteBackend
+
+    def measured(*args, **kwargs):
+        raise AssertionError("the heavy-tails rule must not measure the arena in a runtime")
+    monkeypatch.setattr(TfliteBackend, "cost", measured)
+    calls = []
+    planned = TfliteBackend.activation_arena
+    monkeypatch.setattr(TfliteBackend, "activation_arena", lambda self, q: calls.append(1) or planned(self, q))
+    res = compile_model(_tailed_head(tmp_path / "m.onnx"), tmp_path / "out", CompileOptions(calib=data[0]))
+    assert res.report["calibration"]["heavy_tails"]["tensors"] and calls

@@ -23,7 +23,7 @@ from qcompiler.backends.tflite.flatbuffer import TflModel
 from qcompiler.backends.tflite.lower import (INPUT_DTYPES, IO_MODES, LOWERINGS, WHY_UNSUPPORTED, check_supported,
                                              lower)
 from qcompiler.backends.tflite.lower_core import FUSED_ACTIVATIONS
-from qcompiler.backends.tflite.memory import memory_plan, plan_arena, quick_arena
+from qcompiler.backends.tflite.memory import memory_plan, offline_plan, plan_arena, quick_arena
 # TFLM keeps per-tensor runtime structs and per-op data (e.g. per-channel multipliers) in the arena
 TFLM_BYTES_PER_TENSOR = 64
 TFLM_BYTES_PER_CHANNEL = 8
@@ -215,6 +215,13 @@ class TfliteBackend(Backend):
         expand_wide_softmax(q)
         model, arena, _ = (plan_arena if exact else quick_arena)(lower(q).model)
         return arena["arena_bytes"] if arena["arena_bytes"] is not None else arena_estimate(model)["arena_bytes"]
+
+    def activation_arena(self, qgraph) -> int | None:
+        """The planned head of the offline memory plan of the lowered graph (what emit records)."""
+        from qcompiler.quant.wide_softmax import expand_wide_softmax
+        q = qgraph.copy()
+        expand_wide_softmax(q)
+        return offline_plan(lower(q).model)[1]
 
     def supported_ops(self) -> set[str]:
         return set(LOWERINGS)

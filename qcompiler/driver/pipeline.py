@@ -126,7 +126,7 @@ def target_support(graph: Graph, backend) -> list[str]:
 
 def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
              scheme: QuantScheme = TFLITE_INT8, defer_report: bool = False,
-             wide_scheme: QuantScheme | None = None, cost=None,
+             wide_scheme: QuantScheme | None = None, cost=None, activation_arena=None,
              output_scheme: QuantScheme | None = None) -> tuple[Graph | None, dict, dict]:
     """(int8 graph, calibration summary, ranges); see qcompiler/quant/ptq.py for the steps.
 
@@ -139,7 +139,8 @@ def quantize(graph: Graph, calib_path: str | None, options: CompileOptions,
     from qcompiler.quant.wide_softmax import expand_wide_softmax
     from qcompiler.quant.ptq import run_ptq
     qgraph, summary, ranges = run_ptq(graph, calib_path, options, scheme=scheme, defer_report=defer_report,
-                                      wide_scheme=wide_scheme, cost=cost, output_scheme=output_scheme)
+                                      wide_scheme=wide_scheme, cost=cost, activation_arena=activation_arena,
+                                      output_scheme=output_scheme)
     if qgraph is not None:
         expand_wide_softmax(qgraph)
     return qgraph, summary, ranges
@@ -232,6 +233,7 @@ def compile_model(model_path: str | os.PathLike, outdir: str | os.PathLike,
     # no calib: data-free; the per-layer report overlaps with the backend (finish_report below)
     qgraph, calib_summary, ranges = quantize(graph, options.calib, options, scheme=scheme, defer_report=True,
                                              wide_scheme=wide_scheme, cost=backend.cost,
+                                             activation_arena=backend.activation_arena,
                                              output_scheme=backend.int16_scheme)
     tmp = None
     try:

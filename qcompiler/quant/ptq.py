@@ -180,13 +180,16 @@ def _correct_biases(graph: Graph, qgraph: Graph, mode: str, samples, total: int,
 @one_blas_thread()
 def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme = TFLITE_INT8,
             defer_report: bool = False, wide_scheme: QuantScheme | None = None,
-            cost=None, output_scheme: QuantScheme | None = None) -> tuple[Graph | None, dict, dict]:
+            cost=None, output_scheme: QuantScheme | None = None,
+            activation_arena=None) -> tuple[Graph | None, dict, dict]:
     """Quantize `graph` per `options`: (integer graph, summary for report.json, ranges).
 
     `wide_scheme`: the int16 scheme, for --activations int16 / auto; `cost(qgraph, exact) -> int
     | None`, the backend's arena bytes of a candidate for the auto search (Backend.cost);
     `output_scheme`: the target's int16 scheme (None: it has none), for int8 models whose graph
-    outputs join values of very different ranges (qcompiler/quant/wide_outputs.py).
+    outputs join values of very different ranges (qcompiler/quant/wide_outputs.py);
+    `activation_arena(qgraph) -> int | None`, the target's planned activation bytes of a
+    candidate (Backend.activation_arena), for the heavy-tails rule (quant/wide_tails.py).
 
     With CLE on, `graph` is equalized in place (its float function is unchanged),
     so the float graph, the ranges and the int8 graph describe the same tensors.
@@ -293,7 +296,7 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
             def arena_of(wide: frozenset) -> int:
                 q = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
                                    scheme=fc_scheme, precision=replace(precision, wide=wide), wide_ranges=wide_ranges)
-                size = cost(q, False) if cost is not None else None
+                size = activation_arena(q) if activation_arena is not None else None
                 return size if size is not None else activation_bytes(q)
             tails = fit_arena(precision.wide, tails, arena_of)
             precision = replace(precision, wide=precision.wide | region_of(tails))

@@ -19,9 +19,10 @@ so
     their own outputs go back to int8 at their readers), when every reader has an int16
     kernel; tensors by decreasing ratio, each only if the planned activation arena
     (`precision.planned_arena`, the QUANTIZE copies at the borders included) does not grow;
-    then the target's own arena of the integer graph (`Backend.cost`: its lowering adds
-    copies the IR does not show, e.g. TFLite's explicit PAD) is checked, and the largest
-    tensors are given back to int8 until it grows by at most ARENA_SLACK (`fit_arena`).
+    then the target's own activation plan of the integer graph (`Backend.activation_arena`,
+    computed, never measured, so the choice does not depend on installed runtimes; its
+    lowering adds copies the IR does not show, e.g. TFLite's explicit PAD) is checked, and the
+    largest tensors are given back to int8 until it grows by at most ARENA_SLACK (`fit_arena`).
 
 Measured (bench/corpus_diagnosis.md): ddddocr_det 21.45 -> 23.32 dB, F1 0.975 -> 0.985, arena
 +1.1 %. Empirical bias correction helps the int8 model more than the mixed one (without it the
@@ -42,10 +43,9 @@ from qcompiler.quant.precision import FOLLOWERS, Precision, int16_capable, plann
 
 # one bit: min-max on the int8 grid would double the step of the tensor's bulk
 TAIL_RATIO = 2.0
-# how much the target's arena may grow: the runtime's bookkeeping for the added ops (TFLM: node
-# and tensor structs, ~128 B per op on a 64-bit host, the 16x8 kernels' per-channel data) and the
-# few copies at the borders (ddddocr_det: its 39 tails cost +35 KB of 3.23 MB, +1.1 %, for
-# +1.9 dB and F1 0.975 -> 0.985; bench/corpus_diagnosis.md)
+# how much the target's planned activations may grow: the few copies at the borders
+# (ddddocr_det: its 39 tails plan +30 KB of 3.12 MB, +1 %, for +1.9 dB and F1 0.975 -> 0.985;
+# bench/corpus_diagnosis.md)
 ARENA_SLACK, ARENA_SLACK_BYTES = 1 / 50, 1024
 
 
@@ -99,9 +99,9 @@ def region_of(tails: list[dict]) -> frozenset:
 
 
 def fit_arena(wide: frozenset, tails: list[dict], arena_of, tries: int = 6) -> list[dict]:
-    """The entries of `tails` kept so that `arena_of(nodes in int16)` (the target's arena of the
-    integer graph) stays within `arena_of(wide)` plus the slack (ARENA_SLACK): while it grows more, the
-    entries with the largest tensors go back to int8 (all of that size at once: a resolution
+    """The entries of `tails` kept so that `arena_of(nodes in int16)` (the target's planned
+    activation arena of the integer graph) stays within `arena_of(wide)` plus the slack
+    (ARENA_SLACK): while it grows more, the entries with the largest tensors go back to int8 (all of that size at once: a resolution
     level); none after `tries`."""
     kept = list(tails)
     limit = None
