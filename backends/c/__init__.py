@@ -118,6 +118,10 @@ class CBackend(Backend):
         expand_wide_softmax(q)
         return plan_scratch(lower(q), io_in_scratch=True).scratch_bytes
 
+    def activation_arena(self, qgraph) -> int | None:
+        """The same planned scratch bytes: computed, never measured (quant/wide_tails.py)."""
+        return self.cost(qgraph)
+
     def supported_ops(self) -> set[str]:
         return set(EMITTERS)
 
