@@ -80,7 +80,8 @@ def main(argv=None) -> int:
     ap.add_argument("--targets", default=",".join(TARGETS))
     a = ap.parse_args(argv)
     fresh = list(rows(a.models.split(",") if a.models else None, tuple(a.targets.split(","))))
-    results = merged(fresh, json.loads(OUT.with_suffix(".json").read_text()) if a.models and OUT.with_suffix(".json").is_file() else [])
+    cache = OUT.with_suffix(".json")
+    results = merged(fresh, json.loads(cache.read_text()) if a.models and cache.is_file() else [])
     md = ("# `--activations int16` on the real-model corpus\n\n" + render(results) + "\n\n"
           f"{parity.CORPUS_CALIB} calibration samples and the first {parity.CORPUS_EVAL} evaluation samples per "
           "model (bench/parity.py); SQNR: worst output against the float model; int8 column: the default "

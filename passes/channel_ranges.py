@@ -163,7 +163,8 @@ def _slice_meta(meta: dict, rows: list[int], channels: int) -> dict:
 def split_chain(graph: Graph, a: Node, h: Node, b: Node, c: Node, group: list[int]) -> None:
     """Rewrite one chain with narrow channels `group` (module docstring)."""
     channels = a.input(1).data.shape[0]
-    rest = [i for i in range(channels) if i not in set(group)]
+    narrow = set(group)
+    rest = [i for i in range(channels) if i not in narrow]
     order = group + rest
     ends = []
     for k, rows in enumerate((group, rest)):

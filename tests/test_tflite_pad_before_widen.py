@@ -9,9 +9,9 @@ TFLite Micro, a smaller arena.
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+from onnx_builders import save_model
 
 from qcompiler.backends.tflite import lower_quant
 from qcompiler.backends.tflite.lower import lower
@@ -27,12 +27,7 @@ def _model(path):
     nodes = [helper.make_node("Conv", ["x", "w1"], ["a0"], name="first"),
              helper.make_node("Relu", ["a0"], ["a"], name="relu"),
              helper.make_node("Conv", ["a", "w2"], ["y"], name="strided", strides=[2, 2], pads=[1, 1, 1, 1])]
-    g = helper.make_graph(nodes, "pad_before_widen", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.save(m, path)
-    return path
+    return save_model(path, nodes, {"x": (1, 3, 16, 16)}, {"y": (1, 4, 8, 8)}, inits)
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+from onnx_builders import save_model
 
 from qcompiler.driver.pipeline import CompileOptions, compile_model
 from qcompiler.driver.verify import verify_outdir
@@ -47,12 +47,7 @@ def _tailed_head(path):
              helper.make_node("Conv", ["h", "wo"], ["obj_logit"]), helper.make_node("Sigmoid", ["obj_logit"], ["obj"]),
              helper.make_node("Concat", ["box", "obj"], ["cat"], axis=1),
              helper.make_node("Reshape", ["cat", "shape"], ["y"])]
-    g = helper.make_graph(nodes, "tailed_head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, OUT])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.save(m, path)
-    return path
+    return save_model(path, nodes, {"x": (1, 3, SIZE, SIZE)}, {"y": (1, 3, OUT)}, inits)
 
 
 def _images(rng, count, objects):

@@ -185,6 +185,14 @@ def from_layout(arr: np.ndarray, layout: str | None) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(_inverse(perm)))
 
 
+def _lowered_candidate(qgraph: Graph) -> TflModel:
+    """A candidate integer graph as emit would lower it (wide Softmaxes expanded on a copy)."""
+    from qcompiler.quant.wide_softmax import expand_wide_softmax
+    q = qgraph.copy()
+    expand_wide_softmax(q)
+    return lower(q).model
+
+
 class TfliteBackend(Backend):
     """int8 .tflite for TFLite Micro (with the C bundle) or LiteRT (without)."""
 
@@ -210,18 +218,12 @@ class TfliteBackend(Backend):
         measured in the tflite-micro interpreter as emit does (`exact`), or only TFLM's recorded
         total of the variant emit would pick (one run instead of a bisection); an estimate
         without tflite-micro."""
-        from qcompiler.quant.wide_softmax import expand_wide_softmax
-        q = qgraph.copy()
-        expand_wide_softmax(q)
-        model, arena, _ = (plan_arena if exact else quick_arena)(lower(q).model)
+        model, arena, _ = (plan_arena if exact else quick_arena)(_lowered_candidate(qgraph))
         return arena["arena_bytes"] if arena["arena_bytes"] is not None else arena_estimate(model)["arena_bytes"]
 
     def activation_arena(self, qgraph) -> int | None:
         """The planned head of the offline memory plan of the lowered graph (what emit records)."""
-        from qcompiler.quant.wide_softmax import expand_wide_softmax
-        q = qgraph.copy()
-        expand_wide_softmax(q)
-        return offline_plan(lower(q).model)[1]
+        return offline_plan(_lowered_candidate(qgraph))[1]
 
     def supported_ops(self) -> set[str]:
         return set(LOWERINGS)

@@ -88,23 +88,15 @@ def lower_conv(ctx: LoweringContext, node: Node):
     if not w.is_constant or len(w.shape) not in (3, 4):
         raise BackendError(f"node {node.name}: Conv needs constant 1-D or 2-D weights for TFLite")
     one_d = len(w.shape) == 3
-    spatial = 1 if one_d else 2
-    pads = onnx_pads(node, spatial)
-    strides = [int(s) for s in node.attrs.get("strides", [1] * spatial)]
-    dilations = [int(d) for d in node.attrs.get("dilations", [1] * spatial)]
-    if one_d:  # height-1 image: prepend a unit spatial axis everywhere
-        pads, strides, dilations = [0, pads[0], 0, pads[1]], [1] + strides, [1] + dilations
+    sizes, kernel, strides, dilations, begins, outs = conv_window(node)
+    prepadded = ctx.prepadded.get(id(x))  # padded before its conversion to int16 (lower_quant.py)
+    if one_d:  # height-1 image: a unit spatial axis prepended everywhere
         src = _nwc_to_nhwc(ctx, x)
-        sizes, outs = (1, x.shape[2]), (1, y.shape[2])
     else:
-        src = ctx.prepadded[id(x)] if id(x) in ctx.prepadded else ctx.get(x, NHWC)
-        sizes, outs = x.shape[2:], y.shape[2:]
+        src = prepadded if prepadded is not None else ctx.get(x, NHWC)
     wdata = w.data[:, :, None, :] if one_d else w.data
-    kernel, begins = wdata.shape[2:], pads[:2]
-    padding = matching_padding(sizes, kernel, strides, dilations, begins, outs)
-    if id(x) in ctx.prepadded:  # padded before its conversion to int16 (src is that tensor)
-        padding = "VALID"
-    elif padding is None:  # zero-point padding = skipped taps in the reference
+    padding = "VALID" if prepadded is not None else matching_padding(sizes, kernel, strides, dilations, begins, outs)
+    if padding is None:  # zero-point padding = skipped taps in the reference
         ends = window_ends(sizes, kernel, strides, dilations, begins, outs)
         src = explicit_pad(ctx, node, x, src, sizes, begins, ends, None)
         padding = "VALID"
@@ -194,16 +186,26 @@ def strided_slice(ctx: LoweringContext, name: str, src: int, dst: int, begin, en
                              ctx.int32(f"{name}_strides", strides)], [dst], end_mask=end_mask)
 
 
+def conv_window(node: Node) -> tuple:
+    """(sizes, kernel, strides, dilations, begin pads, output sizes) of a Conv over its 2-D NHWC
+    image; a 1-D Conv's as a height-1 image (a unit spatial axis prepended)."""
+    x, w, y = node.input(0), node.input(1), node.outputs[0]
+    spatial = len(w.shape) - 2
+    pads = onnx_pads(node, spatial)
+    strides = [int(s) for s in node.attrs.get("strides", [1] * spatial)]
+    dilations = [int(d) for d in node.attrs.get("dilations", [1] * spatial)]
+    if spatial == 1:
+        return (1, x.shape[2]), (1, w.shape[2]), [1] + strides, [1] + dilations, [0, pads[0]], (1, y.shape[2])
+    return x.shape[2:], w.shape[2:], strides, dilations, pads[:2], y.shape[2:]
+
+
 def explicit_pads(node: Node) -> tuple[list[int], list[int]] | None:
     """(begin, end) pads of a 2-D Conv whose ONNX padding TFLite's SAME / VALID cannot express
     (lower_conv pads it explicitly); None when one of them does, or for 1-D convs."""
-    x, w, y = node.input(0), node.input(1), node.outputs[0]
+    w = node.input(1)
     if w is None or not w.is_constant or len(w.shape) != 4:
         return None
-    pads = onnx_pads(node, 2)
-    strides = [int(s) for s in node.attrs.get("strides", [1, 1])]
-    dilations = [int(d) for d in node.attrs.get("dilations", [1, 1])]
-    sizes, outs, kernel, begins = x.shape[2:], y.shape[2:], w.shape[2:], pads[:2]
+    sizes, kernel, strides, dilations, begins, outs = conv_window(node)
     if matching_padding(sizes, kernel, strides, dilations, begins, outs) is not None:
         return None
     return begins, window_ends(sizes, kernel, strides, dilations, begins, outs)

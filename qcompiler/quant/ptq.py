@@ -28,7 +28,7 @@ from qcompiler.quant.arena_estimate import activation_bytes
 from qcompiler.quant.ptq_options import (GPTQ_SAMPLES, _auto_fc, _check_options, _wide_outputs_on, activations_mode,
                                          bounded_scope, recurrent_int16, resolved_bias_correction,
                                          resolved_cle, weight_rounding, weights_summary)
-from qcompiler.quant.wide_tails import TAIL_RATIO, fit_arena, heavy_tail_nodes, region_of
+from qcompiler.quant.wide_tails import ARENA_SLACK, TAIL_RATIO, fit_arena, heavy_tail_nodes, region_of
 from qcompiler.quant.report import layer_report, parameters_only, report_samples, worst_layers
 
 
@@ -290,16 +290,14 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
             precision = Precision(wide=frozenset(wide_nodes) | recurrent, inputs8=True)
     tails = []
     if mode == "int8" and precision.wide and samples is not None:
-        _, tails = heavy_tail_nodes(graph, ranges, wide_ranges, precision,
-                                    keep8=lambda n: clamp_keeps_int8(scheme, n))
-        if tails:
-            def arena_of(wide: frozenset) -> int:
-                q = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
-                                   scheme=fc_scheme, precision=replace(precision, wide=wide), wide_ranges=wide_ranges)
-                size = activation_arena(q) if activation_arena is not None else None
-                return size if size is not None else activation_bytes(q)
-            tails = fit_arena(precision.wide, tails, arena_of)
-            precision = replace(precision, wide=precision.wide | region_of(tails))
+        def arena_of(wide: frozenset) -> int:
+            q = quantize_graph(graph, ranges, per_channel_fc=per_channel_fc, per_tensor=options.per_tensor,
+                               scheme=fc_scheme, precision=replace(precision, wide=wide), wide_ranges=wide_ranges)
+            size = activation_arena(q) if activation_arena is not None else None
+            return size if size is not None else activation_bytes(q)
+        tails = fit_arena(precision.wide, heavy_tail_nodes(graph, ranges, wide_ranges, precision,
+                                                           keep8=lambda n: clamp_keeps_int8(scheme, n)), arena_of)
+        precision = replace(precision, wide=precision.wide | region_of(tails))
     if searched is not None:   # built as below, bias correction included
         qgraph = searched
     else:
@@ -313,7 +311,8 @@ def run_ptq(graph: Graph, calib_path: str | None, options, scheme: QuantScheme =
     if tails:
         summary["heavy_tails"] = {
             "rule": f"int8 model with int16 layers: a tensor whose min-max span is >= {TAIL_RATIO:g}x its int8 "
-                    "span computes in int16 with its producer and readers, while the activation peak holds",
+                    "span computes in int16 with its producer and readers, while the target's planned "
+                    f"activation arena grows by at most {ARENA_SLACK:.0%}",
             "tensors": tails}
     if mode != "int8" or recurrent:
         summary["activations"] = precision_summary(graph, qgraph, precision)

@@ -50,14 +50,15 @@ ARENA_SLACK, ARENA_SLACK_BYTES = 1 / 50, 1024
 
 
 def heavy_tail_nodes(graph: Graph, ranges: dict, wide_ranges: dict, precision: Precision,
-                     keep8=None) -> tuple[frozenset, list[dict]]:
-    """(the nodes `precision.wide` grows by, report entries {"node", "tensor", "ratio", "readers"})
-    per the module docstring; `keep8(node)` True: the node must stay int8
-    (precision.clamp_keeps_int8). A candidate that would change a graph input's width is skipped:
-    the rule does not change the model's interface."""
+                     keep8=None) -> list[dict]:
+    """The heavy-tailed tensors `precision.wide` may grow by, as report entries {"node",
+    "tensor", "ratio", "readers", "elements"} (their nodes: `region_of`), per the module
+    docstring; `keep8(node)` True: the node must stay int8 (precision.clamp_keeps_int8). A
+    candidate that would change a graph input's width is skipped: the rule does not change the
+    model's interface."""
     wide = precision.wide
-    if not wide or precision.all16:
-        return frozenset(), []
+    if not wide:
+        return []
 
     def can16(n) -> bool:
         return n.op not in FOLLOWERS and int16_capable(n) and not (keep8 is not None and keep8(n))
@@ -79,6 +80,7 @@ def heavy_tail_nodes(graph: Graph, ranges: dict, wide_ranges: dict, precision: P
             found.append({"node": n.name, "tensor": v.name, "ratio": float((whi - wlo) / (hi - lo)),
                           "readers": readers, "elements": int(math.prod(v.shape))})
     found.sort(key=lambda e: (-e["ratio"], e["node"]))
+
     def input_widths(names: frozenset) -> list[int]:
         values = resolve(graph, replace(precision, wide=names), keep8)[1]
         return [values[v.name] for v in graph.inputs]
@@ -90,7 +92,7 @@ def heavy_tail_nodes(graph: Graph, ranges: dict, wide_ranges: dict, precision: P
             continue
         region = set(trial)
         taken.append(entry)
-    return frozenset(region - wide), taken
+    return taken
 
 
 def region_of(tails: list[dict]) -> frozenset:
@@ -101,16 +103,16 @@ def region_of(tails: list[dict]) -> frozenset:
 def fit_arena(wide: frozenset, tails: list[dict], arena_of, tries: int = 6) -> list[dict]:
     """The entries of `tails` kept so that `arena_of(nodes in int16)` (the target's planned
     activation arena of the integer graph) stays within `arena_of(wide)` plus the slack
-    (ARENA_SLACK): while it grows more, the entries with the largest tensors go back to int8 (all of that size at once: a resolution
-    level); none after `tries`."""
+    (ARENA_SLACK): while it grows more, the entries with the largest tensors go back to int8
+    (all of that size at once: a resolution level); none after `tries`."""
+    if not tails:
+        return []
+    base = arena_of(wide)
+    limit = base + max(base * ARENA_SLACK, ARENA_SLACK_BYTES)
     kept = list(tails)
-    limit = None
     for _ in range(tries):
         if not kept:
-            return []
-        if limit is None:
-            base = arena_of(wide)
-            limit = base + max(base * ARENA_SLACK, ARENA_SLACK_BYTES)
+            break
         if arena_of(wide | region_of(kept)) <= limit:
             return kept
         largest = max(e["elements"] for e in kept)
